@@ -1,0 +1,85 @@
+/*
+ * capheap.h — capheap's own C extensions next to the ESP-IDF-compatible headers.
+ *
+ * Pure C (C99 and later) and C++-compatible. Everything here is a capheap addition; the ESP-IDF
+ * names live in multi_heap.h, esp_heap_caps.h and friends.
+ */
+#ifndef CAPHEAP_H
+#define CAPHEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multi_heap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Heap configuration ----------------------------------------------------------------------- */
+
+/* Options for capheap_heap_register. Zero-initialise and set what you need: every field's zero value
+ * means "the default". Later versions only append fields. */
+typedef struct capheap_heap_config {
+  /* Alignment granule in bytes: 4, 8 or 16; 0 = platform default (alignof(max_align_t) on hosted
+   * builds, 4 on 32-bit bare-metal targets). Every returned pointer is a multiple of it and every
+   * block size is rounded to it. 4 is ESP-IDF's behaviour. */
+  size_t granule;
+} capheap_heap_config_t;
+
+/* Registers [start, start + size) as a heap with explicit options.
+ * Effects: lays a control structure sized to the region at `start` and one free block over the rest.
+ * Returns: the heap handle, or NULL if and only if start is NULL or not 4-byte aligned, cfg->granule
+ *   is not 0/4/8/16, or the region cannot hold the control structure plus one minimum block.
+ *   Regions larger than 4 GiB - 64 use only their first 4 GiB - 64 bytes (offsets are 32-bit).
+ * Complexity: O(log size) (the control structure is zeroed). Thread safety: the region must not be
+ *   in use by anyone else. Not ISR-safe. */
+multi_heap_handle_t capheap_heap_register(void *start, size_t size, const capheap_heap_config_t *cfg);
+
+/* The granule a heap was registered with (4, 8 or 16); 0 for NULL. O(1). */
+size_t capheap_heap_granule(multi_heap_handle_t heap);
+
+/* O(1) self-test of the heap's bookkeeping (counters, bitmaps, sentinel, first block): true when
+ * nothing inconsistent is found. Cheap enough for a periodic safety self-test; the full O(n) check is
+ * multi_heap_check. */
+bool capheap_heap_invariants_hold(multi_heap_handle_t heap);
+
+/* ---- Locks ------------------------------------------------------------------------------------ */
+
+/* Storage for a host lock (a recursive mutex on hosted ports). Initialise with capheap_lock_init
+ * before passing its address to multi_heap_set_lock. Bare-metal ports take any user object instead
+ * (see capheap_set_lock_hooks). */
+typedef union capheap_lock {
+  unsigned char opaque[64];
+  uint64_t align_u64;
+  void *align_ptr;
+} capheap_lock_t;
+
+/* Host ports: initialise / destroy a capheap_lock_t. Bare-metal ports: no-ops. */
+void capheap_lock_init(capheap_lock_t *lock);
+void capheap_lock_destroy(capheap_lock_t *lock);
+
+/* Installs lock callbacks used for every heap lock object (`lock` is what was given to
+ * multi_heap_set_lock). NULL for both restores the port's default. Call before any heap is shared. */
+typedef void (*capheap_lock_fn_t)(void *lock);
+void capheap_set_lock_hooks(capheap_lock_fn_t acquire, capheap_lock_fn_t release);
+
+/* ---- Failure and output hooks ----------------------------------------------------------------- */
+
+/* Called when capheap detects heap corruption or misuse (see src/port/port.h). Must not allocate.
+ * If it returns, the detecting operation is refused (free ignored, allocation returns NULL).
+ * NULL restores the default (host: print to stderr and abort). Returns the previous hook. */
+typedef void (*capheap_fail_hook_t)(const char *what, const void *addr, const void *heap);
+capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook);
+
+/* Redirects dump/report output. `print` receives complete formatted text pieces. NULL restores the
+ * default (host: stdout; bare metal: discard). */
+typedef void (*capheap_print_hook_t)(const char *text, size_t len);
+void capheap_set_print_hook(capheap_print_hook_t print);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPHEAP_H */

@@ -1,0 +1,185 @@
+// capheap/heap.hpp — the C++ API of capheap's region allocator.
+//
+// A Heap turns one contiguous block of RAM into an allocator with O(1) allocate, deallocate,
+// in-place reallocate and aligned allocation (a two-level segregated-fit engine; see
+// docs/design.md). The control structure lives at the start of the region itself, so a Heap object
+// is only a handle: copying it copies the reference, and the heap lives as long as its memory.
+//
+// The engine is not synchronised: callers serialise access (the C API's multi_heap_set_lock and the
+// capabilities layer do that). Nothing here allocates, throws or prints; corruption found on the way
+// goes to the port's fail hook (capheap_set_fail_hook), after which the operation is refused.
+//
+// Freestanding: usable with -ffreestanding -fno-exceptions -fno-rtti.
+#ifndef CAPHEAP_HEAP_HPP
+#define CAPHEAP_HEAP_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace capheap {
+
+namespace detail {
+struct Control;  // the in-region control structure (src/core/block_layout.hpp)
+}  // namespace detail
+
+/// Alignment granule of a heap: every pointer it returns and every block size is a multiple of it.
+enum class Granule : std::uint8_t {
+  kPlatformDefault = 0,  ///< alignof(max_align_t) on hosted 64-bit builds, 4 on 32-bit targets
+  k4 = 4,                ///< ESP-IDF-compatible
+  k8 = 8,
+  k16 = 16,
+};
+
+/// Options for Heap::create. Every default is the documented default.
+struct HeapConfig {
+  Granule granule = Granule::kPlatformDefault;
+};
+
+/// Statistics of one heap, with the same meaning as ESP-IDF's multi_heap_info_t (see multi_heap.h).
+struct HeapInfo {
+  std::size_t total_free_bytes = 0;
+  std::size_t total_allocated_bytes = 0;
+  std::size_t largest_free_block = 0;
+  std::size_t minimum_free_bytes = 0;
+  std::size_t allocated_blocks = 0;
+  std::size_t free_blocks = 0;
+  std::size_t total_blocks = 0;
+};
+
+/// Why validate() rejected a heap. Stable numbering (reported in diagnostics).
+enum class Fault : std::uint8_t {
+  kNone = 0,
+  kBadControl,         ///< control structure magic or configuration damaged
+  kBadBlockSize,       ///< a block size is zero, unaligned, below the minimum or runs past the end
+  kBadPrevFreeFlag,    ///< a block's "previous is free" flag disagrees with the previous block
+  kAdjacentFree,       ///< two free blocks touch (coalescing invariant broken)
+  kBadFooter,          ///< a free block's trailing size copy disagrees with its header
+  kBadSentinel,        ///< the end-of-heap marker is damaged
+  kBadFreeLink,        ///< a free-list link points outside the heap or to a non-free block
+  kBadFreeListClass,   ///< a free block sits in the list of another size class
+  kBadBitmap,          ///< a bitmap bit disagrees with its list's emptiness
+  kFreeListMismatch,   ///< the lists hold a different number of blocks than the physical chain
+  kBadCounters,        ///< free-byte or block counters disagree with the heap's contents
+};
+
+/// Human-readable text for a Fault (static storage).
+const char *fault_text(Fault fault) noexcept;
+
+/// Result of Heap::validate(): ok, or the first bad block (its data address) and why.
+struct Validation {
+  Fault fault = Fault::kNone;
+  const void *block = nullptr;  ///< data address of the first bad block, or the control structure
+  constexpr bool ok() const noexcept { return fault == Fault::kNone; }
+  constexpr explicit operator bool() const noexcept { return ok(); }
+};
+
+/// One physical block as seen by walk(): data address, usable bytes, allocated or not.
+struct BlockView {
+  void *data = nullptr;
+  std::size_t size = 0;
+  bool used = false;
+};
+
+/// Walk callback: return false to stop.
+using WalkFn = bool (*)(const BlockView &block, void *user);
+
+/// Handle to a heap laid over one region.
+class Heap {
+ public:
+  /// A null handle (operator bool is false).
+  constexpr Heap() noexcept = default;
+
+  /// Creates a heap over [start, start + size).
+  /// Effects: writes the control structure (sized to the region) at `start` and one free block over
+  ///   the rest. Returns: the handle, or a null handle if and only if start is null or not 4-byte
+  ///   aligned, the granule is not 4/8/16/default, or the region cannot hold the control structure
+  ///   plus one minimum block (region sizes above 4 GiB - 64 use only their first 4 GiB - 64 bytes).
+  /// Complexity: O(log size). Thread safety: the region must be private to the caller.
+  static Heap create(void *start, std::size_t size, const HeapConfig &config = {}) noexcept;
+
+  /// Adopts an already-created heap from its start address (what create() returned .start()).
+  /// Returns a null handle if no intact control structure is found there. O(1).
+  static Heap attach(void *start) noexcept;
+
+  constexpr explicit operator bool() const noexcept { return control_ != nullptr; }
+  constexpr bool operator==(const Heap &other) const noexcept { return control_ == other.control_; }
+  constexpr bool operator!=(const Heap &other) const noexcept { return control_ != other.control_; }
+
+  /// Allocates `size` bytes aligned to the granule. Returns null if and only if size is 0 or no
+  /// free block can hold it. O(1) (a bounded best-fit look at the request's own size class, then
+  /// the first non-empty larger class).
+  void *allocate(std::size_t size) noexcept;
+
+  /// Allocates `size` bytes such that (result + offset) is a multiple of `alignment`.
+  /// Returns null if size is 0, alignment is 0 or not a power of two, offset is not a multiple of
+  /// 4, no address in this granule can satisfy it, or no free block is large enough. O(1).
+  void *allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset = 0) noexcept;
+
+  /// Frees p (null: no-op). A pointer that is not a live block of this heap is reported through the
+  /// fail hook and ignored. Coalesces immediately. O(1).
+  void deallocate(void *p) noexcept;
+
+  /// Resizes p: null p allocates; size 0 frees and returns null; shrinks in place or grows into a
+  /// free successor in place, else moves within this heap (copying min(old usable, size) bytes).
+  /// Returns null on failure with p untouched. O(1) plus the copy.
+  void *reallocate(void *p, std::size_t size) noexcept;
+
+  /// Usable bytes of the live block at p (0 for null or a pointer that is not a live block). O(1).
+  std::size_t usable_size(const void *p) const noexcept;
+
+  /// Total bytes of the block at p: usable size plus its 4-byte header. O(1).
+  std::size_t block_size(const void *p) const noexcept;
+
+  /// True if p lies inside this heap's region (not necessarily at a block). O(1).
+  bool contains(const void *p) const noexcept;
+
+  /// Statistics (O(1): every figure is a maintained counter or a bounded lookup).
+  HeapInfo info() const noexcept;
+  std::size_t free_bytes() const noexcept;
+  std::size_t minimum_free_bytes() const noexcept;
+  /// Largest L with allocate(L) succeeding now; allocate(L + granule) fails. O(1).
+  std::size_t largest_free_block() const noexcept;
+  /// Sets the low-water mark to the current free size; returns the previous mark. O(1).
+  std::size_t reset_minimum_free_bytes() noexcept;
+  /// Low-water mark := min(mark, value). O(1).
+  void restore_minimum_free_bytes(std::size_t value) noexcept;
+
+  /// Full O(n) cross-check of the physical chain, the free lists, both bitmap levels and the
+  /// counters. Allocates nothing. Returns the first bad block and why.
+  Validation validate() const noexcept;
+
+  /// O(1) self-test of counters, bitmaps, the sentinel and the first block.
+  bool invariants_hold() const noexcept;
+
+  /// Visits every block in address order until fn returns false. O(n).
+  void walk(WalkFn fn, void *user) const noexcept;
+
+  /// Calls f(const BlockView&) -> bool for every block in address order until it returns false.
+  template <class F>
+  void for_each_block(F &&f) const noexcept {
+    using Fn = std::remove_reference_t<F>;
+    walk([](const BlockView &b, void *u) -> bool { return (*static_cast<Fn *>(u))(b); },
+         const_cast<void *>(static_cast<const void *>(&f)));
+  }
+
+  /// Region start (the control structure) and the granule.
+  void *start() const noexcept;
+  std::size_t granule() const noexcept;
+  /// Bytes of the region in use by the heap (control, blocks and end marker).
+  std::size_t region_size() const noexcept;
+  /// Bytes taken by the control structure (the fixed cost of this heap).
+  std::size_t control_size() const noexcept;
+
+  /// Internal access for the C API and tools (src/core/block_layout.hpp).
+  detail::Control *control() const noexcept { return control_; }
+  static Heap from_control(detail::Control *control) noexcept { return Heap(control); }
+
+ private:
+  constexpr explicit Heap(detail::Control *control) noexcept : control_(control) {}
+  detail::Control *control_ = nullptr;
+};
+
+}  // namespace capheap
+
+#endif  // CAPHEAP_HEAP_HPP

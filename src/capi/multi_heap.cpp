@@ -1,0 +1,291 @@
+// multi_heap.cpp — ESP-IDF's multi_heap C API (include/multi_heap.h) and capheap's C extensions
+// (include/capheap.h) as thin shims over capheap::Heap.
+//
+// A multi_heap region starts with an 8-byte prefix holding the lock pointer given to
+// multi_heap_set_lock (8 bytes on every target, so a heap's layout is the same on a 32-bit MCU and a
+// 64-bit host); the engine's control structure follows it. The handle is the region start.
+
+#include "multi_heap.h"
+
+#include "capheap.h"
+#include "capheap/heap.hpp"
+#include "core/block_layout.hpp"
+#include "port/port.h"
+
+namespace {
+
+using capheap::Heap;
+
+struct Prefix {
+  union {
+    void *lock;
+    std::uint64_t storage;  // fixed 8 bytes on every target
+  };
+};
+static_assert(sizeof(Prefix) == 8, "the multi_heap prefix is 8 bytes everywhere");
+
+inline Prefix *prefix_of(multi_heap_handle_t h) { return reinterpret_cast<Prefix *>(h); }
+
+inline Heap heap_of(multi_heap_handle_t h) {
+  return Heap::from_control(static_cast<capheap::detail::Control *>(
+      static_cast<void *>(reinterpret_cast<unsigned char *>(h) + sizeof(Prefix))));
+}
+
+/// Holds the heap's lock (if any) for a scope.
+class Guard {
+ public:
+  explicit Guard(multi_heap_handle_t h) : lock_(prefix_of(h)->lock) {
+    if (lock_ != nullptr) capheap_port_lock_acquire(lock_);
+  }
+  ~Guard() {
+    if (lock_ != nullptr) capheap_port_lock_release(lock_);
+  }
+  Guard(const Guard &) = delete;
+  Guard &operator=(const Guard &) = delete;
+
+ private:
+  void *lock_;
+};
+
+multi_heap_handle_t register_with(void *start, size_t size, capheap::Granule granule) {
+  if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 || size < sizeof(Prefix))
+    return nullptr;
+  capheap::HeapConfig cfg;
+  cfg.granule = granule;
+  const Heap heap = Heap::create(static_cast<unsigned char *>(start) + sizeof(Prefix),
+                                 size - sizeof(Prefix), cfg);
+  if (!heap) return nullptr;
+  Prefix *prefix = static_cast<Prefix *>(start);
+  prefix->storage = 0;
+  prefix->lock = nullptr;
+  return static_cast<multi_heap_handle_t>(start);
+}
+
+}  // namespace
+
+extern "C" {
+
+multi_heap_handle_t multi_heap_register(void *start, size_t size) {
+  return register_with(start, size, capheap::Granule::kPlatformDefault);
+}
+
+multi_heap_handle_t capheap_heap_register(void *start, size_t size, const capheap_heap_config_t *cfg) {
+  capheap::Granule granule = capheap::Granule::kPlatformDefault;
+  if (cfg != nullptr) {
+    switch (cfg->granule) {
+      case 0: break;
+      case 4: granule = capheap::Granule::k4; break;
+      case 8: granule = capheap::Granule::k8; break;
+      case 16: granule = capheap::Granule::k16; break;
+      default: return nullptr;
+    }
+  }
+  return register_with(start, size, granule);
+}
+
+size_t capheap_heap_granule(multi_heap_handle_t heap) {
+  return heap == nullptr ? 0 : heap_of(heap).granule();
+}
+
+bool capheap_heap_invariants_hold(multi_heap_handle_t heap) {
+  if (heap == nullptr) return false;
+  Guard g(heap);
+  return heap_of(heap).invariants_hold();
+}
+
+void multi_heap_set_lock(multi_heap_handle_t heap, void *lock) {
+  if (heap != nullptr) prefix_of(heap)->lock = lock;
+}
+
+void *multi_heap_malloc(multi_heap_handle_t heap, size_t size) {
+  if (heap == nullptr || size == 0) return nullptr;
+  Guard g(heap);
+  return heap_of(heap).allocate(size);
+}
+
+void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
+                                    size_t offset) {
+  if (heap == nullptr || size == 0 || alignment == 0 || (alignment & (alignment - 1)) != 0)
+    return nullptr;
+  if (offset > SIZE_MAX - 3) return nullptr;
+  offset = (offset + 3) & ~size_t(3);  // ESP-IDF rounds the offset up to 4
+  Guard g(heap);
+  return heap_of(heap).allocate_aligned(size, alignment, offset);
+}
+
+void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment) {
+  return multi_heap_aligned_alloc_offs(heap, size, alignment, 0);
+}
+
+void multi_heap_free(multi_heap_handle_t heap, void *p) {
+  if (heap == nullptr || p == nullptr) return;
+  Guard g(heap);
+  heap_of(heap).deallocate(p);
+}
+
+void multi_heap_aligned_free(multi_heap_handle_t heap, void *p) { multi_heap_free(heap, p); }
+
+void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size) {
+  if (heap == nullptr) return nullptr;
+  Guard g(heap);
+  return heap_of(heap).reallocate(p, size);
+}
+
+size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p) {
+  if (heap == nullptr || p == nullptr) return 0;
+  return heap_of(heap).usable_size(p);
+}
+
+size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p) {
+  if (heap == nullptr || p == nullptr) return 0;
+  return heap_of(heap).block_size(p);
+}
+
+bool multi_heap_check(multi_heap_handle_t heap, bool print_errors) {
+  if (heap == nullptr) return false;
+  capheap::Validation v;
+  {
+    Guard g(heap);
+    v = heap_of(heap).validate();
+  }
+  if (!v.ok() && print_errors) {
+    capheap_port_printf("CORRUPT HEAP: %s at %p (heap %p)\n", capheap::fault_text(v.fault), v.block,
+                        static_cast<void *>(heap));
+  }
+  return v.ok();
+}
+
+void multi_heap_dump(multi_heap_handle_t heap) {
+  if (heap == nullptr) return;
+  Guard g(heap);
+  capheap_port_printf("Showing data for heap: %p \n", static_cast<void *>(heap));
+  heap_of(heap).walk(
+      [](const capheap::BlockView &b, void *) -> bool {
+        capheap_port_printf("Block %p data, size: %d bytes, Free: %s \n", b.data,
+                            static_cast<int>(b.size), b.used ? "No" : "Yes");
+        return true;
+      },
+      nullptr);
+}
+
+size_t multi_heap_free_size(multi_heap_handle_t heap) {
+  return heap == nullptr ? 0 : heap_of(heap).free_bytes();
+}
+
+size_t multi_heap_minimum_free_size(multi_heap_handle_t heap) {
+  return heap == nullptr ? 0 : heap_of(heap).minimum_free_bytes();
+}
+
+void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info) {
+  if (info == nullptr) return;
+  *info = multi_heap_info_t{};
+  if (heap == nullptr) return;
+  capheap::HeapInfo i;
+  {
+    Guard g(heap);
+    i = heap_of(heap).info();
+  }
+  info->total_free_bytes = i.total_free_bytes;
+  info->total_allocated_bytes = i.total_allocated_bytes;
+  info->largest_free_block = i.largest_free_block;
+  info->minimum_free_bytes = i.minimum_free_bytes;
+  info->allocated_blocks = i.allocated_blocks;
+  info->free_blocks = i.free_blocks;
+  info->total_blocks = i.total_blocks;
+}
+
+size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap) {
+  if (heap == nullptr) return 0;
+  Guard g(heap);
+  return heap_of(heap).reset_minimum_free_bytes();
+}
+
+void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
+                                           const size_t new_minimum_free_bytes_value) {
+  if (heap == nullptr) return;
+  Guard g(heap);
+  heap_of(heap).restore_minimum_free_bytes(new_minimum_free_bytes_value);
+}
+
+void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func, void *user_data) {
+  if (heap == nullptr || walker_func == nullptr) return;
+  struct Ctx {
+    multi_heap_walker_cb_t fn;
+    void *user;
+  } ctx{walker_func, user_data};
+  Guard g(heap);
+  heap_of(heap).walk(
+      [](const capheap::BlockView &b, void *u) -> bool {
+        const Ctx *cx = static_cast<const Ctx *>(u);
+        return cx->fn(b.data, b.size, b.used ? 1 : 0, cx->user);
+      },
+      &ctx);
+}
+
+void *multi_heap_find_containing_block(multi_heap_handle_t heap, void *p) {
+  if (heap == nullptr || p == nullptr) return nullptr;
+  struct Ctx {
+    std::uintptr_t target;
+    void *found;
+  } ctx{reinterpret_cast<std::uintptr_t>(p), nullptr};
+  Guard g(heap);
+  heap_of(heap).walk(
+      [](const capheap::BlockView &b, void *u) -> bool {
+        Ctx *cx = static_cast<Ctx *>(u);
+        const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(b.data);
+        if (cx->target < start) return false;  // inside a header: no block contains it
+        if (cx->target < start + b.size) {
+          if (b.used) cx->found = b.data;
+          return false;
+        }
+        return true;
+      },
+      &ctx);
+  return ctx.found;
+}
+
+// Block handles point at a block's header word inside the region.
+multi_heap_block_handle_t multi_heap_get_first_block(multi_heap_handle_t heap) {
+  if (heap == nullptr) return nullptr;
+  capheap::detail::Control *c = heap_of(heap).control();
+  return reinterpret_cast<multi_heap_block_handle_t>(capheap::detail::bytes_of(c) + c->first);
+}
+
+multi_heap_block_handle_t multi_heap_get_next_block(multi_heap_handle_t heap,
+                                                    multi_heap_block_handle_t block) {
+  if (heap == nullptr || block == nullptr) return nullptr;
+  capheap::detail::Control *c = heap_of(heap).control();
+  const unsigned char *base = capheap::detail::bytes_of(c);
+  const unsigned char *hdr = reinterpret_cast<const unsigned char *>(block);
+  const std::uint32_t off = static_cast<std::uint32_t>(hdr - base);
+  const std::uint32_t size = capheap::detail::header_size(capheap::detail::load_word(c, off));
+  if (size < capheap::detail::kMinBlockBytes || size > c->end - off) return nullptr;
+  const std::uint32_t next = off + size;
+  if (next >= c->end) return nullptr;
+  return reinterpret_cast<multi_heap_block_handle_t>(base + next);
+}
+
+bool multi_heap_is_free(const multi_heap_block_handle_t block) {
+  if (block == nullptr) return false;
+  std::uint32_t h;
+  __builtin_memcpy(&h, block, sizeof h);
+  return capheap::detail::header_is_free(h);
+}
+
+void *multi_heap_get_block_address(multi_heap_block_handle_t block) {
+  if (block == nullptr) return nullptr;
+  return const_cast<unsigned char *>(reinterpret_cast<const unsigned char *>(block)) +
+         capheap::detail::kHeaderBytes;
+}
+
+void *multi_heap_get_block_owner(multi_heap_block_handle_t) { return nullptr; }
+
+void multi_heap_internal_lock(multi_heap_handle_t heap) {
+  if (heap != nullptr && prefix_of(heap)->lock != nullptr) capheap_port_lock_acquire(prefix_of(heap)->lock);
+}
+
+void multi_heap_internal_unlock(multi_heap_handle_t heap) {
+  if (heap != nullptr && prefix_of(heap)->lock != nullptr) capheap_port_lock_release(prefix_of(heap)->lock);
+}
+
+}  // extern "C"

@@ -1,0 +1,187 @@
+// block_layout.hpp — the one declaration of capheap's in-region memory layout.
+//
+// Every part of capheap that looks at heap memory (the engine, the C API, the tests, the tools)
+// uses this header; nothing re-declares these structures.
+//
+// ## Map of a region
+//
+//   start (4-byte aligned)
+//   |
+//   v
+//   +------------------+---------------+-------------------------+-----+----------+----------+----+
+//   | Control (36 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
+//   +------------------+---------------+-------------------------+-----+----------+----------+----+
+//   ^ offset 0          u32 each        u32 offsets, 0 = empty          ^ first               ^ end
+//                                                                                 (sentinel header)
+//
+// Every position inside a region is a 32-bit byte offset from `start`. Offsets and sizes are the same
+// on a 32-bit MCU and a 64-bit host, so a heap's layout, overhead and fragmentation are identical.
+// Offset 0 is the control structure, so 0 doubles as "no block" in free-list links.
+//
+// ## A block
+//
+//   used block                               free block
+//   +0   header: size | flags                 +0       header: size | kFree | flags
+//   +4   data ... (returned pointer)          +4       next_free (offset, 0 = none)
+//   ...                                       +8       prev_free (offset, 0 = none)
+//   +size-1                                   ...      (stale bytes)
+//                                             +size-4  footer: size (copy of the header's size)
+//
+// - `size` is the whole block including its 4-byte header: the distance to the next header. It is a
+//   multiple of the granule G (4, 8 or 16) and at least kMinBlockBytes (16), so the low two bits of
+//   the header are free for flags. A block's data starts at header + 4 and is G-aligned; hence every
+//   header sits at an address that is 4 below a multiple of G.
+// - The usable size of an allocated block is size - 4: the per-block overhead is one 32-bit word.
+// - kFree: this block is free. kPrevFree: the physically previous block is free, so the word just
+//   before this header is that block's footer (its size), which is how free() finds the previous
+//   block in O(1) without storing a back pointer in used blocks (the boundary-tag idea).
+// - Free blocks are never adjacent (immediate coalescing). The last header of the region, at `end`,
+//   is a sentinel: size 0, not free, so walks and coalescing stop there.
+//
+// ## Size classes (two-level segregated fit, after Masmano et al., "TLSF: a new dynamic memory
+// allocator for real-time systems", ECRTS 2004)
+//
+// Free blocks are kept in LIFO lists, one per size class; a bitmap per first level marks non-empty
+// second-level lists and one more bitmap marks non-empty first levels, so the first non-empty class
+// at or above any class is found with two count-trailing-zeros.
+// - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the region size
+//   so that small regions do not pay for a large table).
+// - Linear row: when SL * G > 16, block sizes below T = SL * G ("small_log2" = log2 T) go to first
+//   level 0 with one class per granule step (exact sizes). Otherwise there is no linear row and
+//   small_log2 is 4 (no block is smaller than 16).
+// - Sizes b >= T: with m = floor(log2 b), first level = m - fl_shift and second level = the next
+//   sl_log2 bits of b below its top bit. fl_shift is small_log2 - 1 with a linear row, else 4.
+//
+// Allocation takes a bounded best fit from the request's own class (at most kFitScan list entries)
+// and otherwise the head of the first non-empty larger class, whose blocks all fit. See design.md.
+#ifndef CAPHEAP_CORE_BLOCK_LAYOUT_HPP
+#define CAPHEAP_CORE_BLOCK_LAYOUT_HPP
+
+#include <cstddef>
+#include <cstdint>
+
+namespace capheap {
+namespace detail {
+
+using u32 = std::uint32_t;
+
+// ---- Strong types -------------------------------------------------------------------------------
+
+/// Byte offset of a position from the region start.
+struct Offset {
+  u32 value;
+  constexpr explicit Offset(u32 v = 0) noexcept : value(v) {}
+  constexpr bool is_null() const noexcept { return value == 0; }
+  friend constexpr bool operator==(Offset a, Offset b) noexcept { return a.value == b.value; }
+  friend constexpr bool operator!=(Offset a, Offset b) noexcept { return a.value != b.value; }
+};
+
+/// Whole size of a block in bytes (header included).
+struct BlockBytes {
+  u32 value;
+  constexpr explicit BlockBytes(u32 v = 0) noexcept : value(v) {}
+};
+
+/// A size class: first-level and second-level index.
+struct SizeClass {
+  u32 fl;
+  u32 sl;
+};
+
+// ---- Constants ----------------------------------------------------------------------------------
+
+constexpr u32 kHeaderBytes = 4;    ///< one 32-bit header word per block
+constexpr u32 kMinBlockBytes = 16; ///< header + next + prev + footer of a free block
+constexpr u32 kFree = 1u;          ///< header flag: this block is free
+constexpr u32 kPrevFree = 2u;      ///< header flag: the previous block is free
+constexpr u32 kFlagMask = 3u;
+constexpr u32 kSizeMask = ~kFlagMask;
+constexpr std::uint16_t kControlMagic = 0xCA9Eu;
+constexpr u32 kMaxSlLog2 = 5;      ///< SL <= 32 so a second-level bitmap is one u32
+constexpr u32 kFitScan = 4;        ///< entries examined by the bounded best fit in the own class
+/// Largest region capheap manages (offsets are 32-bit; 64 bytes of slack keep every sum in range).
+constexpr std::size_t kMaxRegionBytes = 0xFFFFFFC0u;
+
+// Offsets of a free block's fields from its header.
+constexpr u32 kNextFreeField = 4;
+constexpr u32 kPrevFreeField = 8;
+
+// ---- Control structure ----------------------------------------------------------------------------
+
+/// The heap's control structure at offset 0 of its region. Followed in memory by
+/// `u32 sl_bitmap[fl_count]` and `u32 heads[fl_count << sl_log2]`.
+struct Control {
+  std::uint16_t magic;         ///< kControlMagic
+  std::uint8_t granule_log2;   ///< 2, 3 or 4
+  std::uint8_t sl_log2;        ///< 0..kMaxSlLog2
+  std::uint8_t fl_count;       ///< number of first levels (1..32)
+  std::uint8_t fl_shift;       ///< first level = floor(log2 size) - fl_shift for sizes >= small
+  std::uint8_t small_log2;     ///< sizes below 1 << small_log2 use the linear row (first level 0)
+  std::uint8_t flags;          ///< reserved for per-heap options; 0
+  u32 first;                   ///< offset of the first block header
+  u32 end;                     ///< offset of the sentinel header
+  u32 free_bytes;              ///< sum of the sizes of free blocks (headers included)
+  u32 min_free_bytes;          ///< low-water mark of free_bytes
+  u32 free_blocks;             ///< number of free blocks
+  u32 used_blocks;             ///< number of allocated blocks
+  u32 fl_bitmap;               ///< bit f set iff sl_bitmap[f] != 0
+};
+
+static_assert(sizeof(Control) == 36, "Control must stay 36 bytes on every target");
+static_assert(alignof(Control) == 4, "Control needs only 4-byte alignment");
+static_assert(sizeof(u32) == kHeaderBytes, "a header is one 32-bit word");
+static_assert(kMinBlockBytes == kHeaderBytes + 2 * sizeof(u32) + sizeof(u32),
+              "a free block holds header, two links and a footer");
+static_assert((kMinBlockBytes & kFlagMask) == 0, "block sizes leave the flag bits free");
+static_assert((1u << kMaxSlLog2) <= 32, "a second-level bitmap must fit a u32");
+
+/// Bytes of the control structure for a configuration (Control + bitmaps + list heads).
+constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
+  return static_cast<u32>(sizeof(Control)) + 4u * fl_count + 4u * (fl_count << sl_log2);
+}
+
+// ---- Raw access ------------------------------------------------------------------------------------
+// All heap metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an
+// offset from the control structure. memcpy keeps the accesses free of type-punning problems (user
+// data may have been stored there with any type); compilers emit one aligned load or store.
+
+inline unsigned char *bytes_of(Control *c) noexcept { return static_cast<unsigned char *>(static_cast<void *>(c)); }
+inline const unsigned char *bytes_of(const Control *c) noexcept {
+  return static_cast<const unsigned char *>(static_cast<const void *>(c));
+}
+
+inline u32 load_word(const Control *c, u32 off) noexcept {
+  u32 v;
+  __builtin_memcpy(&v, __builtin_assume_aligned(bytes_of(c) + off, 4), sizeof v);
+  return v;
+}
+inline void store_word(Control *c, u32 off, u32 v) noexcept {
+  __builtin_memcpy(__builtin_assume_aligned(bytes_of(c) + off, 4), &v, sizeof v);
+}
+
+inline u32 *sl_bitmaps(Control *c) noexcept {
+  return static_cast<u32 *>(static_cast<void *>(bytes_of(c) + sizeof(Control)));
+}
+inline const u32 *sl_bitmaps(const Control *c) noexcept {
+  return static_cast<const u32 *>(static_cast<const void *>(bytes_of(c) + sizeof(Control)));
+}
+inline u32 *list_heads(Control *c) noexcept { return sl_bitmaps(c) + c->fl_count; }
+inline const u32 *list_heads(const Control *c) noexcept { return sl_bitmaps(c) + c->fl_count; }
+
+inline u32 header_size(u32 header) noexcept { return header & kSizeMask; }
+inline bool header_is_free(u32 header) noexcept { return (header & kFree) != 0; }
+inline bool header_prev_free(u32 header) noexcept { return (header & kPrevFree) != 0; }
+
+/// Data pointer of the block whose header is at `off`.
+inline void *data_of(Control *c, u32 off) noexcept { return bytes_of(c) + off + kHeaderBytes; }
+inline const void *data_of(const Control *c, u32 off) noexcept {
+  return bytes_of(c) + off + kHeaderBytes;
+}
+
+/// Granule in bytes.
+inline u32 granule_of(const Control *c) noexcept { return 1u << c->granule_log2; }
+
+}  // namespace detail
+}  // namespace capheap
+
+#endif  // CAPHEAP_CORE_BLOCK_LAYOUT_HPP

@@ -1,0 +1,735 @@
+// heap.cpp — capheap's region allocator engine (two-level segregated fit, 32-bit offsets).
+//
+// The layout it manipulates is declared and drawn in block_layout.hpp; read that first. Every
+// operation here is O(1): a class lookup, at most kFitScan list entries, two bit scans and a
+// constant number of neighbour updates. Only validate() and walk() visit every block.
+//
+// No locks (callers serialise), no allocation, no I/O. Detected corruption goes through the port's
+// fail hook (check.hpp) and the operation is refused before anything is modified.
+
+#include "capheap/heap.hpp"
+
+#include "core/block_layout.hpp"
+#include "core/check.hpp"
+
+namespace capheap {
+
+using detail::Control;
+using detail::kFitScan;
+using detail::kFree;
+using detail::kHeaderBytes;
+using detail::kMinBlockBytes;
+using detail::kNextFreeField;
+using detail::kPrevFree;
+using detail::kPrevFreeField;
+using detail::kSizeMask;
+using detail::load_word;
+using detail::SizeClass;
+using detail::store_word;
+using detail::u32;
+
+namespace {
+
+// ================================================================================================
+// Small helpers
+// ================================================================================================
+
+inline u32 msb_index(u32 v) noexcept { return 31u - static_cast<u32>(__builtin_clz(v)); }
+inline u32 lsb_index(u32 v) noexcept { return static_cast<u32>(__builtin_ctz(v)); }
+inline bool is_pow2(std::size_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+inline std::uintptr_t addr_of(const void *p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+
+inline u32 header(const Control *c, u32 blk) noexcept { return load_word(c, blk); }
+inline void set_header(Control *c, u32 blk, u32 h) noexcept { store_word(c, blk, h); }
+inline u32 size_at(const Control *c, u32 blk) noexcept { return header(c, blk) & kSizeMask; }
+inline u32 next_free(const Control *c, u32 blk) noexcept { return load_word(c, blk + kNextFreeField); }
+inline u32 prev_free(const Control *c, u32 blk) noexcept { return load_word(c, blk + kPrevFreeField); }
+inline void set_footer(Control *c, u32 blk, u32 size) noexcept { store_word(c, blk + size - 4, size); }
+
+/// Sets or clears the kPrevFree flag of the block at `blk` (possibly the sentinel).
+inline void set_prev_free_flag(Control *c, u32 blk, bool prev_is_free) noexcept {
+  const u32 h = header(c, blk);
+  set_header(c, blk, prev_is_free ? (h | kPrevFree) : (h & ~kPrevFree));
+}
+
+/// The size class a block of `size` bytes is filed under.
+inline SizeClass class_of(const Control *c, u32 size) noexcept {
+  if (size < (1u << c->small_log2)) return {0, size >> c->granule_log2};
+  const u32 m = msb_index(size);
+  return {m - c->fl_shift, (size >> (m - c->sl_log2)) ^ (1u << c->sl_log2)};
+}
+
+inline u32 list_index(const Control *c, SizeClass k) noexcept { return (k.fl << c->sl_log2) + k.sl; }
+
+/// Block size needed for a request of `request` usable bytes; 0 if no block of this heap can hold it.
+inline u32 block_for_request(const Control *c, std::size_t request) noexcept {
+  const std::size_t span = c->end - c->first;
+  if (request > span) return 0;  // also keeps the arithmetic below far from overflow
+  const std::size_t g = detail::granule_of(c);
+  std::size_t b = (request + kHeaderBytes + g - 1) & ~(g - 1);
+  if (b < kMinBlockBytes) b = kMinBlockBytes;
+  return b > span ? 0 : static_cast<u32>(b);
+}
+
+/// Header offset of the block whose data pointer is p, or 0 if p cannot be a block of this heap
+/// (outside the block area or misaligned). Does not look at memory.
+inline u32 block_of_pointer(const Control *c, const void *p) noexcept {
+  const std::uintptr_t base = addr_of(c);
+  const std::uintptr_t a = addr_of(p);
+  if (a < base + c->first + kHeaderBytes || a >= base + c->end) return 0;
+  if ((a & (detail::granule_of(c) - 1)) != 0) return 0;
+  return static_cast<u32>(a - base) - kHeaderBytes;
+}
+
+// ================================================================================================
+// Free lists
+// ================================================================================================
+
+void insert_free(Control *c, u32 blk, u32 size) noexcept {
+  const SizeClass k = class_of(c, size);
+  u32 *heads = detail::list_heads(c);
+  const u32 idx = list_index(c, k);
+  const u32 old = heads[idx];
+  store_word(c, blk + kNextFreeField, old);
+  store_word(c, blk + kPrevFreeField, 0);
+  if (old != 0) store_word(c, old + kPrevFreeField, blk);
+  heads[idx] = blk;
+  detail::sl_bitmaps(c)[k.fl] |= 1u << k.sl;
+  c->fl_bitmap |= 1u << k.fl;
+}
+
+void remove_free(Control *c, u32 blk, u32 size) noexcept {
+  const u32 next = next_free(c, blk);
+  const u32 prev = prev_free(c, blk);
+  if (next != 0) store_word(c, next + kPrevFreeField, prev);
+  if (prev != 0) {
+    store_word(c, prev + kNextFreeField, next);
+    return;
+  }
+  const SizeClass k = class_of(c, size);
+  const u32 idx = list_index(c, k);
+  detail::list_heads(c)[idx] = next;
+  if (next == 0) {
+    u32 &slmap = detail::sl_bitmaps(c)[k.fl];
+    slmap &= ~(1u << k.sl);
+    if (slmap == 0) c->fl_bitmap &= ~(1u << k.fl);
+  }
+}
+
+/// O(1) sanity check of a free-list entry before the allocator trusts it.
+inline bool free_entry_ok(const Control *c, u32 blk) noexcept {
+  if (blk < c->first || blk >= c->end || (blk & 3u) != 0) return false;
+  const u32 h = header(c, blk);
+  const u32 size = h & kSizeMask;
+  return (h & kFree) != 0 && size >= kMinBlockBytes && size <= c->end - blk;
+}
+
+/// Finds a free block of at least `b` bytes, or 0. Bounded best fit in b's own class (its blocks
+/// may be smaller than b), else the head of the first non-empty larger class (all of whose blocks
+/// are at least b). Sets *bad when a list entry fails its sanity check.
+u32 find_free(const Control *c, u32 b, bool *bad) noexcept {
+  const SizeClass k = class_of(c, b);
+  const u32 *heads = detail::list_heads(c);
+  u32 blk = heads[list_index(c, k)];
+  u32 best = 0;
+  u32 best_size = ~0u;
+  for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+    if (CAPHEAP_UNLIKELY(!free_entry_ok(c, blk))) {
+      *bad = true;
+      return blk;
+    }
+    const u32 s = size_at(c, blk);
+    if (s >= b && s < best_size) {
+      best = blk;
+      best_size = s;
+      if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+    }
+    blk = next_free(c, blk);
+  }
+  if (best != 0) return best;
+
+  u32 fl = k.fl;
+  u32 slmap = detail::sl_bitmaps(c)[fl] & (~1u << k.sl);
+  if (slmap == 0) {
+    const u32 flmap = (k.fl + 1 < 32) ? (c->fl_bitmap & (~0u << (k.fl + 1))) : 0;
+    if (flmap == 0) return 0;
+    fl = lsb_index(flmap);
+    slmap = detail::sl_bitmaps(c)[fl];
+  }
+  const u32 found = heads[(fl << c->sl_log2) + lsb_index(slmap)];
+  if (CAPHEAP_UNLIKELY(!free_entry_ok(c, found))) *bad = true;
+  return found;
+}
+
+inline void note_allocation(Control *c, u32 taken) noexcept {
+  c->free_bytes -= taken;
+  if (c->free_bytes < c->min_free_bytes) c->min_free_bytes = c->free_bytes;
+}
+
+/// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
+/// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
+/// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
+void carve(Control *c, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    const u32 tail = blk + b;
+    set_header(c, tail, rest | kFree);  // its previous block (ours) is allocated
+    set_footer(c, tail, rest);
+    insert_free(c, tail, rest);  // the block after `tail` already has kPrevFree set
+    ++c->free_blocks;
+    size = b;
+  } else {
+    set_prev_free_flag(c, blk + size, false);
+  }
+  set_header(c, blk, size | prev_flag);
+  --c->free_blocks;
+  ++c->used_blocks;
+  note_allocation(c, size);
+}
+
+const char *const kBadFreeEntry = "free list entry is not a valid free block";
+
+/// O(1) checks that p is a live block of this heap, with its neighbours' links consistent.
+/// Returns the header offset, or 0 after reporting through the fail hook.
+u32 checked_live_block(const Control *c, const void *p, const char *op_name) noexcept {
+  const u32 blk = block_of_pointer(c, p);
+  if (!CAPHEAP_CHECK_ALWAYS(blk != 0, op_name, p, c)) return 0;
+  const u32 h = header(c, blk);
+  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p, c)) return 0;
+  const u32 size = h & kSizeMask;
+  if (!CAPHEAP_CHECK_ALWAYS(size >= kMinBlockBytes && size <= c->end - blk &&
+                                (size & (detail::granule_of(c) - 1)) == 0,
+                            "bad block header (corrupted size)", p, c))
+    return 0;
+  const u32 next_h = header(c, blk + size);
+  if (!CAPHEAP_CHECK_ALWAYS((next_h & kPrevFree) == 0,
+                            "bad block header (next block says this one is free)", p, c))
+    return 0;
+  if ((h & kPrevFree) != 0) {
+    const u32 psize = load_word(c, blk - 4);
+    if (!CAPHEAP_CHECK_ALWAYS(psize >= kMinBlockBytes && psize <= blk - c->first &&
+                                  header(c, blk - psize) == (psize | kFree),
+                              "bad previous free block (footer or header corrupted)", p, c))
+      return 0;
+  }
+  return blk;
+}
+
+Granule granule_default() noexcept {
+  if (sizeof(void *) >= 8) {
+    return alignof(std::max_align_t) >= 16 ? Granule::k16 : Granule::k8;
+  }
+  return Granule::k4;
+}
+
+/// sl_log2 for a block area of `span` bytes: small regions get small tables (fixed cost), large
+/// regions finer classes (less rounding of searched sizes).
+u32 sl_log2_for(std::size_t span) noexcept {
+  if (span <= 256) return 0;
+  if (span <= 1024) return 1;
+  if (span <= 4096) return 2;
+  if (span <= 16 * 1024) return 3;
+  if (span <= 256 * 1024) return 4;
+  return 5;
+}
+
+}  // namespace
+
+// ================================================================================================
+// Creation
+// ================================================================================================
+
+Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexcept {
+  if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
+  Granule gr = config.granule == Granule::kPlatformDefault ? granule_default() : config.granule;
+  u32 g_log2;
+  switch (gr) {
+    case Granule::k4: g_log2 = 2; break;
+    case Granule::k8: g_log2 = 3; break;
+    case Granule::k16: g_log2 = 4; break;
+    default: return Heap();
+  }
+  if (size > detail::kMaxRegionBytes) size = detail::kMaxRegionBytes;
+  const u32 region = static_cast<u32>(size);
+  const u32 g = 1u << g_log2;
+  if (region < sizeof(Control) + 8 + kMinBlockBytes + kHeaderBytes) return Heap();
+
+  // Table geometry from an upper bound of the block area; the real area is a little smaller, so the
+  // first-level count computed from the bound always covers it.
+  const u32 span_bound = region - static_cast<u32>(sizeof(Control));
+  const u32 sl_log2 = sl_log2_for(span_bound);
+  const bool linear = (1u << (sl_log2 + g_log2)) > kMinBlockBytes;
+  const u32 small_log2 = linear ? sl_log2 + g_log2 : 4u;
+  const u32 fl_shift = linear ? small_log2 - 1 : 4u;
+  const u32 top_fl = span_bound < (1u << small_log2) ? 0 : msb_index(span_bound) - fl_shift;
+  const u32 fl_count = top_fl + 1;
+  const u32 ctl_bytes = detail::control_bytes(fl_count, sl_log2);
+
+  // First block: its data must be granule-aligned in absolute terms.
+  const std::uintptr_t base = addr_of(start);
+  const std::uintptr_t first_data = (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
+  const std::uintptr_t first_abs = first_data - kHeaderBytes;
+  if (first_abs - base + kMinBlockBytes + kHeaderBytes > region) return Heap();
+  const u32 first = static_cast<u32>(first_abs - base);
+  const u32 area = (region - first - kHeaderBytes) & ~(g - 1);
+  if (area < kMinBlockBytes) return Heap();
+  const u32 end = first + area;
+
+  Control *c = static_cast<Control *>(start);
+  __builtin_memset(start, 0, ctl_bytes);
+  c->magic = detail::kControlMagic;
+  c->granule_log2 = static_cast<std::uint8_t>(g_log2);
+  c->sl_log2 = static_cast<std::uint8_t>(sl_log2);
+  c->fl_count = static_cast<std::uint8_t>(fl_count);
+  c->fl_shift = static_cast<std::uint8_t>(fl_shift);
+  c->small_log2 = static_cast<std::uint8_t>(small_log2);
+  c->flags = 0;
+  c->first = first;
+  c->end = end;
+
+  set_header(c, first, area | kFree);
+  set_footer(c, first, area);
+  set_header(c, end, kPrevFree);  // sentinel: size 0, in use, previous block free
+  insert_free(c, first, area);
+  c->free_bytes = area;
+  c->min_free_bytes = area;
+  c->free_blocks = 1;
+  c->used_blocks = 0;
+  return Heap(c);
+}
+
+Heap Heap::attach(void *start) noexcept {
+  if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
+  Control *c = static_cast<Control *>(start);
+  if (c->magic != detail::kControlMagic || c->granule_log2 < 2 || c->granule_log2 > 4 ||
+      c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32)
+    return Heap();
+  return Heap(c);
+}
+
+// ================================================================================================
+// Allocation
+// ================================================================================================
+
+CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
+  Control *c = control_;
+  if (size == 0) return nullptr;
+  const u32 b = block_for_request(c, size);
+  if (b == 0) return nullptr;
+  bool bad = false;
+  const u32 blk = find_free(c, b, &bad);
+  if (blk == 0) return nullptr;
+  if (CAPHEAP_UNLIKELY(bad)) {
+    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), c);
+    return nullptr;
+  }
+  const u32 size_found = size_at(c, blk);
+  remove_free(c, blk, size_found);
+  carve(c, blk, size_found, b, 0);
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", detail::data_of(c, blk), c);
+  return detail::data_of(c, blk);
+}
+
+void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
+  Control *c = control_;
+  if (size == 0 || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
+  const u32 g = detail::granule_of(c);
+  if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate(size);
+  // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
+  // or offset not a multiple of it) when offset is a multiple of g.
+  if ((offset & (g - 1)) != 0 || offset > c->end) return nullptr;
+  const u32 b = block_for_request(c, size);
+  if (b == 0) return nullptr;
+  const std::size_t span = c->end - c->first;
+  if (alignment > span) {
+    // Only a block whose data happens to be aligned could serve it; try the plain path once.
+    bool bad = false;
+    const u32 blk = find_free(c, b, &bad);
+    if (blk == 0 || bad || ((addr_of(detail::data_of(c, blk)) + offset) & (alignment - 1)) != 0)
+      return nullptr;
+    return allocate(size);
+  }
+  const u32 a = static_cast<u32>(alignment);
+
+  // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a leading
+  // gap that is either 0 or large enough to be a free block of its own.
+  u32 blk = 0;
+  bool bad = false;
+  const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
+  if (padded <= span) blk = find_free(c, static_cast<u32>(padded), &bad);
+  if (blk == 0 && !bad) blk = find_free(c, b, &bad);  // a smaller block may still fit by luck
+  if (blk == 0) return nullptr;
+  if (CAPHEAP_UNLIKELY(bad)) {
+    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), c);
+    return nullptr;
+  }
+
+  const u32 size_found = size_at(c, blk);
+  const std::uintptr_t data = addr_of(detail::data_of(c, blk));
+  std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
+  while (target != data && target - data < kMinBlockBytes) target += a;
+  const u32 gap = static_cast<u32>(target - data);
+  if (std::size_t(gap) + b > size_found) return nullptr;
+
+  remove_free(c, blk, size_found);
+  u32 prev_flag = 0;
+  u32 at = blk;
+  u32 avail = size_found;
+  if (gap != 0) {
+    // The leading gap becomes a free block; its previous block is in use (blk was free).
+    set_header(c, blk, gap | kFree);
+    set_footer(c, blk, gap);
+    insert_free(c, blk, gap);
+    ++c->free_blocks;
+    at = blk + gap;
+    avail = size_found - gap;
+    prev_flag = kPrevFree;
+  }
+  carve(c, at, avail, b, prev_flag);
+  return detail::data_of(c, at);
+}
+
+// ================================================================================================
+// Free
+// ================================================================================================
+
+CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
+  if (p == nullptr) return;
+  Control *c = control_;
+  u32 blk = checked_live_block(c, p, "free of a pointer that is not a block of this heap");
+  if (blk == 0) return;
+  const u32 h = header(c, blk);
+  u32 size = h & kSizeMask;
+  c->free_bytes += size;
+  --c->used_blocks;
+
+  // Merge with the following block when free ...
+  const u32 next = blk + size;
+  const u32 next_h = header(c, next);
+  if ((next_h & kFree) != 0) {
+    const u32 next_size = next_h & kSizeMask;
+    if (!CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c)) {
+      c->free_bytes -= size;
+      ++c->used_blocks;
+      return;
+    }
+    remove_free(c, next, next_size);
+    size += next_size;
+    --c->free_blocks;
+  }
+  // ... and with the preceding one (checked_live_block verified its footer and header).
+  if ((h & kPrevFree) != 0) {
+    const u32 psize = load_word(c, blk - 4);
+    blk -= psize;
+    remove_free(c, blk, psize);
+    size += psize;
+    --c->free_blocks;
+  }
+  set_header(c, blk, size | kFree);
+  set_footer(c, blk, size);
+  set_prev_free_flag(c, blk + size, true);
+  insert_free(c, blk, size);
+  ++c->free_blocks;
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, c);
+}
+
+// ================================================================================================
+// Realloc
+// ================================================================================================
+
+void *Heap::reallocate(void *p, std::size_t size) noexcept {
+  if (p == nullptr) return allocate(size);
+  if (size == 0) {
+    deallocate(p);
+    return nullptr;
+  }
+  Control *c = control_;
+  const u32 blk = checked_live_block(c, p, "realloc of a pointer that is not a block of this heap");
+  if (blk == 0) return nullptr;
+  const u32 b = block_for_request(c, size);
+  if (b == 0) return nullptr;
+  const u32 h = header(c, blk);
+  const u32 cur = h & kSizeMask;
+  const u32 prev_flag = h & kPrevFree;
+  const u32 next = blk + cur;
+  const u32 next_h = header(c, next);
+  const bool next_is_free = (next_h & kFree) != 0;
+  const u32 next_size = next_is_free ? (next_h & kSizeMask) : 0;
+  if (next_is_free && !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c))
+    return nullptr;
+
+  if (b <= cur) {
+    // Shrink in place. The freed tail joins a free successor, or stands alone if big enough.
+    const u32 rest = cur - b + next_size;
+    if (rest >= kMinBlockBytes) {
+      if (next_is_free) {
+        remove_free(c, next, next_size);
+        --c->free_blocks;
+      } else {
+        set_prev_free_flag(c, next, true);
+      }
+      const u32 tail = blk + b;
+      set_header(c, tail, rest | kFree);
+      set_footer(c, tail, rest);
+      insert_free(c, tail, rest);
+      ++c->free_blocks;
+      set_header(c, blk, b | prev_flag);
+      c->free_bytes += cur - b;
+    }
+    return p;
+  }
+
+  if (next_is_free && cur + next_size >= b) {
+    // Grow in place into the free successor.
+    remove_free(c, next, next_size);
+    const u32 total = cur + next_size;
+    const u32 rest = total - b;
+    u32 now = total;
+    if (rest >= kMinBlockBytes) {
+      const u32 tail = blk + b;
+      set_header(c, tail, rest | kFree);  // the block after it keeps its kPrevFree flag
+      set_footer(c, tail, rest);
+      insert_free(c, tail, rest);
+      now = b;
+    } else {
+      set_prev_free_flag(c, blk + total, false);
+      --c->free_blocks;
+    }
+    set_header(c, blk, now | prev_flag);
+    note_allocation(c, now - cur);
+    return p;
+  }
+
+  // Move: allocate, copy, free. On failure the old block stays as it was.
+  void *q = allocate(size);
+  if (q == nullptr) return nullptr;
+  const std::size_t keep = (cur - kHeaderBytes) < size ? (cur - kHeaderBytes) : size;
+  __builtin_memcpy(q, p, keep);
+  deallocate(p);
+  return q;
+}
+
+// ================================================================================================
+// Queries
+// ================================================================================================
+
+std::size_t Heap::usable_size(const void *p) const noexcept {
+  const Control *c = control_;
+  if (p == nullptr || c == nullptr) return 0;
+  const u32 blk = block_of_pointer(c, p);
+  if (blk == 0) return 0;
+  const u32 h = header(c, blk);
+  const u32 size = h & kSizeMask;
+  if ((h & kFree) != 0 || size < kMinBlockBytes || size > c->end - blk) return 0;
+  return size - kHeaderBytes;
+}
+
+std::size_t Heap::block_size(const void *p) const noexcept {
+  const std::size_t usable = usable_size(p);
+  return usable == 0 ? 0 : usable + kHeaderBytes;
+}
+
+bool Heap::contains(const void *p) const noexcept {
+  if (control_ == nullptr) return false;
+  const std::uintptr_t base = addr_of(control_);
+  return addr_of(p) >= base && addr_of(p) < base + control_->end + kHeaderBytes;
+}
+
+std::size_t Heap::largest_free_block() const noexcept {
+  const Control *c = control_;
+  if (c == nullptr || c->fl_bitmap == 0) return 0;
+  // Only the top non-empty class can hold the largest fitting block, and allocate() looks at no
+  // more than its first kFitScan entries, so neither does this (see the contract in heap.hpp).
+  const u32 fl = msb_index(c->fl_bitmap);
+  const u32 sl = msb_index(detail::sl_bitmaps(c)[fl]);
+  u32 blk = detail::list_heads(c)[(fl << c->sl_log2) + sl];
+  u32 best = 0;
+  for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+    if (!free_entry_ok(c, blk)) break;
+    const u32 s = size_at(c, blk);
+    if (s > best) best = s;
+    blk = next_free(c, blk);
+  }
+  return best < kMinBlockBytes ? 0 : best - kHeaderBytes;
+}
+
+std::size_t Heap::free_bytes() const noexcept { return control_ ? control_->free_bytes : 0; }
+std::size_t Heap::minimum_free_bytes() const noexcept {
+  return control_ ? control_->min_free_bytes : 0;
+}
+
+std::size_t Heap::reset_minimum_free_bytes() noexcept {
+  const std::size_t old = control_->min_free_bytes;
+  control_->min_free_bytes = control_->free_bytes;
+  return old;
+}
+
+void Heap::restore_minimum_free_bytes(std::size_t value) noexcept {
+  if (value < control_->min_free_bytes) control_->min_free_bytes = static_cast<u32>(value);
+}
+
+HeapInfo Heap::info() const noexcept {
+  HeapInfo i;
+  const Control *c = control_;
+  if (c == nullptr) return i;
+  i.total_free_bytes = c->free_bytes;
+  i.allocated_blocks = c->used_blocks;
+  i.free_blocks = c->free_blocks;
+  i.total_blocks = std::size_t(c->used_blocks) + c->free_blocks;
+  i.total_allocated_bytes =
+      std::size_t(c->end - c->first - c->free_bytes) - std::size_t(kHeaderBytes) * c->used_blocks;
+  i.largest_free_block = largest_free_block();
+  i.minimum_free_bytes = c->min_free_bytes;
+  return i;
+}
+
+void *Heap::start() const noexcept { return control_; }
+std::size_t Heap::granule() const noexcept { return control_ ? detail::granule_of(control_) : 0; }
+std::size_t Heap::region_size() const noexcept {
+  return control_ ? std::size_t(control_->end) + kHeaderBytes : 0;
+}
+std::size_t Heap::control_size() const noexcept {
+  return control_ ? detail::control_bytes(control_->fl_count, control_->sl_log2) : 0;
+}
+
+// ================================================================================================
+// Walk, validate, invariants
+// ================================================================================================
+
+void Heap::walk(WalkFn fn, void *user) const noexcept {
+  Control *c = control_;
+  if (c == nullptr || fn == nullptr) return;
+  u32 blk = c->first;
+  while (blk < c->end) {
+    const u32 h = header(c, blk);
+    const u32 size = h & kSizeMask;
+    if (size < kMinBlockBytes || size > c->end - blk) return;  // corrupt: stop, never loop
+    const BlockView view{detail::data_of(c, blk), size - kHeaderBytes, (h & kFree) == 0};
+    if (!fn(view, user)) return;
+    blk += size;
+  }
+}
+
+const char *fault_text(Fault fault) noexcept {
+  switch (fault) {
+    case Fault::kNone: return "no fault";
+    case Fault::kBadControl: return "control structure damaged";
+    case Fault::kBadBlockSize: return "bad block size";
+    case Fault::kBadPrevFreeFlag: return "previous-block-free flag is wrong";
+    case Fault::kAdjacentFree: return "two adjacent free blocks";
+    case Fault::kBadFooter: return "free block footer does not match its header";
+    case Fault::kBadSentinel: return "end-of-heap marker damaged";
+    case Fault::kBadFreeLink: return "free list link points to an invalid block";
+    case Fault::kBadFreeListClass: return "free block in the wrong size-class list";
+    case Fault::kBadBitmap: return "free-list bitmap disagrees with the lists";
+    case Fault::kFreeListMismatch: return "free lists and block chain disagree";
+    case Fault::kBadCounters: return "free byte or block counters are wrong";
+  }
+  return "unknown fault";
+}
+
+Validation Heap::validate() const noexcept {
+  const Control *c = control_;
+  if (c == nullptr) return {Fault::kBadControl, nullptr};
+  const Validation ctl_bad{Fault::kBadControl, c};
+  if (c->magic != detail::kControlMagic || c->granule_log2 < 2 || c->granule_log2 > 4 ||
+      c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32 ||
+      c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
+      ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
+    return ctl_bad;
+  const u32 g = detail::granule_of(c);
+
+  // 1. Physical chain.
+  u32 blk = c->first;
+  bool prev_was_free = false;
+  u32 free_count = 0, used_count = 0, free_sum = 0;
+  while (blk < c->end) {
+    const u32 h = header(c, blk);
+    const u32 size = h & kSizeMask;
+    const void *where = detail::data_of(c, blk);
+    if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk)
+      return {Fault::kBadBlockSize, where};
+    if (((h & kPrevFree) != 0) != prev_was_free) return {Fault::kBadPrevFreeFlag, where};
+    const bool is_free = (h & kFree) != 0;
+    if (is_free) {
+      if (prev_was_free) return {Fault::kAdjacentFree, where};
+      if (load_word(c, blk + size - 4) != size) return {Fault::kBadFooter, where};
+      ++free_count;
+      free_sum += size;
+    } else {
+      ++used_count;
+    }
+    prev_was_free = is_free;
+    blk += size;
+  }
+  const u32 sentinel = header(c, c->end);
+  if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
+      ((sentinel & kPrevFree) != 0) != prev_was_free)
+    return {Fault::kBadSentinel, detail::data_of(c, c->end)};
+
+  // 2. Free lists and bitmaps.
+  const u32 *heads = detail::list_heads(c);
+  const u32 *slmaps = detail::sl_bitmaps(c);
+  const u32 sl_count = 1u << c->sl_log2;
+  u32 listed = 0;
+  for (u32 fl = 0; fl < c->fl_count; ++fl) {
+    if (((c->fl_bitmap >> fl) & 1u) != (slmaps[fl] != 0 ? 1u : 0u))
+      return {Fault::kBadBitmap, c};
+    if (sl_count < 32 && (slmaps[fl] >> sl_count) != 0) return {Fault::kBadBitmap, c};
+    for (u32 sl = 0; sl < sl_count; ++sl) {
+      u32 e = heads[(fl << c->sl_log2) + sl];
+      if (((slmaps[fl] >> sl) & 1u) != (e != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
+      u32 back = 0;
+      while (e != 0) {
+        if (listed >= free_count) return {Fault::kFreeListMismatch, detail::data_of(c, e)};
+        if (e < c->first || e >= c->end || ((e + kHeaderBytes) & (g - 1)) != 0 ||
+            !free_entry_ok(c, e) ||
+            load_word(c, e + size_at(c, e) - 4) != size_at(c, e) || prev_free(c, e) != back)
+          return {Fault::kBadFreeLink, back ? detail::data_of(c, back) : static_cast<const void *>(c)};
+        const SizeClass k = class_of(c, size_at(c, e));
+        if (k.fl != fl || k.sl != sl) return {Fault::kBadFreeListClass, detail::data_of(c, e)};
+        // The block after a listed block must say its predecessor is free: ties the list entry to
+        // the physical chain.
+        if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
+          return {Fault::kBadFreeLink, detail::data_of(c, e)};
+        ++listed;
+        back = e;
+        e = next_free(c, e);
+      }
+    }
+  }
+  if (c->fl_count < 32 && (c->fl_bitmap >> c->fl_count) != 0) return {Fault::kBadBitmap, c};
+  if (listed != free_count) return {Fault::kFreeListMismatch, c};
+
+  // 3. Counters.
+  if (c->free_bytes != free_sum || c->free_blocks != free_count || c->used_blocks != used_count ||
+      c->min_free_bytes > c->free_bytes)
+    return {Fault::kBadCounters, c};
+  return {};
+}
+
+bool Heap::invariants_hold() const noexcept {
+  const Control *c = control_;
+  if (c == nullptr || c->magic != detail::kControlMagic || c->end <= c->first) return false;
+  const u32 span = c->end - c->first;
+  if (c->free_bytes > span || c->min_free_bytes > c->free_bytes) return false;
+  if ((c->free_blocks == 0) != (c->fl_bitmap == 0)) return false;
+  if (c->fl_count < 32 && (c->fl_bitmap >> c->fl_count) != 0) return false;
+  if (std::size_t(c->free_blocks) * kMinBlockBytes > span) return false;
+  if (std::size_t(c->used_blocks) * kMinBlockBytes + c->free_bytes > span) return false;
+  const u32 sentinel = header(c, c->end);
+  if ((sentinel & (kSizeMask | kFree)) != 0) return false;
+  const u32 first_h = header(c, c->first);
+  const u32 first_size = first_h & kSizeMask;
+  if (first_size < kMinBlockBytes || first_size > span || (first_h & kPrevFree) != 0) return false;
+  if (c->fl_bitmap != 0) {
+    const u32 fl = msb_index(c->fl_bitmap);
+    const u32 slmap = detail::sl_bitmaps(c)[fl];
+    if (slmap == 0) return false;
+    const u32 top = detail::list_heads(c)[(fl << c->sl_log2) + msb_index(slmap)];
+    if (!free_entry_ok(c, top)) return false;
+  }
+  return true;
+}
+
+}  // namespace capheap

@@ -1,0 +1,141 @@
+// port_baremetal.cpp — the bare-metal implementation of the port contract in port/port.h.
+//
+// Freestanding: no libc I/O, no allocation, no OS. Locks call user hooks (typically "mask
+// interrupts" / "restore"), console output goes to a user print hook (discarded without one) and a
+// detected corruption calls the user fail hook, or traps. Formatting is a tiny built-in subset of
+// printf (%s %d %u %x %X %p %c %%, width and zero padding) so dumps work without a C library.
+
+#include "port/port.h"
+
+#include <stdarg.h>
+
+#include "capheap.h"
+
+namespace {
+capheap_lock_fn_t g_lock_acquire = nullptr;
+capheap_lock_fn_t g_lock_release = nullptr;
+capheap_fail_hook_t g_fail_hook = nullptr;
+capheap_print_hook_t g_print_hook = nullptr;
+
+struct Out {
+  char buf[160];
+  size_t len = 0;
+  void flush() {
+    if (len != 0 && g_print_hook != nullptr) g_print_hook(buf, len);
+    len = 0;
+  }
+  void put(char ch) {
+    if (len == sizeof buf) flush();
+    buf[len++] = ch;
+  }
+};
+
+void put_number(Out &out, unsigned long long v, unsigned base, bool upper, int width, char pad,
+                bool negative) {
+  char digits[24];
+  int n = 0;
+  const char *set = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  do {
+    digits[n++] = set[v % base];
+    v /= base;
+  } while (v != 0);
+  if (negative) digits[n++] = '-';
+  for (int i = n; i < width; ++i) out.put(pad);
+  while (n > 0) out.put(digits[--n]);
+}
+}  // namespace
+
+extern "C" {
+
+void capheap_lock_init(capheap_lock_t *) {}
+void capheap_lock_destroy(capheap_lock_t *) {}
+
+void capheap_set_lock_hooks(capheap_lock_fn_t acquire, capheap_lock_fn_t release) {
+  g_lock_acquire = acquire;
+  g_lock_release = release;
+}
+
+void capheap_port_lock_acquire(void *lock) {
+  if (g_lock_acquire != nullptr) g_lock_acquire(lock);
+}
+
+void capheap_port_lock_release(void *lock) {
+  if (g_lock_release != nullptr) g_lock_release(lock);
+}
+
+capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook) {
+  capheap_fail_hook_t old = g_fail_hook;
+  g_fail_hook = hook;
+  return old;
+}
+
+void capheap_port_fail(const char *what, const void *addr, const void *heap) {
+  if (g_fail_hook != nullptr) {
+    g_fail_hook(what, addr, heap);
+    return;
+  }
+  capheap_port_printf("CORRUPT HEAP: %s at %p (heap %p)\n", what, addr, heap);
+  __builtin_trap();
+}
+
+void capheap_set_print_hook(capheap_print_hook_t print) { g_print_hook = print; }
+
+void capheap_port_printf(const char *fmt, ...) {
+  if (g_print_hook == nullptr) return;
+  Out out;
+  va_list ap;
+  va_start(ap, fmt);
+  for (const char *f = fmt; *f != '\0'; ++f) {
+    if (*f != '%') {
+      out.put(*f);
+      continue;
+    }
+    ++f;
+    char pad = ' ';
+    int width = 0;
+    if (*f == '0') {
+      pad = '0';
+      ++f;
+    }
+    while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+    bool is_long = false;
+    while (*f == 'l' || *f == 'z') {
+      is_long = true;
+      ++f;
+    }
+    switch (*f) {
+      case 'd':
+      case 'i': {
+        long long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
+        const bool neg = v < 0;
+        put_number(out, neg ? 0ull - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v),
+                   10, false, width, pad, neg);
+        break;
+      }
+      case 'u':
+      case 'x':
+      case 'X': {
+        unsigned long long v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
+        put_number(out, v, *f == 'u' ? 10u : 16u, *f == 'X', width, pad, false);
+        break;
+      }
+      case 'p':
+        out.put('0');
+        out.put('x');
+        put_number(out, reinterpret_cast<unsigned long long>(va_arg(ap, void *)), 16, false, 8, '0',
+                   false);
+        break;
+      case 's':
+        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s) out.put(*s);
+        break;
+      case 'c': out.put(static_cast<char>(va_arg(ap, int))); break;
+      case '%': out.put('%'); break;
+      case '\0': --f; break;
+      default: out.put('%'); out.put(*f); break;
+    }
+  }
+  va_end(ap);
+  out.flush();
+}
+
+}  // extern "C"
