@@ -12,8 +12,8 @@ alignas(16) unsigned char g_region[160 * 1024];
 void print_info(const char *when, multi_heap_handle_t heap) {
   multi_heap_info_t i;
   multi_heap_get_info(heap, &i);
-  std::printf("%-28s free %7zu  allocated %7zu  largest %7zu  min_free %7zu  blocks %zu/%zu\n", when,
-              i.total_free_bytes, i.total_allocated_bytes, i.largest_free_block,
+  std::printf("%-28s free %7zu  allocated %7zu  largest %7zu  min_free %7zu  blocks %zu/%zu\n",
+              when, i.total_free_bytes, i.total_allocated_bytes, i.largest_free_block,
               i.minimum_free_bytes, i.allocated_blocks, i.free_blocks);
 }
 }  // namespace
@@ -28,13 +28,17 @@ int main() {
 
   // A typical firmware pattern: many small objects, a few packet buffers, then holes.
   void *small[64];
-  for (int i = 0; i < 64; ++i) small[i] = multi_heap_malloc(heap, static_cast<size_t>(16 + 8 * (i % 12)));
+  for (int i = 0; i < 64; ++i)
+    small[i] = multi_heap_malloc(heap, static_cast<size_t>(16 + 8 * (i % 12)));
   void *packets[8];
-  for (int i = 0; i < 8; ++i) packets[i] = multi_heap_malloc(heap, 1600);
+  for (int i = 0; i < 8; ++i)
+    packets[i] = multi_heap_malloc(heap, 1600);
   print_info("64 objects + 8 packets", heap);
 
-  for (int i = 0; i < 64; i += 2) multi_heap_free(heap, small[i]);
-  for (int i = 0; i < 8; i += 2) multi_heap_free(heap, packets[i]);
+  for (int i = 0; i < 64; i += 2)
+    multi_heap_free(heap, small[i]);
+  for (int i = 0; i < 8; i += 2)
+    multi_heap_free(heap, packets[i]);
   print_info("every other one freed", heap);
 
   void *dma = multi_heap_aligned_alloc(heap, 4096, 64);
@@ -49,8 +53,10 @@ int main() {
   std::printf("multi_heap_check: %s\n\n", multi_heap_check(heap, true) ? "OK" : "CORRUPT");
 
   multi_heap_free(heap, dma);
-  for (int i = 1; i < 64; i += 2) multi_heap_free(heap, small[i]);
-  for (int i = 1; i < 8; i += 2) multi_heap_free(heap, packets[i]);
+  for (int i = 1; i < 64; i += 2)
+    multi_heap_free(heap, small[i]);
+  for (int i = 1; i < 8; i += 2)
+    multi_heap_free(heap, packets[i]);
   print_info("everything freed", heap);
   std::printf("\nfirst blocks of a fresh heap, in ESP-IDF's dump format:\n");
   alignas(16) static unsigned char tiny[512];

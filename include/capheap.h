@@ -17,10 +17,11 @@
 extern "C" {
 #endif
 
-/* ---- Heap configuration ----------------------------------------------------------------------- */
+/* ---- Heap configuration -----------------------------------------------------------------------
+ */
 
-/* Options for capheap_heap_register. Zero-initialise and set what you need: every field's zero value
- * means "the default". Later versions only append fields. */
+/* Options for capheap_heap_register. Zero-initialise and set what you need: every field's zero
+ * value means "the default". Later versions only append fields. */
 typedef struct capheap_heap_config {
   /* Alignment granule in bytes: 4, 8 or 16; 0 = platform default (alignof(max_align_t) on hosted
    * builds, 4 on 32-bit bare-metal targets). Every returned pointer is a multiple of it and every
@@ -29,23 +30,25 @@ typedef struct capheap_heap_config {
 } capheap_heap_config_t;
 
 /* Registers [start, start + size) as a heap with explicit options.
- * Effects: lays a control structure sized to the region at `start` and one free block over the rest.
- * Returns: the heap handle, or NULL if and only if start is NULL or not 4-byte aligned, cfg->granule
- *   is not 0/4/8/16, or the region cannot hold the control structure plus one minimum block.
- *   Regions larger than 4 GiB - 64 use only their first 4 GiB - 64 bytes (offsets are 32-bit).
+ * Effects: lays a control structure sized to the region at `start` and one free block over the
+ * rest. Returns: the heap handle, or NULL if and only if start is NULL or not 4-byte aligned,
+ * cfg->granule is not 0/4/8/16, or the region cannot hold the control structure plus one minimum
+ * block. Regions larger than 4 GiB - 64 use only their first 4 GiB - 64 bytes (offsets are 32-bit).
  * Complexity: O(log size) (the control structure is zeroed). Thread safety: the region must not be
  *   in use by anyone else. Not ISR-safe. */
-multi_heap_handle_t capheap_heap_register(void *start, size_t size, const capheap_heap_config_t *cfg);
+multi_heap_handle_t capheap_heap_register(void *start, size_t size,
+                                          const capheap_heap_config_t *cfg);
 
 /* The granule a heap was registered with (4, 8 or 16); 0 for NULL. O(1). */
 size_t capheap_heap_granule(multi_heap_handle_t heap);
 
 /* O(1) self-test of the heap's bookkeeping (counters, bitmaps, sentinel, first block): true when
- * nothing inconsistent is found. Cheap enough for a periodic safety self-test; the full O(n) check is
- * multi_heap_check. */
+ * nothing inconsistent is found. Cheap enough for a periodic safety self-test; the full O(n) check
+ * is multi_heap_check. */
 bool capheap_heap_invariants_hold(multi_heap_handle_t heap);
 
-/* ---- Locks ------------------------------------------------------------------------------------ */
+/* ---- Locks ------------------------------------------------------------------------------------
+ */
 
 /* Storage for a host lock (a recursive mutex on hosted ports). Initialise with capheap_lock_init
  * before passing its address to multi_heap_set_lock. Bare-metal ports take any user object instead
@@ -61,11 +64,13 @@ void capheap_lock_init(capheap_lock_t *lock);
 void capheap_lock_destroy(capheap_lock_t *lock);
 
 /* Installs lock callbacks used for every heap lock object (`lock` is what was given to
- * multi_heap_set_lock). NULL for both restores the port's default. Call before any heap is shared. */
+ * multi_heap_set_lock). NULL for both restores the port's default. Call before any heap is shared.
+ */
 typedef void (*capheap_lock_fn_t)(void *lock);
 void capheap_set_lock_hooks(capheap_lock_fn_t acquire, capheap_lock_fn_t release);
 
-/* ---- Failure and output hooks ----------------------------------------------------------------- */
+/* ---- Failure and output hooks -----------------------------------------------------------------
+ */
 
 /* Called when capheap detects heap corruption or misuse (see src/port/port.h). Must not allocate.
  * If it returns, the detecting operation is refused (free ignored, allocation returns NULL).

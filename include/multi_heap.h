@@ -6,8 +6,8 @@
  *
  * Locking: functions marked "locks" take the lock given to multi_heap_set_lock (none by default).
  * They are safe from several threads once a lock is set. From an interrupt they are safe only on a
- * port whose lock masks interrupts (the bare-metal port's hooks decide); with the host port they are
- * not ISR-safe.
+ * port whose lock masks interrupts (the bare-metal port's hooks decide); with the host port they
+ * are not ISR-safe.
  *
  * Pure C header (C99 and later), usable from C++.
  */
@@ -35,7 +35,8 @@ typedef const struct block_header_t *multi_heap_block_handle_t;
  *   largest_free_block    largest L such that multi_heap_malloc(heap, L) succeeds now; malloc of
  *                         L + granule fails in the same state
  *   minimum_free_bytes    lifetime low-water mark of total_free_bytes
- *   allocated_blocks, free_blocks, total_blocks (= allocated + free; the end sentinel is excluded) */
+ *   allocated_blocks, free_blocks, total_blocks (= allocated + free; the end sentinel is excluded)
+ */
 typedef struct {
   size_t total_free_bytes;
   size_t total_allocated_bytes;
@@ -46,26 +47,30 @@ typedef struct {
   size_t total_blocks;
 } multi_heap_info_t;
 
-/* Walker callback: block data pointer, usable size, 1 if allocated, user data. Return false to stop. */
+/* Walker callback: block data pointer, usable size, 1 if allocated, user data. Return false to
+ * stop. */
 typedef bool (*multi_heap_walker_cb_t)(void *block_ptr, size_t block_size, int block_used,
                                        void *user_data);
 
-/* ---- Registration ----------------------------------------------------------------------------- */
+/* ---- Registration -----------------------------------------------------------------------------
+ */
 
 /* Registers [start, start + size) as a heap with the platform's default granule
  * (alignof(max_align_t) on 64-bit hosts, 4 on 32-bit targets; see capheap_heap_register to choose).
  * Returns: the handle, or NULL if start is NULL, not 4-byte aligned, or the region is too small for
  *   the control structure plus one minimum block. There is no deregistration: once every block is
  *   free the memory may simply be reused.
- * Complexity: O(log size). Not thread-safe, not ISR-safe (the region must be private to the caller). */
+ * Complexity: O(log size). Not thread-safe, not ISR-safe (the region must be private to the
+ * caller). */
 multi_heap_handle_t multi_heap_register(void *start, size_t size);
 
 /* Associates a recursive lock object with the heap (NULL, the initial value, means no locking). On
- * the host port `lock` is a capheap_lock_t* (capheap.h); on bare metal it is passed to the lock hooks.
- * O(1). Call before the heap is shared. */
+ * the host port `lock` is a capheap_lock_t* (capheap.h); on bare metal it is passed to the lock
+ * hooks. O(1). Call before the heap is shared. */
 void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
 
-/* ---- Allocation ------------------------------------------------------------------------------- */
+/* ---- Allocation -------------------------------------------------------------------------------
+ */
 
 /* Allocates size bytes, aligned to the heap's granule.
  * Returns NULL if and only if heap is NULL, size is 0, or no free block can hold size bytes.
@@ -78,9 +83,9 @@ void *multi_heap_malloc(multi_heap_handle_t heap, size_t size);
  * Complexity: O(1). Locks. */
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment);
 
-/* Like multi_heap_aligned_alloc, but aligns p + offset instead of p (offset is rounded up to 4, as in
- * ESP-IDF). Used to align user data that sits behind a header of `offset` bytes. Returns NULL also
- * when no address can satisfy the request in this heap's granule (e.g. granule 8, alignment 8,
+/* Like multi_heap_aligned_alloc, but aligns p + offset instead of p (offset is rounded up to 4, as
+ * in ESP-IDF). Used to align user data that sits behind a header of `offset` bytes. Returns NULL
+ * also when no address can satisfy the request in this heap's granule (e.g. granule 8, alignment 8,
  * offset 4). O(1). Locks. */
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
                                     size_t offset);
@@ -96,16 +101,17 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p);
 
 /* Resizes the allocation at p.
  * p NULL: same as multi_heap_malloc. size 0 (p non-NULL): frees p and returns NULL.
- * Shrinks in place, or grows in place into a free following block; otherwise allocates a new block in
- * this heap, copies min(old usable size, size) bytes and frees p.
- * Returns the (possibly moved) pointer, or NULL on failure, in which case p is untouched and still
- * allocated. heap NULL returns NULL. Complexity: O(1) plus the copy. Locks. */
+ * Shrinks in place, or grows in place into a free following block; otherwise allocates a new block
+ * in this heap, copies min(old usable size, size) bytes and frees p. Returns the (possibly moved)
+ * pointer, or NULL on failure, in which case p is untouched and still allocated. heap NULL returns
+ * NULL. Complexity: O(1) plus the copy. Locks. */
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size);
 
 /* Usable size of the allocation at p (≥ the requested size). 0 for NULL p or heap. O(1). */
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p);
 
-/* ---- Inspection ------------------------------------------------------------------------------- */
+/* ---- Inspection -------------------------------------------------------------------------------
+ */
 
 /* Full integrity check: physical block chain, free lists, bitmaps and counters (O(n) in blocks).
  * Returns true if the heap is consistent. With print_errors, prints `CORRUPT HEAP: ...` naming the
@@ -126,7 +132,8 @@ size_t multi_heap_minimum_free_size(multi_heap_handle_t heap);
  * incrementally; ESP-IDF walks the heap). Locks. */
 void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info);
 
-/* Sets the minimum-free mark to the current free size and returns the previous mark. O(1). Locks. */
+/* Sets the minimum-free mark to the current free size and returns the previous mark. O(1). Locks.
+ */
 size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap);
 
 /* Sets the minimum-free mark to min(current mark, new_minimum_free_bytes_value). O(1). Locks. */
@@ -137,7 +144,8 @@ void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
  * the heap lock, until it returns false. The callback must not call into the same heap. O(n). */
 void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func, void *user_data);
 
-/* ---- Block-level helpers (used by heap_caps and task tracking) --------------------------------- */
+/* ---- Block-level helpers (used by heap_caps and task tracking) ---------------------------------
+ */
 
 /* Total size of the block holding allocation p: usable size plus the block header. O(1). */
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p);

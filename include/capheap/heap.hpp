@@ -6,8 +6,8 @@
 // is only a handle: copying it copies the reference, and the heap lives as long as its memory.
 //
 // The engine is not synchronised: callers serialise access (the C API's multi_heap_set_lock and the
-// capabilities layer do that). Nothing here allocates, throws or prints; corruption found on the way
-// goes to the port's fail hook (capheap_set_fail_hook), after which the operation is refused.
+// capabilities layer do that). Nothing here allocates, throws or prints; corruption found on the
+// way goes to the port's fail hook (capheap_set_fail_hook), after which the operation is refused.
 //
 // Freestanding: usable with -ffreestanding -fno-exceptions -fno-rtti.
 #ifndef CAPHEAP_HEAP_HPP
@@ -50,17 +50,17 @@ struct HeapInfo {
 /// Why validate() rejected a heap. Stable numbering (reported in diagnostics).
 enum class Fault : std::uint8_t {
   kNone = 0,
-  kBadControl,         ///< control structure magic or configuration damaged
-  kBadBlockSize,       ///< a block size is zero, unaligned, below the minimum or runs past the end
-  kBadPrevFreeFlag,    ///< a block's "previous is free" flag disagrees with the previous block
-  kAdjacentFree,       ///< two free blocks touch (coalescing invariant broken)
-  kBadFooter,          ///< a free block's trailing size copy disagrees with its header
-  kBadSentinel,        ///< the end-of-heap marker is damaged
-  kBadFreeLink,        ///< a free-list link points outside the heap or to a non-free block
-  kBadFreeListClass,   ///< a free block sits in the list of another size class
-  kBadBitmap,          ///< a bitmap bit disagrees with its list's emptiness
-  kFreeListMismatch,   ///< the lists hold a different number of blocks than the physical chain
-  kBadCounters,        ///< free-byte or block counters disagree with the heap's contents
+  kBadControl,        ///< control structure magic or configuration damaged
+  kBadBlockSize,      ///< a block size is zero, unaligned, below the minimum or runs past the end
+  kBadPrevFreeFlag,   ///< a block's "previous is free" flag disagrees with the previous block
+  kAdjacentFree,      ///< two free blocks touch (coalescing invariant broken)
+  kBadFooter,         ///< a free block's trailing size copy disagrees with its header
+  kBadSentinel,       ///< the end-of-heap marker is damaged
+  kBadFreeLink,       ///< a free-list link points outside the heap or to a non-free block
+  kBadFreeListClass,  ///< a free block sits in the list of another size class
+  kBadBitmap,         ///< a bitmap bit disagrees with its list's emptiness
+  kFreeListMismatch,  ///< the lists hold a different number of blocks than the physical chain
+  kBadCounters,       ///< free-byte or block counters disagree with the heap's contents
 };
 
 /// Human-readable text for a Fault (static storage).
@@ -94,7 +94,8 @@ class Heap {
   /// Effects: writes the control structure (sized to the region) at `start` and one free block over
   ///   the rest. Returns: the handle, or a null handle if and only if start is null or not 4-byte
   ///   aligned, the granule is not 4/8/16/default, or the region cannot hold the control structure
-  ///   plus one minimum block (region sizes above 4 GiB - 64 use only their first 4 GiB - 64 bytes).
+  ///   plus one minimum block (region sizes above 4 GiB - 64 use only their first 4 GiB - 64
+  ///   bytes).
   /// Complexity: O(log size). Thread safety: the region must be private to the caller.
   static Heap create(void *start, std::size_t size, const HeapConfig &config = {}) noexcept;
 

@@ -2,8 +2,8 @@
 // (include/capheap.h) as thin shims over capheap::Heap.
 //
 // A multi_heap region starts with an 8-byte prefix holding the lock pointer given to
-// multi_heap_set_lock (8 bytes on every target, so a heap's layout is the same on a 32-bit MCU and a
-// 64-bit host); the engine's control structure follows it. The handle is the region start.
+// multi_heap_set_lock (8 bytes on every target, so a heap's layout is the same on a 32-bit MCU and
+// a 64-bit host); the engine's control structure follows it. The handle is the region start.
 
 #include "multi_heap.h"
 
@@ -24,7 +24,9 @@ struct Prefix {
 };
 static_assert(sizeof(Prefix) == 8, "the multi_heap prefix is 8 bytes everywhere");
 
-inline Prefix *prefix_of(multi_heap_handle_t h) { return reinterpret_cast<Prefix *>(h); }
+inline Prefix *prefix_of(multi_heap_handle_t h) {
+  return reinterpret_cast<Prefix *>(h);
+}
 
 inline Heap heap_of(multi_heap_handle_t h) {
   return Heap::from_control(static_cast<capheap::detail::Control *>(
@@ -48,7 +50,8 @@ class Guard {
 };
 
 multi_heap_handle_t register_with(void *start, size_t size, capheap::Granule granule) {
-  if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 || size < sizeof(Prefix))
+  if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 ||
+      size < sizeof(Prefix))
     return nullptr;
   capheap::HeapConfig cfg;
   cfg.granule = granule;
@@ -69,15 +72,24 @@ multi_heap_handle_t multi_heap_register(void *start, size_t size) {
   return register_with(start, size, capheap::Granule::kPlatformDefault);
 }
 
-multi_heap_handle_t capheap_heap_register(void *start, size_t size, const capheap_heap_config_t *cfg) {
+multi_heap_handle_t capheap_heap_register(void *start, size_t size,
+                                          const capheap_heap_config_t *cfg) {
   capheap::Granule granule = capheap::Granule::kPlatformDefault;
   if (cfg != nullptr) {
     switch (cfg->granule) {
-      case 0: break;
-      case 4: granule = capheap::Granule::k4; break;
-      case 8: granule = capheap::Granule::k8; break;
-      case 16: granule = capheap::Granule::k16; break;
-      default: return nullptr;
+      case 0:
+        break;
+      case 4:
+        granule = capheap::Granule::k4;
+        break;
+      case 8:
+        granule = capheap::Granule::k8;
+        break;
+      case 16:
+        granule = capheap::Granule::k16;
+        break;
+      default:
+        return nullptr;
     }
   }
   return register_with(start, size, granule);
@@ -123,7 +135,9 @@ void multi_heap_free(multi_heap_handle_t heap, void *p) {
   heap_of(heap).deallocate(p);
 }
 
-void multi_heap_aligned_free(multi_heap_handle_t heap, void *p) { multi_heap_free(heap, p); }
+void multi_heap_aligned_free(multi_heap_handle_t heap, void *p) {
+  multi_heap_free(heap, p);
+}
 
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size) {
   if (heap == nullptr) return nullptr;
@@ -207,7 +221,8 @@ void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
   heap_of(heap).restore_minimum_free_bytes(new_minimum_free_bytes_value);
 }
 
-void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func, void *user_data) {
+void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func,
+                     void *user_data) {
   if (heap == nullptr || walker_func == nullptr) return;
   struct Ctx {
     multi_heap_walker_cb_t fn;
@@ -278,14 +293,18 @@ void *multi_heap_get_block_address(multi_heap_block_handle_t block) {
          capheap::detail::kHeaderBytes;
 }
 
-void *multi_heap_get_block_owner(multi_heap_block_handle_t) { return nullptr; }
+void *multi_heap_get_block_owner(multi_heap_block_handle_t) {
+  return nullptr;
+}
 
 void multi_heap_internal_lock(multi_heap_handle_t heap) {
-  if (heap != nullptr && prefix_of(heap)->lock != nullptr) capheap_port_lock_acquire(prefix_of(heap)->lock);
+  if (heap != nullptr && prefix_of(heap)->lock != nullptr)
+    capheap_port_lock_acquire(prefix_of(heap)->lock);
 }
 
 void multi_heap_internal_unlock(multi_heap_handle_t heap) {
-  if (heap != nullptr && prefix_of(heap)->lock != nullptr) capheap_port_lock_release(prefix_of(heap)->lock);
+  if (heap != nullptr && prefix_of(heap)->lock != nullptr)
+    capheap_port_lock_release(prefix_of(heap)->lock);
 }
 
 }  // extern "C"

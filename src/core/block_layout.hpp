@@ -14,9 +14,9 @@
 //   ^ offset 0          u32 each        u32 offsets, 0 = empty          ^ first               ^ end
 //                                                                                 (sentinel header)
 //
-// Every position inside a region is a 32-bit byte offset from `start`. Offsets and sizes are the same
-// on a 32-bit MCU and a 64-bit host, so a heap's layout, overhead and fragmentation are identical.
-// Offset 0 is the control structure, so 0 doubles as "no block" in free-list links.
+// Every position inside a region is a 32-bit byte offset from `start`. Offsets and sizes are the
+// same on a 32-bit MCU and a 64-bit host, so a heap's layout, overhead and fragmentation are
+// identical. Offset 0 is the control structure, so 0 doubles as "no block" in free-list links.
 //
 // ## A block
 //
@@ -29,8 +29,8 @@
 //
 // - `size` is the whole block including its 4-byte header: the distance to the next header. It is a
 //   multiple of the granule G (4, 8 or 16) and at least kMinBlockBytes (16), so the low two bits of
-//   the header are free for flags. A block's data starts at header + 4 and is G-aligned; hence every
-//   header sits at an address that is 4 below a multiple of G.
+//   the header are free for flags. A block's data starts at header + 4 and is G-aligned; hence
+//   every header sits at an address that is 4 below a multiple of G.
 // - The usable size of an allocated block is size - 4: the per-block overhead is one 32-bit word.
 // - kFree: this block is free. kPrevFree: the physically previous block is free, so the word just
 //   before this header is that block's footer (its size), which is how free() finds the previous
@@ -44,7 +44,8 @@
 // Free blocks are kept in LIFO lists, one per size class; a bitmap per first level marks non-empty
 // second-level lists and one more bitmap marks non-empty first levels, so the first non-empty class
 // at or above any class is found with two count-trailing-zeros.
-// - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the region size
+// - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the region
+// size
 //   so that small regions do not pay for a large table).
 // - Linear row: when SL * G > 16, block sizes below T = SL * G ("small_log2" = log2 T) go to first
 //   level 0 with one class per granule step (exact sizes). Otherwise there is no linear row and
@@ -90,15 +91,15 @@ struct SizeClass {
 
 // ---- Constants ----------------------------------------------------------------------------------
 
-constexpr u32 kHeaderBytes = 4;    ///< one 32-bit header word per block
-constexpr u32 kMinBlockBytes = 16; ///< header + next + prev + footer of a free block
-constexpr u32 kFree = 1u;          ///< header flag: this block is free
-constexpr u32 kPrevFree = 2u;      ///< header flag: the previous block is free
+constexpr u32 kHeaderBytes = 4;     ///< one 32-bit header word per block
+constexpr u32 kMinBlockBytes = 16;  ///< header + next + prev + footer of a free block
+constexpr u32 kFree = 1u;           ///< header flag: this block is free
+constexpr u32 kPrevFree = 2u;       ///< header flag: the previous block is free
 constexpr u32 kFlagMask = 3u;
 constexpr u32 kSizeMask = ~kFlagMask;
 constexpr std::uint16_t kControlMagic = 0xCA9Eu;
-constexpr u32 kMaxSlLog2 = 5;      ///< SL <= 32 so a second-level bitmap is one u32
-constexpr u32 kFitScan = 4;        ///< entries examined by the bounded best fit in the own class
+constexpr u32 kMaxSlLog2 = 5;  ///< SL <= 32 so a second-level bitmap is one u32
+constexpr u32 kFitScan = 4;    ///< entries examined by the bounded best fit in the own class
 /// Largest region capheap manages (offsets are 32-bit; 64 bytes of slack keep every sum in range).
 constexpr std::size_t kMaxRegionBytes = 0xFFFFFFC0u;
 
@@ -106,25 +107,26 @@ constexpr std::size_t kMaxRegionBytes = 0xFFFFFFC0u;
 constexpr u32 kNextFreeField = 4;
 constexpr u32 kPrevFreeField = 8;
 
-// ---- Control structure ----------------------------------------------------------------------------
+// ---- Control structure
+// ----------------------------------------------------------------------------
 
 /// The heap's control structure at offset 0 of its region. Followed in memory by
 /// `u32 sl_bitmap[fl_count]` and `u32 heads[fl_count << sl_log2]`.
 struct Control {
-  std::uint16_t magic;         ///< kControlMagic
-  std::uint8_t granule_log2;   ///< 2, 3 or 4
-  std::uint8_t sl_log2;        ///< 0..kMaxSlLog2
-  std::uint8_t fl_count;       ///< number of first levels (1..32)
-  std::uint8_t fl_shift;       ///< first level = floor(log2 size) - fl_shift for sizes >= small
-  std::uint8_t small_log2;     ///< sizes below 1 << small_log2 use the linear row (first level 0)
-  std::uint8_t flags;          ///< reserved for per-heap options; 0
-  u32 first;                   ///< offset of the first block header
-  u32 end;                     ///< offset of the sentinel header
-  u32 free_bytes;              ///< sum of the sizes of free blocks (headers included)
-  u32 min_free_bytes;          ///< low-water mark of free_bytes
-  u32 free_blocks;             ///< number of free blocks
-  u32 used_blocks;             ///< number of allocated blocks
-  u32 fl_bitmap;               ///< bit f set iff sl_bitmap[f] != 0
+  std::uint16_t magic;        ///< kControlMagic
+  std::uint8_t granule_log2;  ///< 2, 3 or 4
+  std::uint8_t sl_log2;       ///< 0..kMaxSlLog2
+  std::uint8_t fl_count;      ///< number of first levels (1..32)
+  std::uint8_t fl_shift;      ///< first level = floor(log2 size) - fl_shift for sizes >= small
+  std::uint8_t small_log2;    ///< sizes below 1 << small_log2 use the linear row (first level 0)
+  std::uint8_t flags;         ///< reserved for per-heap options; 0
+  u32 first;                  ///< offset of the first block header
+  u32 end;                    ///< offset of the sentinel header
+  u32 free_bytes;             ///< sum of the sizes of free blocks (headers included)
+  u32 min_free_bytes;         ///< low-water mark of free_bytes
+  u32 free_blocks;            ///< number of free blocks
+  u32 used_blocks;            ///< number of allocated blocks
+  u32 fl_bitmap;              ///< bit f set iff sl_bitmap[f] != 0
 };
 
 static_assert(sizeof(Control) == 36, "Control must stay 36 bytes on every target");
@@ -140,12 +142,15 @@ constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
   return static_cast<u32>(sizeof(Control)) + 4u * fl_count + 4u * (fl_count << sl_log2);
 }
 
-// ---- Raw access ------------------------------------------------------------------------------------
-// All heap metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an
-// offset from the control structure. memcpy keeps the accesses free of type-punning problems (user
-// data may have been stored there with any type); compilers emit one aligned load or store.
+// ---- Raw access
+// ------------------------------------------------------------------------------------ All heap
+// metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an offset from
+// the control structure. memcpy keeps the accesses free of type-punning problems (user data may
+// have been stored there with any type); compilers emit one aligned load or store.
 
-inline unsigned char *bytes_of(Control *c) noexcept { return static_cast<unsigned char *>(static_cast<void *>(c)); }
+inline unsigned char *bytes_of(Control *c) noexcept {
+  return static_cast<unsigned char *>(static_cast<void *>(c));
+}
 inline const unsigned char *bytes_of(const Control *c) noexcept {
   return static_cast<const unsigned char *>(static_cast<const void *>(c));
 }
@@ -165,21 +170,35 @@ inline u32 *sl_bitmaps(Control *c) noexcept {
 inline const u32 *sl_bitmaps(const Control *c) noexcept {
   return static_cast<const u32 *>(static_cast<const void *>(bytes_of(c) + sizeof(Control)));
 }
-inline u32 *list_heads(Control *c) noexcept { return sl_bitmaps(c) + c->fl_count; }
-inline const u32 *list_heads(const Control *c) noexcept { return sl_bitmaps(c) + c->fl_count; }
+inline u32 *list_heads(Control *c) noexcept {
+  return sl_bitmaps(c) + c->fl_count;
+}
+inline const u32 *list_heads(const Control *c) noexcept {
+  return sl_bitmaps(c) + c->fl_count;
+}
 
-inline u32 header_size(u32 header) noexcept { return header & kSizeMask; }
-inline bool header_is_free(u32 header) noexcept { return (header & kFree) != 0; }
-inline bool header_prev_free(u32 header) noexcept { return (header & kPrevFree) != 0; }
+inline u32 header_size(u32 header) noexcept {
+  return header & kSizeMask;
+}
+inline bool header_is_free(u32 header) noexcept {
+  return (header & kFree) != 0;
+}
+inline bool header_prev_free(u32 header) noexcept {
+  return (header & kPrevFree) != 0;
+}
 
 /// Data pointer of the block whose header is at `off`.
-inline void *data_of(Control *c, u32 off) noexcept { return bytes_of(c) + off + kHeaderBytes; }
+inline void *data_of(Control *c, u32 off) noexcept {
+  return bytes_of(c) + off + kHeaderBytes;
+}
 inline const void *data_of(const Control *c, u32 off) noexcept {
   return bytes_of(c) + off + kHeaderBytes;
 }
 
 /// Granule in bytes.
-inline u32 granule_of(const Control *c) noexcept { return 1u << c->granule_log2; }
+inline u32 granule_of(const Control *c) noexcept {
+  return 1u << c->granule_log2;
+}
 
 }  // namespace detail
 }  // namespace capheap

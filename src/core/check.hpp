@@ -2,12 +2,14 @@
 //
 //   CAPHEAP_CHECK_ALWAYS(cond)      O(1), kept in every build (level >= 1). Guards the operations a
 //                                   buggy application can drive into corruption: free/realloc of a
-//                                   bad pointer, double free, a damaged neighbour or free-list link.
-//   CAPHEAP_ASSERT_DEBUG(cond)      O(1), level >= 2 (Debug builds by default): internal invariants.
-//   CAPHEAP_ASSERT_PARANOID(cond)   O(n), level >= 3: e.g. a full validate() after every operation.
+//                                   bad pointer, double free, a damaged neighbour or free-list
+//                                   link.
+//   CAPHEAP_ASSERT_DEBUG(cond)      O(1), level >= 2 (Debug builds by default): internal
+//   invariants. CAPHEAP_ASSERT_PARANOID(cond)   O(n), level >= 3: e.g. a full validate() after
+//   every operation.
 //
-// CAPHEAP_HARDENING_LEVEL (CMake cache variable of the same name) selects the tier. A disabled check
-// still type-checks its condition without evaluating it, so it cannot rot.
+// CAPHEAP_HARDENING_LEVEL (CMake cache variable of the same name) selects the tier. A disabled
+// check still type-checks its condition without evaluating it, so it cannot rot.
 //
 // A failed check does not abort by itself: it reports through the port's fail hook
 // (capheap_port_fail, which must not allocate and receives the address and the heap) and evaluates
@@ -25,7 +27,8 @@ namespace capheap {
 namespace detail {
 
 /// Reports a failed check through the port and returns false.
-CAPHEAP_COLD inline bool check_failed(const char *what, const void *addr, const void *heap) noexcept {
+CAPHEAP_COLD inline bool check_failed(const char *what, const void *addr,
+                                      const void *heap) noexcept {
   capheap_port_fail(what, addr, heap);
   return false;
 }

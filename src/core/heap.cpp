@@ -34,17 +34,37 @@ namespace {
 // Small helpers
 // ================================================================================================
 
-inline u32 msb_index(u32 v) noexcept { return 31u - static_cast<u32>(__builtin_clz(v)); }
-inline u32 lsb_index(u32 v) noexcept { return static_cast<u32>(__builtin_ctz(v)); }
-inline bool is_pow2(std::size_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
-inline std::uintptr_t addr_of(const void *p) noexcept { return reinterpret_cast<std::uintptr_t>(p); }
+inline u32 msb_index(u32 v) noexcept {
+  return 31u - static_cast<u32>(__builtin_clz(v));
+}
+inline u32 lsb_index(u32 v) noexcept {
+  return static_cast<u32>(__builtin_ctz(v));
+}
+inline bool is_pow2(std::size_t v) noexcept {
+  return v != 0 && (v & (v - 1)) == 0;
+}
+inline std::uintptr_t addr_of(const void *p) noexcept {
+  return reinterpret_cast<std::uintptr_t>(p);
+}
 
-inline u32 header(const Control *c, u32 blk) noexcept { return load_word(c, blk); }
-inline void set_header(Control *c, u32 blk, u32 h) noexcept { store_word(c, blk, h); }
-inline u32 size_at(const Control *c, u32 blk) noexcept { return header(c, blk) & kSizeMask; }
-inline u32 next_free(const Control *c, u32 blk) noexcept { return load_word(c, blk + kNextFreeField); }
-inline u32 prev_free(const Control *c, u32 blk) noexcept { return load_word(c, blk + kPrevFreeField); }
-inline void set_footer(Control *c, u32 blk, u32 size) noexcept { store_word(c, blk + size - 4, size); }
+inline u32 header(const Control *c, u32 blk) noexcept {
+  return load_word(c, blk);
+}
+inline void set_header(Control *c, u32 blk, u32 h) noexcept {
+  store_word(c, blk, h);
+}
+inline u32 size_at(const Control *c, u32 blk) noexcept {
+  return header(c, blk) & kSizeMask;
+}
+inline u32 next_free(const Control *c, u32 blk) noexcept {
+  return load_word(c, blk + kNextFreeField);
+}
+inline u32 prev_free(const Control *c, u32 blk) noexcept {
+  return load_word(c, blk + kPrevFreeField);
+}
+inline void set_footer(Control *c, u32 blk, u32 size) noexcept {
+  store_word(c, blk + size - 4, size);
+}
 
 /// Sets or clears the kPrevFree flag of the block at `blk` (possibly the sentinel).
 inline void set_prev_free_flag(Control *c, u32 blk, bool prev_is_free) noexcept {
@@ -59,9 +79,12 @@ inline SizeClass class_of(const Control *c, u32 size) noexcept {
   return {m - c->fl_shift, (size >> (m - c->sl_log2)) ^ (1u << c->sl_log2)};
 }
 
-inline u32 list_index(const Control *c, SizeClass k) noexcept { return (k.fl << c->sl_log2) + k.sl; }
+inline u32 list_index(const Control *c, SizeClass k) noexcept {
+  return (k.fl << c->sl_log2) + k.sl;
+}
 
-/// Block size needed for a request of `request` usable bytes; 0 if no block of this heap can hold it.
+/// Block size needed for a request of `request` usable bytes; 0 if no block of this heap can hold
+/// it.
 inline u32 block_for_request(const Control *c, std::size_t request) noexcept {
   const std::size_t span = c->end - c->first;
   if (request > span) return 0;  // also keeps the arithmetic below far from overflow
@@ -195,7 +218,8 @@ u32 checked_live_block(const Control *c, const void *p, const char *op_name) noe
   const u32 blk = block_of_pointer(c, p);
   if (!CAPHEAP_CHECK_ALWAYS(blk != 0, op_name, p, c)) return 0;
   const u32 h = header(c, blk);
-  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p, c)) return 0;
+  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p, c))
+    return 0;
   const u32 size = h & kSizeMask;
   if (!CAPHEAP_CHECK_ALWAYS(size >= kMinBlockBytes && size <= c->end - blk &&
                                 (size & (detail::granule_of(c) - 1)) == 0,
@@ -244,10 +268,17 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   Granule gr = config.granule == Granule::kPlatformDefault ? granule_default() : config.granule;
   u32 g_log2;
   switch (gr) {
-    case Granule::k4: g_log2 = 2; break;
-    case Granule::k8: g_log2 = 3; break;
-    case Granule::k16: g_log2 = 4; break;
-    default: return Heap();
+    case Granule::k4:
+      g_log2 = 2;
+      break;
+    case Granule::k8:
+      g_log2 = 3;
+      break;
+    case Granule::k16:
+      g_log2 = 4;
+      break;
+    default:
+      return Heap();
   }
   if (size > detail::kMaxRegionBytes) size = detail::kMaxRegionBytes;
   const u32 region = static_cast<u32>(size);
@@ -267,7 +298,8 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
 
   // First block: its data must be granule-aligned in absolute terms.
   const std::uintptr_t base = addr_of(start);
-  const std::uintptr_t first_data = (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
+  const std::uintptr_t first_data =
+      (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
   const std::uintptr_t first_abs = first_data - kHeaderBytes;
   if (first_abs - base + kMinBlockBytes + kHeaderBytes > region) return Heap();
   const u32 first = static_cast<u32>(first_abs - base);
@@ -326,7 +358,8 @@ CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
   const u32 size_found = size_at(c, blk);
   remove_free(c, blk, size_found);
   carve(c, blk, size_found, b, 0);
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", detail::data_of(c, blk), c);
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", detail::data_of(c, blk),
+                          c);
   return detail::data_of(c, blk);
 }
 
@@ -351,8 +384,8 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
   }
   const u32 a = static_cast<u32>(alignment);
 
-  // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a leading
-  // gap that is either 0 or large enough to be a free block of its own.
+  // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a
+  // leading gap that is either 0 or large enough to be a free block of its own.
   u32 blk = 0;
   bool bad = false;
   const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
@@ -367,7 +400,8 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
   const u32 size_found = size_at(c, blk);
   const std::uintptr_t data = addr_of(detail::data_of(c, blk));
   std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
-  while (target != data && target - data < kMinBlockBytes) target += a;
+  while (target != data && target - data < kMinBlockBytes)
+    target += a;
   const u32 gap = static_cast<u32>(target - data);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
@@ -455,7 +489,8 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
   const u32 next_h = header(c, next);
   const bool next_is_free = (next_h & kFree) != 0;
   const u32 next_size = next_is_free ? (next_h & kSizeMask) : 0;
-  if (next_is_free && !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c))
+  if (next_is_free &&
+      !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c))
     return nullptr;
 
   if (b <= cur) {
@@ -553,7 +588,9 @@ std::size_t Heap::largest_free_block() const noexcept {
   return best < kMinBlockBytes ? 0 : best - kHeaderBytes;
 }
 
-std::size_t Heap::free_bytes() const noexcept { return control_ ? control_->free_bytes : 0; }
+std::size_t Heap::free_bytes() const noexcept {
+  return control_ ? control_->free_bytes : 0;
+}
 std::size_t Heap::minimum_free_bytes() const noexcept {
   return control_ ? control_->min_free_bytes : 0;
 }
@@ -583,8 +620,12 @@ HeapInfo Heap::info() const noexcept {
   return i;
 }
 
-void *Heap::start() const noexcept { return control_; }
-std::size_t Heap::granule() const noexcept { return control_ ? detail::granule_of(control_) : 0; }
+void *Heap::start() const noexcept {
+  return control_;
+}
+std::size_t Heap::granule() const noexcept {
+  return control_ ? detail::granule_of(control_) : 0;
+}
 std::size_t Heap::region_size() const noexcept {
   return control_ ? std::size_t(control_->end) + kHeaderBytes : 0;
 }
@@ -612,18 +653,30 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
 
 const char *fault_text(Fault fault) noexcept {
   switch (fault) {
-    case Fault::kNone: return "no fault";
-    case Fault::kBadControl: return "control structure damaged";
-    case Fault::kBadBlockSize: return "bad block size";
-    case Fault::kBadPrevFreeFlag: return "previous-block-free flag is wrong";
-    case Fault::kAdjacentFree: return "two adjacent free blocks";
-    case Fault::kBadFooter: return "free block footer does not match its header";
-    case Fault::kBadSentinel: return "end-of-heap marker damaged";
-    case Fault::kBadFreeLink: return "free list link points to an invalid block";
-    case Fault::kBadFreeListClass: return "free block in the wrong size-class list";
-    case Fault::kBadBitmap: return "free-list bitmap disagrees with the lists";
-    case Fault::kFreeListMismatch: return "free lists and block chain disagree";
-    case Fault::kBadCounters: return "free byte or block counters are wrong";
+    case Fault::kNone:
+      return "no fault";
+    case Fault::kBadControl:
+      return "control structure damaged";
+    case Fault::kBadBlockSize:
+      return "bad block size";
+    case Fault::kBadPrevFreeFlag:
+      return "previous-block-free flag is wrong";
+    case Fault::kAdjacentFree:
+      return "two adjacent free blocks";
+    case Fault::kBadFooter:
+      return "free block footer does not match its header";
+    case Fault::kBadSentinel:
+      return "end-of-heap marker damaged";
+    case Fault::kBadFreeLink:
+      return "free list link points to an invalid block";
+    case Fault::kBadFreeListClass:
+      return "free block in the wrong size-class list";
+    case Fault::kBadBitmap:
+      return "free-list bitmap disagrees with the lists";
+    case Fault::kFreeListMismatch:
+      return "free lists and block chain disagree";
+    case Fault::kBadCounters:
+      return "free byte or block counters are wrong";
   }
   return "unknown fault";
 }
@@ -636,6 +689,10 @@ Validation Heap::validate() const noexcept {
       c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32 ||
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
+    return ctl_bad;
+  const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
+  const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
+  if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) || c->flags != 0)
     return ctl_bad;
   const u32 g = detail::granule_of(c);
 
@@ -673,8 +730,7 @@ Validation Heap::validate() const noexcept {
   const u32 sl_count = 1u << c->sl_log2;
   u32 listed = 0;
   for (u32 fl = 0; fl < c->fl_count; ++fl) {
-    if (((c->fl_bitmap >> fl) & 1u) != (slmaps[fl] != 0 ? 1u : 0u))
-      return {Fault::kBadBitmap, c};
+    if (((c->fl_bitmap >> fl) & 1u) != (slmaps[fl] != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
     if (sl_count < 32 && (slmaps[fl] >> sl_count) != 0) return {Fault::kBadBitmap, c};
     for (u32 sl = 0; sl < sl_count; ++sl) {
       u32 e = heads[(fl << c->sl_log2) + sl];
@@ -683,9 +739,10 @@ Validation Heap::validate() const noexcept {
       while (e != 0) {
         if (listed >= free_count) return {Fault::kFreeListMismatch, detail::data_of(c, e)};
         if (e < c->first || e >= c->end || ((e + kHeaderBytes) & (g - 1)) != 0 ||
-            !free_entry_ok(c, e) ||
-            load_word(c, e + size_at(c, e) - 4) != size_at(c, e) || prev_free(c, e) != back)
-          return {Fault::kBadFreeLink, back ? detail::data_of(c, back) : static_cast<const void *>(c)};
+            !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
+            prev_free(c, e) != back)
+          return {Fault::kBadFreeLink,
+                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
         const SizeClass k = class_of(c, size_at(c, e));
         if (k.fl != fl || k.sl != sl) return {Fault::kBadFreeListClass, detail::data_of(c, e)};
         // The block after a listed block must say its predecessor is free: ties the list entry to

@@ -40,17 +40,19 @@ extern "C" {
 #define CAPHEAP_PRINTF_LIKE(f, a)
 #endif
 
-/* ---- Locks ------------------------------------------------------------------------------------ */
+/* ---- Locks ------------------------------------------------------------------------------------
+ */
 
-/* Acquire / release the lock object a user attached to a heap (multi_heap_set_lock). `lock` is never
- * NULL here (callers skip locking for NULL). The lock must be recursive.
- * Host: `lock` points to a capheap_lock_t initialised with capheap_lock_init (a recursive pthread
- * mutex) unless hooks were installed with capheap_port_set_lock_hooks.
- * Bare metal: calls the installed hooks; without hooks, locking is a no-op (single-threaded use). */
+/* Acquire / release the lock object a user attached to a heap (multi_heap_set_lock). `lock` is
+ * never NULL here (callers skip locking for NULL). The lock must be recursive. Host: `lock` points
+ * to a capheap_lock_t initialised with capheap_lock_init (a recursive pthread mutex) unless hooks
+ * were installed with capheap_port_set_lock_hooks. Bare metal: calls the installed hooks; without
+ * hooks, locking is a no-op (single-threaded use). */
 void capheap_port_lock_acquire(void *lock);
 void capheap_port_lock_release(void *lock);
 
-/* ---- Failure hook ----------------------------------------------------------------------------- */
+/* ---- Failure hook -----------------------------------------------------------------------------
+ */
 
 /* Reports a detected heap corruption or misuse. Must not allocate.
  *   what : static text naming the problem ("double free", "bad block header", ...)
@@ -61,7 +63,8 @@ void capheap_port_lock_release(void *lock);
  * becomes a no-op, allocation returns NULL), so the heap is never modified on top of corruption. */
 void capheap_port_fail(const char *what, const void *addr, const void *heap);
 
-/* ---- Console output --------------------------------------------------------------------------- */
+/* ---- Console output ---------------------------------------------------------------------------
+ */
 
 /* printf-style output for dumps and reports (multi_heap_dump, multi_heap_check with print_errors).
  * Host: stdout. Bare metal: the installed print hook, or nothing. */

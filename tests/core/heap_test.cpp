@@ -1,13 +1,611 @@
+// heap_test.cpp — unit tests of the engine (capheap::Heap) with exact figures.
+//
+// Layout facts (control size, block size = round_up(request + 4, granule) with a 16-byte minimum)
+// come from src/core/block_layout.hpp; the tests use that header rather than re-declaring anything.
+
 #include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
 #include "capheap/heap.hpp"
-TEST(Heap, Smoke) {
-  alignas(16) static unsigned char buf[4096];
-  capheap::HeapConfig cfg; cfg.granule = capheap::Granule::k4;
-  auto h = capheap::Heap::create(buf, sizeof buf, cfg);
+#include "capheap.h"
+#include "core/block_layout.hpp"
+#include "support/checked_heap.hpp"
+
+namespace {
+
+using capheap::Fault;
+using capheap::Granule;
+using capheap::Heap;
+using capheap::HeapConfig;
+using capheap::detail::kHeaderBytes;
+using capheap::detail::kMinBlockBytes;
+
+HeapConfig granule(Granule g) {
+  HeapConfig c;
+  c.granule = g;
+  return c;
+}
+
+std::size_t round_up(std::size_t v, std::size_t a) {
+  return (v + a - 1) / a * a;
+}
+
+/// Block size the engine uses for a request (the documented formula).
+std::size_t block_for(std::size_t request, std::size_t g) {
+  const std::size_t b = round_up(request + kHeaderBytes, g);
+  return b < kMinBlockBytes ? kMinBlockBytes : b;
+}
+
+struct Region {
+  explicit Region(std::size_t n) : words(new std::uint64_t[n / 8 + 2]), size(n) {}
+  void *data() { return words.get(); }
+  std::unique_ptr<std::uint64_t[]> words;
+  std::size_t size;
+};
+
+// ---- Creation ---------------------------------------------------------------------------------
+
+TEST(HeapCreate, RejectsNullMisalignedAndTinyRegions) {
+  alignas(16) static unsigned char buf[256];
+  EXPECT_FALSE(Heap::create(nullptr, 256));
+  EXPECT_FALSE(Heap::create(buf + 1, 200));
+  EXPECT_FALSE(Heap::create(buf + 2, 200));
+  EXPECT_FALSE(Heap::create(buf, 0));
+  EXPECT_FALSE(Heap::create(buf, 40));
+  HeapConfig bad;
+  bad.granule = static_cast<Granule>(3);
+  EXPECT_FALSE(Heap::create(buf, sizeof buf, bad));
+  bad.granule = static_cast<Granule>(32);
+  EXPECT_FALSE(Heap::create(buf, sizeof buf, bad));
+}
+
+TEST(HeapCreate, SixtyFourByteRegionServesOneMinimumBlockInEveryGranule) {
+  for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
+    alignas(16) unsigned char buf[64];
+    Heap h = Heap::create(buf, sizeof buf, granule(g));
+    ASSERT_TRUE(h) << static_cast<int>(g);
+    EXPECT_EQ(h.free_bytes(), 16u);
+    EXPECT_EQ(h.largest_free_block(), 12u);
+    void *p = h.allocate(12);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(h.allocate(1), nullptr);
+    EXPECT_EQ(h.free_bytes(), 0u);
+    h.deallocate(p);
+    EXPECT_TRUE(h.validate().ok());
+    EXPECT_EQ(h.free_bytes(), 16u);
+  }
+}
+
+TEST(HeapCreate, ControlStructureIsSizedToTheRegion) {
+  // Small regions pay little; large ones stay within a few KiB.
+  Region small(4096), medium(256 * 1024), large(64u << 20);
+  Heap hs = Heap::create(small.data(), small.size, granule(Granule::k4));
+  Heap hm = Heap::create(medium.data(), medium.size, granule(Granule::k4));
+  Heap hl = Heap::create(large.data(), large.size, granule(Granule::k4));
+  ASSERT_TRUE(hs && hm && hl);
+  EXPECT_EQ(hs.control_size(), 196u);   // 36 + 8 levels x (4 + 4 x 4)
+  EXPECT_EQ(hm.control_size(), 920u);   // 36 + 13 levels x (4 + 16 x 4)
+  EXPECT_EQ(hl.control_size(), 2676u);  // 36 + 20 levels x (4 + 32 x 4)
+  // Everything but control, alignment padding and the 4-byte end marker is one free block.
+  EXPECT_EQ(hs.free_bytes(), 4096u - 196 - 4);
+  EXPECT_EQ(hs.info().free_blocks, 1u);
+  EXPECT_EQ(hs.largest_free_block(), hs.free_bytes() - 4);
+}
+
+TEST(HeapCreate, DefaultGranuleIsMaxAlignOnThisHost) {
+  alignas(16) static unsigned char buf[1024];
+  Heap h = Heap::create(buf, sizeof buf);
   ASSERT_TRUE(h);
-  void* p = h.allocate(32);
-  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(h.granule(), alignof(std::max_align_t));
+  void *p = h.allocate(1);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % alignof(std::max_align_t), 0u);
+}
+
+TEST(HeapCreate, AttachFindsAnIntactHeapOnly) {
+  alignas(16) static unsigned char buf[1024];
+  Heap h = Heap::create(buf, sizeof buf, granule(Granule::k4));
+  ASSERT_TRUE(h);
+  EXPECT_EQ(Heap::attach(buf), h);
+  alignas(16) static unsigned char junk[64] = {1, 2, 3};
+  EXPECT_FALSE(Heap::attach(junk));
+  EXPECT_FALSE(Heap::attach(nullptr));
+}
+
+// ---- Allocation figures -----------------------------------------------------------------------
+
+TEST(HeapAllocate, FreeSizeDropsByExactlyTheBlock) {
+  for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
+    const std::size_t gs = static_cast<std::size_t>(g);
+    Region r(1 << 20);
+    Heap h = Heap::create(r.data(), r.size, granule(g));
+    ASSERT_TRUE(h);
+    for (std::size_t s = 1; s <= 700; ++s) {
+      const std::size_t before = h.free_bytes();
+      void *p = h.allocate(s);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(before - h.free_bytes(), block_for(s, gs)) << "size " << s << " granule " << gs;
+      EXPECT_EQ(h.usable_size(p), block_for(s, gs) - 4);
+      EXPECT_EQ(h.block_size(p), block_for(s, gs));
+      h.deallocate(p);
+      EXPECT_EQ(h.free_bytes(), before);
+    }
+  }
+}
+
+TEST(HeapAllocate, Granule4OverheadIsOneWord) {
+  // Acceptance: with granule 4, for s >= 12 the free size drops by round_up(s, 4) + 4.
+  Region r(1 << 20);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  for (std::size_t s = 12; s < 5000; s += 7) {
+    const std::size_t before = h.free_bytes();
+    void *p = h.allocate(s);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(before - h.free_bytes(), round_up(s, 4) + 4) << s;
+    h.deallocate(p);
+  }
+}
+
+TEST(HeapAllocate, ZeroHugeAndNearLimitSizesFailCleanly) {
+  Region r(64 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const std::size_t free0 = h.free_bytes();
+  const std::size_t max = std::numeric_limits<std::size_t>::max();
+  for (std::size_t s :
+       {std::size_t(0), max, max - 1, max - 3, max - 4, max - 16, max / 2, std::size_t(0xFFFFFFFFu),
+        std::size_t(0xFFFFFFFCu), std::size_t(1) << 32, r.size, free0, free0 - 3}) {
+    EXPECT_EQ(h.allocate(s), nullptr) << s;
+    EXPECT_EQ(h.allocate_aligned(s, 16), nullptr) << s;
+  }
   EXPECT_TRUE(h.validate().ok());
+  EXPECT_EQ(h.free_bytes(), free0);
+  // The largest request that fits is exactly the single free block minus its header.
+  void *p = h.allocate(free0 - 4);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(h.free_bytes(), 0u);
   h.deallocate(p);
+}
+
+TEST(HeapAllocate, ReusesTheFreedBlockOfTheSameSize) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *a = h.allocate(100);
+  void *b = h.allocate(100);
+  void *c = h.allocate(100);
+  ASSERT_TRUE(a && b && c);
+  h.deallocate(b);
+  EXPECT_EQ(h.allocate(100), b);  // exact-size class hit
+  h.deallocate(b);
+  EXPECT_EQ(h.allocate(90), b);  // smaller request reuses it (remainder too small to split)
+  EXPECT_EQ(h.info().free_blocks, 1u);
+}
+
+TEST(HeapAllocate, BestFitInTheOwnClassPrefersTheTightestBlock) {
+  // Three holes in the class [992, 1024) of a 256 KiB heap; the request (block 992) takes the one
+  // that wastes least (996), not the most recently freed (1012).
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *guard[4];
+  void *hole[3];
+  const std::size_t sizes[3] = {1016, 992, 1008};  // blocks 1020, 996, 1012
+  for (int i = 0; i < 3; ++i) {
+    hole[i] = h.allocate(sizes[i]);
+    guard[i] = h.allocate(16);
+  }
+  guard[3] = h.allocate(16);
+  for (int i = 0; i < 3; ++i)
+    h.deallocate(hole[i]);
+  EXPECT_EQ(h.allocate(988), hole[1]);
+  (void)guard;
+}
+
+// ---- Aligned ------------------------------------------------------------------------------------
+
+TEST(HeapAligned, EveryPowerOfTwoAndOffset) {
+  for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
+    Region r(1 << 20);
+    Heap h = Heap::create(r.data(), r.size, granule(g));
+    capheap::testing::CheckedHeap ch(h);
+    const std::size_t free0 = h.free_bytes();
+    std::vector<void *> ptrs;
+    for (std::size_t a = 1; a <= 8192; a *= 2) {
+      for (std::size_t off : {0u, 4u, 8u, 16u, 20u}) {
+        if (off % static_cast<std::size_t>(g) != 0 && a >= static_cast<std::size_t>(g)) {
+          // Impossible in this granule: data pointers are multiples of g.
+          EXPECT_EQ(h.allocate_aligned(40, a, off), nullptr);
+          continue;
+        }
+        if (off % a != 0 && a < static_cast<std::size_t>(g)) {
+          EXPECT_EQ(h.allocate_aligned(40, a, off), nullptr);
+          continue;
+        }
+        void *p = ch.allocate_aligned(40 + a / 2, a, off);
+        ASSERT_NE(p, nullptr) << "align " << a << " offset " << off;
+        ptrs.push_back(p);
+      }
+    }
+    for (void *p : ptrs)
+      ch.deallocate(p);
+    EXPECT_EQ(h.free_bytes(), free0);
+    EXPECT_EQ(h.info().free_blocks, 1u);
+  }
+}
+
+TEST(HeapAligned, RejectsBadArguments) {
+  Region r(64 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  for (std::size_t a : {0u, 3u, 6u, 12u, 100u, 1000u})
+    EXPECT_EQ(h.allocate_aligned(16, a), nullptr) << a;
+  EXPECT_EQ(h.allocate_aligned(0, 16), nullptr);
+  EXPECT_EQ(h.allocate_aligned(16, 16, 2), nullptr);  // offset must be a multiple of 4
+  EXPECT_EQ(h.allocate_aligned(16, std::size_t(1) << 40), nullptr);
+  EXPECT_EQ(h.allocate_aligned(16, std::size_t(1) << 63), nullptr);
   EXPECT_TRUE(h.validate().ok());
 }
+
+TEST(HeapAligned, LeadingGapIsReturnedAsFreeMemory) {
+  Region r(64 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const std::size_t free0 = h.free_bytes();
+  void *p = h.allocate_aligned(100, 1024);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 1024, 0u);
+  // Only the block itself is taken; the gap before it stays free.
+  EXPECT_EQ(free0 - h.free_bytes(), block_for(100, 4));
+  h.deallocate(p);
+  EXPECT_EQ(h.free_bytes(), free0);
+  EXPECT_EQ(h.info().free_blocks, 1u);
+}
+
+// ---- Realloc ------------------------------------------------------------------------------------
+
+TEST(HeapRealloc, NullAndZero) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const std::size_t free0 = h.free_bytes();
+  void *p = h.reallocate(nullptr, 64);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(h.reallocate(p, 0), nullptr);
+  EXPECT_EQ(h.free_bytes(), free0);
+}
+
+TEST(HeapRealloc, ShrinkInPlaceReturnsTheTail) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *p = h.allocate(400);
+  void *guard = h.allocate(16);
+  const std::size_t before = h.free_bytes();
+  EXPECT_EQ(h.reallocate(p, 100), p);
+  EXPECT_EQ(h.free_bytes() - before, block_for(400, 4) - block_for(100, 4));
+  EXPECT_EQ(h.usable_size(p), 100u);
+  EXPECT_EQ(h.info().free_blocks, 2u);  // the tail stands alone between p and guard
+  EXPECT_TRUE(h.validate().ok());
+  h.deallocate(guard);
+}
+
+TEST(HeapRealloc, ShrinkByLessThanAMinimumBlockBeforeAUsedBlockKeepsTheBlock) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *p = h.allocate(100);
+  void *guard = h.allocate(16);
+  const std::size_t before = h.free_bytes();
+  EXPECT_EQ(h.reallocate(p, 90), p);
+  EXPECT_EQ(h.usable_size(p), 100u);
+  EXPECT_EQ(h.free_bytes(), before);
+  EXPECT_TRUE(h.validate().ok());
+  (void)guard;
+}
+
+TEST(HeapRealloc, ShrinkNextToAFreeBlockGivesEvenASmallTailBack) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *p = h.allocate(100);  // followed by the big free block
+  const std::size_t before = h.free_bytes();
+  EXPECT_EQ(h.reallocate(p, 96), p);
+  EXPECT_EQ(h.free_bytes() - before, 4u);
+  EXPECT_TRUE(h.validate().ok());
+}
+
+TEST(HeapRealloc, GrowInPlaceIntoFreedNeighbour) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *p = h.allocate(100);
+  void *n = h.allocate(200);
+  void *guard = h.allocate(16);
+  std::memset(p, 0xAB, 100);
+  h.deallocate(n);
+  const std::size_t before = h.free_bytes();
+  void *q = h.reallocate(p, 250);
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(before - h.free_bytes(), block_for(250, 4) - block_for(100, 4));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(static_cast<unsigned char *>(q)[i], 0xAB);
+  EXPECT_TRUE(h.validate().ok());
+  (void)guard;
+}
+
+TEST(HeapRealloc, MovesWhenNextIsUsedAndFailureKeepsTheBlock) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *p = h.allocate(100);
+  void *n = h.allocate(100);
+  std::memset(p, 0x5C, 100);
+  void *q = h.reallocate(p, 300);
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(static_cast<unsigned char *>(q)[i], 0x5C);
+  EXPECT_EQ(h.usable_size(p), 0u);  // old block freed
+  const std::size_t before = h.free_bytes();
+  EXPECT_EQ(h.reallocate(q, 1 << 20), nullptr);
+  EXPECT_EQ(h.free_bytes(), before);
+  EXPECT_EQ(h.usable_size(q), 300u);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(static_cast<unsigned char *>(q)[i], 0x5C);
+  EXPECT_TRUE(h.validate().ok());
+  (void)n;
+}
+
+// ---- Info, minimum, largest --------------------------------------------------------------------
+
+TEST(HeapInfo, OneThirtyTwoByteAllocation) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const capheap::HeapInfo before = h.info();
+  void *p = h.allocate(32);
+  const capheap::HeapInfo i = h.info();
+  EXPECT_EQ(i.allocated_blocks, 1u);
+  EXPECT_EQ(i.total_allocated_bytes, 32u);
+  EXPECT_EQ(i.free_blocks, 1u);
+  EXPECT_EQ(i.total_blocks, 2u);
+  EXPECT_EQ(i.total_free_bytes, before.total_free_bytes - 36);
+  EXPECT_EQ(i.minimum_free_bytes, before.total_free_bytes - 36);
+  EXPECT_EQ(i.largest_free_block, i.total_free_bytes - 4);
+  h.deallocate(p);
+  const capheap::HeapInfo after = h.info();
+  EXPECT_EQ(after.total_free_bytes, before.total_free_bytes);
+  EXPECT_EQ(after.total_allocated_bytes, 0u);
+  EXPECT_EQ(after.allocated_blocks, 0u);
+  EXPECT_EQ(after.minimum_free_bytes, before.total_free_bytes - 36);
+}
+
+TEST(HeapInfo, MinimumResetAndRestore) {
+  Region r(16 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const std::size_t f0 = h.free_bytes();
+  void *p = h.allocate(1000);
+  h.deallocate(p);
+  EXPECT_EQ(h.minimum_free_bytes(), f0 - 1004);
+  EXPECT_EQ(h.reset_minimum_free_bytes(), f0 - 1004);
+  EXPECT_EQ(h.minimum_free_bytes(), f0);
+  h.restore_minimum_free_bytes(f0 + 100);
+  EXPECT_EQ(h.minimum_free_bytes(), f0);
+  h.restore_minimum_free_bytes(123);
+  EXPECT_EQ(h.minimum_free_bytes(), 123u);
+}
+
+TEST(HeapInfo, LargestFreeBlockIsExactInFragmentedStates) {
+  for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
+    Region r(256 * 1024);
+    Heap h = Heap::create(r.data(), r.size, granule(g));
+    std::vector<void *> ptrs;
+    for (int i = 0; i < 200; ++i)
+      ptrs.push_back(h.allocate(static_cast<std::size_t>(100 + 37 * i)));
+    for (std::size_t i = 0; i < ptrs.size(); i += 2)
+      h.deallocate(ptrs[i]);
+    // Fill the tail so that only the holes remain free.
+    while (h.allocate(4096) != nullptr) {
+    }
+    const std::size_t l = h.largest_free_block();
+    ASSERT_GT(l, 0u);
+    EXPECT_EQ(h.allocate(l + h.granule()), nullptr);
+    void *p = h.allocate(l);
+    EXPECT_NE(p, nullptr) << l;
+  }
+}
+
+// ---- Walk and validate --------------------------------------------------------------------------
+
+TEST(HeapWalk, VisitsBlocksInAddressOrderWithExactSizes) {
+  Region r(4096);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *a = h.allocate(20);
+  void *b = h.allocate(40);
+  void *c = h.allocate(60);
+  h.deallocate(b);
+  std::vector<capheap::BlockView> seen;
+  h.for_each_block([&](const capheap::BlockView &v) {
+    seen.push_back(v);
+    return true;
+  });
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0].data, a);
+  EXPECT_EQ(seen[0].size, 20u);
+  EXPECT_TRUE(seen[0].used);
+  EXPECT_EQ(seen[1].data, b);
+  EXPECT_EQ(seen[1].size, 40u);
+  EXPECT_FALSE(seen[1].used);
+  EXPECT_EQ(seen[2].data, c);
+  EXPECT_EQ(seen[2].size, 60u);
+  EXPECT_FALSE(seen[3].used);
+  EXPECT_EQ(seen[3].size + 4, h.largest_free_block() + 4);
+  int n = 0;
+  h.for_each_block([&](const capheap::BlockView &) { return ++n < 2; });
+  EXPECT_EQ(n, 2);
+}
+
+/// Flips every byte of the heap's metadata, one at a time, and expects validate() to notice each,
+/// then to pass again once restored.
+TEST(HeapValidate, DetectsEveryCorruptedMetadataByte) {
+  alignas(16) static unsigned char buf[512];
+  Heap h = Heap::create(buf, sizeof buf, granule(Granule::k4));
+  ASSERT_TRUE(h);
+  void *a = h.allocate(24);
+  void *b = h.allocate(40);
+  void *c = h.allocate(24);
+  h.deallocate(b);
+  (void)a;
+  (void)c;
+  ASSERT_TRUE(h.validate().ok());
+
+  // Metadata bytes: the control structure's used part, every block header, and the links and
+  // footer of free blocks.
+  std::vector<std::size_t> offsets;
+  // The whole control structure (fixed part, second-level bitmaps, list heads) except the low-water
+  // mark: any value up to the free size is a legal state for it (restore_minimum_free_bytes).
+  for (std::size_t i = 0; i < h.control_size(); ++i)
+    if (i < offsetof(capheap::detail::Control, min_free_bytes) ||
+        i >= offsetof(capheap::detail::Control, min_free_bytes) + 4)
+      offsets.push_back(i);
+  const auto *base = static_cast<unsigned char *>(h.start());
+  h.for_each_block([&](const capheap::BlockView &v) {
+    const std::size_t hdr =
+        static_cast<std::size_t>(static_cast<unsigned char *>(v.data) - base) - 4;
+    for (std::size_t i = 0; i < 4; ++i)
+      offsets.push_back(hdr + i);
+    if (!v.used) {
+      for (std::size_t i = 4; i < 12; ++i)
+        offsets.push_back(hdr + i);  // links
+      for (std::size_t i = 0; i < 4; ++i)
+        offsets.push_back(hdr + v.size + i);  // footer
+    }
+    return true;
+  });
+  // The end marker.
+  const std::size_t end = h.region_size() - 4;
+  for (std::size_t i = 0; i < 4; ++i)
+    offsets.push_back(end + i);
+
+  std::size_t undetected = 0;
+  for (std::size_t off : offsets) {
+    unsigned char *byte = static_cast<unsigned char *>(h.start()) + off;
+    for (int flip : {0x01, 0x80, 0xFF}) {
+      const unsigned char saved = *byte;
+      *byte = static_cast<unsigned char>(saved ^ flip);
+      const capheap::Validation v = h.validate();
+      if (v.ok()) {
+        ++undetected;
+        ADD_FAILURE() << "flip 0x" << std::hex << int(flip) << " at offset " << std::dec << off
+                      << " not detected";
+      }
+      *byte = saved;
+      ASSERT_TRUE(h.validate().ok()) << "restore failed at " << off;
+    }
+  }
+  EXPECT_EQ(undetected, 0u);
+}
+
+TEST(HeapValidate, ReportsTheBadBlockAndReason) {
+  alignas(16) static unsigned char buf[1024];
+  Heap h = Heap::create(buf, sizeof buf, granule(Granule::k4));
+  void *a = h.allocate(24);
+  void *b = h.allocate(24);
+  auto *hdr = static_cast<unsigned char *>(b) - 4;
+  const unsigned char saved = hdr[0];
+  hdr[0] = static_cast<unsigned char>(saved + 4);  // block size off by one granule
+  const capheap::Validation v = h.validate();
+  EXPECT_FALSE(v.ok());
+  EXPECT_EQ(v.fault, Fault::kBadBlockSize) << capheap::fault_text(v.fault);
+  EXPECT_NE(v.block, nullptr);
+  hdr[0] = saved;
+  EXPECT_TRUE(h.validate().ok());
+  (void)a;
+}
+
+// ---- Misuse: always-on checks -------------------------------------------------------------------
+
+struct FailRecord {
+  int calls = 0;
+  std::string what;
+  const void *addr = nullptr;
+  const void *heap = nullptr;
+};
+FailRecord g_fail;
+void record_fail(const char *what, const void *addr, const void *heap) {
+  ++g_fail.calls;
+  g_fail.what = what;
+  g_fail.addr = addr;
+  g_fail.heap = heap;
+}
+
+class HeapMisuse : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    g_fail = FailRecord{};
+    old_ = capheap_set_fail_hook(record_fail);
+  }
+  void TearDown() override { capheap_set_fail_hook(old_); }
+  capheap_fail_hook_t old_ = nullptr;
+};
+
+TEST_F(HeapMisuse, DoubleFreeIsReportedAndIgnored) {
+  Region r(4096);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *a = h.allocate(40);
+  void *b = h.allocate(40);
+  h.deallocate(a);
+  const std::size_t before = h.free_bytes();
+  h.deallocate(a);
+  EXPECT_EQ(g_fail.calls, 1);
+  EXPECT_NE(g_fail.what.find("double free"), std::string::npos) << g_fail.what;
+  EXPECT_EQ(g_fail.addr, a);
+  EXPECT_EQ(g_fail.heap, h.start());
+  EXPECT_EQ(h.free_bytes(), before);
+  EXPECT_TRUE(h.validate().ok());
+  (void)b;
+}
+
+TEST_F(HeapMisuse, InteriorAndForeignPointersAreReported) {
+  Region r(4096);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  auto *a = static_cast<unsigned char *>(h.allocate(40));
+  const std::size_t before = h.free_bytes();
+  int local = 0;
+  for (void *bad :
+       {static_cast<void *>(a + 1), static_cast<void *>(a + 8), static_cast<void *>(&local),
+        static_cast<void *>(static_cast<unsigned char *>(h.start()) + 8)}) {
+    g_fail = FailRecord{};
+    h.deallocate(bad);
+    EXPECT_EQ(g_fail.calls, 1) << bad;
+    EXPECT_EQ(g_fail.addr, bad);
+    EXPECT_EQ(h.free_bytes(), before);
+    EXPECT_TRUE(h.validate().ok());
+  }
+  g_fail = FailRecord{};
+  EXPECT_EQ(h.reallocate(a + 8, 100), nullptr);
+  EXPECT_EQ(g_fail.calls, 1);
+}
+
+TEST_F(HeapMisuse, CorruptedHeaderOnFreeIsReportedBeforeAnyChange) {
+  Region r(4096);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *a = h.allocate(40);
+  void *b = h.allocate(40);
+  auto *hdr = static_cast<unsigned char *>(b) - 4;
+  const unsigned char saved = hdr[1];
+  hdr[1] = 0x7F;  // size becomes huge
+  h.deallocate(b);
+  EXPECT_EQ(g_fail.calls, 1);
+  EXPECT_NE(g_fail.what.find("bad block header"), std::string::npos) << g_fail.what;
+  hdr[1] = saved;
+  EXPECT_TRUE(h.validate().ok());
+  (void)a;
+}
+
+TEST_F(HeapMisuse, OverflowIntoNextFreeBlockIsCaughtOnFree) {
+  Region r(4096);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  auto *a = static_cast<unsigned char *>(h.allocate(40));
+  // a's block is followed by the big free block; an overflow of 8 bytes smashes its header+link.
+  std::memset(a + 40, 0x41, 8);
+  h.deallocate(a);
+  EXPECT_EQ(g_fail.calls, 1);
+  EXPECT_FALSE(h.validate().ok());
+}
+
+}  // namespace

@@ -40,8 +40,10 @@ void put_number(Out &out, unsigned long long v, unsigned base, bool upper, int w
     v /= base;
   } while (v != 0);
   if (negative) digits[n++] = '-';
-  for (int i = n; i < width; ++i) out.put(pad);
-  while (n > 0) out.put(digits[--n]);
+  for (int i = n; i < width; ++i)
+    out.put(pad);
+  while (n > 0)
+    out.put(digits[--n]);
 }
 }  // namespace
 
@@ -78,7 +80,9 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   __builtin_trap();
 }
 
-void capheap_set_print_hook(capheap_print_hook_t print) { g_print_hook = print; }
+void capheap_set_print_hook(capheap_print_hook_t print) {
+  g_print_hook = print;
+}
 
 void capheap_port_printf(const char *fmt, ...) {
   if (g_print_hook == nullptr) return;
@@ -97,7 +101,8 @@ void capheap_port_printf(const char *fmt, ...) {
       pad = '0';
       ++f;
     }
-    while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+    while (*f >= '0' && *f <= '9')
+      width = width * 10 + (*f++ - '0');
     bool is_long = false;
     while (*f == 'l' || *f == 'z') {
       is_long = true;
@@ -108,8 +113,10 @@ void capheap_port_printf(const char *fmt, ...) {
       case 'i': {
         long long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
         const bool neg = v < 0;
-        put_number(out, neg ? 0ull - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v),
-                   10, false, width, pad, neg);
+        put_number(
+            out,
+            neg ? 0ull - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v),
+            10, false, width, pad, neg);
         break;
       }
       case 'u':
@@ -126,12 +133,22 @@ void capheap_port_printf(const char *fmt, ...) {
                    false);
         break;
       case 's':
-        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s) out.put(*s);
+        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
+          out.put(*s);
         break;
-      case 'c': out.put(static_cast<char>(va_arg(ap, int))); break;
-      case '%': out.put('%'); break;
-      case '\0': --f; break;
-      default: out.put('%'); out.put(*f); break;
+      case 'c':
+        out.put(static_cast<char>(va_arg(ap, int)));
+        break;
+      case '%':
+        out.put('%');
+        break;
+      case '\0':
+        --f;
+        break;
+      default:
+        out.put('%');
+        out.put(*f);
+        break;
     }
   }
   va_end(ap);

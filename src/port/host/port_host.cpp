@@ -25,7 +25,9 @@ std::atomic<capheap_lock_fn_t> g_lock_release{nullptr};
 std::atomic<capheap_fail_hook_t> g_fail_hook{nullptr};
 std::atomic<capheap_print_hook_t> g_print_hook{nullptr};
 
-pthread_mutex_t *mutex_of(void *lock) { return static_cast<pthread_mutex_t *>(lock); }
+pthread_mutex_t *mutex_of(void *lock) {
+  return static_cast<pthread_mutex_t *>(lock);
+}
 }  // namespace
 
 extern "C" {
@@ -39,7 +41,9 @@ void capheap_lock_init(capheap_lock_t *lock) {
   pthread_mutexattr_destroy(&attr);
 }
 
-void capheap_lock_destroy(capheap_lock_t *lock) { pthread_mutex_destroy(mutex_of(lock)); }
+void capheap_lock_destroy(capheap_lock_t *lock) {
+  pthread_mutex_destroy(mutex_of(lock));
+}
 
 void capheap_set_lock_hooks(capheap_lock_fn_t acquire, capheap_lock_fn_t release) {
   g_lock_acquire.store(acquire);
@@ -62,7 +66,9 @@ void capheap_port_lock_release(void *lock) {
   pthread_mutex_unlock(mutex_of(lock));
 }
 
-capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook) { return g_fail_hook.exchange(hook); }
+capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook) {
+  return g_fail_hook.exchange(hook);
+}
 
 void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   if (capheap_fail_hook_t hook = g_fail_hook.load()) {
@@ -71,16 +77,20 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   }
   // Not printf: stdio may allocate. One write of a preformatted buffer.
   char buf[256];
-  const int n = std::snprintf(buf, sizeof buf, "CORRUPT HEAP: %s at %p (heap %p)\n", what, addr, heap);
+  const int n =
+      std::snprintf(buf, sizeof buf, "CORRUPT HEAP: %s at %p (heap %p)\n", what, addr, heap);
   if (n > 0) {
-    const size_t len = static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1;
+    const size_t len =
+        static_cast<size_t>(n) < sizeof buf ? static_cast<size_t>(n) : sizeof buf - 1;
     std::fwrite(buf, 1, len, stderr);
     std::fflush(stderr);
   }
   std::abort();
 }
 
-void capheap_set_print_hook(capheap_print_hook_t print) { g_print_hook.store(print); }
+void capheap_set_print_hook(capheap_print_hook_t print) {
+  g_print_hook.store(print);
+}
 
 void capheap_port_printf(const char *fmt, ...) {
   char buf[512];
