@@ -738,7 +738,7 @@ Validation Heap::validate() const noexcept {
       u32 back = 0;
       while (e != 0) {
         if (listed >= free_count) return {Fault::kFreeListMismatch, detail::data_of(c, e)};
-        if (e < c->first || e >= c->end || ((e + kHeaderBytes) & (g - 1)) != 0 ||
+        if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
             !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
             prev_free(c, e) != back)
           return {Fault::kBadFreeLink,

@@ -98,6 +98,25 @@ TEST(HeapCreate, ControlStructureIsSizedToTheRegion) {
   EXPECT_EQ(hs.largest_free_block(), hs.free_bytes() - 4);
 }
 
+// Regression: validate() checked free-list entries' alignment relative to the region start instead
+// of in absolute terms, so every heap whose start was not a multiple of its granule looked corrupt.
+TEST(HeapCreate, StartNotAMultipleOfTheGranuleLaysOutAndValidates) {
+  alignas(16) static unsigned char buf[32 * 1024 + 16];
+  for (std::size_t at : {4u, 8u, 12u}) {
+    Heap h = Heap::create(buf + at, 32 * 1024, granule(Granule::k16));
+    ASSERT_TRUE(h);
+    EXPECT_TRUE(h.validate().ok()) << at;
+    void *a = h.allocate(1500);
+    void *d = h.allocate_aligned(4096, 64);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(a) % 16, 0u);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(d) % 64, 0u);
+    EXPECT_TRUE(h.validate().ok()) << at;
+    h.deallocate(d);
+    h.deallocate(a);
+    EXPECT_TRUE(h.validate().ok()) << at;
+  }
+}
+
 TEST(HeapCreate, DefaultGranuleIsMaxAlignOnThisHost) {
   alignas(16) static unsigned char buf[1024];
   Heap h = Heap::create(buf, sizeof buf);
