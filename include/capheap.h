@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capheap_layout.h"
+#include "esp_err.h"
 #include "multi_heap.h"
 
 #ifdef __cplusplus
@@ -82,6 +84,40 @@ capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook);
  * default (host: stdout; bare metal: discard). */
 typedef void (*capheap_print_hook_t)(const char *text, size_t len);
 void capheap_set_print_hook(capheap_print_hook_t print);
+
+/* ---- Capabilities layer extensions --------------------------------------------------------- */
+
+/* Sets the chip layout heap_caps_init builds heaps from (firmware: a generated constant table;
+ * host: the simulator sets it). The layout must outlive every heap. O(1). */
+void capheap_set_layout(const capheap_layout_t *layout);
+
+/* Granule of the heaps heap_caps_init and heap_caps_add_region* create: 4 (ESP-IDF, the default),
+ * 8 or 16. Call before heap_caps_init. Returns ESP_ERR_INVALID_ARG for other values. */
+esp_err_t capheap_set_caps_granule(size_t granule);
+
+/* Sets aside `size` bytes of internal DMA-capable RAM that only explicit MALLOC_CAP_DMA or
+ * MALLOC_CAP_INTERNAL requests can use (never plain malloc): ESP-IDF's
+ * CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL. The memory is taken in chunks from DMA|INTERNAL heaps and
+ * added back as heaps with caps {DMA|INTERNAL, 0, 8BIT|32BIT}. Returns ESP_OK, ESP_ERR_NO_MEM if
+ * the internal memory cannot provide it, or ESP_ERR_INVALID_ARG for size 0. */
+esp_err_t capheap_reserve_internal_pool(size_t size);
+
+/* When enabled, a failed allocation (after the callback) prints
+ * `Mem alloc fail. size 0x%08x caps 0x%08x` and aborts: ESP-IDF's
+ * CONFIG_HEAP_ABORT_WHEN_ALLOCATION_FAILS, selectable at run time. */
+void capheap_set_abort_on_alloc_failure(bool enable);
+
+/* ESP-IDF's private allocation entry points used by its libc glue (heap_private.h): the malloc()
+ * policy (internal first, or external first above the heap_caps_malloc_extmem_enable limit, both
+ * falling back to any DEFAULT heap) and the *_base functions that never run the failure callback.
+ */
+void *heap_caps_malloc_default(size_t size);
+void *heap_caps_realloc_default(void *ptr, size_t size);
+void *heap_caps_aligned_alloc_default(size_t alignment, size_t size);
+void *heap_caps_malloc_base(size_t size, uint32_t caps);
+void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps);
+void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps);
+void *heap_caps_aligned_alloc_base(size_t alignment, size_t size, uint32_t caps);
 
 #ifdef __cplusplus
 }

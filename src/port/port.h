@@ -63,6 +63,10 @@ void capheap_port_lock_release(void *lock);
  * becomes a no-op, allocation returns NULL), so the heap is never modified on top of corruption. */
 void capheap_port_fail(const char *what, const void *addr, const void *heap);
 
+/* Ends the program after an unrecoverable condition the user asked to stop on (abort on allocation
+ * failure). Host: message to stderr, abort(). Bare metal: message to the print hook, trap. */
+void capheap_port_abort(const char *message);
+
 /* ---- Console output ---------------------------------------------------------------------------
  */
 

@@ -80,6 +80,11 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   __builtin_trap();
 }
 
+void capheap_port_abort(const char *message) {
+  capheap_port_printf("%s\n", message);
+  __builtin_trap();
+}
+
 void capheap_set_print_hook(capheap_print_hook_t print) {
   g_print_hook = print;
 }

@@ -88,6 +88,13 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   std::abort();
 }
 
+void capheap_port_abort(const char *message) {
+  std::fputs(message, stderr);
+  std::fputc('\n', stderr);
+  std::fflush(stderr);
+  std::abort();
+}
+
 void capheap_set_print_hook(capheap_print_hook_t print) {
   g_print_hook.store(print);
 }

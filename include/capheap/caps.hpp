@@ -1,0 +1,238 @@
+// capheap/caps.hpp — capabilities and the heap registry (the C++ side of heap_caps_*).
+//
+// A Registry holds the heaps of one system. Each heap covers one contiguous region and carries
+// three priority levels of capability masks (MALLOC_CAP_* bits). allocate(size, caps) walks the
+// priority levels and, within each, the heap list, exactly as ESP-IDF's heap_caps_malloc does; free
+// finds the owning heap by binary search over a sorted address table. The C API (esp_heap_caps.h)
+// is a thin shim over one global Registry.
+//
+// Freestanding: no allocation (the heap table is a fixed array of kMaxHeaps records inside the
+// Registry), no exceptions, no I/O. Locks go through the port: one per heap, one for the table.
+#ifndef CAPHEAP_CAPS_HPP
+#define CAPHEAP_CAPS_HPP
+
+#include <cstddef>
+#include <cstdint>
+
+#include "capheap.h"
+#include "capheap/heap.hpp"
+#include "capheap_layout.h"
+#include "esp_heap_caps.h"
+
+#ifndef CAPHEAP_MAX_HEAPS
+#define CAPHEAP_MAX_HEAPS 64
+#endif
+
+namespace capheap {
+
+/// A set of MALLOC_CAP_* capability bits. Converts explicitly to and from the ESP-IDF mask.
+class Caps {
+ public:
+  constexpr Caps() noexcept = default;
+  constexpr explicit Caps(std::uint32_t bits) noexcept : bits_(bits) {}
+  constexpr std::uint32_t bits() const noexcept { return bits_; }
+  constexpr bool empty() const noexcept { return bits_ == 0; }
+  /// True if every bit of `other` is in this set.
+  constexpr bool contains(Caps other) const noexcept {
+    return (bits_ & other.bits_) == other.bits_;
+  }
+  constexpr bool intersects(Caps other) const noexcept { return (bits_ & other.bits_) != 0; }
+  constexpr Caps operator|(Caps o) const noexcept { return Caps(bits_ | o.bits_); }
+  constexpr Caps operator&(Caps o) const noexcept { return Caps(bits_ & o.bits_); }
+  constexpr Caps without(Caps o) const noexcept { return Caps(bits_ & ~o.bits_); }
+  constexpr Caps &operator|=(Caps o) noexcept { return bits_ |= o.bits_, *this; }
+  constexpr bool operator==(Caps o) const noexcept { return bits_ == o.bits_; }
+  constexpr bool operator!=(Caps o) const noexcept { return bits_ != o.bits_; }
+
+  static constexpr Caps exec() noexcept { return Caps(MALLOC_CAP_EXEC); }
+  static constexpr Caps bit32() noexcept { return Caps(MALLOC_CAP_32BIT); }
+  static constexpr Caps bit8() noexcept { return Caps(MALLOC_CAP_8BIT); }
+  static constexpr Caps dma() noexcept { return Caps(MALLOC_CAP_DMA); }
+  static constexpr Caps spiram() noexcept { return Caps(MALLOC_CAP_SPIRAM); }
+  static constexpr Caps internal() noexcept { return Caps(MALLOC_CAP_INTERNAL); }
+  static constexpr Caps default_() noexcept { return Caps(MALLOC_CAP_DEFAULT); }
+  static constexpr Caps iram_8bit() noexcept { return Caps(MALLOC_CAP_IRAM_8BIT); }
+  static constexpr Caps retention() noexcept { return Caps(MALLOC_CAP_RETENTION); }
+  static constexpr Caps rtcram() noexcept { return Caps(MALLOC_CAP_RTCRAM); }
+  static constexpr Caps spm() noexcept { return Caps(MALLOC_CAP_SPM); }
+  static constexpr Caps dma_desc_ahb() noexcept { return Caps(MALLOC_CAP_DMA_DESC_AHB); }
+  static constexpr Caps dma_desc_axi() noexcept { return Caps(MALLOC_CAP_DMA_DESC_AXI); }
+  static constexpr Caps cache_aligned() noexcept { return Caps(MALLOC_CAP_CACHE_ALIGNED); }
+  static constexpr Caps simd() noexcept { return Caps(MALLOC_CAP_SIMD); }
+  static constexpr Caps invalid() noexcept { return Caps(MALLOC_CAP_INVALID); }
+
+ private:
+  std::uint32_t bits_ = 0;
+};
+
+/// Result codes of registry operations (values are ESP-IDF's esp_err_t).
+enum class Status : int {
+  kOk = ESP_OK,
+  kFail = ESP_FAIL,         ///< overlaps an existing heap
+  kNoMem = ESP_ERR_NO_MEM,  ///< heap table full
+  kInvalidArg = ESP_ERR_INVALID_ARG,
+  kInvalidState = ESP_ERR_INVALID_STATE,
+  kInvalidSize = ESP_ERR_INVALID_SIZE,  ///< region too small for a heap
+  kNotFound = ESP_ERR_NOT_FOUND,
+};
+
+/// Where a heap goes in the list.
+enum class Placement : std::uint8_t {
+  kBoot,     ///< after every boot heap (boot heaps are added in ascending address order)
+  kRuntime,  ///< at the head of the list (ESP-IDF's heap_caps_add_region_with_caps)
+};
+
+/// Read-only view of one registered heap.
+struct HeapView {
+  const char *name = nullptr;  ///< memory type name ("DRAM", "D/IRAM", "SPIRAM", ...)
+  std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, 0, 0};
+  std::uintptr_t start = 0;       ///< region start (data bus)
+  std::uintptr_t end = 0;         ///< region end (exclusive)
+  std::uintptr_t iram_start = 0;  ///< instruction-bus alias of start, 0 if none
+  bool registered = false;        ///< false for startup-stack regions not yet enabled
+  bool runtime = false;           ///< added at run time (head of the list)
+  Heap heap;                      ///< the engine (null while not registered)
+  void *lock = nullptr;           ///< the heap's port lock object
+};
+
+/// The heaps of one system and the capability-based choice between them.
+class Registry {
+ public:
+  static constexpr unsigned kMaxHeaps = CAPHEAP_MAX_HEAPS;
+  static_assert(kMaxHeaps % 32 == 0 && kMaxHeaps >= 32 && kMaxHeaps <= 256,
+                "CAPHEAP_MAX_HEAPS must be a multiple of 32 between 32 and 256");
+
+  /// An empty registry. Constant-initialised (usable as a global before any constructor runs);
+  /// call init() before use to set up its locks.
+  constexpr Registry() noexcept = default;
+  Registry(const Registry &) = delete;
+  Registry &operator=(const Registry &) = delete;
+
+  /// Sets up the registry's own lock and forgets every heap (their memory is not touched).
+  /// Not thread-safe.
+  void init(std::size_t granule = 4) noexcept;
+
+  /// Builds the boot heaps of a chip layout (heap_caps_init's algorithm; see esp_heap_caps_init.h)
+  /// and remembers the layout's alias and alignment facts. Returns kNoMem if the layout has more
+  /// heaps than kMaxHeaps. Not thread-safe (call before other threads use the registry).
+  Status build_from_layout(const capheap_layout_t &layout) noexcept;
+
+  /// Registers startup-stack regions' heaps. Thread-safe.
+  void enable_startup_stack_heaps() noexcept;
+
+  /// Adds a heap over [start, end) (heap_caps_add_region_with_caps's contract and overlap rules).
+  /// Thread-safe; allocations may run concurrently.
+  Status add_region(const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS], std::uintptr_t start,
+                    std::uintptr_t end, Placement where = Placement::kRuntime,
+                    const char *name = nullptr) noexcept;
+
+  /// Caps of the layout region containing addr (for heap_caps_add_region); false if none.
+  bool layout_caps_at(std::uintptr_t addr,
+                      std::uint32_t out[CAPHEAP_PRIORITY_LEVELS]) const noexcept;
+
+  // ---- Allocation: ESP-IDF's heap_caps_*_base semantics (no failure callback) ----
+
+  /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
+  /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
+  /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
+  void *allocate(std::size_t size, Caps caps) noexcept;
+  /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
+  void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
+  /// heap_caps_realloc's rules.
+  void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;
+  /// heap_caps_free's rules; reports (fail hook) pointers in no heap.
+  void deallocate(void *ptr) noexcept;
+
+  // ---- Lookup and queries ----
+
+  /// The heap whose region contains p (data-bus address), or -1. O(log heaps), lock-free.
+  int find_heap(const void *p) const noexcept;
+  /// True if p is an instruction-bus alias produced by an EXEC allocation's D/IRAM path.
+  bool is_iram_alias(const void *p) const noexcept;
+  /// The data-bus block address behind an EXEC alias pointer (reads the hidden word).
+  void *data_address_of_alias(const void *p) const noexcept;
+  /// Usable size of a live allocation (alias-aware); 0 (after a fail-hook report) if none.
+  std::size_t usable_size(const void *p) const noexcept;
+
+  /// Number of heaps (registered or not), in list order 0..count()-1.
+  unsigned count() const noexcept { return count_; }
+  /// The heap at list position i (0 <= i < count()).
+  HeapView view(unsigned i) const noexcept;
+  /// True if heap i has every bit of caps over its three levels (the query rule; caps 0 matches).
+  bool heap_matches(unsigned i, Caps caps) const noexcept;
+  /// Runs f(i) under heap i's lock.
+  template <class F>
+  void with_heap_locked(unsigned i, F &&f) const noexcept {
+    Record &r = const_cast<Record &>(record(i));
+    lock(r);
+    f();
+    unlock(r);
+  }
+  /// Hardware alignment (address and size) for a request with caps; 0 if none applies. Also
+  /// returns the caps with DMA_DESC_* mapped to DMA, CACHE_ALIGNED removed and DMA dropped when
+  /// SPIRAM is requested (ESP-IDF's adjustment).
+  std::size_t hw_alignment(Caps &caps) const noexcept;
+
+  const capheap_layout_t *layout() const noexcept { return layout_; }
+
+ private:
+  struct Record {
+    std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, 0, 0};
+    std::uint32_t all_caps = 0;
+    std::uintptr_t start = 0;
+    std::uintptr_t end = 0;
+    std::uintptr_t iram_start = 0;
+    Heap heap;
+    capheap_lock_t lock_storage{};
+    const char *name = nullptr;
+    bool registered = false;
+    bool runtime = false;
+  };
+  static constexpr unsigned kWords = kMaxHeaps / 32;
+  static constexpr unsigned kCapBits = 31;  // bit 31 (INVALID) is never a heap capability
+
+  struct Mask {
+    std::uint32_t w[kWords] = {};
+  };
+
+  const Record &record(unsigned pos) const noexcept { return records_[order_[pos]]; }
+  void lock(Record &r) const noexcept;
+  void unlock(Record &r) const noexcept;
+  void lock_table() noexcept;
+  void unlock_table() noexcept;
+  void rebuild_tables() noexcept;  // caller holds the table lock and has bumped seq_
+  bool register_heap(Record &r) noexcept;
+  Status insert(Record &r, Placement where) noexcept;
+  void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias) noexcept;
+  void *alloc_in(Record &r, std::size_t size, std::size_t alignment, bool exec_alias) noexcept;
+  std::uintptr_t to_iram(const Record &r, std::uintptr_t d) const noexcept;
+  std::uint32_t read_seq_begin() const noexcept;
+  bool read_seq_retry(std::uint32_t begin) const noexcept;
+
+  Record records_[kMaxHeaps] = {};
+  // List order: order_[pos] is the record index of the heap at list position pos.
+  std::uint8_t order_[kMaxHeaps] = {};
+  // Sorted by start address (ties: larger end first): by_addr_[k] is a list position, and
+  // parent_[k] is 1 + the sorted index of the nearest heap enclosing heap k (0 if none; heaps added
+  // strictly inside an allocated block of another heap nest).
+  std::uint8_t by_addr_[kMaxHeaps] = {};
+  std::uint8_t parent_[kMaxHeaps] = {};
+  unsigned count_ = 0;
+  unsigned boot_count_ = 0;
+  // Per capability bit b: heaps (list positions) with b at level l, and with b at any level.
+  Mask level_masks_[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
+  Mask any_masks_[kCapBits] = {};
+  Mask registered_ = {};
+  // Bounds of all instruction-alias ranges (quick reject on free).
+  std::uintptr_t iram_low_ = 0;
+  std::uintptr_t iram_high_ = 0;
+  std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
+  capheap_lock_t table_lock_{};
+  bool table_lock_ready_ = false;
+  std::size_t granule_ = 4;
+  const capheap_layout_t *layout_ = nullptr;
+};
+
+}  // namespace capheap
+
+#endif  // CAPHEAP_CAPS_HPP

@@ -1,0 +1,36 @@
+// capi_internal.hpp — what the layers above capi (the host simulator, tools, tests) may reach
+// inside the C API: the global registry, the initialisation state and the address display mapping.
+#ifndef CAPHEAP_CAPI_INTERNAL_HPP
+#define CAPHEAP_CAPI_INTERNAL_HPP
+
+#include <cstdint>
+
+#include "capheap/caps.hpp"
+
+namespace capheap {
+namespace capi {
+
+/// The registry behind every heap_caps_* function.
+Registry &registry() noexcept;
+
+/// Maps a host address to the address the chip would show (identity unless the simulator had to
+/// place a region elsewhere). Used by every printed report.
+using DisplayMapper = std::uintptr_t (*)(std::uintptr_t host_address);
+void set_display_mapper(DisplayMapper mapper) noexcept;
+std::uintptr_t display_address(const void *p) noexcept;
+
+/// Forgets every heap and every setting (failure callback, extmem limit, monitor), so that a new
+/// heap_caps_init can run (the host simulator's deinit). Not thread-safe.
+void reset() noexcept;
+
+/// True once heap_caps_init has run.
+bool initialised() noexcept;
+
+}  // namespace capi
+}  // namespace capheap
+
+/// Defined by the host simulator (capheap::host); called on the first heap_caps_* use when
+/// heap_caps_init has not run. Weak: without the simulator nothing happens.
+extern "C" void capheap_host_autoinit(void) __attribute__((weak));
+
+#endif  // CAPHEAP_CAPI_INTERNAL_HPP

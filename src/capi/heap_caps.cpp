@@ -1,0 +1,650 @@
+// heap_caps.cpp — ESP-IDF's heap_caps_* C API (esp_heap_caps.h, esp_heap_caps_init.h) and
+// capheap's capability extensions (capheap.h), as shims over one global capheap::Registry.
+//
+// This file owns the ESP-IDF policy that is not capability matching: the failure callback and the
+// abort-on-failure option, the malloc() default policy with the external-memory threshold, the
+// _prefer variants, calloc's overflow rules, the printed reports and the local minimum monitor.
+
+#include <cstdarg>
+
+#include "capheap.h"
+#include "capheap/caps.hpp"
+#include "capi/capi_internal.hpp"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+#include "port/port.h"
+
+namespace capheap {
+namespace capi {
+namespace {
+
+Registry g_registry;
+const capheap_layout_t *g_layout = nullptr;
+std::size_t g_granule = 4;
+esp_alloc_failed_hook_t g_failed_hook = nullptr;
+bool g_abort_on_failure = false;
+// ESP-IDF keeps the limit as an int with -1 meaning "external allocations disabled".
+constexpr long kExtmemDisabled = -1;
+long g_extmem_limit = kExtmemDisabled;
+DisplayMapper g_mapper = nullptr;
+// 0 = not initialised, 1 = initialising, 2 = ready.
+int g_init_state = 0;
+
+struct MonitorEntry {
+  Heap heap;
+  std::size_t saved_min;
+};
+MonitorEntry *g_monitor = nullptr;
+unsigned g_monitor_count = 0;
+
+// Largest single request any heap could hold; larger sizes fail before any arithmetic.
+constexpr std::size_t kHeapSizeMax = std::size_t(1) << 31;
+
+void ensure_init() noexcept {
+  if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
+  int expected = 0;
+  if (__atomic_compare_exchange_n(&g_init_state, &expected, 1, false, __ATOMIC_ACQ_REL,
+                                  __ATOMIC_ACQUIRE)) {
+    if (capheap_host_autoinit != nullptr) {
+      capheap_host_autoinit();  // sets the layout and calls heap_caps_init
+    } else if (g_layout != nullptr) {
+      heap_caps_init();
+    }
+    __atomic_store_n(&g_init_state, 2, __ATOMIC_RELEASE);
+    return;
+  }
+  while (__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 1) {
+  }
+}
+
+void report_failure(std::size_t size, std::uint32_t caps, const char *function) noexcept {
+  const esp_alloc_failed_hook_t hook = __atomic_load_n(&g_failed_hook, __ATOMIC_ACQUIRE);
+  if (hook != nullptr) hook(size, caps, function);
+  if (__atomic_load_n(&g_abort_on_failure, __ATOMIC_RELAXED)) {
+    static const char kDigits[] = "0123456789abcdef";
+    char msg[] = "Mem alloc fail. size 0x00000000 caps 0x00000000";
+    // Positions of the two 8-digit fields in msg.
+    const std::size_t size_at = 18, caps_at = 38;
+    const std::uint32_t s = static_cast<std::uint32_t>(size);
+    for (int i = 0; i < 8; ++i) {
+      msg[size_at + static_cast<std::size_t>(i)] = kDigits[(s >> (28 - 4 * i)) & 0xFu];
+      msg[caps_at + static_cast<std::size_t>(i)] = kDigits[(caps >> (28 - 4 * i)) & 0xFu];
+    }
+    capheap_port_abort(msg);
+  }
+}
+
+bool matches_query(unsigned i, std::uint32_t caps) noexcept {
+  if ((caps & MALLOC_CAP_INVALID) != 0) return g_registry.view(i).registered;
+  return g_registry.heap_matches(i, Caps(caps));
+}
+
+unsigned display32(std::uintptr_t a) noexcept {
+  return static_cast<unsigned>(a);
+}
+
+}  // namespace
+
+Registry &registry() noexcept {
+  return g_registry;
+}
+
+void set_display_mapper(DisplayMapper mapper) noexcept {
+  g_mapper = mapper;
+}
+
+std::uintptr_t display_address(const void *p) noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  return g_mapper != nullptr ? g_mapper(a) : a;
+}
+
+bool initialised() noexcept {
+  return __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2;
+}
+
+void reset() noexcept {
+  g_registry.init(4);
+  g_layout = nullptr;
+  g_granule = 4;
+  g_failed_hook = nullptr;
+  g_abort_on_failure = false;
+  g_extmem_limit = kExtmemDisabled;
+  g_mapper = nullptr;
+  g_monitor = nullptr;
+  g_monitor_count = 0;
+  __atomic_store_n(&g_init_state, 0, __ATOMIC_RELEASE);
+}
+
+}  // namespace capi
+}  // namespace capheap
+
+using capheap::Caps;
+using capheap::Heap;
+using capheap::HeapView;
+using capheap::capi::display32;
+using capheap::capi::display_address;
+using capheap::capi::ensure_init;
+using capheap::capi::g_registry;
+using capheap::capi::kHeapSizeMax;
+using capheap::capi::matches_query;
+using capheap::capi::report_failure;
+
+extern "C" {
+
+// ================================================================================================
+// Initialisation and regions
+// ================================================================================================
+
+void capheap_set_layout(const capheap_layout_t *layout) {
+  capheap::capi::g_layout = layout;
+}
+
+esp_err_t capheap_set_caps_granule(size_t granule) {
+  if (granule != 4 && granule != 8 && granule != 16) return ESP_ERR_INVALID_ARG;
+  capheap::capi::g_granule = granule;
+  return ESP_OK;
+}
+
+void heap_caps_init(void) {
+  g_registry.init(capheap::capi::g_granule);
+  if (capheap::capi::g_layout != nullptr) g_registry.build_from_layout(*capheap::capi::g_layout);
+  // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now.
+  int expected = 0;
+  __atomic_compare_exchange_n(&capheap::capi::g_init_state, &expected, 2, false, __ATOMIC_ACQ_REL,
+                              __ATOMIC_ACQUIRE);
+}
+
+void heap_caps_enable_nonos_stack_heaps(void) {
+  ensure_init();
+  g_registry.enable_startup_stack_heaps();
+}
+
+esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end) {
+  ensure_init();
+  return static_cast<esp_err_t>(g_registry.add_region(caps, static_cast<std::uintptr_t>(start),
+                                                      static_cast<std::uintptr_t>(end)));
+}
+
+esp_err_t heap_caps_add_region(intptr_t start, intptr_t end) {
+  if (start == 0) return ESP_ERR_INVALID_ARG;
+  ensure_init();
+  uint32_t caps[CAPHEAP_PRIORITY_LEVELS];
+  if (!g_registry.layout_caps_at(static_cast<std::uintptr_t>(start), caps))
+    return ESP_ERR_NOT_FOUND;
+  return heap_caps_add_region_with_caps(caps, start, end);
+}
+
+esp_err_t capheap_reserve_internal_pool(size_t size) {
+  if (size == 0) return ESP_ERR_INVALID_ARG;
+  ensure_init();
+  const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
+                                                  MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
+  // Take the largest chunks available until the amount is covered; each chunk becomes a heap.
+  size_t left = size;
+  while (left > 0) {
+    size_t chunk = heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
+    // A chunk must hold its own control structure and a block; tiny leftovers are not worth it.
+    const size_t overhead = 256;
+    if (chunk < overhead + 64) return ESP_ERR_NO_MEM;
+    if (chunk > left + overhead) chunk = left + overhead;
+    void *mem = g_registry.allocate(chunk, Caps(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL));
+    if (mem == nullptr) return ESP_ERR_NO_MEM;
+    const intptr_t s = reinterpret_cast<intptr_t>(mem);
+    const esp_err_t err = heap_caps_add_region_with_caps(caps, s, s + static_cast<intptr_t>(chunk));
+    if (err != ESP_OK) {
+      g_registry.deallocate(mem);
+      return err;
+    }
+    left = chunk - overhead >= left ? 0 : left - (chunk - overhead);
+  }
+  return ESP_OK;
+}
+
+void capheap_set_abort_on_alloc_failure(bool enable) {
+  __atomic_store_n(&capheap::capi::g_abort_on_failure, enable, __ATOMIC_RELAXED);
+}
+
+esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback) {
+  if (callback == nullptr) return ESP_ERR_INVALID_ARG;
+  __atomic_store_n(&capheap::capi::g_failed_hook, callback, __ATOMIC_RELEASE);
+  return ESP_OK;
+}
+
+void heap_caps_malloc_extmem_enable(size_t limit) {
+  __atomic_store_n(&capheap::capi::g_extmem_limit, static_cast<long>(limit), __ATOMIC_RELAXED);
+}
+
+// ================================================================================================
+// Base allocation (no failure reporting)
+// ================================================================================================
+
+void *heap_caps_malloc_base(size_t size, uint32_t caps) {
+  ensure_init();
+  if (size > kHeapSizeMax) return nullptr;
+  return g_registry.allocate(size, Caps(caps));
+}
+
+void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps) {
+  ensure_init();
+  if (size > kHeapSizeMax) return nullptr;
+  return g_registry.reallocate(ptr, size, Caps(caps));
+}
+
+void *heap_caps_aligned_alloc_base(size_t alignment, size_t size, uint32_t caps) {
+  ensure_init();
+  if (size > kHeapSizeMax) return nullptr;
+  return g_registry.allocate_aligned(alignment, size, Caps(caps));
+}
+
+void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
+  void *p = heap_caps_malloc_base(total, caps);
+  if (p != nullptr) __builtin_memset(p, 0, total);
+  return p;
+}
+
+// ================================================================================================
+// Public allocation
+// ================================================================================================
+
+HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
+  if (size == 0) return nullptr;
+  void *p = heap_caps_malloc_base(size, caps);
+  if (p == nullptr) report_failure(size, caps, __func__);
+  return p;
+}
+
+HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
+  if (ptr == nullptr) return;
+  ensure_init();
+  g_registry.deallocate(ptr);
+}
+
+void heap_caps_aligned_free(void *ptr) {
+  heap_caps_free(ptr);
+}
+
+HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
+  if (ptr != nullptr && size == 0) {
+    heap_caps_free(ptr);
+    return nullptr;
+  }
+  if (ptr == nullptr && size == 0) return nullptr;
+  void *p = heap_caps_realloc_base(ptr, size, caps);
+  if (p == nullptr) report_failure(size, caps, __func__);
+  return p;
+}
+
+void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
+  void *p = heap_caps_aligned_alloc_base(alignment, size, caps);
+  if (p == nullptr) report_failure(size, caps, __func__);
+  return p;
+}
+
+void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
+  void *p = heap_caps_aligned_alloc(alignment, total, caps);
+  if (p != nullptr) __builtin_memset(p, 0, total);
+  return p;
+}
+
+void *heap_caps_calloc(size_t n, size_t size, uint32_t caps) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
+  void *p = total == 0 ? nullptr : heap_caps_malloc_base(total, caps);
+  if (p != nullptr) {
+    __builtin_memset(p, 0, total);
+  } else if (size > 0) {
+    // ESP-IDF code reports on `size > 0`, so calloc(0, n) also runs the callback, with n * size.
+    report_failure(total, caps, __func__);
+  }
+  return p;
+}
+
+void *heap_caps_malloc_default(size_t size) {
+  const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
+  if (limit == capheap::capi::kExtmemDisabled) {
+    return heap_caps_malloc(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
+  }
+  if (size == 0) return nullptr;
+  void *p = size <= static_cast<size_t>(limit)
+                ? heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
+                : heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
+  if (p == nullptr) p = heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT);
+  if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  return p;
+}
+
+void *heap_caps_realloc_default(void *ptr, size_t size) {
+  const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
+  if (limit == capheap::capi::kExtmemDisabled) {
+    return heap_caps_realloc(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
+  }
+  if (ptr != nullptr && size == 0) {
+    heap_caps_free(ptr);
+    return nullptr;
+  }
+  void *p = size <= static_cast<size_t>(limit)
+                ? heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
+                : heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
+  if (p == nullptr) p = heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT);
+  if (p == nullptr && size > 0) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  return p;
+}
+
+void *heap_caps_aligned_alloc_default(size_t alignment, size_t size) {
+  const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
+  if (limit == capheap::capi::kExtmemDisabled) {
+    return heap_caps_aligned_alloc(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
+  }
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
+  void *p =
+      size <= static_cast<size_t>(limit)
+          ? heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
+          : heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
+  if (p == nullptr) p = heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT);
+  if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  return p;
+}
+
+void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
+  if (size == 0) return nullptr;
+  va_list ap;
+  va_start(ap, num);
+  uint32_t caps = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  while (num-- > 0 && p == nullptr) {
+    caps = va_arg(ap, uint32_t);
+    p = heap_caps_malloc_base(size, caps);
+  }
+  va_end(ap);
+  if (p == nullptr) report_failure(size, caps, __func__);
+  return p;
+}
+
+void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
+  if (ptr != nullptr && size == 0) {
+    heap_caps_free(ptr);
+    return nullptr;
+  }
+  va_list ap;
+  va_start(ap, num);
+  uint32_t caps = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  while (num-- > 0 && p == nullptr) {
+    caps = va_arg(ap, uint32_t);
+    p = heap_caps_realloc_base(ptr, size, caps);
+  }
+  va_end(ap);
+  if (p == nullptr && size > 0) report_failure(size, caps, __func__);
+  return p;
+}
+
+void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total) || total == 0) return nullptr;
+  va_list ap;
+  va_start(ap, num);
+  uint32_t caps = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  while (num-- > 0 && p == nullptr) {
+    caps = va_arg(ap, uint32_t);
+    p = heap_caps_calloc_base(n, size, caps);
+  }
+  va_end(ap);
+  if (p == nullptr) report_failure(total, caps, __func__);
+  return p;
+}
+
+// ================================================================================================
+// Queries
+// ================================================================================================
+
+size_t heap_caps_get_total_size(uint32_t caps) {
+  ensure_init();
+  size_t total = 0;
+  for (unsigned i = 0; i < g_registry.count(); ++i)
+    if (g_registry.heap_matches(i, Caps(caps))) {
+      const HeapView v = g_registry.view(i);
+      total += v.end - v.start;
+    }
+  return total;
+}
+
+size_t heap_caps_get_free_size(uint32_t caps) {
+  ensure_init();
+  size_t total = 0;
+  for (unsigned i = 0; i < g_registry.count(); ++i)
+    if (g_registry.heap_matches(i, Caps(caps))) total += g_registry.view(i).heap.free_bytes();
+  return total;
+}
+
+size_t heap_caps_get_minimum_free_size(uint32_t caps) {
+  ensure_init();
+  size_t total = 0;
+  for (unsigned i = 0; i < g_registry.count(); ++i)
+    if (g_registry.heap_matches(i, Caps(caps)))
+      total += g_registry.view(i).heap.minimum_free_bytes();
+  return total;
+}
+
+void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
+  if (info == nullptr) return;
+  *info = multi_heap_info_t{};
+  ensure_init();
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    if (!g_registry.heap_matches(i, Caps(caps))) continue;
+    capheap::HeapInfo hi;
+    g_registry.with_heap_locked(i, [&] { hi = g_registry.view(i).heap.info(); });
+    info->total_free_bytes += hi.total_free_bytes;
+    info->total_allocated_bytes += hi.total_allocated_bytes;
+    info->minimum_free_bytes += hi.minimum_free_bytes;
+    info->allocated_blocks += hi.allocated_blocks;
+    info->free_blocks += hi.free_blocks;
+    info->total_blocks += hi.total_blocks;
+    if (hi.largest_free_block > info->largest_free_block)
+      info->largest_free_block = hi.largest_free_block;
+  }
+}
+
+size_t heap_caps_get_largest_free_block(uint32_t caps) {
+  multi_heap_info_t info;
+  heap_caps_get_info(&info, caps);
+  return info.largest_free_block;
+}
+
+void heap_caps_print_heap_info(uint32_t caps) {
+  ensure_init();
+  multi_heap_info_t total{};
+  capheap_port_printf("Heap summary for capabilities 0x%08X:\n", static_cast<unsigned>(caps));
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    if (!g_registry.heap_matches(i, Caps(caps))) continue;
+    const HeapView v = g_registry.view(i);
+    capheap::HeapInfo hi;
+    g_registry.with_heap_locked(i, [&] { hi = v.heap.info(); });
+    capheap_port_printf("  At 0x%08x len %d free %d allocated %d min_free %d\n",
+                        display32(display_address(reinterpret_cast<void *>(v.start))),
+                        static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
+                        static_cast<int>(hi.total_allocated_bytes),
+                        static_cast<int>(hi.minimum_free_bytes));
+    capheap_port_printf(
+        "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
+        static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
+        static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
+    total.total_free_bytes += hi.total_free_bytes;
+    total.total_allocated_bytes += hi.total_allocated_bytes;
+    total.minimum_free_bytes += hi.minimum_free_bytes;
+    if (hi.largest_free_block > total.largest_free_block)
+      total.largest_free_block = hi.largest_free_block;
+  }
+  capheap_port_printf("  Totals:\n");
+  capheap_port_printf(
+      "    free %d allocated %d min_free %d largest_free_block %d\n",
+      static_cast<int>(total.total_free_bytes), static_cast<int>(total.total_allocated_bytes),
+      static_cast<int>(total.minimum_free_bytes), static_cast<int>(total.largest_free_block));
+}
+
+esp_err_t heap_caps_monitor_local_minimum_free_size_start(void) {
+  ensure_init();
+  using capheap::capi::g_monitor;
+  using capheap::capi::g_monitor_count;
+  if (g_monitor == nullptr) {
+    const unsigned n = g_registry.count();
+    g_monitor = static_cast<capheap::capi::MonitorEntry *>(heap_caps_malloc_base(
+        sizeof(capheap::capi::MonitorEntry) * (n == 0 ? 1 : n), MALLOC_CAP_DEFAULT));
+    if (g_monitor == nullptr) return ESP_ERR_NO_MEM;
+    g_monitor_count = n;
+    for (unsigned i = 0; i < n; ++i) {
+      g_monitor[i].heap = g_registry.view(i).heap;
+      g_monitor[i].saved_min = ~size_t(0);
+    }
+  }
+  for (unsigned i = 0; i < g_monitor_count; ++i) {
+    if (!g_monitor[i].heap) continue;
+    size_t old = 0;
+    g_registry.with_heap_locked(i, [&] { old = g_monitor[i].heap.reset_minimum_free_bytes(); });
+    if (old < g_monitor[i].saved_min) g_monitor[i].saved_min = old;
+  }
+  return ESP_OK;
+}
+
+esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
+  using capheap::capi::g_monitor;
+  using capheap::capi::g_monitor_count;
+  if (g_monitor == nullptr) return ESP_FAIL;
+  for (unsigned i = 0; i < g_monitor_count; ++i)
+    if (g_monitor[i].heap) g_monitor[i].heap.restore_minimum_free_bytes(g_monitor[i].saved_min);
+  capheap::capi::MonitorEntry *m = g_monitor;
+  g_monitor = nullptr;
+  g_monitor_count = 0;
+  heap_caps_free(m);
+  return ESP_OK;
+}
+
+// ================================================================================================
+// Integrity, dump, walk
+// ================================================================================================
+
+bool heap_caps_check_integrity(uint32_t caps, bool print_errors) {
+  ensure_init();
+  bool all_ok = true;
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    if (!matches_query(i, caps)) continue;
+    const HeapView v = g_registry.view(i);
+    capheap::Validation res;
+    g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
+    if (!res.ok()) {
+      all_ok = false;
+      if (print_errors) {
+        capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n",
+                            capheap::fault_text(res.fault), display32(display_address(res.block)),
+                            display32(display_address(reinterpret_cast<void *>(v.start))));
+      }
+    }
+  }
+  return all_ok;
+}
+
+bool heap_caps_check_integrity_all(bool print_errors) {
+  return heap_caps_check_integrity(MALLOC_CAP_INVALID, print_errors);
+}
+
+bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors) {
+  ensure_init();
+  const int pos = g_registry.find_heap(reinterpret_cast<void *>(addr));
+  if (pos < 0) return false;
+  const unsigned i = static_cast<unsigned>(pos);
+  const HeapView v = g_registry.view(i);
+  capheap::Validation res;
+  g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
+  if (!res.ok() && print_errors) {
+    capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n",
+                        capheap::fault_text(res.fault), display32(display_address(res.block)),
+                        display32(display_address(reinterpret_cast<void *>(v.start))));
+  }
+  return res.ok();
+}
+
+void heap_caps_dump(uint32_t caps) {
+  ensure_init();
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    if (!matches_query(i, caps)) continue;
+    const HeapView v = g_registry.view(i);
+    g_registry.with_heap_locked(i, [&] {
+      capheap_port_printf("Showing data for heap: 0x%08x \n",
+                          display32(display_address(reinterpret_cast<void *>(v.start))));
+      v.heap.for_each_block([](const capheap::BlockView &b) {
+        capheap_port_printf("Block 0x%08x data, size: %d bytes, Free: %s \n",
+                            display32(display_address(b.data)), static_cast<int>(b.size),
+                            b.used ? "No" : "Yes");
+        return true;
+      });
+    });
+  }
+}
+
+void heap_caps_dump_all(void) {
+  heap_caps_dump(MALLOC_CAP_INVALID);
+}
+
+size_t heap_caps_get_allocated_size(void *ptr) {
+  if (ptr == nullptr) return 0;
+  ensure_init();
+  return g_registry.usable_size(ptr);
+}
+
+size_t heap_caps_get_containing_block_size(void *ptr) {
+  ensure_init();
+  const int pos = g_registry.find_heap(ptr);
+  if (pos < 0) {
+    capheap_port_fail("pointer is outside heap areas", ptr, nullptr);
+    return 0;
+  }
+  const unsigned i = static_cast<unsigned>(pos);
+  const HeapView v = g_registry.view(i);
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
+  size_t size = 0;
+  g_registry.with_heap_locked(i, [&] {
+    v.heap.for_each_block([&](const capheap::BlockView &b) {
+      const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(b.data);
+      if (a < s) return false;
+      if (a < s + b.size) {
+        if (b.used) size = b.size;
+        return false;
+      }
+      return true;
+    });
+  });
+  if (size == 0)
+    capheap_port_fail("pointer is not inside an allocated block", ptr,
+                      reinterpret_cast<void *>(v.start));
+  return size;
+}
+
+void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user_data) {
+  if (walker_func == nullptr) {
+    capheap_port_fail("heap_caps_walk: NULL walker", nullptr, nullptr);
+    return;
+  }
+  ensure_init();
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    if (!matches_query(i, caps)) continue;
+    const HeapView v = g_registry.view(i);
+    const walker_heap_into_t hinfo{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)};
+    g_registry.with_heap_locked(i, [&] {
+      v.heap.for_each_block([&](const capheap::BlockView &b) {
+        const walker_block_info_t binfo{b.data, b.size, b.used};
+        return walker_func(hinfo, binfo, user_data);
+      });
+    });
+  }
+}
+
+void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data) {
+  heap_caps_walk(MALLOC_CAP_INVALID, walker_func, user_data);
+}
+
+}  // extern "C"

@@ -1,0 +1,640 @@
+// registry.cpp — the heap registry: capability matching, heap choice, owner lookup, locking.
+//
+// Choosing heaps without re-evaluating them. For every capability bit b the registry keeps bitmasks
+// over list positions: level_masks_[l][b] (heaps with b at priority level l) and any_masks_[b]
+// (heaps with b at any level). For a request with bits R:
+//   eligible   = AND over b in R of any_masks_[b]          (heaps with every requested bit)
+//   at level l = eligible & OR over b in R of level_masks_[l][b], minus heaps already tried
+// and the set bits of each level's mask, in ascending position, are ESP-IDF's list order. The cost
+// depends on the number of requested bits, not on the number of heaps.
+//
+// Finding a pointer's heap: by_addr_ lists positions sorted by start address; a binary search finds
+// the heap in O(log heaps).
+//
+// Concurrency. Tables change only when heaps are added (init, enabling startup-stack heaps,
+// add_region), under table_lock_. Readers (allocation, free) take no table lock: they read under a
+// sequence counter (seqlock) and retry if a change overlapped. Every table word is read and written
+// with relaxed atomics; seq_ with acquire/release. Each heap has its own lock (port lock), taken
+// only around the engine call.
+
+#include "capheap/caps.hpp"
+
+#include "core/check.hpp"
+#include "port/port.h"
+
+namespace capheap {
+
+namespace {
+
+using u32 = std::uint32_t;
+
+template <class T>
+inline T ld(const T &x) noexcept {
+  return __atomic_load_n(&x, __ATOMIC_RELAXED);
+}
+template <class T>
+inline void st(T &x, T v) noexcept {
+  __atomic_store_n(&x, v, __ATOMIC_RELAXED);
+}
+
+inline bool is_pow2(std::size_t v) noexcept {
+  return v != 0 && (v & (v - 1)) == 0;
+}
+inline std::size_t align_up(std::size_t v, std::size_t a) noexcept {
+  return (v + a - 1) & ~(a - 1);
+}
+inline u32 lsb(u32 v) noexcept {
+  return static_cast<u32>(__builtin_ctz(v));
+}
+
+constexpr u32 kExecForbidden = MALLOC_CAP_8BIT | MALLOC_CAP_DMA;
+constexpr u32 kHwAlignCaps = MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI |
+                             MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD;
+constexpr std::size_t kAliasWord = 4;  // the hidden data address before an EXEC alias pointer
+
+}  // namespace
+
+// ================================================================================================
+// Locks and the sequence counter
+// ================================================================================================
+
+void Registry::lock(Record &r) const noexcept {
+  capheap_port_lock_acquire(&r.lock_storage);
+}
+void Registry::unlock(Record &r) const noexcept {
+  capheap_port_lock_release(&r.lock_storage);
+}
+
+void Registry::lock_table() noexcept {
+  if (table_lock_ready_) capheap_port_lock_acquire(&table_lock_);
+}
+void Registry::unlock_table() noexcept {
+  if (table_lock_ready_) capheap_port_lock_release(&table_lock_);
+}
+
+u32 Registry::read_seq_begin() const noexcept {
+  for (;;) {
+    const u32 s = __atomic_load_n(&seq_, __ATOMIC_ACQUIRE);
+    if ((s & 1u) == 0) return s;
+  }
+}
+
+bool Registry::read_seq_retry(u32 begin) const noexcept {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  return __atomic_load_n(&seq_, __ATOMIC_RELAXED) != begin;
+}
+
+// ================================================================================================
+// Setup
+// ================================================================================================
+
+void Registry::init(std::size_t granule) noexcept {
+  for (unsigned i = 0; i < count_; ++i)
+    capheap_lock_destroy(&records_[i].lock_storage);
+  if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
+  count_ = 0;
+  boot_count_ = 0;
+  iram_low_ = iram_high_ = 0;
+  layout_ = nullptr;
+  granule_ = granule;
+  for (auto &lvl : level_masks_)
+    for (auto &m : lvl)
+      m = Mask{};
+  for (auto &m : any_masks_)
+    m = Mask{};
+  registered_ = Mask{};
+  capheap_lock_init(&table_lock_);
+  table_lock_ready_ = true;
+}
+
+bool Registry::register_heap(Record &r) noexcept {
+  HeapConfig cfg;
+  cfg.granule = granule_ == 16 ? Granule::k16 : granule_ == 8 ? Granule::k8 : Granule::k4;
+  r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, cfg);
+  r.registered = static_cast<bool>(r.heap);
+  return r.registered;
+}
+
+// Rebuilds every derived table from records_ and order_. Caller holds the table lock and has made
+// seq_ odd; readers retry meanwhile.
+void Registry::rebuild_tables() noexcept {
+  Mask level[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
+  Mask any[kCapBits] = {};
+  Mask reg{};
+  iram_low_ = iram_high_ = 0;
+  for (unsigned pos = 0; pos < count_; ++pos) {
+    const Record &r = records_[order_[pos]];
+    const u32 word = pos / 32, bit = 1u << (pos % 32);
+    if (r.registered) reg.w[word] |= bit;
+    for (unsigned b = 0; b < kCapBits; ++b) {
+      const u32 cb = 1u << b;
+      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+        if ((r.caps[l] & cb) != 0) level[l][b].w[word] |= bit;
+      if ((r.all_caps & cb) != 0) any[b].w[word] |= bit;
+    }
+    if (r.iram_start != 0) {
+      const std::uintptr_t lo = to_iram(r, r.end) < r.iram_start ? to_iram(r, r.end) : r.iram_start;
+      const std::uintptr_t hi = lo + (r.end - r.start);
+      if (iram_low_ == 0 || lo < iram_low_) iram_low_ = lo;
+      if (hi > iram_high_) iram_high_ = hi;
+    }
+  }
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+    for (unsigned b = 0; b < kCapBits; ++b)
+      for (unsigned w = 0; w < kWords; ++w)
+        st(level_masks_[l][b].w[w], level[l][b].w[w]);
+  for (unsigned b = 0; b < kCapBits; ++b)
+    for (unsigned w = 0; w < kWords; ++w)
+      st(any_masks_[b].w[w], any[b].w[w]);
+  for (unsigned w = 0; w < kWords; ++w)
+    st(registered_.w[w], reg.w[w]);
+
+  // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
+  // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
+  std::uint8_t sorted[kMaxHeaps];
+  auto before = [&](unsigned pa, unsigned pb) {
+    const Record &a = records_[order_[pa]], &b = records_[order_[pb]];
+    return a.start < b.start || (a.start == b.start && a.end > b.end);
+  };
+  for (unsigned i = 0; i < count_; ++i) {
+    const std::uint8_t pos = static_cast<std::uint8_t>(i);
+    unsigned j = i;
+    while (j > 0 && before(pos, sorted[j - 1])) {
+      sorted[j] = sorted[j - 1];
+      --j;
+    }
+    sorted[j] = pos;
+  }
+  for (unsigned k = 0; k < count_; ++k) {
+    const Record &r = records_[order_[sorted[k]]];
+    std::uint8_t parent = 0;
+    for (unsigned j = k; j > 0; --j) {
+      const Record &o = records_[order_[sorted[j - 1]]];
+      if (o.start <= r.start && r.end <= o.end) {
+        parent = static_cast<std::uint8_t>(j);
+        break;
+      }
+    }
+    st(by_addr_[k], sorted[k]);
+    st(parent_[k], parent);
+  }
+}
+
+Status Registry::insert(Record &r, Placement where) noexcept {
+  if (count_ >= kMaxHeaps) return Status::kNoMem;
+  const unsigned idx = count_;
+  records_[idx] = r;
+  Record &nr = records_[idx];
+  capheap_lock_init(&nr.lock_storage);
+
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  if (where == Placement::kRuntime) {
+    for (unsigned p = count_; p > 0; --p)
+      st(order_[p], order_[p - 1]);
+    st(order_[0], static_cast<std::uint8_t>(idx));
+  } else {
+    st(order_[count_], static_cast<std::uint8_t>(idx));
+    ++boot_count_;
+  }
+  st(count_, count_ + 1);
+  rebuild_tables();
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
+  return Status::kOk;
+}
+
+Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintptr_t start,
+                            std::uintptr_t end, Placement where, const char *name) noexcept {
+  if (caps == nullptr || start == 0 || end == 0 || end <= start) return Status::kInvalidArg;
+  Record r;
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+    r.caps[l] = caps[l] & ~MALLOC_CAP_INVALID;
+    r.all_caps |= r.caps[l];
+  }
+  r.start = start;
+  r.end = end;
+  r.name = name != nullptr ? name : (where == Placement::kRuntime ? "runtime" : "region");
+  r.runtime = where == Placement::kRuntime;
+  // A heap registers before it becomes visible; a too-small range fails here without side effects
+  // beyond writing the (unused) memory.
+  lock_table();
+  Status s = Status::kOk;
+  for (unsigned i = 0; i < count_ && s == Status::kOk; ++i) {
+    const Record &o = records_[i];
+    const bool before = end <= o.start, after = start >= o.end;
+    const bool inside = (start >= o.start && end < o.end) || (start > o.start && end <= o.end);
+    if (!(before || after || inside)) s = Status::kFail;
+  }
+  if (s == Status::kOk && count_ >= kMaxHeaps) s = Status::kNoMem;
+  if (s == Status::kOk && !register_heap(r)) s = Status::kInvalidSize;
+  if (s == Status::kOk) s = insert(r, where);
+  unlock_table();
+  return s;
+}
+
+Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
+  layout_ = &layout;
+  // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
+  // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.
+  struct Piece {
+    std::uintptr_t start, end, iram;
+    unsigned type;
+    bool stack;
+  };
+  Piece pending{};
+  bool have_pending = false;
+  Status result = Status::kOk;
+
+  auto flush = [&](const Piece &p) {
+    if (p.end - p.start <= 16) return;
+    Record r;
+    const capheap_memory_type_t &t = layout.types[p.type];
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+      r.caps[l] = t.caps[l];
+      r.all_caps |= t.caps[l];
+    }
+    r.start = p.start;
+    r.end = p.end;
+    r.iram_start = p.iram;
+    r.name = t.name;
+    if (!p.stack && !register_heap(r)) return;  // too small to hold a heap: not a heap
+    if (insert(r, Placement::kBoot) != Status::kOk) result = Status::kNoMem;
+  };
+  auto emit = [&](Piece p) {
+    if (p.end - p.start <= 16) return;
+    if (have_pending && pending.type == p.type && pending.stack == p.stack &&
+        pending.end == p.start &&
+        ((pending.iram == 0 && p.iram == 0) ||
+         (pending.iram != 0 && p.iram != 0 &&
+          (layout.diram_inverted || pending.iram + (pending.end - pending.start) == p.iram)))) {
+      pending.end = p.end;
+      return;
+    }
+    if (have_pending) flush(pending);
+    pending = p;
+    have_pending = true;
+  };
+
+  lock_table();
+  for (std::size_t i = 0; i < layout.region_count; ++i) {
+    const capheap_memory_region_t &reg = layout.regions[i];
+    if (reg.type >= layout.type_count) continue;
+    std::uintptr_t cur = reg.start;
+    const std::uintptr_t reg_end = reg.start + reg.size;
+    // Cut out every reserved range overlapping [cur, reg_end), in address order.
+    while (cur < reg_end) {
+      std::uintptr_t cut_start = reg_end, cut_end = reg_end;
+      for (std::size_t k = 0; k < layout.reserved_count; ++k) {
+        const std::uintptr_t rs = layout.reserved[k].start & ~std::uintptr_t(3);
+        const std::uintptr_t re = (layout.reserved[k].end + 3) & ~std::uintptr_t(3);
+        if (re <= cur || rs >= reg_end) continue;
+        const std::uintptr_t s = rs < cur ? cur : rs;
+        if (s < cut_start) {
+          cut_start = s;
+          cut_end = re;
+        }
+      }
+      if (cut_start > cur) {
+        const std::uintptr_t iram =
+            reg.iram_address == 0 ? 0 : reg.iram_address + (cur - reg.start);
+        emit(Piece{cur, cut_start, iram, reg.type, reg.startup_stack});
+      }
+      cur = cut_end > cut_start ? cut_end : reg_end;
+    }
+  }
+  if (have_pending) flush(pending);
+  unlock_table();
+  return result;
+}
+
+void Registry::enable_startup_stack_heaps() noexcept {
+  lock_table();
+  bool changed = false;
+  for (unsigned i = 0; i < count_; ++i) {
+    Record &r = records_[i];
+    if (!r.registered && register_heap(r)) changed = true;
+  }
+  if (changed) {
+    __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    rebuild_tables();
+    __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);
+  }
+  unlock_table();
+}
+
+bool Registry::layout_caps_at(std::uintptr_t addr,
+                              u32 out[CAPHEAP_PRIORITY_LEVELS]) const noexcept {
+  if (layout_ == nullptr) return false;
+  for (std::size_t i = 0; i < layout_->region_count; ++i) {
+    const capheap_memory_region_t &reg = layout_->regions[i];
+    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout_->type_count) {
+      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+        out[l] = layout_->types[reg.type].caps[l];
+      return true;
+    }
+  }
+  return false;
+}
+
+// ================================================================================================
+// Address translation for EXEC allocations served from D/IRAM
+// ================================================================================================
+
+std::uintptr_t Registry::to_iram(const Record &r, std::uintptr_t d) const noexcept {
+  if (layout_ != nullptr && layout_->diram_inverted && d >= layout_->diram_dram_low &&
+      d <= layout_->diram_dram_high) {
+    // The buses see the window in opposite order: data address d (an end boundary) lands at
+    // iram_low + (dram_high - d).
+    return layout_->diram_iram_low + (layout_->diram_dram_high - d);
+  }
+  return r.iram_start + (d - r.start);
+}
+
+bool Registry::is_iram_alias(const void *p) const noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  return iram_high_ != 0 && a >= ld(iram_low_) && a < ld(iram_high_);
+}
+
+void *Registry::data_address_of_alias(const void *p) const noexcept {
+  // The hidden word is 32 bits (the device's address width). On a 64-bit host the upper half comes
+  // from the D/IRAM heap that owns the alias window (a region never straddles a 4 GiB boundary).
+  u32 word;
+  __builtin_memcpy(&word, static_cast<const unsigned char *>(p) - kAliasWord, sizeof word);
+  std::uintptr_t data = word;
+  if (sizeof(std::uintptr_t) > sizeof(u32)) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    const unsigned n = ld(count_);
+    for (unsigned i = 0; i < n; ++i) {
+      const Record &r = records_[i];
+      if (r.iram_start == 0) continue;
+      const std::uintptr_t lo = to_iram(r, r.end) < r.iram_start ? to_iram(r, r.end) : r.iram_start;
+      if (a >= lo && a <= lo + (r.end - r.start)) {
+        const std::uintptr_t high = r.start & ~std::uintptr_t(0xFFFFFFFFu);
+        data = high | word;
+        break;
+      }
+    }
+  }
+  return reinterpret_cast<void *>(data);
+}
+
+// ================================================================================================
+// Allocation
+// ================================================================================================
+
+std::size_t Registry::hw_alignment(Caps &caps) const noexcept {
+  u32 c = caps.bits();
+  if ((c & kHwAlignCaps) == 0) return 0;
+  std::size_t a = 0;
+  const capheap_hw_alignment_t hw = layout_ != nullptr ? layout_->align : capheap_hw_alignment_t{};
+  const bool ext = (c & MALLOC_CAP_SPIRAM) != 0;
+  const bool wants_cache = (c & (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB |
+                                 MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED)) != 0;
+  if (wants_cache) {
+    const std::size_t line = ext ? hw.cache_line_ext : hw.cache_line_int;
+    if (line > a) a = line;
+    if (!ext && (c & (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI)) != 0 &&
+        hw.dma_internal > a)
+      a = hw.dma_internal;
+  }
+  if ((c & MALLOC_CAP_DMA_DESC_AXI) != 0) {
+    const std::size_t axi = hw.dma_desc_axi != 0 ? hw.dma_desc_axi : 8;
+    if (axi > a) a = axi;
+  }
+  if ((c & MALLOC_CAP_SIMD) != 0 && hw.simd > a) a = hw.simd;
+  if ((c & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI)) != 0) {
+    c &= ~u32(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI);
+    c |= MALLOC_CAP_DMA;
+  }
+  if (ext) c &= ~u32(MALLOC_CAP_DMA);  // no heap is DMA|SPIRAM: PSRAM DMA means cache-aligned PSRAM
+  c &= ~u32(MALLOC_CAP_CACHE_ALIGNED);
+  caps = Caps(c);
+  return a > 4 ? a : 0;
+}
+
+void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
+                         bool exec_alias) noexcept {
+  void *p;
+  lock(r);
+  if (exec_alias) {
+    // Allocate one more word in the data heap; hand out the instruction-bus alias past a hidden
+    // word that holds the data address (so free can find the block).
+    p = r.heap.allocate(size + kAliasWord);
+    unlock(r);
+    if (p == nullptr) return nullptr;
+    const std::uintptr_t dstart = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t istart = (layout_ != nullptr && layout_->diram_inverted)
+                                      ? to_iram(r, dstart + size + kAliasWord)
+                                      : to_iram(r, dstart);
+    const u32 word = static_cast<u32>(dstart);
+    __builtin_memcpy(reinterpret_cast<void *>(istart), &word, sizeof word);
+    return reinterpret_cast<void *>(istart + kAliasWord);
+  }
+  p = alignment > 0 ? r.heap.allocate_aligned(size, alignment) : r.heap.allocate(size);
+  unlock(r);
+  return p;
+}
+
+void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec) noexcept {
+  const u32 req = caps.bits();
+  std::uint8_t cand[kMaxHeaps];
+  unsigned n;
+  for (;;) {
+    const u32 seq = read_seq_begin();
+    Mask eligible;
+    for (unsigned w = 0; w < kWords; ++w)
+      eligible.w[w] = ld(registered_.w[w]);
+    for (u32 bits = req; bits != 0; bits &= bits - 1) {
+      const unsigned b = lsb(bits);
+      for (unsigned w = 0; w < kWords; ++w)
+        eligible.w[w] &= ld(any_masks_[b].w[w]);
+    }
+    n = 0;
+    Mask tried{};
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+      Mask lvl{};
+      for (u32 bits = req; bits != 0; bits &= bits - 1) {
+        const unsigned b = lsb(bits);
+        for (unsigned w = 0; w < kWords; ++w)
+          lvl.w[w] |= ld(level_masks_[l][b].w[w]);
+      }
+      for (unsigned w = 0; w < kWords; ++w) {
+        u32 m = lvl.w[w] & eligible.w[w] & ~tried.w[w];
+        tried.w[w] |= m;
+        for (; m != 0; m &= m - 1)
+          cand[n++] = ld(order_[w * 32 + lsb(m)]);
+      }
+    }
+    if (!read_seq_retry(seq)) break;
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    Record &r = records_[cand[i]];
+    const bool alias = exec && r.iram_start != 0;
+    if (void *p = alloc_in(r, size, alignment, alias)) return p;
+  }
+  return nullptr;
+}
+
+void *Registry::allocate(std::size_t size, Caps caps) noexcept {
+  u32 c = caps.bits();
+  if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  if ((c & MALLOC_CAP_EXEC) != 0) {
+    if ((c & kExecForbidden) != 0) return nullptr;  // executable memory is never 8-bit or DMA
+    c |= MALLOC_CAP_32BIT;
+  }
+  if (size > (std::size_t(1) << 31)) return nullptr;  // no region is that large; keeps sums exact
+  if ((c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
+  Caps adj(c);
+  const std::size_t alignment = hw_alignment(adj);
+  if (alignment != 0) size = align_up(size, alignment);
+  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0);
+}
+
+void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
+  if (!is_pow2(alignment) || size == 0) return nullptr;
+  const u32 c = caps.bits();
+  if (c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  if (size > (std::size_t(1) << 31) || alignment > (std::size_t(1) << 31)) return nullptr;
+  Caps adj(c);
+  std::size_t hw = hw_alignment(adj);
+  if (hw > alignment) alignment = hw;
+  if (hw != 0) size = align_up(size, hw);
+  return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
+}
+
+int Registry::find_heap(const void *p) const noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  for (;;) {
+    const u32 seq = read_seq_begin();
+    // The last heap (in start order) starting at or below a; if it does not contain a, only a heap
+    // enclosing it can: follow the parent chain (nesting depth, not heap count).
+    unsigned lo = 0, hi = ld(count_);
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (records_[ld(order_[ld(by_addr_[mid])])].start <= a)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    int found = -1;
+    for (unsigned k = lo; k > 0;) {
+      const unsigned pos = ld(by_addr_[k - 1]);
+      const Record &r = records_[ld(order_[pos])];
+      if (a >= r.start && a < r.end) {
+        found = static_cast<int>(pos);
+        break;
+      }
+      k = ld(parent_[k - 1]);
+    }
+    if (!read_seq_retry(seq)) return found;
+  }
+}
+
+void Registry::deallocate(void *ptr) noexcept {
+  if (ptr == nullptr) return;
+  void *data = ptr;
+  if (is_iram_alias(ptr)) data = data_address_of_alias(ptr);
+  const int pos = find_heap(data);
+  if (pos < 0) {
+    capheap_port_fail("free() target pointer is outside heap areas", ptr, nullptr);
+    return;
+  }
+  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  lock(r);
+  r.heap.deallocate(data);
+  unlock(r);
+}
+
+std::size_t Registry::usable_size(const void *p) const noexcept {
+  if (p == nullptr) return 0;
+  const void *data = p;
+  std::size_t extra = 0;
+  if (is_iram_alias(p)) {
+    data = data_address_of_alias(p);
+    extra = kAliasWord;
+  }
+  const int pos = find_heap(data);
+  if (pos < 0) {
+    capheap_port_fail("pointer is outside heap areas", p, nullptr);
+    return 0;
+  }
+  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  lock(r);
+  const std::size_t s = r.heap.usable_size(data);
+  unlock(r);
+  if (s == 0) {
+    capheap_port_fail("pointer is not a live block", p, r.heap.start());
+    return 0;
+  }
+  return s - extra;
+}
+
+void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
+  if (ptr == nullptr) return allocate(size, caps);
+  if (size == 0) {
+    deallocate(ptr);
+    return nullptr;
+  }
+  const bool alias = is_iram_alias(ptr);
+  void *data = alias ? data_address_of_alias(ptr) : ptr;
+  const int pos = find_heap(data);
+  if (pos < 0) {
+    capheap_port_fail("realloc() pointer is outside heap areas", ptr, nullptr);
+    return nullptr;
+  }
+  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  u32 c = caps.bits();
+  if ((c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  if (!alias && (r.all_caps & c) == c && (c & kHwAlignCaps) == 0) {
+    // The current heap qualifies: resize within it (in place when possible).
+    const std::size_t want =
+        (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size;
+    lock(r);
+    void *q = r.heap.reallocate(ptr, want);
+    unlock(r);
+    if (q != nullptr) return q;
+  }
+  // Move: new block with the requested caps, copy, free the old one.
+  lock(r);
+  const std::size_t old_usable = r.heap.usable_size(data) - (alias ? kAliasWord : 0);
+  unlock(r);
+  if (old_usable == 0 && !alias) {
+    capheap_port_fail("realloc() of a pointer that is not a live block", ptr, r.heap.start());
+    return nullptr;
+  }
+  void *q = allocate(size, caps);
+  if (q == nullptr) return nullptr;
+  __builtin_memcpy(q, ptr, old_usable < size ? old_usable : size);
+  deallocate(ptr);
+  return q;
+}
+
+// ================================================================================================
+// Views
+// ================================================================================================
+
+HeapView Registry::view(unsigned i) const noexcept {
+  HeapView v;
+  if (i >= count_) return v;
+  const Record &r = record(i);
+  v.name = r.name;
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+    v.caps[l] = r.caps[l];
+  v.start = r.start;
+  v.end = r.end;
+  v.iram_start = r.iram_start;
+  v.registered = r.registered;
+  v.runtime = r.runtime;
+  v.heap = r.heap;
+  v.lock = const_cast<capheap_lock_t *>(&r.lock_storage);
+  return v;
+}
+
+bool Registry::heap_matches(unsigned i, Caps caps) const noexcept {
+  if (i >= count_) return false;
+  const Record &r = record(i);
+  return r.registered && (r.all_caps & caps.bits()) == caps.bits();
+}
+
+}  // namespace capheap

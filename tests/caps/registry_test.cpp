@@ -1,0 +1,330 @@
+// registry_test.cpp — the capabilities layer (capheap::Registry) on hand-made layouts in host
+// memory.
+//
+// These tests pin ESP-IDF's selection rules independently of any chip model: the priority walk,
+// the "shares a bit at this level and has all bits" rule, runtime heaps at the head of the list,
+// EXEC/32BIT rules, D/IRAM aliases (plain and inverted), the overlap rules of add_region, the
+// owner lookup with nested heaps, and the hardware alignment adjustment.
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "capheap/caps.hpp"
+#include "esp_heap_caps.h"
+
+namespace {
+
+using capheap::Caps;
+using capheap::Placement;
+using capheap::Registry;
+using capheap::Status;
+
+constexpr std::uint32_t k8 = MALLOC_CAP_8BIT, k32 = MALLOC_CAP_32BIT, kD = MALLOC_CAP_DEFAULT,
+                        kI = MALLOC_CAP_INTERNAL, kDma = MALLOC_CAP_DMA, kX = MALLOC_CAP_EXEC,
+                        kS = MALLOC_CAP_SPIRAM;
+
+/// Host memory for a fake chip: one buffer carved into regions.
+struct Arena {
+  explicit Arena(std::size_t n) : mem(new std::uint64_t[n / 8 + 2]), size(n) {}
+  std::uintptr_t at(std::size_t off) const {
+    return reinterpret_cast<std::uintptr_t>(mem.get()) + off;
+  }
+  std::unique_ptr<std::uint64_t[]> mem;
+  std::size_t size;
+};
+
+// ESP32-like types: DRAM, D/IRAM, IRAM (the spec's table).
+const capheap_memory_type_t kTypes[] = {
+    {"DRAM", {k8 | kD, kI | kDma | k32, 0}},
+    {"D/IRAM", {0, kDma | k8 | kI | kD, k32 | kX}},
+    {"IRAM", {kI | kX | k32, 0, 0}},
+};
+
+struct Fixture {
+  Arena arena{4 * 65536 + 65536};
+  std::vector<capheap_memory_region_t> regions;
+  capheap_layout_t layout{};
+  Registry reg;
+
+  // dram: [0, 64K), diram: [64K, 128K) with alias at iram window, iram: [128K, 192K)
+  explicit Fixture(bool with_alias = true) {
+    regions = {
+        {arena.at(0), 65536, 0, false, 0},
+        {arena.at(65536), 65536, 1, false, with_alias ? arena.at(3 * 65536) : 0},
+        {arena.at(2 * 65536), 65536, 2, false, 0},
+    };
+    layout.chip = "fake";
+    layout.types = kTypes;
+    layout.type_count = 3;
+    layout.regions = regions.data();
+    layout.region_count = regions.size();
+    layout.ext_ram_type = -1;
+    reg.init(4);
+    EXPECT_EQ(reg.build_from_layout(layout), Status::kOk);
+  }
+  int heap_of(const void *p) const { return reg.find_heap(p); }
+  std::string name_of(const void *p) const {
+    const int i = reg.find_heap(p);
+    return i < 0 ? "none" : reg.view(static_cast<unsigned>(i)).name;
+  }
+};
+
+TEST(Registry, BuildsOneHeapPerRegionInAddressOrder) {
+  Fixture f;
+  ASSERT_EQ(f.reg.count(), 3u);
+  EXPECT_STREQ(f.reg.view(0).name, "DRAM");
+  EXPECT_STREQ(f.reg.view(1).name, "D/IRAM");
+  EXPECT_STREQ(f.reg.view(2).name, "IRAM");
+  for (unsigned i = 0; i < 3; ++i)
+    EXPECT_TRUE(f.reg.view(i).registered);
+}
+
+TEST(Registry, PriorityWalkFollowsEspIdfOrder) {
+  Fixture f;
+  // DEFAULT: DRAM at level 0, D/IRAM at level 1.
+  void *a = f.reg.allocate(100, Caps(kD));
+  EXPECT_EQ(f.name_of(a), "DRAM");
+  // 32BIT: IRAM (level 0) before DRAM (level 1) before D/IRAM (level 2).
+  void *b = f.reg.allocate(100, Caps(k32));
+  EXPECT_EQ(f.name_of(b), "IRAM");
+  // DMA: DRAM (level 1) and D/IRAM (level 1): list order, DRAM first.
+  void *c = f.reg.allocate(100, Caps(kDma));
+  EXPECT_EQ(f.name_of(c), "DRAM");
+  // EXEC: IRAM first.
+  void *d = f.reg.allocate(100, Caps(kX));
+  EXPECT_EQ(f.name_of(d), "IRAM");
+  // 8BIT|32BIT must have both: IRAM lacks 8BIT so DRAM.
+  void *e = f.reg.allocate(100, Caps(k8 | k32));
+  EXPECT_EQ(f.name_of(e), "DRAM");
+  for (void *p : {a, b, c, d, e})
+    f.reg.deallocate(p);
+}
+
+TEST(Registry, FallsBackWhenTheFirstHeapIsFull) {
+  Fixture f;
+  // Fill DRAM, then DEFAULT goes to D/IRAM.
+  std::vector<void *> ptrs;
+  while (true) {
+    void *p = f.reg.allocate(4096, Caps(kD));
+    ASSERT_NE(p, nullptr);
+    ptrs.push_back(p);
+    if (f.name_of(p) != "DRAM") break;
+  }
+  EXPECT_EQ(f.name_of(ptrs.back()), "D/IRAM");
+  // 32BIT after IRAM and DRAM fill up ends in D/IRAM (level 2).
+  while (void *p = f.reg.allocate(4096, Caps(k32))) {
+    ptrs.push_back(p);
+    if (f.name_of(p) == "D/IRAM") break;
+  }
+  for (void *p : ptrs)
+    f.reg.deallocate(p);
+}
+
+TEST(Registry, ImpossibleRequestsReturnNull) {
+  Fixture f;
+  EXPECT_EQ(f.reg.allocate(100, Caps(0)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(MALLOC_CAP_INVALID)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | k8)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | kDma)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(kS)), nullptr);  // no PSRAM heap
+  EXPECT_EQ(f.reg.allocate(0, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate(1u << 20, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate(SIZE_MAX, Caps(kD)), nullptr);
+}
+
+TEST(Registry, Bit32RoundsSizesToWords) {
+  Fixture f;
+  void *p = f.reg.allocate(13, Caps(k32));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(f.reg.usable_size(p), 16u);
+  f.reg.deallocate(p);
+}
+
+TEST(Registry, ExecFromDiramReturnsAnAliasWithAHiddenWord) {
+  Fixture f;
+  // Exhaust IRAM so EXEC must come from D/IRAM (level 2).
+  std::vector<void *> iram;
+  while (void *p = f.reg.allocate(1024, Caps(kX))) {
+    if (f.reg.is_iram_alias(p)) {
+      // The alias lies in the instruction window; the hidden word holds the data address.
+      void *data = f.reg.data_address_of_alias(p);
+      EXPECT_EQ(f.name_of(data), "D/IRAM");
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) - f.arena.at(3 * 65536),
+                reinterpret_cast<std::uintptr_t>(data) - f.arena.at(65536) + 4);
+      EXPECT_EQ(f.reg.usable_size(p), 1024u);
+      f.reg.deallocate(p);
+      const std::size_t free_after = f.reg.view(1).heap.free_bytes();
+      EXPECT_EQ(free_after, f.reg.view(1).heap.info().total_free_bytes);
+      for (void *q : iram)
+        f.reg.deallocate(q);
+      EXPECT_TRUE(f.reg.view(1).heap.validate().ok());
+      return;
+    }
+    EXPECT_EQ(f.name_of(p), "IRAM");
+    iram.push_back(p);
+  }
+  FAIL() << "never reached D/IRAM";
+}
+
+TEST(Registry, RuntimeRegionsGoToTheHeadAndFollowOverlapRules) {
+  Fixture f;
+  Arena extra(65536);
+  const std::uint32_t caps[3] = {kD | k8, 0, 0};
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(0), extra.at(32768)), Status::kOk);
+  EXPECT_EQ(f.reg.count(), 4u);
+  EXPECT_TRUE(f.reg.view(0).runtime);
+  // DEFAULT now prefers the runtime heap (level 0, head of the list).
+  void *p = f.reg.allocate(64, Caps(kD));
+  EXPECT_EQ(f.reg.find_heap(p), 0);
+  f.reg.deallocate(p);
+  // Overlap rules: straddling either end or equal range fails; disjoint is fine.
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(0), extra.at(32768)), Status::kFail);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(16384), extra.at(40000)), Status::kFail);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(32768), extra.at(65536)), Status::kOk);
+  EXPECT_EQ(f.reg.add_region(nullptr, extra.at(0), extra.at(10)), Status::kInvalidArg);
+  EXPECT_EQ(f.reg.add_region(caps, 0, extra.at(10)), Status::kInvalidArg);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(10), extra.at(10)), Status::kInvalidArg);
+}
+
+TEST(Registry, HeapNestedInAnAllocationOwnsItsPointers) {
+  Fixture f;
+  // Turn a DRAM allocation into a heap with a new capability (ESP-IDF's "strictly inside" case).
+  const std::uint32_t custom = 1u << 30;
+  void *buf = f.reg.allocate(8192, Caps(kD));
+  ASSERT_NE(buf, nullptr);
+  const std::uint32_t caps[3] = {custom, 0, 0};
+  const auto s = reinterpret_cast<std::uintptr_t>(buf);
+  ASSERT_EQ(f.reg.add_region(caps, s, s + 8192), Status::kOk);
+  void *p = f.reg.allocate(100, Caps(custom));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(f.reg.find_heap(p), 0);         // the nested heap
+  void *q = f.reg.allocate(100, Caps(kD));  // DRAM, outside the nested range
+  EXPECT_STREQ(f.reg.view(static_cast<unsigned>(f.reg.find_heap(q))).name, "DRAM");
+  f.reg.deallocate(p);
+  f.reg.deallocate(q);
+  EXPECT_TRUE(f.reg.view(0).heap.validate().ok());
+}
+
+TEST(Registry, FindHeapIsExactAtBoundaries) {
+  Fixture f;
+  for (unsigned i = 0; i < f.reg.count(); ++i) {
+    const auto v = f.reg.view(i);
+    EXPECT_EQ(f.reg.find_heap(reinterpret_cast<void *>(v.start)), static_cast<int>(i));
+    EXPECT_EQ(f.reg.find_heap(reinterpret_cast<void *>(v.end - 1)), static_cast<int>(i));
+  }
+  EXPECT_EQ(f.reg.find_heap(reinterpret_cast<void *>(f.arena.at(3 * 65536))), -1);
+  EXPECT_EQ(f.reg.find_heap(nullptr), -1);
+}
+
+TEST(Registry, ReallocMovesBetweenCapabilities) {
+  Fixture f;
+  auto *p = static_cast<unsigned char *>(f.reg.allocate(200, Caps(kD)));
+  ASSERT_EQ(f.name_of(p), "DRAM");
+  for (int i = 0; i < 200; ++i)
+    p[i] = static_cast<unsigned char>(i);
+  // DRAM lacks EXEC: the block moves to IRAM with its content.
+  auto *q = static_cast<unsigned char *>(f.reg.reallocate(p, 400, Caps(kX)));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(f.name_of(q), "IRAM");
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(q[i], static_cast<unsigned char>(i));
+  // And back to DRAM with DEFAULT.
+  auto *r = static_cast<unsigned char *>(f.reg.reallocate(q, 100, Caps(kD)));
+  EXPECT_EQ(f.name_of(r), "DRAM");
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(r[i], static_cast<unsigned char>(i));
+  // In place when the heap qualifies.
+  EXPECT_EQ(f.reg.reallocate(r, 120, Caps(kD)), r);
+  f.reg.deallocate(r);
+  for (unsigned i = 0; i < f.reg.count(); ++i)
+    EXPECT_EQ(f.reg.view(i).heap.info().allocated_blocks, 0u);
+}
+
+TEST(Registry, HardwareAlignmentAdjustsDmaAndCacheRequests) {
+  Fixture f;
+  f.layout.align.dma_internal = 4;
+  f.layout.align.cache_line_int = 0;
+  f.layout.align.cache_line_ext = 64;
+  f.layout.align.simd = 16;
+  Caps c(kDma | MALLOC_CAP_DMA_DESC_AXI);
+  EXPECT_EQ(f.reg.hw_alignment(c), 8u);
+  EXPECT_EQ(c, Caps(kDma));
+  c = Caps(kS | kDma);
+  EXPECT_EQ(f.reg.hw_alignment(c), 64u);
+  EXPECT_EQ(c, Caps(kS));  // DMA dropped: PSRAM DMA means cache-aligned PSRAM
+  c = Caps(MALLOC_CAP_SIMD | kD);
+  EXPECT_EQ(f.reg.hw_alignment(c), 16u);
+  c = Caps(MALLOC_CAP_CACHE_ALIGNED | kD);
+  EXPECT_EQ(f.reg.hw_alignment(c), 0u);  // no internal cache on this fake chip
+  EXPECT_EQ(c, Caps(kD));
+  // SIMD stays a heap capability (ESP-IDF keeps it): no heap of this chip has it.
+  EXPECT_EQ(f.reg.allocate(30, Caps(MALLOC_CAP_SIMD | kD)), nullptr);
+  // With a 32-byte cache line in front of internal RAM, DMA buffers are aligned and sized to it.
+  f.layout.align.cache_line_int = 32;
+  for (std::size_t size : {1u, 30u, 33u, 100u}) {
+    void *p = f.reg.allocate(size, Caps(kDma));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 32, 0u) << size;
+    EXPECT_EQ(f.reg.usable_size(p) % 32, 0u) << size;
+    EXPECT_GE(f.reg.usable_size(p), (size + 31) / 32 * 32);
+    f.reg.deallocate(p);
+  }
+}
+
+TEST(Registry, ReservedRangesSplitRegionsAndTinyPiecesAreDropped) {
+  Arena arena(65536);
+  const capheap_memory_region_t regions[] = {{arena.at(0), 65536, 0, false, 0}};
+  const capheap_reserved_range_t reserved[] = {
+      {arena.at(1000), arena.at(2001), "rom data"},              // widened to [1000, 2004)
+      {arena.at(2004 + 12), arena.at(3000), "tiny gap before"},  // leaves a 12-byte piece: dropped
+  };
+  capheap_layout_t layout{};
+  layout.types = kTypes;
+  layout.type_count = 3;
+  layout.regions = regions;
+  layout.region_count = 1;
+  layout.reserved = reserved;
+  layout.reserved_count = 2;
+  layout.ext_ram_type = -1;
+  Registry reg;
+  reg.init(4);
+  ASSERT_EQ(reg.build_from_layout(layout), Status::kOk);
+  ASSERT_EQ(reg.count(), 2u);
+  EXPECT_EQ(reg.view(0).start, arena.at(0));
+  EXPECT_EQ(reg.view(0).end, arena.at(1000));
+  EXPECT_EQ(reg.view(1).start, arena.at(3000));
+  EXPECT_EQ(reg.view(1).end, arena.at(65536));
+}
+
+TEST(Registry, AdjacentRegionsOfOneTypeMergeIntoOneHeap) {
+  Arena arena(65536);
+  const capheap_memory_region_t regions[] = {
+      {arena.at(0), 16384, 0, false, 0},
+      {arena.at(16384), 16384, 0, false, 0},
+      {arena.at(32768), 16384, 2, false, 0},
+      {arena.at(49152), 16384, 0, true, 0},  // startup stack: separate, unregistered
+  };
+  capheap_layout_t layout{};
+  layout.types = kTypes;
+  layout.type_count = 3;
+  layout.regions = regions;
+  layout.region_count = 4;
+  layout.ext_ram_type = -1;
+  Registry reg;
+  reg.init(4);
+  ASSERT_EQ(reg.build_from_layout(layout), Status::kOk);
+  ASSERT_EQ(reg.count(), 3u);
+  EXPECT_EQ(reg.view(0).end - reg.view(0).start, 32768u);
+  EXPECT_FALSE(reg.view(2).registered);
+  EXPECT_EQ(reg.allocate(20000, Caps(kD)) != nullptr, true);
+  EXPECT_EQ(reg.allocate(15000, Caps(kD)), nullptr);  // stack heap not usable yet
+  reg.enable_startup_stack_heaps();
+  EXPECT_TRUE(reg.view(2).registered);
+  EXPECT_NE(reg.allocate(15000, Caps(kD)), nullptr);
+}
+
+}  // namespace
