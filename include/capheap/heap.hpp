@@ -34,6 +34,9 @@ enum class Granule : std::uint8_t {
 /// Options for Heap::create. Every default is the documented default.
 struct HeapConfig {
   Granule granule = Granule::kPlatformDefault;
+  /// Bytes just before `start` that belong to the heap's owner (0 or 8; the multi_heap C API keeps
+  /// its lock pointer there). Corruption reports then name (start - reserved_prefix) as the heap.
+  std::uint8_t reserved_prefix = 0;
 };
 
 /// Statistics of one heap, with the same meaning as ESP-IDF's multi_heap_info_t (see multi_heap.h).

@@ -16,27 +16,31 @@ namespace {
 
 using capheap::Heap;
 
-struct Prefix {
-  union {
-    void *lock;
-    std::uint64_t storage;  // fixed 8 bytes on every target
-  };
-};
-static_assert(sizeof(Prefix) == 8, "the multi_heap prefix is 8 bytes everywhere");
+// The prefix is 8 bytes on every target but only 4-byte aligned (regions need only 4-byte
+// alignment), so the lock pointer is moved in and out with memcpy.
+constexpr std::size_t kPrefixBytes = 8;
+static_assert(sizeof(void *) <= kPrefixBytes, "the lock pointer must fit the prefix");
 
-inline Prefix *prefix_of(multi_heap_handle_t h) {
-  return reinterpret_cast<Prefix *>(h);
+inline void *lock_of(multi_heap_handle_t h) {
+  void *lock;
+  __builtin_memcpy(&lock, h, sizeof lock);
+  return lock;
+}
+
+inline void set_lock_of(void *region, void *lock) {
+  __builtin_memset(region, 0, kPrefixBytes);
+  __builtin_memcpy(region, &lock, sizeof lock);
 }
 
 inline Heap heap_of(multi_heap_handle_t h) {
   return Heap::from_control(static_cast<capheap::detail::Control *>(
-      static_cast<void *>(reinterpret_cast<unsigned char *>(h) + sizeof(Prefix))));
+      static_cast<void *>(reinterpret_cast<unsigned char *>(h) + kPrefixBytes)));
 }
 
 /// Holds the heap's lock (if any) for a scope.
 class Guard {
  public:
-  explicit Guard(multi_heap_handle_t h) : lock_(prefix_of(h)->lock) {
+  explicit Guard(multi_heap_handle_t h) : lock_(lock_of(h)) {
     if (lock_ != nullptr) capheap_port_lock_acquire(lock_);
   }
   ~Guard() {
@@ -51,16 +55,15 @@ class Guard {
 
 multi_heap_handle_t register_with(void *start, size_t size, capheap::Granule granule) {
   if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 ||
-      size < sizeof(Prefix))
+      size < kPrefixBytes)
     return nullptr;
   capheap::HeapConfig cfg;
   cfg.granule = granule;
-  const Heap heap = Heap::create(static_cast<unsigned char *>(start) + sizeof(Prefix),
-                                 size - sizeof(Prefix), cfg);
+  cfg.reserved_prefix = kPrefixBytes;
+  const Heap heap =
+      Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
   if (!heap) return nullptr;
-  Prefix *prefix = static_cast<Prefix *>(start);
-  prefix->storage = 0;
-  prefix->lock = nullptr;
+  set_lock_of(start, nullptr);
   return static_cast<multi_heap_handle_t>(start);
 }
 
@@ -106,7 +109,7 @@ bool capheap_heap_invariants_hold(multi_heap_handle_t heap) {
 }
 
 void multi_heap_set_lock(multi_heap_handle_t heap, void *lock) {
-  if (heap != nullptr) prefix_of(heap)->lock = lock;
+  if (heap != nullptr) set_lock_of(heap, lock);
 }
 
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size) {
@@ -298,13 +301,13 @@ void *multi_heap_get_block_owner(multi_heap_block_handle_t) {
 }
 
 void multi_heap_internal_lock(multi_heap_handle_t heap) {
-  if (heap != nullptr && prefix_of(heap)->lock != nullptr)
-    capheap_port_lock_acquire(prefix_of(heap)->lock);
+  void *lock = heap != nullptr ? lock_of(heap) : nullptr;
+  if (lock != nullptr) capheap_port_lock_acquire(lock);
 }
 
 void multi_heap_internal_unlock(multi_heap_handle_t heap) {
-  if (heap != nullptr && prefix_of(heap)->lock != nullptr)
-    capheap_port_lock_release(prefix_of(heap)->lock);
+  void *lock = heap != nullptr ? lock_of(heap) : nullptr;
+  if (lock != nullptr) capheap_port_lock_release(lock);
 }
 
 }  // extern "C"

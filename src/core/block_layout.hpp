@@ -119,14 +119,15 @@ struct Control {
   std::uint8_t fl_count;      ///< number of first levels (1..32)
   std::uint8_t fl_shift;      ///< first level = floor(log2 size) - fl_shift for sizes >= small
   std::uint8_t small_log2;    ///< sizes below 1 << small_log2 use the linear row (first level 0)
-  std::uint8_t flags;         ///< reserved for per-heap options; 0
-  u32 first;                  ///< offset of the first block header
-  u32 end;                    ///< offset of the sentinel header
-  u32 free_bytes;             ///< sum of the sizes of free blocks (headers included)
-  u32 min_free_bytes;         ///< low-water mark of free_bytes
-  u32 free_blocks;            ///< number of free blocks
-  u32 used_blocks;            ///< number of allocated blocks
-  u32 fl_bitmap;              ///< bit f set iff sl_bitmap[f] != 0
+  std::uint8_t prefix_bytes;  ///< bytes the heap's owner keeps just before offset 0 (0 or 8);
+                              ///< reports name (control - prefix_bytes) as the heap
+  u32 first;           ///< offset of the first block header
+  u32 end;             ///< offset of the sentinel header
+  u32 free_bytes;      ///< sum of the sizes of free blocks (headers included)
+  u32 min_free_bytes;  ///< low-water mark of free_bytes
+  u32 free_blocks;     ///< number of free blocks
+  u32 used_blocks;     ///< number of allocated blocks
+  u32 fl_bitmap;       ///< bit f set iff sl_bitmap[f] != 0
 };
 
 static_assert(sizeof(Control) == 36, "Control must stay 36 bytes on every target");
@@ -147,6 +148,11 @@ constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
 // metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an offset from
 // the control structure. memcpy keeps the accesses free of type-punning problems (user data may
 // have been stored there with any type); compilers emit one aligned load or store.
+
+/// Allowed values of Control::prefix_bytes.
+constexpr bool valid_prefix(std::uint32_t v) noexcept {
+  return v == 0 || v == 8;
+}
 
 inline unsigned char *bytes_of(Control *c) noexcept {
   return static_cast<unsigned char *>(static_cast<void *>(c));
@@ -193,6 +199,11 @@ inline void *data_of(Control *c, u32 off) noexcept {
 }
 inline const void *data_of(const Control *c, u32 off) noexcept {
   return bytes_of(c) + off + kHeaderBytes;
+}
+
+/// The address that names this heap in reports: the start of its owner's region.
+inline const void *heap_id(const Control *c) noexcept {
+  return bytes_of(c) - c->prefix_bytes;
 }
 
 /// Granule in bytes.

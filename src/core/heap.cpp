@@ -216,24 +216,27 @@ const char *const kBadFreeEntry = "free list entry is not a valid free block";
 /// Returns the header offset, or 0 after reporting through the fail hook.
 u32 checked_live_block(const Control *c, const void *p, const char *op_name) noexcept {
   const u32 blk = block_of_pointer(c, p);
-  if (!CAPHEAP_CHECK_ALWAYS(blk != 0, op_name, p, c)) return 0;
+  if (!CAPHEAP_CHECK_ALWAYS(blk != 0, op_name, p, detail::heap_id(c))) return 0;
   const u32 h = header(c, blk);
-  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p, c))
+  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p,
+                            detail::heap_id(c)))
     return 0;
   const u32 size = h & kSizeMask;
   if (!CAPHEAP_CHECK_ALWAYS(size >= kMinBlockBytes && size <= c->end - blk &&
                                 (size & (detail::granule_of(c) - 1)) == 0,
-                            "bad block header (corrupted size)", p, c))
+                            "bad block header (corrupted size)", p, detail::heap_id(c)))
     return 0;
   const u32 next_h = header(c, blk + size);
   if (!CAPHEAP_CHECK_ALWAYS((next_h & kPrevFree) == 0,
-                            "bad block header (next block says this one is free)", p, c))
+                            "bad block header (next block says this one is free)", p,
+                            detail::heap_id(c)))
     return 0;
   if ((h & kPrevFree) != 0) {
     const u32 psize = load_word(c, blk - 4);
     if (!CAPHEAP_CHECK_ALWAYS(psize >= kMinBlockBytes && psize <= blk - c->first &&
                                   header(c, blk - psize) == (psize | kFree),
-                              "bad previous free block (footer or header corrupted)", p, c))
+                              "bad previous free block (footer or header corrupted)", p,
+                              detail::heap_id(c)))
       return 0;
   }
   return blk;
@@ -265,6 +268,7 @@ u32 sl_log2_for(std::size_t span) noexcept {
 
 Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexcept {
   if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
+  if (!detail::valid_prefix(config.reserved_prefix)) return Heap();
   Granule gr = config.granule == Granule::kPlatformDefault ? granule_default() : config.granule;
   u32 g_log2;
   switch (gr) {
@@ -285,25 +289,42 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   const u32 g = 1u << g_log2;
   if (region < sizeof(Control) + 8 + kMinBlockBytes + kHeaderBytes) return Heap();
 
-  // Table geometry from an upper bound of the block area; the real area is a little smaller, so the
-  // first-level count computed from the bound always covers it.
+  // Table geometry from an upper bound of the block area (refined below).
   const u32 span_bound = region - static_cast<u32>(sizeof(Control));
   const u32 sl_log2 = sl_log2_for(span_bound);
   const bool linear = (1u << (sl_log2 + g_log2)) > kMinBlockBytes;
   const u32 small_log2 = linear ? sl_log2 + g_log2 : 4u;
   const u32 fl_shift = linear ? small_log2 - 1 : 4u;
   const u32 top_fl = span_bound < (1u << small_log2) ? 0 : msb_index(span_bound) - fl_shift;
-  const u32 fl_count = top_fl + 1;
-  const u32 ctl_bytes = detail::control_bytes(fl_count, sl_log2);
 
-  // First block: its data must be granule-aligned in absolute terms.
+  // First block: its data must be granule-aligned in absolute terms. The block area depends on the
+  // table size and the table size on the largest block, so lay out with the bound's first-level
+  // count, then shrink the table if the real area needs fewer levels (it is a little smaller than
+  // the bound), capping the area to what the smaller table can file.
   const std::uintptr_t base = addr_of(start);
-  const std::uintptr_t first_data =
-      (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
-  const std::uintptr_t first_abs = first_data - kHeaderBytes;
-  if (first_abs - base + kMinBlockBytes + kHeaderBytes > region) return Heap();
-  const u32 first = static_cast<u32>(first_abs - base);
-  const u32 area = (region - first - kHeaderBytes) & ~(g - 1);
+  u32 fl_count = top_fl + 1;
+  u32 ctl_bytes = 0, first = 0, area = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    ctl_bytes = detail::control_bytes(fl_count, sl_log2);
+    const std::uintptr_t first_data =
+        (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
+    const std::uintptr_t first_abs = first_data - kHeaderBytes;
+    if (first_abs - base + kMinBlockBytes + kHeaderBytes > region) {
+      if (pass == 0 && fl_count > 1) {
+        --fl_count;  // a smaller table may still leave room for one block
+        continue;
+      }
+      return Heap();
+    }
+    first = static_cast<u32>(first_abs - base);
+    area = (region - first - kHeaderBytes) & ~(g - 1);
+    const u32 needed = area < (1u << small_log2) ? 0 : msb_index(area) - fl_shift;
+    if (needed + 1 >= fl_count || pass == 1) break;
+    fl_count = needed + 1;
+  }
+  // Largest block the table can file: below 2^(fl_count + fl_shift).
+  const u32 cap = fl_count + fl_shift >= 32 ? ~0u : (1u << (fl_count + fl_shift)) - g;
+  if (area > cap) area = cap & ~(g - 1);
   if (area < kMinBlockBytes) return Heap();
   const u32 end = first + area;
 
@@ -315,7 +336,7 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->fl_count = static_cast<std::uint8_t>(fl_count);
   c->fl_shift = static_cast<std::uint8_t>(fl_shift);
   c->small_log2 = static_cast<std::uint8_t>(small_log2);
-  c->flags = 0;
+  c->prefix_bytes = detail::valid_prefix(config.reserved_prefix) ? config.reserved_prefix : 0;
   c->first = first;
   c->end = end;
 
@@ -352,7 +373,7 @@ CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
   const u32 blk = find_free(c, b, &bad);
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(bad)) {
-    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), c);
+    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), detail::heap_id(c));
     return nullptr;
   }
   const u32 size_found = size_at(c, blk);
@@ -393,7 +414,7 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
   if (blk == 0 && !bad) blk = find_free(c, b, &bad);  // a smaller block may still fit by luck
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(bad)) {
-    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), c);
+    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), detail::heap_id(c));
     return nullptr;
   }
 
@@ -442,7 +463,8 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
   const u32 next_h = header(c, next);
   if ((next_h & kFree) != 0) {
     const u32 next_size = next_h & kSizeMask;
-    if (!CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c)) {
+    if (!CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p,
+                              detail::heap_id(c))) {
       c->free_bytes -= size;
       ++c->used_blocks;
       return;
@@ -464,7 +486,7 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
   set_prev_free_flag(c, blk + size, true);
   insert_free(c, blk, size);
   ++c->free_blocks;
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, c);
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, detail::heap_id(c));
 }
 
 // ================================================================================================
@@ -489,8 +511,8 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
   const u32 next_h = header(c, next);
   const bool next_is_free = (next_h & kFree) != 0;
   const u32 next_size = next_is_free ? (next_h & kSizeMask) : 0;
-  if (next_is_free &&
-      !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p, c))
+  if (next_is_free && !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p,
+                                            detail::heap_id(c)))
     return nullptr;
 
   if (b <= cur) {
@@ -692,7 +714,8 @@ Validation Heap::validate() const noexcept {
     return ctl_bad;
   const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
   const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
-  if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) || c->flags != 0)
+  if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) ||
+      !detail::valid_prefix(c->prefix_bytes))
     return ctl_bad;
   const u32 g = detail::granule_of(c);
 
