@@ -78,17 +78,21 @@ namespace {
 constexpr std::uint32_t kUnbound = 0;
 constexpr std::uint64_t kMaxU64 = std::numeric_limits<std::uint64_t>::max();
 
-bool is_blank(char c) noexcept { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\r';
+}
 
 // Splits `text` into blank-separated tokens (at most `max` are stored; the count is exact).
 std::size_t tokenize(std::string_view text, std::string_view *out, std::size_t max) noexcept {
   std::size_t n = 0;
   std::size_t i = 0;
   while (i < text.size()) {
-    while (i < text.size() && is_blank(text[i])) ++i;
+    while (i < text.size() && is_blank(text[i]))
+      ++i;
     if (i == text.size()) break;
     const std::size_t start = i;
-    while (i < text.size() && !is_blank(text[i])) ++i;
+    while (i < text.size() && !is_blank(text[i]))
+      ++i;
     if (n < max) out[n] = text.substr(start, i - start);
     ++n;
   }
@@ -96,8 +100,10 @@ std::size_t tokenize(std::string_view text, std::string_view *out, std::size_t m
 }
 
 std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
+  while (!s.empty() && is_blank(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_blank(s.back()))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -110,7 +116,8 @@ bool is_key_char(char c) noexcept {
 bool parse_metadata(std::string_view body, MetadataEntry &out) {
   body = trim(body);
   std::size_t i = 0;
-  while (i < body.size() && is_key_char(body[i])) ++i;
+  while (i < body.size() && is_key_char(body[i]))
+    ++i;
   if (i == 0 || i == body.size() || body[i] != ':') return false;
   if (i + 1 < body.size() && !is_blank(body[i + 1])) return false;  // "http://x" is not a key
   out.key = std::string(body.substr(0, i));
@@ -238,8 +245,7 @@ class Parser {
                           std::to_string(max) + ")");
   }
 
-  bool size_number(std::uint32_t line, const char *what, std::string_view token,
-                   std::size_t &out) {
+  bool size_number(std::uint32_t line, const char *what, std::string_view token, std::size_t &out) {
     std::uint64_t value = 0;
     if (!number(line, what, token, std::numeric_limits<std::size_t>::max(), value)) return false;
     out = static_cast<std::size_t>(value);
@@ -320,7 +326,8 @@ class Parser {
       return fail(line, "unknown operation " + quoted(tokens[0]));
     }
     std::size_t positional = 1;
-    while (positional < n && tokens[positional].find('=') == std::string_view::npos) ++positional;
+    while (positional < n && tokens[positional].find('=') == std::string_view::npos)
+      ++positional;
     --positional;  // without the operation letter
     const std::size_t expected = positional_count(op.kind);
     if (positional != expected) {
@@ -390,8 +397,9 @@ class Parser {
 };
 
 std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
-  return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max()
-                                                           : a + b;
+  return a > std::numeric_limits<std::uint64_t>::max() - b
+             ? std::numeric_limits<std::uint64_t>::max()
+             : a + b;
 }
 
 }  // namespace

@@ -27,13 +27,13 @@
 
 namespace capheap::sim {
 
-/// The five operations. The letter in the text format follows each name.
+/// The five operations, with their line syntax.
 enum class OpKind : std::uint8_t {
-  kMalloc = 0,   ///< `a ID SIZE`            malloc(SIZE); binds ID
-  kCalloc,       ///< `z ID COUNT SIZE`      calloc(COUNT, SIZE); binds ID
-  kAlignedAlloc, ///< `m ID ALIGN SIZE`      aligned alloc of SIZE bytes at ALIGN; binds ID
-  kRealloc,      ///< `r ID SIZE`            realloc(block of ID, or NULL if ID is unbound); binds ID
-  kFree,         ///< `f ID`                 free(block of ID); unbinds ID
+  kMalloc = 0,    ///< `a ID SIZE`: malloc(SIZE); binds ID
+  kCalloc,        ///< `z ID COUNT SIZE`: calloc(COUNT, SIZE); binds ID
+  kAlignedAlloc,  ///< `m ID ALIGN SIZE`: SIZE bytes aligned to ALIGN; binds ID
+  kRealloc,       ///< `r ID SIZE`: realloc(ID's block, or NULL if unbound); binds ID
+  kFree,          ///< `f ID`: free(ID's block); unbinds ID
 };
 inline constexpr std::size_t kOpKindCount = 5;
 
@@ -49,22 +49,24 @@ inline constexpr std::uint32_t kNoString = 0xFFFFFFFFu;
 /// all valid trace content that a replayer should see fail at run time).
 struct Op {
   OpKind kind = OpKind::kMalloc;
-  bool has_time = false;            ///< true if the line carried `t=`
-  std::uint32_t slot = 0;           ///< dense index of the ID (Trace::ids[slot] is its text)
+  bool has_time = false;              ///< true if the line carried `t=`
+  std::uint32_t slot = 0;             ///< dense index of the ID (Trace::ids[slot] is its text)
   std::uint32_t caps = kCapsDefault;  ///< `caps=`; MALLOC_CAP_DEFAULT when absent
-  std::uint32_t task = kNoString;   ///< `task=`: index into Trace::strings, or kNoString
-  std::uint32_t site = kNoString;   ///< `site=`: index into Trace::strings, or kNoString
-  std::uint32_t line = 0;           ///< 1-based source line (0 for ops not read from text)
-  std::size_t size = 0;             ///< SIZE (per element for `z`)
-  std::size_t count = 0;            ///< COUNT of `z`
-  std::size_t align = 0;            ///< ALIGN of `m`
-  std::uint64_t time = 0;           ///< `t=` value (meaningful only if has_time)
+  std::uint32_t task = kNoString;     ///< `task=`: index into Trace::strings, or kNoString
+  std::uint32_t site = kNoString;     ///< `site=`: index into Trace::strings, or kNoString
+  std::uint32_t line = 0;             ///< 1-based source line (0 for ops not read from text)
+  std::size_t size = 0;               ///< SIZE (per element for `z`)
+  std::size_t count = 0;              ///< COUNT of `z`
+  std::size_t align = 0;              ///< ALIGN of `m`
+  std::uint64_t time = 0;             ///< `t=` value (meaningful only if has_time)
 };
 
 /// Equality of everything but `line` (the source position is not part of an operation's meaning,
 /// and write_trace() cannot preserve it).
 bool operator==(const Op &a, const Op &b) noexcept;
-inline bool operator!=(const Op &a, const Op &b) noexcept { return !(a == b); }
+inline bool operator!=(const Op &a, const Op &b) noexcept {
+  return !(a == b);
+}
 
 /// One `# key: value` header comment.
 struct MetadataEntry {
@@ -76,9 +78,9 @@ bool operator==(const MetadataEntry &a, const MetadataEntry &b) noexcept;
 /// A parsed trace.
 struct Trace {
   std::vector<Op> ops;
-  std::vector<std::string> ids;          ///< slot → ID text, in order of first appearance
-  std::vector<std::string> strings;      ///< interned `task=`/`site=` tokens, first-use order
-  std::vector<MetadataEntry> metadata;   ///< header comments, in file order (duplicates kept)
+  std::vector<std::string> ids;         ///< slot → ID text, in order of first appearance
+  std::vector<std::string> strings;     ///< interned `task=`/`site=` tokens, first-use order
+  std::vector<MetadataEntry> metadata;  ///< header comments, in file order (duplicates kept)
 
   /// Number of distinct IDs (a replayer's slot table size).
   std::uint32_t slot_count() const noexcept { return static_cast<std::uint32_t>(ids.size()); }
@@ -90,13 +92,15 @@ struct Trace {
 
 /// Structural equality: ops (ignoring line numbers), ids, strings and metadata.
 bool operator==(const Trace &a, const Trace &b) noexcept;
-inline bool operator!=(const Trace &a, const Trace &b) noexcept { return !(a == b); }
+inline bool operator!=(const Trace &a, const Trace &b) noexcept {
+  return !(a == b);
+}
 
 /// Outcome of parse_trace / load_trace_file: the trace, or the first error.
 struct ParseResult {
-  Trace trace;                  ///< complete on success; unspecified (partial) on error
-  std::string error;            ///< "FILE:LINE: message" (or "FILE: message"); empty on success
-  std::uint32_t error_line = 0; ///< the LINE of the error, 0 if it concerns the whole file
+  Trace trace;                   ///< complete on success; unspecified (partial) on error
+  std::string error;             ///< "FILE:LINE: message" (or "FILE: message"); empty on success
+  std::uint32_t error_line = 0;  ///< the LINE of the error, 0 if it concerns the whole file
   bool ok() const noexcept { return error.empty(); }
 };
 
