@@ -7,7 +7,8 @@ Usage:
                          [--from-json FILE] [--save-json FILE]
 
 Runs capheap_bench (Google Benchmark) with --benchmark_format=json for the families
-  BM_MallocFree_RegionSize     (region 4 KiB .. 64 MiB)
+  BM_MallocFree_RegionSize     (region 4 KiB .. 64 MiB, the same heap state in every size)
+  BM_MallocFree_SplitMerge     (region 4 KiB .. 64 MiB, the longest path: split and merge)
   BM_MallocFree_LiveBlocks     (10 .. 100k live blocks)
   BM_System_MallocFree_LiveBlocks (system malloc, shown for reference, not judged)
 combines each benchmark's repetitions (default: the minimum CPU time, the figure least disturbed
@@ -27,6 +28,7 @@ import sys
 
 FAMILIES = [
     ("BM_MallocFree_RegionSize", True),
+    ("BM_MallocFree_SplitMerge", True),
     ("BM_MallocFree_LiveBlocks", True),
     ("BM_System_MallocFree_LiveBlocks", False),
 ]

@@ -2,8 +2,9 @@
 //
 // Families (bench/constant_time_check.py judges the first two):
 //   BM_MallocFree_RegionSize/R   one 64-byte allocate+deallocate pair per iteration in a heap of R
-//                                bytes that was first half filled with 16..256 B blocks, every
-//                                other one then freed (many free blocks of many classes)
+//                                bytes holding the same 16 blocks (every other one freed) in every
+//                                region size, the rest one large free block
+//   BM_MallocFree_SplitMerge/R   the longest path: split the large free block, merge it back
 //   BM_MallocFree_LiveBlocks/N   random-size (16..256 B) allocate+deallocate with N live blocks
 //                                left by allocating 2N and freeing a random half (64 MiB region)
 //   BM_AlignedAlloc/A            allocate_aligned(100, A) + deallocate among 1000 live blocks
@@ -87,11 +88,13 @@ void BM_MallocFree_RegionSize(benchmark::State &state) {
     state.SkipWithError("Heap::create failed");
     return;
   }
-  // Fill half the region with 16..256 B blocks, then free every other one.
+  // The same state in every region size: 16 blocks of 16..256 B (fixed seed), every other one
+  // freed, and the rest of the region one large free block. Only the region size changes, so the
+  // operation takes the same path everywhere and any difference is the cost of the size itself.
   std::mt19937 rng(kSeed);
   std::uniform_int_distribution<std::size_t> dist(16, 256);
   std::vector<void *> blocks;
-  while (heap.free_bytes() > region / 2) {
+  for (int i = 0; i < 16; ++i) {
     void *p = heap.allocate(dist(rng));
     if (p == nullptr) break;
     blocks.push_back(p);
@@ -110,6 +113,31 @@ void BM_MallocFree_RegionSize(benchmark::State &state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
   state.counters["live_blocks"] = static_cast<double>(blocks.size() / 2);
 }
+
+/// The longest path: the request's class is empty, so allocation splits the large free block, and
+/// free merges the block back into it (both with the block moving between size classes when the
+/// region is small enough for the remainder to change class; the same lists otherwise).
+void BM_MallocFree_SplitMerge(benchmark::State &state) {
+  const auto region = static_cast<std::size_t>(state.range(0));
+  Heap heap = fresh_heap(region);
+  if (!heap) {
+    state.SkipWithError("Heap::create failed");
+    return;
+  }
+  for (auto _ : state) {
+    void *p = heap.allocate(200);
+    benchmark::DoNotOptimize(p);
+    heap.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_MallocFree_SplitMerge)
+    ->Arg(4 << 10)
+    ->Arg(64 << 10)
+    ->Arg(1 << 20)
+    ->Arg(16 << 20)
+    ->Arg(64 << 20);
+
 BENCHMARK(BM_MallocFree_RegionSize)
     ->Arg(4 << 10)
     ->Arg(64 << 10)

@@ -34,24 +34,157 @@ namespace {
 // Small helpers
 // ================================================================================================
 
-inline u32 msb_index(u32 v) noexcept {
+#define CAPHEAP_INLINE inline __attribute__((always_inline))
+
+CAPHEAP_INLINE u32 msb_index(u32 v) noexcept {
   return 31u - static_cast<u32>(__builtin_clz(v));
 }
-inline u32 lsb_index(u32 v) noexcept {
+CAPHEAP_INLINE u32 lsb_index(u32 v) noexcept {
   return static_cast<u32>(__builtin_ctz(v));
 }
 inline bool is_pow2(std::size_t v) noexcept {
   return v != 0 && (v & (v - 1)) == 0;
 }
-inline std::uintptr_t addr_of(const void *p) noexcept {
+CAPHEAP_INLINE std::uintptr_t addr_of(const void *p) noexcept {
   return reinterpret_cast<std::uintptr_t>(p);
 }
 
+/// The heap's geometry and table addresses, loaded once per operation. Metadata stores go through
+/// byte pointers that the compiler must assume may alias the control structure; keeping these
+/// values in locals stops it from reloading them after every store.
+struct Ctx {
+  Control *c;
+  unsigned char *base;
+  u32 *slmaps;
+  u32 *heads;
+  u32 first, end;
+  u32 g_log2, sl_log2, small_limit, fl_shift;
+
+  CAPHEAP_INLINE explicit Ctx(const Control *control) noexcept
+      : c(const_cast<Control *>(control)),
+        base(detail::bytes_of(c)),
+        slmaps(detail::sl_bitmaps(c)),
+        heads(detail::list_heads(c)),
+        first(c->first),
+        end(c->end),
+        g_log2(c->granule_log2),
+        sl_log2(c->sl_log2),
+        small_limit(1u << c->small_log2),
+        fl_shift(c->fl_shift) {}
+
+  CAPHEAP_INLINE u32 span() const noexcept { return end - first; }
+  CAPHEAP_INLINE u32 granule() const noexcept { return 1u << g_log2; }
+  CAPHEAP_INLINE u32 word(u32 off) const noexcept {
+    u32 v;
+    __builtin_memcpy(&v, __builtin_assume_aligned(base + off, 4), sizeof v);
+    return v;
+  }
+  CAPHEAP_INLINE void set_word(u32 off, u32 v) const noexcept {
+    __builtin_memcpy(__builtin_assume_aligned(base + off, 4), &v, sizeof v);
+  }
+  CAPHEAP_INLINE u32 header(u32 blk) const noexcept { return word(blk); }
+  CAPHEAP_INLINE void set_header(u32 blk, u32 h) const noexcept { set_word(blk, h); }
+  CAPHEAP_INLINE u32 size_at(u32 blk) const noexcept { return word(blk) & kSizeMask; }
+  CAPHEAP_INLINE u32 next_free(u32 blk) const noexcept { return word(blk + kNextFreeField); }
+  CAPHEAP_INLINE u32 prev_free(u32 blk) const noexcept { return word(blk + kPrevFreeField); }
+  CAPHEAP_INLINE void set_footer(u32 blk, u32 size) const noexcept {
+    set_word(blk + size - 4, size);
+  }
+  CAPHEAP_INLINE void *data(u32 blk) const noexcept { return base + blk + kHeaderBytes; }
+  CAPHEAP_INLINE const void *id() const noexcept { return detail::heap_id(c); }
+
+  /// The size class a block of `size` bytes is filed under.
+  CAPHEAP_INLINE SizeClass class_of(u32 size) const noexcept {
+    if (size < small_limit) return {0, size >> g_log2};
+    const u32 m = msb_index(size);
+    return {m - fl_shift, (size >> (m - sl_log2)) ^ (1u << sl_log2)};
+  }
+  CAPHEAP_INLINE u32 list_index(SizeClass k) const noexcept { return (k.fl << sl_log2) + k.sl; }
+
+  /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
+  CAPHEAP_INLINE u32 block_for_request(std::size_t request) const noexcept {
+    if (request > span()) return 0;  // keeps the arithmetic below far from overflow
+    const u32 g = granule();
+    u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
+    if (b < kMinBlockBytes) b = kMinBlockBytes;
+    return b > span() ? 0 : b;
+  }
+
+  /// Header offset of the block whose data pointer is p, or 0 if p cannot be a block of this heap
+  /// (outside the block area or misaligned). Does not look at memory.
+  CAPHEAP_INLINE u32 block_of_pointer(const void *p) const noexcept {
+    const std::uintptr_t rel = addr_of(p) - addr_of(base) - kHeaderBytes - first;
+    if (rel >= span() || (addr_of(p) & (granule() - 1)) != 0) return 0;
+    return first + static_cast<u32>(rel);
+  }
+
+  /// O(1) sanity check of a free-list entry before trusting it: inside the block area, 4-aligned,
+  /// marked free, with a size that fits.
+  CAPHEAP_INLINE bool free_entry_ok(u32 blk) const noexcept {
+    if (blk - first >= span() || (blk & 3u) != 0) return false;
+    const u32 h = header(blk);
+    const u32 size = h & kSizeMask;
+    return (h & kFree) != 0 && size >= kMinBlockBytes && size <= end - blk;
+  }
+
+  // ---- Free lists --------------------------------------------------------------------------
+
+  CAPHEAP_INLINE void insert(u32 blk, SizeClass k) const noexcept {
+    const u32 idx = list_index(k);
+    const u32 old = heads[idx];
+    set_word(blk + kNextFreeField, old);
+    set_word(blk + kPrevFreeField, 0);
+    if (old != 0) set_word(old + kPrevFreeField, blk);
+    heads[idx] = blk;
+    slmaps[k.fl] |= 1u << k.sl;
+    c->fl_bitmap |= 1u << k.fl;
+  }
+
+  CAPHEAP_INLINE void remove(u32 blk, SizeClass k) const noexcept {
+    const u32 next = next_free(blk);
+    const u32 prev = prev_free(blk);
+    if (next != 0) set_word(next + kPrevFreeField, prev);
+    if (prev != 0) {
+      set_word(prev + kNextFreeField, next);
+      return;
+    }
+    heads[list_index(k)] = next;
+    if (next == 0) {
+      u32 &slmap = slmaps[k.fl];
+      slmap &= ~(1u << k.sl);
+      if (slmap == 0) c->fl_bitmap &= ~(1u << k.fl);
+    }
+  }
+
+  /// Puts free block `fresh` in the list position of `old` (both of class k): what a split or a
+  /// merge that stays within one class needs, without touching the bitmaps.
+  CAPHEAP_INLINE void replace(u32 old, u32 fresh, SizeClass k) const noexcept {
+    const u32 next = next_free(old);
+    const u32 prev = prev_free(old);
+    set_word(fresh + kNextFreeField, next);
+    set_word(fresh + kPrevFreeField, prev);
+    if (next != 0) set_word(next + kPrevFreeField, fresh);
+    if (prev != 0) {
+      set_word(prev + kNextFreeField, fresh);
+    } else {
+      heads[list_index(k)] = fresh;
+    }
+  }
+
+  CAPHEAP_INLINE void note_allocation(u32 taken) const noexcept {
+    const u32 f = c->free_bytes - taken;
+    c->free_bytes = f;
+    if (f < c->min_free_bytes) c->min_free_bytes = f;
+  }
+};
+
+CAPHEAP_INLINE bool same_class(SizeClass a, SizeClass b) noexcept {
+  return a.fl == b.fl && a.sl == b.sl;
+}
+
+// Control-based forms for the cold paths (creation, validation, walks).
 inline u32 header(const Control *c, u32 blk) noexcept {
   return load_word(c, blk);
-}
-inline void set_header(Control *c, u32 blk, u32 h) noexcept {
-  store_word(c, blk, h);
 }
 inline u32 size_at(const Control *c, u32 blk) noexcept {
   return header(c, blk) & kSizeMask;
@@ -62,184 +195,165 @@ inline u32 next_free(const Control *c, u32 blk) noexcept {
 inline u32 prev_free(const Control *c, u32 blk) noexcept {
   return load_word(c, blk + kPrevFreeField);
 }
-inline void set_footer(Control *c, u32 blk, u32 size) noexcept {
-  store_word(c, blk + size - 4, size);
-}
-
-/// Sets or clears the kPrevFree flag of the block at `blk` (possibly the sentinel).
-inline void set_prev_free_flag(Control *c, u32 blk, bool prev_is_free) noexcept {
-  const u32 h = header(c, blk);
-  set_header(c, blk, prev_is_free ? (h | kPrevFree) : (h & ~kPrevFree));
-}
-
-/// The size class a block of `size` bytes is filed under.
 inline SizeClass class_of(const Control *c, u32 size) noexcept {
-  if (size < (1u << c->small_log2)) return {0, size >> c->granule_log2};
-  const u32 m = msb_index(size);
-  return {m - c->fl_shift, (size >> (m - c->sl_log2)) ^ (1u << c->sl_log2)};
+  return Ctx(c).class_of(size);
 }
-
-inline u32 list_index(const Control *c, SizeClass k) noexcept {
-  return (k.fl << c->sl_log2) + k.sl;
-}
-
-/// Block size needed for a request of `request` usable bytes; 0 if no block of this heap can hold
-/// it.
-inline u32 block_for_request(const Control *c, std::size_t request) noexcept {
-  const std::size_t span = c->end - c->first;
-  if (request > span) return 0;  // also keeps the arithmetic below far from overflow
-  const std::size_t g = detail::granule_of(c);
-  std::size_t b = (request + kHeaderBytes + g - 1) & ~(g - 1);
-  if (b < kMinBlockBytes) b = kMinBlockBytes;
-  return b > span ? 0 : static_cast<u32>(b);
-}
-
-/// Header offset of the block whose data pointer is p, or 0 if p cannot be a block of this heap
-/// (outside the block area or misaligned). Does not look at memory.
-inline u32 block_of_pointer(const Control *c, const void *p) noexcept {
-  const std::uintptr_t base = addr_of(c);
-  const std::uintptr_t a = addr_of(p);
-  if (a < base + c->first + kHeaderBytes || a >= base + c->end) return 0;
-  if ((a & (detail::granule_of(c) - 1)) != 0) return 0;
-  return static_cast<u32>(a - base) - kHeaderBytes;
-}
-
-// ================================================================================================
-// Free lists
-// ================================================================================================
-
-void insert_free(Control *c, u32 blk, u32 size) noexcept {
-  const SizeClass k = class_of(c, size);
-  u32 *heads = detail::list_heads(c);
-  const u32 idx = list_index(c, k);
-  const u32 old = heads[idx];
-  store_word(c, blk + kNextFreeField, old);
-  store_word(c, blk + kPrevFreeField, 0);
-  if (old != 0) store_word(c, old + kPrevFreeField, blk);
-  heads[idx] = blk;
-  detail::sl_bitmaps(c)[k.fl] |= 1u << k.sl;
-  c->fl_bitmap |= 1u << k.fl;
-}
-
-void remove_free(Control *c, u32 blk, u32 size) noexcept {
-  const u32 next = next_free(c, blk);
-  const u32 prev = prev_free(c, blk);
-  if (next != 0) store_word(c, next + kPrevFreeField, prev);
-  if (prev != 0) {
-    store_word(c, prev + kNextFreeField, next);
-    return;
-  }
-  const SizeClass k = class_of(c, size);
-  const u32 idx = list_index(c, k);
-  detail::list_heads(c)[idx] = next;
-  if (next == 0) {
-    u32 &slmap = detail::sl_bitmaps(c)[k.fl];
-    slmap &= ~(1u << k.sl);
-    if (slmap == 0) c->fl_bitmap &= ~(1u << k.fl);
-  }
-}
-
-/// O(1) sanity check of a free-list entry before the allocator trusts it.
 inline bool free_entry_ok(const Control *c, u32 blk) noexcept {
-  if (blk < c->first || blk >= c->end || (blk & 3u) != 0) return false;
-  const u32 h = header(c, blk);
-  const u32 size = h & kSizeMask;
-  return (h & kFree) != 0 && size >= kMinBlockBytes && size <= c->end - blk;
+  return Ctx(c).free_entry_ok(blk);
 }
 
-/// Finds a free block of at least `b` bytes, or 0. Bounded best fit in b's own class (its blocks
-/// may be smaller than b), else the head of the first non-empty larger class (all of whose blocks
-/// are at least b). Sets *bad when a list entry fails its sanity check.
-u32 find_free(const Control *c, u32 b, bool *bad) noexcept {
-  const SizeClass k = class_of(c, b);
-  const u32 *heads = detail::list_heads(c);
-  u32 blk = heads[list_index(c, k)];
-  u32 best = 0;
-  u32 best_size = ~0u;
-  for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
-    if (CAPHEAP_UNLIKELY(!free_entry_ok(c, blk))) {
-      *bad = true;
-      return blk;
-    }
-    const u32 s = size_at(c, blk);
-    if (s >= b && s < best_size) {
-      best = blk;
-      best_size = s;
-      if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
-    }
-    blk = next_free(c, blk);
-  }
-  if (best != 0) return best;
+// ================================================================================================
+// Allocation and free internals
+// ================================================================================================
 
+/// A free block found for a request, with the class whose list holds it.
+struct Found {
+  u32 blk;  ///< header offset; 0 if none
+  SizeClass k;
+  bool bad;  ///< a list entry failed its sanity check (blk is that entry)
+};
+
+/// Finds a free block of at least `b` bytes: a bounded best fit in b's own class (its blocks may
+/// be smaller than b), else the head of the first non-empty larger class (all of whose blocks are
+/// at least b).
+CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
+  const SizeClass k = x.class_of(b);
+  u32 blk = x.heads[x.list_index(k)];
+  if (blk != 0) {
+    u32 best = 0;
+    u32 best_size = ~0u;
+    for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {blk, k, true};
+      const u32 s = x.size_at(blk);
+      if (s >= b && s < best_size) {
+        best = blk;
+        best_size = s;
+        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+      }
+      blk = x.next_free(blk);
+    }
+    if (best != 0) return {best, k, false};
+  }
+  // ~1u << i keeps the bits above i (and is 0 for i = 31).
   u32 fl = k.fl;
-  u32 slmap = detail::sl_bitmaps(c)[fl] & (~1u << k.sl);
+  u32 slmap = x.slmaps[fl] & (~1u << k.sl);
   if (slmap == 0) {
-    const u32 flmap = (k.fl + 1 < 32) ? (c->fl_bitmap & (~0u << (k.fl + 1))) : 0;
-    if (flmap == 0) return 0;
+    const u32 flmap = x.c->fl_bitmap & (~1u << k.fl);
+    if (flmap == 0) return {0, k, false};
     fl = lsb_index(flmap);
-    slmap = detail::sl_bitmaps(c)[fl];
+    slmap = x.slmaps[fl];
   }
-  const u32 found = heads[(fl << c->sl_log2) + lsb_index(slmap)];
-  if (CAPHEAP_UNLIKELY(!free_entry_ok(c, found))) *bad = true;
-  return found;
+  const SizeClass found{fl, lsb_index(slmap)};
+  const u32 head = x.heads[x.list_index(found)];
+  return {head, found, !x.free_entry_ok(head)};
 }
 
-inline void note_allocation(Control *c, u32 taken) noexcept {
-  c->free_bytes -= taken;
-  if (c->free_bytes < c->min_free_bytes) c->min_free_bytes = c->free_bytes;
+/// Allocates `b` bytes from the listed free block f.blk of `size` bytes (class f.k, previous block
+/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same class
+/// it simply takes the block's place in the list.
+CAPHEAP_INLINE void take(const Ctx &x, const Found &f, u32 size, u32 b) noexcept {
+  const u32 blk = f.blk;
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    const u32 tail = blk + b;
+    x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated
+    x.set_footer(tail, rest);
+    const SizeClass kr = x.class_of(rest);
+    if (same_class(kr, f.k)) {
+      x.replace(blk, tail, kr);
+    } else {
+      x.remove(blk, f.k);
+      x.insert(tail, kr);  // the block after `tail` keeps its kPrevFree flag
+    }
+    size = b;
+  } else {
+    x.remove(blk, f.k);
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+    --x.c->free_blocks;
+  }
+  x.set_header(blk, size);
+  ++x.c->used_blocks;
+  x.note_allocation(size);
 }
 
 /// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
 /// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
 /// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
-void carve(Control *c, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
+void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     const u32 tail = blk + b;
-    set_header(c, tail, rest | kFree);  // its previous block (ours) is allocated
-    set_footer(c, tail, rest);
-    insert_free(c, tail, rest);  // the block after `tail` already has kPrevFree set
-    ++c->free_blocks;
+    x.set_header(tail, rest | kFree);
+    x.set_footer(tail, rest);
+    x.insert(tail, x.class_of(rest));  // the block after `tail` already has kPrevFree set
+    ++x.c->free_blocks;
     size = b;
   } else {
-    set_prev_free_flag(c, blk + size, false);
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
   }
-  set_header(c, blk, size | prev_flag);
-  --c->free_blocks;
-  ++c->used_blocks;
-  note_allocation(c, size);
+  x.set_header(blk, size | prev_flag);
+  --x.c->free_blocks;
+  ++x.c->used_blocks;
+  x.note_allocation(size);
 }
 
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
-/// O(1) checks that p is a live block of this heap, with its neighbours' links consistent.
-/// Returns the header offset, or 0 after reporting through the fail hook.
-u32 checked_live_block(const Control *c, const void *p, const char *op_name) noexcept {
-  const u32 blk = block_of_pointer(c, p);
-  if (!CAPHEAP_CHECK_ALWAYS(blk != 0, op_name, p, detail::heap_id(c))) return 0;
-  const u32 h = header(c, blk);
-  if (!CAPHEAP_CHECK_ALWAYS((h & kFree) == 0, "double free (block is already free)", p,
-                            detail::heap_id(c)))
-    return 0;
-  const u32 size = h & kSizeMask;
-  if (!CAPHEAP_CHECK_ALWAYS(size >= kMinBlockBytes && size <= c->end - blk &&
-                                (size & (detail::granule_of(c) - 1)) == 0,
-                            "bad block header (corrupted size)", p, detail::heap_id(c)))
-    return 0;
-  const u32 next_h = header(c, blk + size);
-  if (!CAPHEAP_CHECK_ALWAYS((next_h & kPrevFree) == 0,
-                            "bad block header (next block says this one is free)", p,
-                            detail::heap_id(c)))
-    return 0;
-  if ((h & kPrevFree) != 0) {
-    const u32 psize = load_word(c, blk - 4);
-    if (!CAPHEAP_CHECK_ALWAYS(psize >= kMinBlockBytes && psize <= blk - c->first &&
-                                  header(c, blk - psize) == (psize | kFree),
-                              "bad previous free block (footer or header corrupted)", p,
-                              detail::heap_id(c)))
-      return 0;
+/// Reports why the block at p failed the live-block check (cold: only on misuse or corruption).
+CAPHEAP_COLD void report_bad_live_block(const Ctx &x, const void *p, u32 blk, const char *op_name) {
+  const char *what;
+  if (blk == 0) {
+    what = op_name;
+  } else {
+    const u32 h = x.header(blk);
+    const u32 size = h & kSizeMask;
+    if ((h & kFree) != 0) {
+      what = "double free (block is already free)";
+    } else if (size < kMinBlockBytes || size > x.end - blk || (size & (x.granule() - 1)) != 0) {
+      what = "bad block header (corrupted size)";
+    } else if ((x.header(blk + size) & kPrevFree) != 0) {
+      what = "bad block header (next block says this one is free)";
+    } else if ((x.header(blk + size) & kFree) != 0) {
+      what = "next free block corrupted";
+    } else {
+      what = "bad previous free block (footer or header corrupted)";
+    }
   }
-  return blk;
+  detail::check_failed(what, p, x.id());
+}
+
+/// O(1) checks (always on) that p is a live block of this heap whose neighbours agree with it:
+/// inside the block area and granule-aligned; not free; a sane size; the next block does not think
+/// this one is free and, if free itself, has a sane size; a free previous block's footer and header
+/// agree. Returns the header offset, or 0 after reporting through the fail hook.
+CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *op_name) noexcept {
+  const u32 blk = x.block_of_pointer(p);
+  bool ok = blk != 0;
+  if (CAPHEAP_LIKELY(ok)) {
+    const u32 h = x.header(blk);
+    const u32 size = h & kSizeMask;
+    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
+    ok = (h & ((x.granule() - 1) & ~kPrevFree)) == 0 && size >= kMinBlockBytes &&
+         size <= x.end - blk;
+    if (CAPHEAP_LIKELY(ok)) {
+      const u32 next_h = x.header(blk + size);
+      ok = (next_h & kPrevFree) == 0;
+      if ((next_h & kFree) != 0) {
+        const u32 next_size = next_h & kSizeMask;
+        ok = ok && next_size >= kMinBlockBytes && next_size <= x.end - (blk + size);
+      }
+      if (ok && (h & kPrevFree) != 0) {
+        const u32 psize = x.word(blk - 4);
+        ok = psize >= kMinBlockBytes && psize <= blk - x.first &&
+             x.header(blk - psize) == (psize | kFree);
+      }
+    }
+  }
+  if (CAPHEAP_LIKELY(ok)) return blk;
+  report_bad_live_block(x, p, blk, op_name);
+  return 0;
 }
 
 Granule granule_default() noexcept {
@@ -340,10 +454,11 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->first = first;
   c->end = end;
 
-  set_header(c, first, area | kFree);
-  set_footer(c, first, area);
-  set_header(c, end, kPrevFree);  // sentinel: size 0, in use, previous block free
-  insert_free(c, first, area);
+  const Ctx x(c);
+  x.set_header(first, area | kFree);
+  x.set_footer(first, area);
+  x.set_header(end, kPrevFree);  // sentinel: size 0, in use, previous block free
+  x.insert(first, x.class_of(area));
   c->free_bytes = area;
   c->min_free_bytes = area;
   c->free_blocks = 1;
@@ -365,41 +480,36 @@ Heap Heap::attach(void *start) noexcept {
 // ================================================================================================
 
 CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
-  Control *c = control_;
+  const Ctx x(control_);
   if (size == 0) return nullptr;
-  const u32 b = block_for_request(c, size);
+  const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
-  bool bad = false;
-  const u32 blk = find_free(c, b, &bad);
-  if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY(bad)) {
-    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), detail::heap_id(c));
+  const Found f = find_free(x, b);
+  if (f.blk == 0) return nullptr;
+  if (CAPHEAP_UNLIKELY(f.bad)) {
+    detail::check_failed(kBadFreeEntry, x.data(f.blk), x.id());
     return nullptr;
   }
-  const u32 size_found = size_at(c, blk);
-  remove_free(c, blk, size_found);
-  carve(c, blk, size_found, b, 0);
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", detail::data_of(c, blk),
-                          c);
-  return detail::data_of(c, blk);
+  take(x, f, x.size_at(f.blk), b);
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", x.data(f.blk), x.id());
+  return x.data(f.blk);
 }
 
 void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
-  Control *c = control_;
+  const Ctx x(control_);
   if (size == 0 || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
-  const u32 g = detail::granule_of(c);
+  const u32 g = x.granule();
   if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate(size);
   // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
   // or offset not a multiple of it) when offset is a multiple of g.
-  if ((offset & (g - 1)) != 0 || offset > c->end) return nullptr;
-  const u32 b = block_for_request(c, size);
+  if ((offset & (g - 1)) != 0 || offset > x.end) return nullptr;
+  const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
-  const std::size_t span = c->end - c->first;
+  const std::size_t span = x.span();
   if (alignment > span) {
     // Only a block whose data happens to be aligned could serve it; try the plain path once.
-    bool bad = false;
-    const u32 blk = find_free(c, b, &bad);
-    if (blk == 0 || bad || ((addr_of(detail::data_of(c, blk)) + offset) & (alignment - 1)) != 0)
+    const Found f = find_free(x, b);
+    if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
       return nullptr;
     return allocate(size);
   }
@@ -407,41 +517,41 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
 
   // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a
   // leading gap that is either 0 or large enough to be a free block of its own.
-  u32 blk = 0;
-  bool bad = false;
+  Found f{0, {0, 0}, false};
   const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
-  if (padded <= span) blk = find_free(c, static_cast<u32>(padded), &bad);
-  if (blk == 0 && !bad) blk = find_free(c, b, &bad);  // a smaller block may still fit by luck
+  if (padded <= span) f = find_free(x, static_cast<u32>(padded));
+  if (f.blk == 0) f = find_free(x, b);  // a smaller block may still fit by luck
+  const u32 blk = f.blk;
   if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY(bad)) {
-    detail::check_failed(kBadFreeEntry, detail::data_of(c, blk), detail::heap_id(c));
+  if (CAPHEAP_UNLIKELY(f.bad)) {
+    detail::check_failed(kBadFreeEntry, x.data(blk), x.id());
     return nullptr;
   }
 
-  const u32 size_found = size_at(c, blk);
-  const std::uintptr_t data = addr_of(detail::data_of(c, blk));
+  const u32 size_found = x.size_at(blk);
+  const std::uintptr_t data = addr_of(x.data(blk));
   std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
   while (target != data && target - data < kMinBlockBytes)
     target += a;
   const u32 gap = static_cast<u32>(target - data);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
-  remove_free(c, blk, size_found);
+  x.remove(blk, f.k);
   u32 prev_flag = 0;
   u32 at = blk;
   u32 avail = size_found;
   if (gap != 0) {
     // The leading gap becomes a free block; its previous block is in use (blk was free).
-    set_header(c, blk, gap | kFree);
-    set_footer(c, blk, gap);
-    insert_free(c, blk, gap);
-    ++c->free_blocks;
+    x.set_header(blk, gap | kFree);
+    x.set_footer(blk, gap);
+    x.insert(blk, x.class_of(gap));
+    ++x.c->free_blocks;
     at = blk + gap;
     avail = size_found - gap;
     prev_flag = kPrevFree;
   }
-  carve(c, at, avail, b, prev_flag);
-  return detail::data_of(c, at);
+  carve(x, at, avail, b, prev_flag);
+  return x.data(at);
 }
 
 // ================================================================================================
@@ -450,43 +560,72 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
 
 CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
   if (p == nullptr) return;
-  Control *c = control_;
-  u32 blk = checked_live_block(c, p, "free of a pointer that is not a block of this heap");
+  const Ctx x(control_);
+  const u32 blk = checked_live_block(x, p, "free of a pointer that is not a block of this heap");
   if (blk == 0) return;
-  const u32 h = header(c, blk);
-  u32 size = h & kSizeMask;
+  // checked_live_block verified both neighbours' sizes and the previous block's footer.
+  Control *c = x.c;
+  const u32 h = x.header(blk);
+  const u32 size = h & kSizeMask;
   c->free_bytes += size;
   --c->used_blocks;
-
-  // Merge with the following block when free ...
   const u32 next = blk + size;
-  const u32 next_h = header(c, next);
+  const u32 next_h = x.header(next);
+
+  // Four cases by the neighbours' state. A merged block that files under the class of the free
+  // neighbour it grows from keeps that neighbour's list position (no bitmap work).
   if ((next_h & kFree) != 0) {
     const u32 next_size = next_h & kSizeMask;
-    if (!CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p,
-                              detail::heap_id(c))) {
-      c->free_bytes -= size;
-      ++c->used_blocks;
-      return;
+    if ((h & kPrevFree) != 0) {
+      // free | this | free  ->  one block at prev.
+      const u32 psize = x.word(blk - 4);
+      const u32 prev = blk - psize;
+      const u32 total = psize + size + next_size;
+      x.remove(next, x.class_of(next_size));
+      const SizeClass kp = x.class_of(psize), kt = x.class_of(total);
+      if (!same_class(kp, kt)) {
+        x.remove(prev, kp);
+        x.insert(prev, kt);
+      }
+      x.set_header(prev, total | kFree);
+      x.set_footer(prev, total);
+      --c->free_blocks;
+    } else {
+      // used | this | free  ->  one block at this.
+      const u32 total = size + next_size;
+      const SizeClass kn = x.class_of(next_size), kt = x.class_of(total);
+      x.set_header(blk, total | kFree);
+      x.set_footer(blk, total);
+      if (same_class(kn, kt)) {
+        x.replace(next, blk, kt);
+      } else {
+        x.remove(next, kn);
+        x.insert(blk, kt);
+      }
     }
-    remove_free(c, next, next_size);
-    size += next_size;
-    --c->free_blocks;
+  } else {
+    x.set_header(next, next_h | kPrevFree);
+    if ((h & kPrevFree) != 0) {
+      // free | this | used  ->  prev grows in place.
+      const u32 psize = x.word(blk - 4);
+      const u32 prev = blk - psize;
+      const u32 total = psize + size;
+      const SizeClass kp = x.class_of(psize), kt = x.class_of(total);
+      if (!same_class(kp, kt)) {
+        x.remove(prev, kp);
+        x.insert(prev, kt);
+      }
+      x.set_header(prev, total | kFree);
+      x.set_footer(prev, total);
+    } else {
+      // used | this | used  ->  a new free block.
+      x.set_header(blk, size | kFree);
+      x.set_footer(blk, size);
+      x.insert(blk, x.class_of(size));
+      ++c->free_blocks;
+    }
   }
-  // ... and with the preceding one (checked_live_block verified its footer and header).
-  if ((h & kPrevFree) != 0) {
-    const u32 psize = load_word(c, blk - 4);
-    blk -= psize;
-    remove_free(c, blk, psize);
-    size += psize;
-    --c->free_blocks;
-  }
-  set_header(c, blk, size | kFree);
-  set_footer(c, blk, size);
-  set_prev_free_flag(c, blk + size, true);
-  insert_free(c, blk, size);
-  ++c->free_blocks;
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, detail::heap_id(c));
+  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, x.id());
 }
 
 // ================================================================================================
@@ -499,38 +638,36 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
     deallocate(p);
     return nullptr;
   }
-  Control *c = control_;
-  const u32 blk = checked_live_block(c, p, "realloc of a pointer that is not a block of this heap");
+  const Ctx x(control_);
+  const u32 blk = checked_live_block(x, p, "realloc of a pointer that is not a block of this heap");
   if (blk == 0) return nullptr;
-  const u32 b = block_for_request(c, size);
+  const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
-  const u32 h = header(c, blk);
+  Control *c = x.c;
+  const u32 h = x.header(blk);
   const u32 cur = h & kSizeMask;
   const u32 prev_flag = h & kPrevFree;
   const u32 next = blk + cur;
-  const u32 next_h = header(c, next);
+  const u32 next_h = x.header(next);
   const bool next_is_free = (next_h & kFree) != 0;
   const u32 next_size = next_is_free ? (next_h & kSizeMask) : 0;
-  if (next_is_free && !CAPHEAP_CHECK_ALWAYS(free_entry_ok(c, next), "next free block corrupted", p,
-                                            detail::heap_id(c)))
-    return nullptr;
 
   if (b <= cur) {
     // Shrink in place. The freed tail joins a free successor, or stands alone if big enough.
     const u32 rest = cur - b + next_size;
     if (rest >= kMinBlockBytes) {
       if (next_is_free) {
-        remove_free(c, next, next_size);
+        x.remove(next, x.class_of(next_size));
         --c->free_blocks;
       } else {
-        set_prev_free_flag(c, next, true);
+        x.set_header(next, next_h | kPrevFree);
       }
       const u32 tail = blk + b;
-      set_header(c, tail, rest | kFree);
-      set_footer(c, tail, rest);
-      insert_free(c, tail, rest);
+      x.set_header(tail, rest | kFree);
+      x.set_footer(tail, rest);
+      x.insert(tail, x.class_of(rest));
       ++c->free_blocks;
-      set_header(c, blk, b | prev_flag);
+      x.set_header(blk, b | prev_flag);
       c->free_bytes += cur - b;
     }
     return p;
@@ -538,22 +675,22 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 
   if (next_is_free && cur + next_size >= b) {
     // Grow in place into the free successor.
-    remove_free(c, next, next_size);
+    x.remove(next, x.class_of(next_size));
     const u32 total = cur + next_size;
     const u32 rest = total - b;
     u32 now = total;
     if (rest >= kMinBlockBytes) {
       const u32 tail = blk + b;
-      set_header(c, tail, rest | kFree);  // the block after it keeps its kPrevFree flag
-      set_footer(c, tail, rest);
-      insert_free(c, tail, rest);
+      x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
+      x.set_footer(tail, rest);
+      x.insert(tail, x.class_of(rest));
       now = b;
     } else {
-      set_prev_free_flag(c, blk + total, false);
+      x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
       --c->free_blocks;
     }
-    set_header(c, blk, now | prev_flag);
-    note_allocation(c, now - cur);
+    x.set_header(blk, now | prev_flag);
+    x.note_allocation(now - cur);
     return p;
   }
 
@@ -571,13 +708,13 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 // ================================================================================================
 
 std::size_t Heap::usable_size(const void *p) const noexcept {
-  const Control *c = control_;
-  if (p == nullptr || c == nullptr) return 0;
-  const u32 blk = block_of_pointer(c, p);
+  if (p == nullptr || control_ == nullptr) return 0;
+  const Ctx x(control_);
+  const u32 blk = x.block_of_pointer(p);
   if (blk == 0) return 0;
-  const u32 h = header(c, blk);
+  const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
-  if ((h & kFree) != 0 || size < kMinBlockBytes || size > c->end - blk) return 0;
+  if ((h & kFree) != 0 || size < kMinBlockBytes || size > x.end - blk) return 0;
   return size - kHeaderBytes;
 }
 
