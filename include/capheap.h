@@ -107,6 +107,13 @@ esp_err_t capheap_reserve_internal_pool(size_t size);
  * CONFIG_HEAP_ABORT_WHEN_ALLOCATION_FAILS, selectable at run time. */
 void capheap_set_abort_on_alloc_failure(bool enable);
 
+/* Explains, in one line of text, why heap_caps_malloc(size, caps) fails (or would fail) now:
+ * an impossible combination ("EXEC cannot be combined with 8BIT or DMA"), no heap with every
+ * requested capability, the size limit, or the largest block the matching heaps can still give
+ * next to their total free bytes (fragmentation). Writes at most len bytes including the NUL;
+ * returns the length of the full text (snprintf-like). Meant for failure callbacks; O(heaps). */
+size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, size_t len);
+
 /* ESP-IDF's private allocation entry points used by its libc glue (heap_private.h): the malloc()
  * policy (internal first, or external first above the heap_caps_malloc_extmem_enable limit, both
  * falling back to any DEFAULT heap) and the *_base functions that never run the failure callback.

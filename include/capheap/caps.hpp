@@ -18,6 +18,7 @@
 #include "capheap/heap.hpp"
 #include "capheap_layout.h"
 #include "esp_heap_caps.h"
+#include "capheap_port.h"
 
 #ifndef CAPHEAP_MAX_HEAPS
 #define CAPHEAP_MAX_HEAPS 64
@@ -135,20 +136,24 @@ class Registry {
   /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
   /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
-  void *allocate(std::size_t size, Caps caps) noexcept;
+  inline void *allocate(std::size_t size, Caps caps) noexcept;
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;
   /// heap_caps_free's rules; reports (fail hook) pointers in no heap.
-  void deallocate(void *ptr) noexcept;
+  inline void deallocate(void *ptr) noexcept;
 
   // ---- Lookup and queries ----
 
   /// The heap whose region contains p (data-bus address), or -1. O(log heaps), lock-free.
-  int find_heap(const void *p) const noexcept;
+  inline int find_heap(const void *p) const noexcept;
   /// True if p is an instruction-bus alias produced by an EXEC allocation's D/IRAM path.
-  bool is_iram_alias(const void *p) const noexcept;
+  bool is_iram_alias(const void *p) const noexcept {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+    return a - __atomic_load_n(&iram_low_, __ATOMIC_RELAXED) <
+           __atomic_load_n(&iram_span_, __ATOMIC_RELAXED);
+  }
   /// The data-bus block address behind an EXEC alias pointer (reads the hidden word).
   void *data_address_of_alias(const void *p) const noexcept;
   /// Usable size of a live allocation (alias-aware); 0 (after a fail-hook report) if none.
@@ -196,18 +201,21 @@ class Registry {
   };
 
   const Record &record(unsigned pos) const noexcept { return records_[order_[pos]]; }
-  void lock(Record &r) const noexcept;
-  void unlock(Record &r) const noexcept;
+  inline void lock(Record &r) const noexcept;
+  inline void unlock(Record &r) const noexcept;
   void lock_table() noexcept;
   void unlock_table() noexcept;
   void rebuild_tables() noexcept;  // caller holds the table lock and has bumped seq_
   bool register_heap(Record &r) noexcept;
   Status insert(Record &r, Placement where) noexcept;
   void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias) noexcept;
+  void *allocate_slow(std::size_t size, Caps caps) noexcept;
+  void deallocate_slow(void *ptr) noexcept;
+  int find_heap_slow(const void *p) const noexcept;
   void *alloc_in(Record &r, std::size_t size, std::size_t alignment, bool exec_alias) noexcept;
   std::uintptr_t to_iram(const Record &r, std::uintptr_t d) const noexcept;
-  std::uint32_t read_seq_begin() const noexcept;
-  bool read_seq_retry(std::uint32_t begin) const noexcept;
+  inline std::uint32_t read_seq_begin() const noexcept;
+  inline bool read_seq_retry(std::uint32_t begin) const noexcept;
 
   Record records_[kMaxHeaps] = {};
   // List order: order_[pos] is the record index of the heap at list position pos.
@@ -217,6 +225,9 @@ class Registry {
   // strictly inside an allocated block of another heap nest).
   std::uint8_t by_addr_[kMaxHeaps] = {};
   std::uint8_t parent_[kMaxHeaps] = {};
+  // The same order, denormalised for the lookup on free: starts and ends side by side.
+  std::uintptr_t addr_start_[kMaxHeaps] = {};
+  std::uintptr_t addr_end_[kMaxHeaps] = {};
   unsigned count_ = 0;
   unsigned boot_count_ = 0;
   // Per capability bit b: heaps (list positions) with b at level l, and with b at any level.
@@ -226,12 +237,118 @@ class Registry {
   // Bounds of all instruction-alias ranges (quick reject on free).
   std::uintptr_t iram_low_ = 0;
   std::uintptr_t iram_high_ = 0;
+  std::uintptr_t iram_span_ = 0;  // iram_high_ - iram_low_ (0: no alias window)
+  // Capability bits the inline fast path of allocate() handles itself (no alignment, no alias).
+  std::uint32_t fast_caps_ = 0;
   std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
   std::size_t granule_ = 4;
   const capheap_layout_t *layout_ = nullptr;
 };
+
+// ---- Inline fast paths ------------------------------------------------------------------------
+// heap_caps_malloc and heap_caps_free spend most of their time here: the common case (one table
+// word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
+// out-of-line paths in registry.cpp, which implement the same rules in full.
+
+inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
+  const std::uint32_t c = caps.bits();
+  // Fast path: no alignment or alias work for these caps on this chip, DMA|SPIRAM excluded (it
+  // turns into cache-aligned PSRAM), one table word.
+  if (CAPHEAP_LIKELY(
+          c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
+          (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM) &&
+          size - 1 < (std::size_t(1) << 30) && __atomic_load_n(&count_, __ATOMIC_RELAXED) <= 32)) {
+    if ((c & MALLOC_CAP_32BIT) != 0) size = (size + 3) & ~std::size_t(3);
+  restart:
+    const std::uint32_t seq = read_seq_begin();
+    std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED);
+    for (std::uint32_t bits = c; bits != 0; bits &= bits - 1)
+      eligible &= __atomic_load_n(&any_masks_[__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && eligible != 0; ++l) {
+      std::uint32_t m = 0;
+      for (std::uint32_t bits = c; bits != 0; bits &= bits - 1)
+        m |= __atomic_load_n(&level_masks_[l][__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
+      m &= eligible;
+      eligible &= ~m;
+      for (; m != 0; m &= m - 1) {
+        const unsigned idx = __atomic_load_n(&order_[__builtin_ctz(m)], __ATOMIC_RELAXED);
+        if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+        Record &r = records_[idx];
+        lock(r);
+        void *p = r.heap.allocate(size);
+        unlock(r);
+        if (p != nullptr) return p;
+      }
+    }
+    return nullptr;
+  }
+  return allocate_slow(size, caps);
+}
+
+inline int Registry::find_heap(const void *p) const noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  for (;;) {
+    const std::uint32_t seq = read_seq_begin();
+    // The last heap (in start order) starting at or below a; if it does not contain a, only a heap
+    // enclosing it can: follow the parent chain (nesting depth, not heap count).
+    unsigned lo = 0, hi = __atomic_load_n(&count_, __ATOMIC_RELAXED);
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (__atomic_load_n(&addr_start_[mid], __ATOMIC_RELAXED) <= a)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    int found = -1;
+    for (unsigned k = lo; k > 0;) {
+      if (a < __atomic_load_n(&addr_end_[k - 1], __ATOMIC_RELAXED) &&
+          a >= __atomic_load_n(&addr_start_[k - 1], __ATOMIC_RELAXED)) {
+        found = __atomic_load_n(&by_addr_[k - 1], __ATOMIC_RELAXED);
+        break;
+      }
+      k = __atomic_load_n(&parent_[k - 1], __ATOMIC_RELAXED);
+    }
+    if (!read_seq_retry(seq)) return found;
+  }
+}
+
+inline void Registry::deallocate(void *ptr) noexcept {
+  if (ptr == nullptr) return;
+  if (CAPHEAP_UNLIKELY(is_iram_alias(ptr))) {
+    deallocate_slow(ptr);
+    return;
+  }
+  const int pos = find_heap(ptr);
+  if (CAPHEAP_UNLIKELY(pos < 0)) {
+    deallocate_slow(ptr);  // reports the stray pointer
+    return;
+  }
+  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  lock(r);
+  r.heap.deallocate(ptr);
+  unlock(r);
+}
+
+inline std::uint32_t Registry::read_seq_begin() const noexcept {
+  for (;;) {
+    const std::uint32_t s = __atomic_load_n(&seq_, __ATOMIC_ACQUIRE);
+    if ((s & 1u) == 0) return s;
+  }
+}
+
+inline bool Registry::read_seq_retry(std::uint32_t begin) const noexcept {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  return __atomic_load_n(&seq_, __ATOMIC_RELAXED) != begin;
+}
+
+inline void Registry::lock(Record &r) const noexcept {
+  capheap_port_lock_acquire(&r.lock_storage);
+}
+inline void Registry::unlock(Record &r) const noexcept {
+  capheap_port_lock_release(&r.lock_storage);
+}
 
 }  // namespace capheap
 

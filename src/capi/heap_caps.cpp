@@ -40,19 +40,28 @@ unsigned g_monitor_count = 0;
 // Largest single request any heap could hold; larger sizes fail before any arithmetic.
 constexpr std::size_t kHeapSizeMax = std::size_t(1) << 31;
 
+// The task running the initialisation; it may re-enter the API (the simulator adds regions and
+// reserves pools through the public functions while initialising).
+void *g_init_owner = nullptr;
+
 void ensure_init() noexcept {
   if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
+  void *const self = capheap_port_current_task();
   int expected = 0;
   if (__atomic_compare_exchange_n(&g_init_state, &expected, 1, false, __ATOMIC_ACQ_REL,
                                   __ATOMIC_ACQUIRE)) {
+    __atomic_store_n(&g_init_owner, self, __ATOMIC_RELEASE);
     if (capheap_host_autoinit != nullptr) {
       capheap_host_autoinit();  // sets the layout and calls heap_caps_init
     } else if (g_layout != nullptr) {
       heap_caps_init();
     }
+    __atomic_store_n(&g_init_owner, nullptr, __ATOMIC_RELEASE);
     __atomic_store_n(&g_init_state, 2, __ATOMIC_RELEASE);
     return;
   }
+  // Someone is initialising: re-entry from that same task passes; other tasks wait for it.
+  if (self != nullptr && __atomic_load_n(&g_init_owner, __ATOMIC_ACQUIRE) == self) return;
   while (__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 1) {
   }
 }
@@ -112,6 +121,7 @@ void reset() noexcept {
   g_mapper = nullptr;
   g_monitor = nullptr;
   g_monitor_count = 0;
+  g_init_owner = nullptr;
   __atomic_store_n(&g_init_state, 0, __ATOMIC_RELEASE);
 }
 
@@ -397,6 +407,133 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
   va_end(ap);
   if (p == nullptr) report_failure(total, caps, __func__);
   return p;
+}
+
+// ================================================================================================
+// Failure explanation
+// ================================================================================================
+
+namespace {
+
+/// Minimal bounded text builder (no libc formatting in this layer).
+struct Text {
+  char *buf;
+  size_t cap;
+  size_t len = 0;
+  void put(char ch) {
+    if (len + 1 < cap) buf[len] = ch;
+    ++len;
+  }
+  void str(const char *s) {
+    while (*s != '\0')
+      put(*s++);
+  }
+  void num(size_t v) {
+    char d[24];
+    int n = 0;
+    do {
+      d[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    while (n > 0)
+      put(d[--n]);
+  }
+  void hex(uint32_t v) {
+    str("0x");
+    for (int i = 7; i >= 0; --i)
+      put("0123456789abcdef"[(v >> (4 * i)) & 0xFu]);
+  }
+  void caps_names(uint32_t caps) {
+    static const struct {
+      uint32_t bit;
+      const char *name;
+    } kNames[] = {{MALLOC_CAP_EXEC, "EXEC"},
+                  {MALLOC_CAP_32BIT, "32BIT"},
+                  {MALLOC_CAP_8BIT, "8BIT"},
+                  {MALLOC_CAP_DMA, "DMA"},
+                  {MALLOC_CAP_SPIRAM, "SPIRAM"},
+                  {MALLOC_CAP_INTERNAL, "INTERNAL"},
+                  {MALLOC_CAP_DEFAULT, "DEFAULT"},
+                  {MALLOC_CAP_IRAM_8BIT, "IRAM_8BIT"},
+                  {MALLOC_CAP_RETENTION, "RETENTION"},
+                  {MALLOC_CAP_RTCRAM, "RTCRAM"},
+                  {MALLOC_CAP_SPM, "SPM"},
+                  {MALLOC_CAP_DMA_DESC_AHB, "DMA_DESC_AHB"},
+                  {MALLOC_CAP_DMA_DESC_AXI, "DMA_DESC_AXI"},
+                  {MALLOC_CAP_CACHE_ALIGNED, "CACHE_ALIGNED"},
+                  {MALLOC_CAP_SIMD, "SIMD"},
+                  {MALLOC_CAP_INVALID, "INVALID"}};
+    bool first = true;
+    uint32_t rest = caps;
+    for (const auto &n : kNames) {
+      if ((caps & n.bit) == 0) continue;
+      if (!first) put('|');
+      str(n.name);
+      first = false;
+      rest &= ~n.bit;
+    }
+    if (rest != 0) {
+      if (!first) put('|');
+      hex(rest);
+    }
+    if (caps == 0) str("none");
+  }
+};
+
+}  // namespace
+
+size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, size_t len) {
+  ensure_init();
+  Text t{buf, len};
+  t.str("heap_caps_malloc(");
+  t.num(size);
+  t.str(", ");
+  t.caps_names(caps);
+  t.str("): ");
+  if (size == 0) {
+    t.str("size 0 always returns NULL");
+  } else if (caps == 0) {
+    t.str("no capability requested (caps 0 matches no heap)");
+  } else if ((caps & MALLOC_CAP_INVALID) != 0) {
+    t.str("MALLOC_CAP_INVALID requested");
+  } else if ((caps & MALLOC_CAP_EXEC) != 0 && (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA)) != 0) {
+    t.str("EXEC cannot be combined with 8BIT or DMA");
+  } else if (size > kHeapSizeMax) {
+    t.str("larger than any heap can be");
+  } else {
+    uint32_t eff = caps;
+    if ((eff & MALLOC_CAP_EXEC) != 0) eff |= MALLOC_CAP_32BIT;
+    Caps adj(eff);
+    (void)g_registry.hw_alignment(adj);
+    size_t heaps = 0, free_total = 0, largest = 0;
+    for (unsigned i = 0; i < g_registry.count(); ++i) {
+      if (!g_registry.heap_matches(i, adj)) continue;
+      ++heaps;
+      const HeapView v = g_registry.view(i);
+      free_total += v.heap.free_bytes();
+      const size_t l = v.heap.largest_free_block();
+      if (l > largest) largest = l;
+    }
+    if (heaps == 0) {
+      t.str("no heap has all of ");
+      t.caps_names(adj.bits());
+    } else if (largest >= size + ((eff & MALLOC_CAP_EXEC) != 0 ? 4 : 0)) {
+      t.str("would succeed now (largest matching free block ");
+      t.num(largest);
+      t.str(" bytes)");
+    } else {
+      t.str("largest free block in the ");
+      t.num(heaps);
+      t.str(heaps == 1 ? " matching heap is " : " matching heaps is ");
+      t.num(largest);
+      t.str(" bytes, total free ");
+      t.num(free_total);
+      t.str(free_total >= size ? " bytes: enough in total, but split across blocks and heaps"
+                               : " bytes: not enough memory with these capabilities");
+    }
+  }
+  if (len > 0) buf[t.len < len ? t.len : len - 1] = '\0';
+  return t.len;
 }
 
 // ================================================================================================

@@ -58,30 +58,11 @@ constexpr std::size_t kAliasWord = 4;  // the hidden data address before an EXEC
 // Locks and the sequence counter
 // ================================================================================================
 
-void Registry::lock(Record &r) const noexcept {
-  capheap_port_lock_acquire(&r.lock_storage);
-}
-void Registry::unlock(Record &r) const noexcept {
-  capheap_port_lock_release(&r.lock_storage);
-}
-
 void Registry::lock_table() noexcept {
   if (table_lock_ready_) capheap_port_lock_acquire(&table_lock_);
 }
 void Registry::unlock_table() noexcept {
   if (table_lock_ready_) capheap_port_lock_release(&table_lock_);
-}
-
-u32 Registry::read_seq_begin() const noexcept {
-  for (;;) {
-    const u32 s = __atomic_load_n(&seq_, __ATOMIC_ACQUIRE);
-    if ((s & 1u) == 0) return s;
-  }
-}
-
-bool Registry::read_seq_retry(u32 begin) const noexcept {
-  __atomic_thread_fence(__ATOMIC_ACQUIRE);
-  return __atomic_load_n(&seq_, __ATOMIC_RELAXED) != begin;
 }
 
 // ================================================================================================
@@ -105,6 +86,9 @@ void Registry::init(std::size_t granule) noexcept {
   registered_ = Mask{};
   capheap_lock_init(&table_lock_);
   table_lock_ready_ = true;
+  iram_span_ = 0;
+  fast_caps_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
+                 MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -121,7 +105,8 @@ void Registry::rebuild_tables() noexcept {
   Mask level[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
   Mask any[kCapBits] = {};
   Mask reg{};
-  iram_low_ = iram_high_ = 0;
+  st(iram_low_, std::uintptr_t(0));
+  st(iram_high_, std::uintptr_t(0));
   for (unsigned pos = 0; pos < count_; ++pos) {
     const Record &r = records_[order_[pos]];
     const u32 word = pos / 32, bit = 1u << (pos % 32);
@@ -135,8 +120,8 @@ void Registry::rebuild_tables() noexcept {
     if (r.iram_start != 0) {
       const std::uintptr_t lo = to_iram(r, r.end) < r.iram_start ? to_iram(r, r.end) : r.iram_start;
       const std::uintptr_t hi = lo + (r.end - r.start);
-      if (iram_low_ == 0 || lo < iram_low_) iram_low_ = lo;
-      if (hi > iram_high_) iram_high_ = hi;
+      if (iram_low_ == 0 || lo < iram_low_) st(iram_low_, lo);
+      if (hi > iram_high_) st(iram_high_, hi);
     }
   }
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
@@ -148,6 +133,7 @@ void Registry::rebuild_tables() noexcept {
       st(any_masks_[b].w[w], any[b].w[w]);
   for (unsigned w = 0; w < kWords; ++w)
     st(registered_.w[w], reg.w[w]);
+  st(iram_span_, iram_high_ - iram_low_);
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
@@ -177,6 +163,8 @@ void Registry::rebuild_tables() noexcept {
     }
     st(by_addr_[k], sorted[k]);
     st(parent_[k], parent);
+    st(addr_start_[k], r.start);
+    st(addr_end_[k], r.end);
   }
 }
 
@@ -234,6 +222,9 @@ Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintpt
 
 Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   layout_ = &layout;
+  // DMA requests need the slow path when this chip aligns internal DMA buffers.
+  if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4)
+    st(fast_caps_, fast_caps_ & ~u32(MALLOC_CAP_DMA));
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.
   struct Piece {
@@ -295,8 +286,9 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
         }
       }
       if (cut_start > cur) {
-        const std::uintptr_t iram =
-            reg.iram_address == 0 ? 0 : reg.iram_address + (cur - reg.start);
+        // A region whose instruction address equals its data address (C6, H2, P4) has no alias.
+        const bool aliased = reg.iram_address != 0 && reg.iram_address != reg.start;
+        const std::uintptr_t iram = aliased ? reg.iram_address + (cur - reg.start) : 0;
         emit(Piece{cur, cut_start, iram, reg.type, reg.startup_stack});
       }
       cur = cut_end > cut_start ? cut_end : reg_end;
@@ -349,11 +341,6 @@ std::uintptr_t Registry::to_iram(const Record &r, std::uintptr_t d) const noexce
     return layout_->diram_iram_low + (layout_->diram_dram_high - d);
   }
   return r.iram_start + (d - r.start);
-}
-
-bool Registry::is_iram_alias(const void *p) const noexcept {
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
-  return iram_high_ != 0 && a >= ld(iram_low_) && a < ld(iram_high_);
 }
 
 void *Registry::data_address_of_alias(const void *p) const noexcept {
@@ -438,45 +425,40 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
 
 void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec) noexcept {
   const u32 req = caps.bits();
-  std::uint8_t cand[kMaxHeaps];
-  unsigned n;
-  for (;;) {
-    const u32 seq = read_seq_begin();
-    Mask eligible;
-    for (unsigned w = 0; w < kWords; ++w)
-      eligible.w[w] = ld(registered_.w[w]);
-    for (u32 bits = req; bits != 0; bits &= bits - 1) {
-      const unsigned b = lsb(bits);
-      for (unsigned w = 0; w < kWords; ++w)
-        eligible.w[w] &= ld(any_masks_[b].w[w]);
-    }
-    n = 0;
-    Mask tried{};
-    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
-      Mask lvl{};
-      for (u32 bits = req; bits != 0; bits &= bits - 1) {
-        const unsigned b = lsb(bits);
-        for (unsigned w = 0; w < kWords; ++w)
-          lvl.w[w] |= ld(level_masks_[l][b].w[w]);
-      }
-      for (unsigned w = 0; w < kWords; ++w) {
-        u32 m = lvl.w[w] & eligible.w[w] & ~tried.w[w];
-        tried.w[w] |= m;
-        for (; m != 0; m &= m - 1)
-          cand[n++] = ld(order_[w * 32 + lsb(m)]);
-      }
-    }
-    if (!read_seq_retry(seq)) break;
+restart:
+  const u32 seq = read_seq_begin();
+  const unsigned words = (ld(count_) + 31) / 32;
+  // Heaps with every requested bit somewhere.
+  u32 eligible[kWords];
+  for (unsigned w = 0; w < words; ++w)
+    eligible[w] = ld(registered_.w[w]);
+  for (u32 bits = req; bits != 0; bits &= bits - 1) {
+    const unsigned b = lsb(bits);
+    for (unsigned w = 0; w < words; ++w)
+      eligible[w] &= ld(any_masks_[b].w[w]);
   }
-  for (unsigned i = 0; i < n; ++i) {
-    Record &r = records_[cand[i]];
-    const bool alias = exec && r.iram_start != 0;
-    if (void *p = alloc_in(r, size, alignment, alias)) return p;
+  // Level by level, the heaps sharing a requested bit there, in list order (ascending position).
+  // Each heap is tried once, at the first level where it qualifies. The record index is read and
+  // the sequence checked before each attempt, so an attempt never uses a stale table.
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+    for (unsigned w = 0; w < words; ++w) {
+      u32 m = 0;
+      for (u32 bits = req; bits != 0; bits &= bits - 1)
+        m |= ld(level_masks_[l][lsb(bits)].w[w]);
+      m &= eligible[w];
+      eligible[w] &= ~m;
+      for (; m != 0; m &= m - 1) {
+        const unsigned idx = ld(order_[w * 32 + lsb(m)]);
+        if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+        Record &r = records_[idx];
+        if (void *p = alloc_in(r, size, alignment, exec && r.iram_start != 0)) return p;
+      }
+    }
   }
   return nullptr;
 }
 
-void *Registry::allocate(std::size_t size, Caps caps) noexcept {
+void *Registry::allocate_slow(std::size_t size, Caps caps) noexcept {
   u32 c = caps.bits();
   if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
   if ((c & MALLOC_CAP_EXEC) != 0) {
@@ -503,35 +485,7 @@ void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps c
   return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
 }
 
-int Registry::find_heap(const void *p) const noexcept {
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
-  for (;;) {
-    const u32 seq = read_seq_begin();
-    // The last heap (in start order) starting at or below a; if it does not contain a, only a heap
-    // enclosing it can: follow the parent chain (nesting depth, not heap count).
-    unsigned lo = 0, hi = ld(count_);
-    while (lo < hi) {
-      const unsigned mid = (lo + hi) / 2;
-      if (records_[ld(order_[ld(by_addr_[mid])])].start <= a)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    int found = -1;
-    for (unsigned k = lo; k > 0;) {
-      const unsigned pos = ld(by_addr_[k - 1]);
-      const Record &r = records_[ld(order_[pos])];
-      if (a >= r.start && a < r.end) {
-        found = static_cast<int>(pos);
-        break;
-      }
-      k = ld(parent_[k - 1]);
-    }
-    if (!read_seq_retry(seq)) return found;
-  }
-}
-
-void Registry::deallocate(void *ptr) noexcept {
+void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
   void *data = ptr;
   if (is_iram_alias(ptr)) data = data_address_of_alias(ptr);

@@ -264,7 +264,10 @@ TEST(Registry, HardwareAlignmentAdjustsDmaAndCacheRequests) {
   // SIMD stays a heap capability (ESP-IDF keeps it): no heap of this chip has it.
   EXPECT_EQ(f.reg.allocate(30, Caps(MALLOC_CAP_SIMD | kD)), nullptr);
   // With a 32-byte cache line in front of internal RAM, DMA buffers are aligned and sized to it.
+  // (Hardware facts are read when the heaps are built: rebuild with the new layout.)
   f.layout.align.cache_line_int = 32;
+  f.reg.init(4);
+  ASSERT_EQ(f.reg.build_from_layout(f.layout), Status::kOk);
   for (std::size_t size : {1u, 30u, 33u, 100u}) {
     void *p = f.reg.allocate(size, Caps(kDma));
     ASSERT_NE(p, nullptr);

@@ -80,6 +80,10 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   __builtin_trap();
 }
 
+void *capheap_port_current_task(void) {
+  return nullptr;
+}
+
 void capheap_port_abort(const char *message) {
   capheap_port_printf("%s\n", message);
   __builtin_trap();

@@ -88,6 +88,11 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
   std::abort();
 }
 
+void *capheap_port_current_task(void) {
+  static thread_local char marker;
+  return &marker;
+}
+
 void capheap_port_abort(const char *message) {
   std::fputs(message, stderr);
   std::fputc('\n', stderr);

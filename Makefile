@@ -1,0 +1,124 @@
+# capheap developer entry points (thin wrappers around CMake; CMakePresets.json has the same setups).
+#
+#   make test                 Debug build in build/ + ctest (installs missing Debian packages first)
+#   make build                the same build without running the tests
+#   make demo                 Release build in build/, runs build/examples/capheap_demo
+#   make bench                Release build, trace replay on bench/traces + ../shared/data/traces, benchmarks
+#   make asan                 ASan+UBSan build in build-asan/ + ctest (make tsan: ThreadSanitizer)
+#   make install PREFIX=/opt/capheap
+#   make format | format-check
+#   make check-layers | check-freestanding | install-test | ci
+#   make clean
+#
+# Variables: BUILD_DIR, ASAN_DIR, JOBS (2), PREFIX, CMAKE_ARGS (extra configure arguments),
+#            TEST_BUILD_TYPE (Debug), BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS,
+#            REPLAY_ARGS (extra capheap_trace_replay options), SHARED_TRACES (../shared/data/traces).
+
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+JOBS ?= 2
+PREFIX ?= /usr/local
+CMAKE ?= cmake
+CTEST ?= ctest
+CLANG_FORMAT ?= clang-format
+CMAKE_ARGS ?=
+CTEST_ARGS ?=
+TEST_BUILD_TYPE ?= Debug
+BENCH_MIN_TIME ?= 0.05
+REPLAY_ARGS ?=
+SHARED_TRACES ?= ../shared/data/traces
+
+FORMAT_DIRS := src include tests bench examples tools
+FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' -o -name '*.cc' \
+                 -o -name '*.cpp' -o -name '*.hpp' \) 2>/dev/null | LC_ALL=C sort)
+
+# Ninja when available; an existing build directory keeps the generator it was created with. Recursive
+# (=) so that it is evaluated after `deps` has installed ninja.
+DEFAULT_GENERATOR = $(if $(shell command -v ninja 2>/dev/null),Ninja,Unix Makefiles)
+generator = $(or $(shell sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' $(1)/CMakeCache.txt 2>/dev/null),$(DEFAULT_GENERATOR))
+
+# $(call configure,DIR,BUILD_TYPE,EXTRA_ARGS)
+configure = $(CMAKE) -S . -B $(1) -G "$(call generator,$(1))" -DCMAKE_BUILD_TYPE=$(2) $(3) $(CMAKE_ARGS)
+
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
+        check-layers check-freestanding install-test ci clean help
+
+all: build
+
+help:
+	@sed -n "2,16p" Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@bash scripts/install-deps.sh
+
+deps-cross:
+	@bash scripts/install-deps.sh --cross
+
+build: deps
+	$(call configure,$(BUILD_DIR),$(TEST_BUILD_TYPE),-DCAPHEAP_BUILD_TESTS=ON -DCAPHEAP_BUILD_BENCH=ON -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	$(CTEST) --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+demo: deps
+	$(call configure,$(BUILD_DIR),Release,-DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_demo
+	$(BUILD_DIR)/examples/capheap_demo
+
+bench: deps
+	$(call configure,$(BUILD_DIR),Release,-DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF -DCAPHEAP_BUILD_BENCH=ON)
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_trace_replay capheap_bench
+	@set -e; traces=""; \
+	for t in bench/traces/*.trace $(SHARED_TRACES)/*.trace; do \
+	  if [ -f "$$t" ]; then traces="$$traces $$t"; fi; \
+	done; \
+	if [ -z "$$traces" ]; then echo "bench: no traces found"; exit 1; fi; \
+	echo "$(BUILD_DIR)/bench/capheap_trace_replay $(strip $(REPLAY_ARGS))$$traces"; \
+	$(BUILD_DIR)/bench/capheap_trace_replay $(REPLAY_ARGS) $$traces
+	$(BUILD_DIR)/bench/capheap_bench --benchmark_min_time=$(BENCH_MIN_TIME)
+
+install:
+	@if [ ! -f $(BUILD_DIR)/CMakeCache.txt ]; then \
+	  $(MAKE) --no-print-directory deps && \
+	  $(call configure,$(BUILD_DIR),Release,); \
+	fi
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
+	$(CMAKE) --install $(BUILD_DIR) --prefix $(PREFIX)
+
+asan: deps
+	$(call configure,$(ASAN_DIR),Debug,-DCAPHEAP_SANITIZE=ON -DCAPHEAP_TSAN=OFF -DCAPHEAP_BUILD_BENCH=OFF)
+	$(CMAKE) --build $(ASAN_DIR) -j $(JOBS)
+	$(SANITIZER_ENV) $(CTEST) --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+tsan: deps
+	$(call configure,$(TSAN_DIR),Debug,-DCAPHEAP_TSAN=ON -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_BUILD_BENCH=OFF)
+	$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  $(CTEST) --test-dir $(TSAN_DIR) --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+format:
+	$(if $(FORMAT_FILES),$(CLANG_FORMAT) -i $(FORMAT_FILES),@echo "format: no files")
+
+format-check:
+	$(if $(FORMAT_FILES),@$(CLANG_FORMAT) --dry-run --Werror $(FORMAT_FILES))
+	@echo "format-check: OK ($(words $(FORMAT_FILES)) files, $$($(CLANG_FORMAT) --version))"
+
+check-layers:
+	bash .ci/check-layers
+
+check-freestanding:
+	bash .ci/check-freestanding
+
+install-test:
+	bash tests/install/run.sh $(BUILD_DIR)
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) build-release build-cross

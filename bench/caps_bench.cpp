@@ -1,0 +1,117 @@
+// caps_bench.cpp — the cost of capability dispatch and of free's heap lookup.
+//
+//   BM_MultiHeap_MallocFree          multi_heap_malloc + multi_heap_free on one heap of the size of
+//                                    the ESP32 model's main DRAM heap, with a lock set (as every
+//                                    heap_caps heap has one)
+//   BM_HeapCaps_MallocFree/caps      heap_caps_malloc + heap_caps_free on the simulated ESP32
+//                                    (DEFAULT, DMA, 32BIT, INTERNAL|8BIT)
+//   BM_HeapCaps_Free_Heaps/N         heap_caps_free's cost with N registered heaps (4..64): the
+//                                    allocation is made directly in the engine, so only free's
+//                                    lookup + engine free is timed against BM_Engine_Free
+//   BM_Engine_MallocFree             the engine alone (capheap::Heap), for reference
+//
+// bench/caps_dispatch_check.py turns these into the two acceptance ratios.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "capheap.h"
+#include "capheap/caps.hpp"
+#include "capheap/heap.hpp"
+#include "capheap_host.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+#include "multi_heap.h"
+
+namespace {
+
+constexpr std::size_t kRequest = 64;
+
+void ensure_chip() {
+  static bool done = [] {
+    capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
+    cfg.psram_size = 0;
+    return capheap_host_init("esp32", &cfg) == ESP_OK;
+  }();
+  if (!done) std::abort();
+}
+
+void BM_MultiHeap_MallocFree(benchmark::State &state) {
+  static std::vector<std::uint64_t> mem(180 * 1024 / 8);
+  capheap_heap_config_t cfg{};
+  cfg.granule = 4;
+  multi_heap_handle_t heap = capheap_heap_register(mem.data(), mem.size() * 8, &cfg);
+  static capheap_lock_t lock;
+  capheap_lock_init(&lock);
+  if (state.range(0) != 0) multi_heap_set_lock(heap, &lock);
+  for (auto _ : state) {
+    void *p = multi_heap_malloc(heap, kRequest);
+    benchmark::DoNotOptimize(p);
+    multi_heap_free(heap, p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_MultiHeap_MallocFree)->Arg(0)->Arg(1)->ArgName("locked");
+
+void BM_HeapCaps_MallocFree(benchmark::State &state) {
+  ensure_chip();
+  const auto caps = static_cast<std::uint32_t>(state.range(0));
+  for (auto _ : state) {
+    void *p = heap_caps_malloc(kRequest, caps);
+    benchmark::DoNotOptimize(p);
+    heap_caps_free(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_HeapCaps_MallocFree)
+    ->Arg(MALLOC_CAP_DEFAULT)
+    ->Arg(MALLOC_CAP_DMA)
+    ->Arg(MALLOC_CAP_32BIT)
+    ->Arg(MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT)
+    ->ArgName("caps");
+
+/// A registry of N heaps over host memory; the benchmark frees (via the registry's lookup) blocks
+/// of the heap in the middle of the address order.
+void BM_Registry_Free_Heaps(benchmark::State &state) {
+  const auto n = static_cast<unsigned>(state.range(0));
+  static std::vector<std::uint64_t> mem;
+  mem.assign(n * 4096 / 8, 0);
+  static capheap::Registry reg;
+  reg.init(4);
+  const std::uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, 0, 0};
+  const auto base = reinterpret_cast<std::uintptr_t>(mem.data());
+  for (unsigned i = 0; i < n; ++i) {
+    if (reg.add_region(caps, base + i * 4096, base + (i + 1) * 4096, capheap::Placement::kBoot) !=
+        capheap::Status::kOk) {
+      state.SkipWithError("add_region failed");
+      return;
+    }
+  }
+  capheap::Heap middle = reg.view(n / 2).heap;
+  for (auto _ : state) {
+    void *p = middle.allocate(kRequest);
+    reg.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_Registry_Free_Heaps)->Arg(4)->Arg(8)->Arg(16)->Arg(32)->Arg(64)->ArgName("heaps");
+
+void BM_Engine_MallocFree(benchmark::State &state) {
+  static std::vector<std::uint64_t> mem(180 * 1024 / 8);
+  capheap::HeapConfig cfg;
+  cfg.granule = capheap::Granule::k4;
+  capheap::Heap heap = capheap::Heap::create(mem.data(), mem.size() * 8, cfg);
+  for (auto _ : state) {
+    void *p = heap.allocate(kRequest);
+    benchmark::DoNotOptimize(p);
+    heap.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_Engine_MallocFree);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,91 @@
+/*
+ * capheap_port.h — capheap's port contract: the only seam between capheap and the platform it runs
+ * on.
+ *
+ * Every layer above (core, caps, capi) reaches the outside world only through the functions and
+ * macros declared here. Two implementations ship: `src/port/host` (pthread mutex, stderr, abort)
+ * and `src/port/baremetal` (user-supplied callbacks, silent by default, trap on failure). A new
+ * platform provides one translation unit defining these functions; see docs/porting.md.
+ *
+ * This header is C-compatible and freestanding: it includes only <stddef.h> and <stdint.h>.
+ */
+#ifndef CAPHEAP_PORT_H
+#define CAPHEAP_PORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Placement and path attributes ---------------------------------------------------------- */
+
+/* CAPHEAP_IRAM_ATTR places a function in fast, always-mapped RAM (ESP-IDF's IRAM_ATTR idea). A port
+ * or the build may predefine it (e.g. `__attribute__((section(".iram1")))`); default: nothing. */
+#ifndef CAPHEAP_IRAM_ATTR
+#define CAPHEAP_IRAM_ATTR
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CAPHEAP_HOT __attribute__((hot))
+#define CAPHEAP_COLD __attribute__((cold, noinline))
+#define CAPHEAP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CAPHEAP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CAPHEAP_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define CAPHEAP_HOT
+#define CAPHEAP_COLD
+#define CAPHEAP_LIKELY(x) (x)
+#define CAPHEAP_UNLIKELY(x) (x)
+#define CAPHEAP_PRINTF_LIKE(f, a)
+#endif
+
+/* ---- Locks ------------------------------------------------------------------------------------
+ */
+
+/* Acquire / release the lock object a user attached to a heap (multi_heap_set_lock). `lock` is
+ * never NULL here (callers skip locking for NULL). The lock must be recursive. Host: `lock` points
+ * to a capheap_lock_t initialised with capheap_lock_init (a recursive pthread mutex) unless hooks
+ * were installed with capheap_port_set_lock_hooks. Bare metal: calls the installed hooks; without
+ * hooks, locking is a no-op (single-threaded use). */
+void capheap_port_lock_acquire(void *lock);
+void capheap_port_lock_release(void *lock);
+
+/* ---- Tasks ------------------------------------------------------------------------------------
+ */
+
+/* An identity of the calling thread or task, stable while it lives and distinct between live
+ * threads (host: one per thread; bare metal: what the installed task hook returns, else NULL for a
+ * single-threaded system). Used to let an initialising thread re-enter the API and to attribute
+ * allocations to tasks. Must not allocate. */
+void *capheap_port_current_task(void);
+
+/* ---- Failure hook -----------------------------------------------------------------------------
+ */
+
+/* Reports a detected heap corruption or misuse. Must not allocate.
+ *   what : static text naming the problem ("double free", "bad block header", ...)
+ *   addr : the address where the problem was detected (block or user pointer)
+ *   heap : the heap's start address (NULL if unknown)
+ * The default host hook prints `CORRUPT HEAP: <what> at <addr> (heap <heap>)` to stderr and aborts.
+ * An installed hook may return: the operation that detected the problem is then refused (free
+ * becomes a no-op, allocation returns NULL), so the heap is never modified on top of corruption. */
+void capheap_port_fail(const char *what, const void *addr, const void *heap);
+
+/* Ends the program after an unrecoverable condition the user asked to stop on (abort on allocation
+ * failure). Host: message to stderr, abort(). Bare metal: message to the print hook, trap. */
+void capheap_port_abort(const char *message);
+
+/* ---- Console output ---------------------------------------------------------------------------
+ */
+
+/* printf-style output for dumps and reports (multi_heap_dump, multi_heap_check with print_errors).
+ * Host: stdout. Bare metal: the installed print hook, or nothing. */
+void capheap_port_printf(const char *fmt, ...) CAPHEAP_PRINTF_LIKE(1, 2);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPHEAP_PORT_H */

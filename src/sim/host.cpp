@@ -1,0 +1,367 @@
+// host.cpp — the host simulator's C API (capheap_host.h): a chip's heaps inside a host process.
+//
+// capheap_host_init does what a device does before app code runs:
+//   1. resolve the chip and the options (config fields, else CAPHEAP_* environment, else the chip's
+//      defaults from its layout file);
+//   2. load the layout (sim/layout.hpp) and map the chip's memory (sim/host_map.hpp: at the chip's
+//      addresses when free, else elsewhere with reports still showing chip addresses);
+//   3. heap_caps_init on the layout translated to host addresses;
+//   4. with external RAM, what ESP-IDF's PSRAM driver does at startup (CONFIG_SPIRAM_USE_MALLOC):
+//      add it as a heap at the head of the list (heap_caps_add_region_with_caps with the memory
+//      type's caps), heap_caps_malloc_extmem_enable(CONFIG_SPIRAM_MALLOC_ALWAYSINTERNAL) and
+//      reserve the internal DMA pool (CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL);
+//   5. heap_caps_enable_nonos_stack_heaps: ESP-IDF app code always runs after the scheduler has
+//      started, by which time the startup-stack regions are heaps. The simulator therefore hands
+//      them out from the start (a device's heap list as seen from app_main).
+//
+// Steps 4 and 5 go through the registry (capheap::capi::registry()) rather than the public
+// functions: during the automatic initialisation the C API is still "initialising" and its public
+// entry points would wait for that initialisation to finish, i.e. for themselves. The effect is the
+// same (runtime heaps at the head of the list, the same pool algorithm as
+// capheap_reserve_internal_pool).
+
+#include "capheap_host.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "capheap.h"
+#include "capi/capi_internal.hpp"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+#include "sim/host_map.hpp"
+#include "sim/layout.hpp"
+
+namespace {
+
+using capheap::Caps;
+using capheap::Placement;
+using capheap::Registry;
+using capheap::Status;
+
+struct HostState {
+  std::optional<capheap::sim::ChipLayout> chip;
+  capheap::sim::HostMap map;
+  capheap_poisoning_t poisoning = CAPHEAP_POISONING_NONE;
+  std::size_t granule = 4;
+};
+
+// Heap-allocated so that nothing is destroyed at process exit while heaps may still be in use.
+HostState *g_state = nullptr;
+
+// ---- Options ------------------------------------------------------------------------------------
+
+struct Resolved {
+  std::string chip;
+  std::optional<std::size_t> psram_size;
+  std::optional<std::size_t> static_data_size;
+  capheap_poisoning_t poisoning = CAPHEAP_POISONING_NONE;
+  bool chip_addresses = true;
+  std::size_t granule = 4;
+  std::optional<bool> memprot;
+};
+
+// The value of an environment variable, or nullptr when unset or empty.
+const char *env(const char *name) {
+  const char *v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+esp_err_t bad_env(const char *name, const char *value, const char *expected) {
+  std::fprintf(stderr, "capheap: bad %s value '%s': expected %s\n", name, value, expected);
+  return ESP_ERR_INVALID_ARG;
+}
+
+// Decimal or 0x-prefixed hexadecimal, optionally followed by K or M (binary multiples).
+bool parse_size(const char *text, std::size_t *out) {
+  const char *p = text;
+  unsigned base = 10;
+  if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+    base = 16;
+    p += 2;
+  }
+  std::size_t v = 0;
+  bool digits = false;
+  for (;; ++p) {
+    unsigned d;
+    if (*p >= '0' && *p <= '9') {
+      d = static_cast<unsigned>(*p - '0');
+    } else if (base == 16 && *p >= 'a' && *p <= 'f') {
+      d = static_cast<unsigned>(*p - 'a') + 10;
+    } else if (base == 16 && *p >= 'A' && *p <= 'F') {
+      d = static_cast<unsigned>(*p - 'A') + 10;
+    } else {
+      break;
+    }
+    if (__builtin_mul_overflow(v, base, &v) || __builtin_add_overflow(v, d, &v)) return false;
+    digits = true;
+  }
+  if (!digits) return false;
+  std::size_t mult = 1;
+  if (*p == 'K' || *p == 'k') {
+    mult = 1024;
+    ++p;
+  } else if (*p == 'M' || *p == 'm') {
+    mult = 1024 * 1024;
+    ++p;
+  }
+  if (*p != '\0') return false;
+  return !__builtin_mul_overflow(v, mult, out);
+}
+
+constexpr const char *kSizeExpected =
+    "a byte count with an optional K or M suffix (e.g. 4M, 512K, 0x8000)";
+
+esp_err_t resolve(const char *chip_or_path, const capheap_host_config_t *cfg, Resolved *r) {
+  const capheap_host_config_t def = CAPHEAP_HOST_CONFIG_DEFAULT;
+  const capheap_host_config_t &c = cfg != nullptr ? *cfg : def;
+
+  if (chip_or_path != nullptr && *chip_or_path != '\0') {
+    r->chip = chip_or_path;
+  } else if (const char *e = env("CAPHEAP_CHIP")) {
+    r->chip = e;
+  } else {
+    r->chip = "esp32";
+  }
+
+  if (c.psram_size != CAPHEAP_HOST_DEFAULT_SIZE) {
+    r->psram_size = c.psram_size;
+  } else if (const char *e = env("CAPHEAP_PSRAM")) {
+    std::size_t v;
+    if (!parse_size(e, &v)) return bad_env("CAPHEAP_PSRAM", e, kSizeExpected);
+    r->psram_size = v;
+  }
+
+  if (c.static_data_size != 0 && c.static_data_size != CAPHEAP_HOST_DEFAULT_SIZE) {
+    r->static_data_size = c.static_data_size;
+  } else if (const char *e = env("CAPHEAP_STATIC_DATA")) {
+    std::size_t v;
+    if (!parse_size(e, &v)) {
+      return bad_env("CAPHEAP_STATIC_DATA", e, kSizeExpected);
+    }
+    r->static_data_size = v;
+  }
+
+  if (c.poisoning != CAPHEAP_POISONING_NONE) {
+    if (c.poisoning != CAPHEAP_POISONING_LIGHT && c.poisoning != CAPHEAP_POISONING_COMPREHENSIVE) {
+      std::fprintf(stderr,
+                   "capheap: capheap_host_init: poisoning %d is not a capheap_poisoning_t\n",
+                   static_cast<int>(c.poisoning));
+      return ESP_ERR_INVALID_ARG;
+    }
+    r->poisoning = c.poisoning;
+  } else if (const char *e = env("CAPHEAP_POISONING")) {
+    if (std::strcmp(e, "none") == 0) {
+      r->poisoning = CAPHEAP_POISONING_NONE;
+    } else if (std::strcmp(e, "light") == 0) {
+      r->poisoning = CAPHEAP_POISONING_LIGHT;
+    } else if (std::strcmp(e, "comprehensive") == 0) {
+      r->poisoning = CAPHEAP_POISONING_COMPREHENSIVE;
+    } else {
+      return bad_env("CAPHEAP_POISONING", e, "none, light or comprehensive");
+    }
+  }
+
+  if (!c.chip_addresses) {
+    r->chip_addresses = false;
+  } else if (const char *e = env("CAPHEAP_CHIP_ADDRESSES")) {
+    if (std::strcmp(e, "0") == 0) {
+      r->chip_addresses = false;
+    } else if (std::strcmp(e, "1") == 0) {
+      r->chip_addresses = true;
+    } else {
+      return bad_env("CAPHEAP_CHIP_ADDRESSES", e, "0 or 1");
+    }
+  }
+
+  if (c.memory_protection == CAPHEAP_MEMPROT_ON || c.memory_protection == CAPHEAP_MEMPROT_OFF) {
+    r->memprot = c.memory_protection == CAPHEAP_MEMPROT_ON;
+  } else if (c.memory_protection != CAPHEAP_MEMPROT_DEFAULT) {
+    std::fprintf(stderr,
+                 "capheap: capheap_host_init: memory_protection %d is not a capheap_memprot_t\n",
+                 static_cast<int>(c.memory_protection));
+    return ESP_ERR_INVALID_ARG;
+  } else if (const char *e = env("CAPHEAP_MEMPROT")) {
+    if (std::strcmp(e, "0") == 0) {
+      r->memprot = false;
+    } else if (std::strcmp(e, "1") == 0) {
+      r->memprot = true;
+    } else {
+      return bad_env("CAPHEAP_MEMPROT", e, "0 or 1");
+    }
+  }
+
+  if (c.granule != 0) {
+    if (c.granule != 4 && c.granule != 8 && c.granule != 16) {
+      std::fprintf(stderr, "capheap: capheap_host_init: granule %zu is not 4, 8 or 16\n",
+                   c.granule);
+      return ESP_ERR_INVALID_ARG;
+    }
+    r->granule = c.granule;
+  } else if (const char *e = env("CAPHEAP_GRANULE")) {
+    if (std::strcmp(e, "4") == 0) {
+      r->granule = 4;
+    } else if (std::strcmp(e, "8") == 0) {
+      r->granule = 8;
+    } else if (std::strcmp(e, "16") == 0) {
+      r->granule = 16;
+    } else {
+      return bad_env("CAPHEAP_GRANULE", e, "4, 8 or 16");
+    }
+  }
+  return ESP_OK;
+}
+
+// ---- Startup steps
+// --------------------------------------------------------------------------------
+
+// capheap_reserve_internal_pool's algorithm on the registry (see the file comment for why): take
+// the largest DMA|INTERNAL chunks until `size` is covered, each becoming a heap with caps
+// {DMA|INTERNAL, 0, 8BIT|32BIT} at the head of the list.
+esp_err_t reserve_internal_pool(Registry &reg, std::size_t size) {
+  const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
+                                                       MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
+  const Caps want(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
+  constexpr std::size_t kOverhead = 256;  // the chunk's own control structure, roughly
+  std::size_t left = size;
+  while (left > 0) {
+    std::size_t chunk = 0;
+    for (unsigned i = 0; i < reg.count(); ++i) {
+      if (!reg.heap_matches(i, want)) continue;
+      std::size_t largest = 0;
+      reg.with_heap_locked(i, [&] { largest = reg.view(i).heap.largest_free_block(); });
+      if (largest > chunk) chunk = largest;
+    }
+    if (chunk < kOverhead + 64) return ESP_ERR_NO_MEM;
+    if (chunk > left + kOverhead) chunk = left + kOverhead;
+    void *mem = reg.allocate(chunk, want);
+    if (mem == nullptr) return ESP_ERR_NO_MEM;
+    const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(mem);
+    const Status st = reg.add_region(caps, s, s + chunk, Placement::kRuntime);
+    if (st != Status::kOk) {
+      reg.deallocate(mem);
+      return static_cast<esp_err_t>(st);
+    }
+    left = chunk - kOverhead >= left ? 0 : left - (chunk - kOverhead);
+  }
+  return ESP_OK;
+}
+
+std::uintptr_t display_mapper(std::uintptr_t host) {
+  return g_state != nullptr ? g_state->map.display(host) : host;
+}
+
+esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
+  if (g_state != nullptr || capheap::capi::initialised()) return ESP_ERR_INVALID_STATE;
+  Resolved opt;
+  if (const esp_err_t err = resolve(chip_or_path, cfg, &opt); err != ESP_OK) return err;
+
+  capheap::sim::LayoutOptions lo;
+  lo.psram_size = opt.psram_size;
+  lo.static_data_size = opt.static_data_size;
+  lo.memprot = opt.memprot;
+  capheap::sim::LoadResult loaded = capheap::sim::load_layout(opt.chip, lo);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "capheap: %s\n", loaded.error.c_str());
+    // Tell an unknown chip or a broken file from an option the chip does not accept.
+    const bool options_only =
+        (lo.psram_size.has_value() || lo.static_data_size.has_value() || lo.memprot.has_value()) &&
+        capheap::sim::load_layout(opt.chip, {}).ok();
+    return options_only ? ESP_ERR_INVALID_ARG : ESP_ERR_NOT_FOUND;
+  }
+
+  auto *state = new HostState;
+  state->chip = std::move(*loaded.layout);
+  state->poisoning = opt.poisoning;
+  state->granule = opt.granule;
+  const capheap::sim::ChipLayout &chip = *state->chip;
+  const capheap_layout_t &cl = chip.c_layout();
+  const std::size_t psram = cl.ext_ram_type >= 0 ? chip.psram_size() : 0;
+
+  const std::string err = state->map.map(cl, psram, opt.chip_addresses);
+  if (!err.empty()) {
+    std::fprintf(stderr, "capheap: %s: cannot map the chip's memory: %s\n", chip.chip().c_str(),
+                 err.c_str());
+    delete state;
+    return ESP_ERR_NO_MEM;
+  }
+
+  capheap_set_caps_granule(opt.granule);
+  capheap_set_layout(&state->map.host_layout());
+  heap_caps_init();
+  g_state = state;
+  if (!state->map.at_chip_addresses()) capheap::capi::set_display_mapper(display_mapper);
+
+  Registry &reg = capheap::capi::registry();
+  if (psram > 0) {
+    const capheap_layout_t &hl = state->map.host_layout();
+    const capheap_memory_type_t &type = hl.types[hl.ext_ram_type];
+    const std::uintptr_t start = state->map.ext_ram_host();
+    Status st = reg.add_region(type.caps, start, start + psram, Placement::kRuntime, type.name);
+    esp_err_t e = static_cast<esp_err_t>(st);
+    if (e != ESP_OK) {
+      std::fprintf(stderr, "capheap: %s: cannot add the external RAM as a heap (error 0x%x)\n",
+                   chip.chip().c_str(), static_cast<unsigned>(e));
+    } else {
+      heap_caps_malloc_extmem_enable(chip.extmem_threshold());
+      if (chip.internal_reserve() > 0) {
+        e = reserve_internal_pool(reg, chip.internal_reserve());
+        if (e != ESP_OK) {
+          std::fprintf(stderr,
+                       "capheap: %s: cannot reserve %zu bytes of internal memory for DMA "
+                       "(internal_reserve)\n",
+                       chip.chip().c_str(), chip.internal_reserve());
+        }
+      }
+    }
+    if (e != ESP_OK) {
+      capheap_host_deinit();
+      return e;
+    }
+  }
+  reg.enable_startup_stack_heaps();
+  return ESP_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+esp_err_t capheap_host_init(const char *chip_or_path, const capheap_host_config_t *cfg) {
+  try {
+    return init(chip_or_path, cfg);
+  } catch (const std::bad_alloc &) {
+    std::fprintf(stderr, "capheap: out of host memory while initialising the simulator\n");
+    return ESP_ERR_NO_MEM;
+  }
+}
+
+void capheap_host_deinit(void) {
+  if (g_state == nullptr) return;
+  capheap::capi::reset();  // forgets every heap before their memory goes away
+  delete g_state;          // unmaps everything
+  g_state = nullptr;
+}
+
+const char *capheap_host_chip(void) {
+  return g_state != nullptr ? g_state->chip->chip().c_str() : nullptr;
+}
+
+bool capheap_host_uses_chip_addresses(void) {
+  return g_state != nullptr && g_state->map.at_chip_addresses();
+}
+
+uintptr_t capheap_host_to_chip(const void *host_ptr) {
+  return g_state != nullptr ? g_state->map.to_chip(reinterpret_cast<std::uintptr_t>(host_ptr)) : 0;
+}
+
+void *capheap_host_from_chip(uintptr_t chip_address) {
+  return g_state != nullptr ? reinterpret_cast<void *>(g_state->map.to_host(chip_address))
+                            : nullptr;
+}
+
+}  // extern "C"
