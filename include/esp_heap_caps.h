@@ -121,7 +121,9 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps);
 
 /* Allocates size bytes aligned to alignment with caps. Returns NULL without the callback if
  * alignment is 0 or not a power of two, or size is 0; with the callback if no heap can serve it.
- * Free with heap_caps_free. ISR: yes. */
+ * ESP-IDF code: unlike heap_caps_malloc there is no EXEC rule here (EXEC is not refused with 8BIT
+ * or DMA, does not imply 32BIT, and a D/IRAM heap serves it at its data address, not through the
+ * instruction bus). Free with heap_caps_free. ISR: yes. */
 void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps);
 
 /* Deprecated: identical to heap_caps_free. */

@@ -176,7 +176,7 @@ Status Registry::insert(Record &r, Placement where) noexcept {
   capheap_lock_init(&nr.lock_storage);
 
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
   if (where == Placement::kRuntime) {
     for (unsigned p = count_; p > 0; --p)
       st(order_[p], order_[p - 1]);
@@ -308,7 +308,7 @@ void Registry::enable_startup_stack_heaps() noexcept {
   }
   if (changed) {
     __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
     rebuild_tables();
     __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);
   }

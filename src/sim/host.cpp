@@ -22,6 +22,9 @@
 
 #include "capheap_host.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -294,6 +297,18 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
   capheap_set_layout(&state->map.host_layout());
   heap_caps_init();
   g_state = state;
+  // A forked child gets its own copy of the chip (the mappings are MAP_SHARED views of memfds,
+  // which fork would otherwise share between parent and child).
+  static const bool atfork_installed = [] {
+    pthread_atfork(nullptr, nullptr, [] {
+      if (g_state != nullptr && !g_state->map.detach_after_fork()) {
+        static const char msg[] = "capheap: warning: the forked child shares the simulated chip\n";
+        (void)!write(2, msg, sizeof msg - 1);
+      }
+    });
+    return true;
+  }();
+  (void)atfork_installed;
   if (!state->map.at_chip_addresses()) capheap::capi::set_display_mapper(display_mapper);
 
   Registry &reg = capheap::capi::registry();

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -371,6 +372,39 @@ std::string HostMap::map(const capheap_layout_t &chip, std::size_t ext_ram_size,
     if (m.kind == Kind::kExtRam) ext_host_ = m.host_lo + (chip.ext_ram_start - m.chip_lo);
   build_host_layout(chip);
   return {};
+}
+
+bool HostMap::detach_after_fork() noexcept {
+  bool ok = true;
+  for (int *fd : {&fd_int_, &fd_ext_}) {
+    if (*fd < 0) continue;
+    const bool ext = fd == &fd_ext_;
+    struct stat st {};
+    if (fstat(*fd, &st) != 0) return false;
+    const int copy = memfd_create(ext ? "capheap-psram" : "capheap-ram", MFD_CLOEXEC);
+    if (copy < 0 || ftruncate(copy, st.st_size) != 0) return false;
+    // Copy what the data views show (aliases view the same pages), then map the copy over them.
+    for (const Mapping &m : maps_) {
+      const bool mine = ext ? m.kind == Kind::kExtRam : m.kind == Kind::kData;
+      if (!mine || m.host_lo == 0) continue;
+      const std::size_t len = m.chip_hi - m.chip_lo;
+      const ssize_t n = pwrite(copy, reinterpret_cast<const void *>(m.host_lo), len,
+                               static_cast<off_t>(m.file_offset));
+      if (n != static_cast<ssize_t>(len)) ok = false;
+    }
+    for (const Mapping &m : maps_) {
+      const bool mine =
+          ext ? m.kind == Kind::kExtRam : (m.kind == Kind::kData || m.kind == Kind::kAliasShared);
+      if (!mine || m.host_lo == 0) continue;
+      void *want = reinterpret_cast<void *>(m.host_lo);
+      void *p = mmap(want, m.chip_hi - m.chip_lo, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+                     copy, static_cast<off_t>(m.file_offset));
+      if (p != want) ok = false;
+    }
+    close(*fd);
+    *fd = copy;
+  }
+  return ok;
 }
 
 void HostMap::unmap() noexcept {

@@ -80,6 +80,12 @@ class HostMap {
   /// Unmaps everything and closes the memfds. Idempotent.
   void unmap() noexcept;
 
+  /// In a child process after fork(): the mappings still share the parent's memfds, so both
+  /// processes would allocate from the same heaps. This gives the child private copies: new memfds
+  /// filled with the current contents, mapped over the same addresses (aliases included). Uses only
+  /// system calls. Returns false if a step failed (the child then keeps sharing).
+  bool detach_after_fork() noexcept;
+
   bool mapped() const noexcept { return !maps_.empty(); }
   /// True if every range sits at its chip address.
   bool at_chip_addresses() const noexcept { return at_chip_; }

@@ -6,6 +6,9 @@
 // Every test leaves the simulator de-initialised and the CAPHEAP_* environment unset.
 
 #include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -739,3 +742,34 @@ TEST_F(HostTest, AutomaticInitialisationFailureAborts) {
 }
 
 }  // namespace
+
+// Regression: the chip's memory is MAP_SHARED (memfd views), so a forked child shared the heaps
+// with its parent and both allocated from the same free lists ("double free" aborts in shells run
+// under LD_PRELOAD). The child now gets private copies.
+TEST(HostFork, ChildGetsItsOwnCopyOfTheChip) {
+  ASSERT_EQ(capheap_host_init("esp32", nullptr), ESP_OK);
+  auto *kept = static_cast<unsigned char *>(heap_caps_malloc(1000, MALLOC_CAP_DEFAULT));
+  ASSERT_NE(kept, nullptr);
+  std::memset(kept, 0x5A, 1000);
+  const std::size_t free_before = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: scribble over the shared block, free it and allocate everything else.
+    std::memset(kept, 0xA5, 1000);
+    heap_caps_free(kept);
+    while (heap_caps_malloc(4096, MALLOC_CAP_DEFAULT) != nullptr) {
+    }
+    _exit(heap_caps_check_integrity_all(false) ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // Parent: untouched.
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_DEFAULT), free_before);
+  EXPECT_EQ(kept[0], 0x5A);
+  EXPECT_EQ(kept[999], 0x5A);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  heap_caps_free(kept);
+  capheap_host_deinit();
+}
