@@ -30,7 +30,22 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/"
         FILES_MATCHING PATTERN "*.h" PATTERN "*.hpp")
 
 # ---- Library + exported target --------------------------------------------------------------------
-install(TARGETS capheap
+# capheap::capheap (engine, caps layer, C API), capheap::host (the host simulator with the bundled
+# chip layouts compiled in; links capheap_sim) and capheap::malloc (libc routing).
+set(_capheap_install_targets capheap)
+foreach(_t capheap_sim capheap_host capheap_malloc)
+  if(TARGET ${_t})
+    list(APPEND _capheap_install_targets ${_t})
+  endif()
+endforeach()
+if(TARGET capheap_host)
+  set_target_properties(capheap_host PROPERTIES EXPORT_NAME host)
+  set_target_properties(capheap_sim PROPERTIES EXPORT_NAME sim)
+endif()
+if(TARGET capheap_malloc)
+  set_target_properties(capheap_malloc PROPERTIES EXPORT_NAME malloc)
+endif()
+install(TARGETS ${_capheap_install_targets}
         EXPORT capheapTargets
         ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT capheap_development
         LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT capheap_runtime

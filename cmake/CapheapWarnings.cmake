@@ -20,7 +20,8 @@ endfunction()
 function(capheap_library_defaults target)
   capheap_target_defaults(${target})
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-exceptions -fno-rtti>)
-  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+                                       PRIVATE ${PROJECT_SOURCE_DIR}/src)
 endfunction()
 
 if(CAPHEAP_SANITIZE)

@@ -121,13 +121,13 @@ struct Control {
   std::uint8_t small_log2;    ///< sizes below 1 << small_log2 use the linear row (first level 0)
   std::uint8_t prefix_bytes;  ///< bytes the heap's owner keeps just before offset 0 (0 or 8);
                               ///< reports name (control - prefix_bytes) as the heap
-  u32 first;           ///< offset of the first block header
-  u32 end;             ///< offset of the sentinel header
-  u32 free_bytes;      ///< sum of the sizes of free blocks (headers included)
-  u32 min_free_bytes;  ///< low-water mark of free_bytes
-  u32 free_blocks;     ///< number of free blocks
-  u32 used_blocks;     ///< number of allocated blocks
-  u32 fl_bitmap;       ///< bit f set iff sl_bitmap[f] != 0
+  u32 first;                  ///< offset of the first block header
+  u32 end;                    ///< offset of the sentinel header
+  u32 free_bytes;             ///< sum of the sizes of free blocks (headers included)
+  u32 min_free_bytes;         ///< low-water mark of free_bytes
+  u32 free_blocks;            ///< number of free blocks
+  u32 used_blocks;            ///< number of allocated blocks
+  u32 fl_bitmap;              ///< bit f set iff sl_bitmap[f] != 0
 };
 
 static_assert(sizeof(Control) == 36, "Control must stay 36 bytes on every target");

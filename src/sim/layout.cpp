@@ -5,6 +5,7 @@
 // ChipLayout::Data. Every problem is reported through fail(), which throws a LayoutError that
 // parse_layout() turns into LoadResult::error; nothing else escapes but std::bad_alloc.
 #include "sim/layout.hpp"
+#include "sim/layout_builtin.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -936,6 +937,14 @@ std::vector<std::string> layout_search_path() {
   return dirs;
 }
 
+namespace {
+const BuiltinLayout *find_builtin(std::string_view name) {
+  for (std::size_t i = 0; i < kBuiltinLayoutCount; ++i)
+    if (name == kBuiltinLayouts[i].name) return &kBuiltinLayouts[i];
+  return nullptr;
+}
+}  // namespace
+
 LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &options) {
   LoadResult result;
   std::string file;
@@ -943,6 +952,7 @@ LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &optio
   if (looks_like_path(chip_or_path)) {
     file = std::string(chip_or_path);
   } else {
+    // A file on the search path overrides the built-in copy (edit a layout without rebuilding).
     const std::vector<std::string> dirs = layout_search_path();
     for (const std::string &dir : dirs) {
       std::error_code ec;
@@ -953,10 +963,19 @@ LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &optio
       }
     }
     if (file.empty()) {
+      if (const BuiltinLayout *b = find_builtin(chip_or_path)) {
+        return parse_layout(b->json, std::string("<built-in>/") + b->name + ".json", options,
+                            chip_or_path);
+      }
       result.error = "unknown chip '" + std::string(chip_or_path) + "' (searched: ";
       for (std::size_t i = 0; i < dirs.size(); ++i) {
         if (i != 0) result.error += ", ";
         result.error += dirs[i];
+      }
+      result.error += "; built in:";
+      for (std::size_t i = 0; i < kBuiltinLayoutCount; ++i) {
+        result.error += ' ';
+        result.error += kBuiltinLayouts[i].name;
       }
       result.error += ")";
       return result;
@@ -970,6 +989,8 @@ LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &optio
 
 std::vector<std::string> list_chips() {
   std::vector<std::string> chips;
+  for (std::size_t i = 0; i < kBuiltinLayoutCount; ++i)
+    chips.emplace_back(kBuiltinLayouts[i].name);
   for (const std::string &dir : layout_search_path()) {
     std::error_code ec;
     std::filesystem::directory_iterator it(dir, ec);

@@ -119,10 +119,12 @@ struct LoadResult {
 
 /// Loads a chip layout.
 /// `chip_or_path`: a bare chip name ("esp32s3") is looked up as <name>.json in the directories of
-///   layout_search_path(); anything containing '/' or ending in ".json" is a file path.
+///   layout_search_path(), then among the layouts compiled into the library (every bundled
+///   layouts/*.json); anything containing '/' or ending in ".json" is a file path.
 /// Effects: reads and validates the file, applies `options`.
 /// Returns: the layout, or an error naming the file and the JSON path of the bad field. An
-///   unknown chip gives "unknown chip 'NAME' (searched: DIR, DIR, ...)"; an unreadable file
+///   unknown chip gives "unknown chip 'NAME' (searched: DIR, DIR, ...; built in: esp32 ...)"; an
+///   unreadable file
 ///   "PATH: cannot open: REASON".
 LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &options = {});
 
@@ -138,7 +140,8 @@ LoadResult parse_layout(std::string_view json_text, std::string_view filename,
 /// listed too (the caller may print them).
 std::vector<std::string> layout_search_path();
 
-/// Names of the chips found on the search path (<name>.json files), sorted, without duplicates.
+/// Names of the built-in chips and of the chips found on the search path (<name>.json files),
+/// sorted, without duplicates.
 std::vector<std::string> list_chips();
 
 /// Generates C source that defines `const capheap_layout_t SYMBOL` (plus static arrays named

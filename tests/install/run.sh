@@ -30,7 +30,7 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DCAPHEAP_BUILD_TESTS=OFF \
     -DCAPHEAP_BUILD_BENCH=OFF >"$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 fi
-cmake --build "$build" --target capheap -j "${CAPHEAP_JOBS:-2}"
+cmake --build "$build" --target capheap capheap_host capheap_malloc -j "${CAPHEAP_JOBS:-2}"
 cmake --install "$build" --prefix "$prefix" >"$work/install.log"
 
 missing=0
@@ -79,6 +79,12 @@ cmake -S "$here" -B "$work/consumer" "${generator[@]}" -DCMAKE_PREFIX_PATH="$pre
 cmake --build "$work/consumer"
 "$work/consumer/capheap_consumer"
 say "find_package(capheap) consumer OK"
+# The ESP-IDF application on the simulated chips (layouts are compiled into capheap::host; run from
+# a directory outside the source tree with no layout search path set).
+for chip in esp32 esp32s3; do
+  (cd "$work" && env -u CAPHEAP_LAYOUT_DIR CAPHEAP_CHIP=$chip "$work/consumer/capheap_esp_app")
+  say "ESP-IDF application on the installed simulator ($chip) OK"
+done
 
 # 4. pkg-config consumer.
 export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig"
