@@ -160,7 +160,8 @@ size_t heap_caps_get_total_size(uint32_t caps);
 /* Sum of the free bytes of matching heaps (fragmentation not reflected). */
 size_t heap_caps_get_free_size(uint32_t caps);
 /* Sum of the lifetime minimum free bytes of matching heaps (reached at different times, so a
- * pessimistic bound). ESP-IDF code: heaps added at run time are not counted. */
+ * pessimistic bound). Heaps added at run time are counted, as ESP-IDF's code does (its 2025 header
+ * says they are not). */
 size_t heap_caps_get_minimum_free_size(uint32_t caps);
 /* The largest size heap_caps_malloc(size, caps) could return now in one matching heap. O(heaps). */
 size_t heap_caps_get_largest_free_block(uint32_t caps);

@@ -630,7 +630,8 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void) {
   using capheap::capi::g_monitor_count;
   if (g_monitor == nullptr) {
     const unsigned n = g_registry.count();
-    g_monitor = static_cast<capheap::capi::MonitorEntry *>(heap_caps_malloc_base(
+    g_monitor = static_cast<capheap::capi::MonitorEntry *>(heap_caps_aligned_alloc_base(
+        alignof(capheap::capi::MonitorEntry),
         sizeof(capheap::capi::MonitorEntry) * (n == 0 ? 1 : n), MALLOC_CAP_DEFAULT));
     if (g_monitor == nullptr) return ESP_ERR_NO_MEM;
     g_monitor_count = n;

@@ -318,15 +318,22 @@ void Registry::enable_startup_stack_heaps() noexcept {
 bool Registry::layout_caps_at(std::uintptr_t addr,
                               u32 out[CAPHEAP_PRIORITY_LEVELS]) const noexcept {
   if (layout_ == nullptr) return false;
-  for (std::size_t i = 0; i < layout_->region_count; ++i) {
+  const capheap_memory_type_t *type = nullptr;
+  for (std::size_t i = 0; i < layout_->region_count && type == nullptr; ++i) {
     const capheap_memory_region_t &reg = layout_->regions[i];
-    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout_->type_count) {
-      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-        out[l] = layout_->types[reg.type].caps[l];
-      return true;
-    }
+    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout_->type_count)
+      type = &layout_->types[reg.type];
   }
-  return false;
+  // External RAM belongs to the chip's region table too (ESP-IDF lists PSRAM there with
+  // CONFIG_SPIRAM), although capheap adds its heap at run time.
+  if (type == nullptr && layout_->ext_ram_type >= 0 &&
+      static_cast<std::size_t>(layout_->ext_ram_type) < layout_->type_count &&
+      addr >= layout_->ext_ram_start && addr - layout_->ext_ram_start < layout_->ext_ram_max_size)
+    type = &layout_->types[layout_->ext_ram_type];
+  if (type == nullptr) return false;
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+    out[l] = type->caps[l];
+  return true;
 }
 
 // ================================================================================================

@@ -470,10 +470,7 @@ void HostMap::build_host_layout(const capheap_layout_t &chip) {
         r.iram_address == 0 || r.iram_address == r.start ? 0 : translate_any(r.iram_address, false);
     r.start = translate_any(r.start, false);
   }
-  std::sort(regions_.begin(), regions_.end(),
-            [](const capheap_memory_region_t &a, const capheap_memory_region_t &b) {
-              return a.start < b.start;
-            });
+  // Regions keep the layout's order: it is the boot heaps' list order.
   reserved_.clear();
   for (std::size_t i = 0; i < chip.reserved_count; ++i) {
     const capheap_reserved_range_t &x = chip.reserved[i];

@@ -577,14 +577,10 @@ class Parser {
       }
       if (!active(entry, path)) continue;
       r.type = resolve_type(type_name, child(path, "type"));
-      if (!regions_.empty()) {
-        const ParsedRegion &prev = regions_.back();
-        if (r.start < prev.start) {
-          fail(child(path, "start"), "regions must be sorted by start address: " + hex(r.start) +
-                                         " comes after " + hex(prev.start) + " (" +
-                                         index_path("regions", prev.index) + ")");
-        }
-        if (r.start < prev.start + prev.size) {
+      // Regions keep the file's order: it is the boot heaps' list order (ESP-IDF keeps its region
+      // table's order, e.g. the ESP32's RTC RAM comes last although its address is lowest).
+      for (const ParsedRegion &prev : regions_) {
+        if (r.start < prev.start + prev.size && prev.start < r.start + r.size) {
           fail(path, "overlaps " + index_path("regions", prev.index) + " (" + hex(prev.start) +
                          "-" + hex(prev.start + prev.size) + ")");
         }
@@ -859,7 +855,7 @@ class Parser {
   std::vector<std::string> all_type_names_;  // active or not, for alias clash checks
   std::map<std::string, std::uint16_t, std::less<>> type_index_;  // active types
   std::map<std::string, std::uint16_t, std::less<>> aliases_;
-  std::vector<ParsedRegion> regions_;     // active, sorted
+  std::vector<ParsedRegion> regions_;     // active, in file (heap list) order
   std::vector<ParsedReserved> reserved_;  // active, sorted
   bool has_diram_ = false;
   bool diram_inverted_ = false;
