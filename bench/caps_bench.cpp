@@ -21,6 +21,7 @@
 #include "capheap/caps.hpp"
 #include "capheap/heap.hpp"
 #include "capheap_host.h"
+#include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 #include "multi_heap.h"
@@ -38,11 +39,29 @@ void ensure_chip() {
   if (!done) std::abort();
 }
 
+/// Size of the heap that serves heap_caps_malloc(kRequest, caps) first on the simulated chip, so
+/// that the multi_heap comparison runs the engine on a heap of the same size (same engine path).
+std::size_t first_heap_size(std::uint32_t caps) {
+  ensure_chip();
+  void *p = heap_caps_malloc(kRequest, caps);
+  capheap::Registry &reg = capheap::capi::registry();
+  const int pos = reg.find_heap(p);
+  heap_caps_free(p);
+  if (pos < 0) std::abort();
+  const capheap::HeapView v = reg.view(static_cast<unsigned>(pos));
+  return v.end - v.start;
+}
+
 void BM_MultiHeap_MallocFree(benchmark::State &state) {
-  static std::vector<std::uint64_t> mem(180 * 1024 / 8);
+  // A heap of the same size as the ESP32 model's first DEFAULT heap (the 6 KiB DRAM heap at
+  // 0x3FFAE6E0), with a lock set as every heap_caps heap has one (range(0) = 0: no lock).
+  static std::vector<std::uint64_t> mem;
+  const std::size_t size = first_heap_size(MALLOC_CAP_DEFAULT);
+  mem.assign(size / 8 + 1, 0);
   capheap_heap_config_t cfg{};
   cfg.granule = 4;
-  multi_heap_handle_t heap = capheap_heap_register(mem.data(), mem.size() * 8, &cfg);
+  // multi_heap keeps an 8-byte lock pointer in front of the engine's control structure.
+  multi_heap_handle_t heap = capheap_heap_register(mem.data(), size + 8, &cfg);
   static capheap_lock_t lock;
   capheap_lock_init(&lock);
   if (state.range(0) != 0) multi_heap_set_lock(heap, &lock);
@@ -72,8 +91,9 @@ BENCHMARK(BM_HeapCaps_MallocFree)
     ->Arg(MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT)
     ->ArgName("caps");
 
-/// A registry of N heaps over host memory; the benchmark frees (via the registry's lookup) blocks
-/// of the heap in the middle of the address order.
+/// A registry of N heaps over host memory. Each iteration allocates in the engine directly and
+/// frees through the registry, cycling over four heaps spread across the address order, so that
+/// every free searches the address table (consecutive frees never hit the same heap).
 void BM_Registry_Free_Heaps(benchmark::State &state) {
   const auto n = static_cast<unsigned>(state.range(0));
   static std::vector<std::uint64_t> mem;
@@ -89,9 +109,11 @@ void BM_Registry_Free_Heaps(benchmark::State &state) {
       return;
     }
   }
-  capheap::Heap middle = reg.view(n / 2).heap;
+  capheap::Heap heaps[4] = {reg.view(0).heap, reg.view(n / 4).heap, reg.view(n / 2).heap,
+                            reg.view(3 * n / 4).heap};
+  unsigned k = 0;
   for (auto _ : state) {
-    void *p = middle.allocate(kRequest);
+    void *p = heaps[k++ & 3].allocate(kRequest);
     reg.deallocate(p);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
@@ -112,6 +134,25 @@ void BM_Engine_MallocFree(benchmark::State &state) {
 }
 BENCHMARK(BM_Engine_MallocFree);
 
+}  // namespace
+
+namespace {
+/// The engine alone on the simulated chip's first DEFAULT heap (its memory is a memfd mapping),
+/// to separate the cost of the memory from the cost of dispatch.
+void BM_Engine_OnChipHeap(benchmark::State &state) {
+  ensure_chip();
+  void *p0 = heap_caps_malloc(kRequest, MALLOC_CAP_DEFAULT);
+  capheap::Registry &reg = capheap::capi::registry();
+  capheap::Heap heap = reg.view(static_cast<unsigned>(reg.find_heap(p0))).heap;
+  heap_caps_free(p0);
+  for (auto _ : state) {
+    void *p = heap.allocate(kRequest);
+    benchmark::DoNotOptimize(p);
+    heap.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_Engine_OnChipHeap);
 }  // namespace
 
 BENCHMARK_MAIN();

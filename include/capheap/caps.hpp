@@ -149,18 +149,18 @@ class Registry {
   /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
   /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
-  inline void *allocate(std::size_t size, Caps caps) noexcept;
+  __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept;
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;
   /// heap_caps_free's rules; reports (fail hook) pointers in no heap.
-  inline void deallocate(void *ptr) noexcept;
+  __attribute__((always_inline)) inline void deallocate(void *ptr) noexcept;
 
   // ---- Lookup and queries ----
 
   /// The heap whose region contains p (data-bus address), or -1. O(log heaps), lock-free.
-  inline int find_heap(const void *p) const noexcept;
+  inline int find_heap(const void *p, unsigned *sorted_index = nullptr) const noexcept;
   /// True if p is an instruction-bus alias produced by an EXEC allocation's D/IRAM path.
   bool is_iram_alias(const void *p) const noexcept {
     const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
@@ -241,19 +241,28 @@ class Registry {
   // The same order, denormalised for the lookup on free: starts and ends side by side.
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
+  std::uint8_t has_nested_[kMaxHeaps] = {};  // 1 if another heap lies inside heap k
+  // Sorted index of the heap the last free went to: consecutive frees mostly hit the same heap,
+  // and a hit (checked against the tables under the sequence counter) skips the search.
+  std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
   unsigned boot_count_ = 0;
   // Per capability bit b: heaps (list positions) with b at level l, and with b at any level.
   Mask level_masks_[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
   Mask any_masks_[kCapBits] = {};
   Mask registered_ = {};
+  // For a request of the single capability bit b: the record index (+1; 0 = none) of the first
+  // heap ESP-IDF's walk would try. Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
+  // case; this skips the mask work for their first attempt.
+  std::uint8_t first_single_[kCapBits] = {};
   // Bounds of all instruction-alias ranges (quick reject on free).
   std::uintptr_t iram_low_ = 0;
   std::uintptr_t iram_high_ = 0;
   std::uintptr_t iram_span_ = 0;  // iram_high_ - iram_low_ (0: no alias window)
   // Capability bits the inline fast path of allocate() handles itself (no alignment, no alias).
   std::uint32_t fast_caps_ = 0;
-  std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
+  std::uint32_t fast_caps_base_ = 0;  // fast_caps_ while at most 32 heaps exist
+  std::uint32_t seq_ = 0;             // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
   std::size_t granule_ = 4;
@@ -267,32 +276,51 @@ class Registry {
 
 inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
   const std::uint32_t c = caps.bits();
-  // Fast path: no alignment or alias work for these caps on this chip, DMA|SPIRAM excluded (it
-  // turns into cache-aligned PSRAM), one table word.
-  if (CAPHEAP_LIKELY(
-          c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
-          (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM) &&
-          size - 1 < (std::size_t(1) << 30) && __atomic_load_n(&count_, __ATOMIC_RELAXED) <= 32)) {
+  // Fast path: no alignment or alias work for these caps on this chip (DMA|SPIRAM, which turns
+  // into cache-aligned PSRAM, is sent to the slow path below), one table word.
+  // (fast_caps_ is 0 while more than 32 heaps exist.)
+  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
+                     size - 1 < (std::size_t(1) << 30))) {
     if ((c & MALLOC_CAP_32BIT) != 0) size = (size + 3) & ~std::size_t(3);
+    const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
+    const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
+    unsigned skip = kMaxHeaps;               // a record already tried by the shortcut
+    if (rest != 0 &&
+        (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) == (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM))
+      return allocate_slow(size, caps);  // DMA|SPIRAM becomes cache-aligned PSRAM
+    if (rest == 0) {
+      const std::uint32_t seq = read_seq_begin();
+      const unsigned first = __atomic_load_n(&first_single_[b0], __ATOMIC_RELAXED);
+      if (first != 0 && !read_seq_retry(seq)) {
+        Record &r = records_[first - 1];
+        lock(r);
+        void *p = r.heap.allocate(size);
+        unlock(r);
+        if (CAPHEAP_LIKELY(p != nullptr)) return p;
+        skip = first - 1;
+      }
+    }
   restart:
     const std::uint32_t seq = read_seq_begin();
-    std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED);
-    for (std::uint32_t bits = c; bits != 0; bits &= bits - 1)
+    std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED) &
+                             __atomic_load_n(&any_masks_[b0].w[0], __ATOMIC_RELAXED);
+    for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
       eligible &= __atomic_load_n(&any_masks_[__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
     for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && eligible != 0; ++l) {
-      std::uint32_t m = 0;
-      for (std::uint32_t bits = c; bits != 0; bits &= bits - 1)
+      std::uint32_t m = __atomic_load_n(&level_masks_[l][b0].w[0], __ATOMIC_RELAXED);
+      for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
         m |= __atomic_load_n(&level_masks_[l][__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
       m &= eligible;
       eligible &= ~m;
       for (; m != 0; m &= m - 1) {
         const unsigned idx = __atomic_load_n(&order_[__builtin_ctz(m)], __ATOMIC_RELAXED);
         if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+        if (idx == skip) continue;
         Record &r = records_[idx];
         lock(r);
         void *p = r.heap.allocate(size);
         unlock(r);
-        if (p != nullptr) return p;
+        if (CAPHEAP_LIKELY(p != nullptr)) return p;
       }
     }
     return nullptr;
@@ -300,25 +328,25 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
   return allocate_slow(size, caps);
 }
 
-inline int Registry::find_heap(const void *p) const noexcept {
+inline int Registry::find_heap(const void *p, unsigned *sorted_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   for (;;) {
     const std::uint32_t seq = read_seq_begin();
     // The last heap (in start order) starting at or below a; if it does not contain a, only a heap
     // enclosing it can: follow the parent chain (nesting depth, not heap count).
-    unsigned lo = 0, hi = __atomic_load_n(&count_, __ATOMIC_RELAXED);
-    while (lo < hi) {
-      const unsigned mid = (lo + hi) / 2;
-      if (__atomic_load_n(&addr_start_[mid], __ATOMIC_RELAXED) <= a)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
+    // Branch-free search over the whole table (unused entries hold the largest address): the same
+    // log2(kMaxHeaps) + 1 steps whatever the number of heaps, so free costs the same with 4 heaps
+    // or 64. lo = number of heaps starting at or below a.
+    unsigned lo = 0;
+    for (unsigned half = kMaxHeaps / 2; half > 0; half /= 2)
+      lo += __atomic_load_n(&addr_start_[lo + half - 1], __ATOMIC_RELAXED) <= a ? half : 0;
+    lo += __atomic_load_n(&addr_start_[lo], __ATOMIC_RELAXED) <= a ? 1u : 0u;
     int found = -1;
     for (unsigned k = lo; k > 0;) {
       if (a < __atomic_load_n(&addr_end_[k - 1], __ATOMIC_RELAXED) &&
           a >= __atomic_load_n(&addr_start_[k - 1], __ATOMIC_RELAXED)) {
         found = __atomic_load_n(&by_addr_[k - 1], __ATOMIC_RELAXED);
+        if (sorted_index != nullptr) *sorted_index = k - 1;
         break;
       }
       k = __atomic_load_n(&parent_[k - 1], __ATOMIC_RELAXED);
@@ -333,10 +361,27 @@ inline void Registry::deallocate(void *ptr) noexcept {
     deallocate_slow(ptr);
     return;
   }
-  const int pos = find_heap(ptr);
-  if (CAPHEAP_UNLIKELY(pos < 0)) {
-    deallocate_slow(ptr);  // reports the stray pointer
-    return;
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
+  int pos = -1;
+  {
+    const std::uint32_t seq = read_seq_begin();
+    const unsigned k = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
+    const std::uintptr_t start = __atomic_load_n(&addr_start_[k], __ATOMIC_RELAXED);
+    if (a - start < __atomic_load_n(&addr_end_[k], __ATOMIC_RELAXED) - start &&
+        __atomic_load_n(&has_nested_[k], __ATOMIC_RELAXED) == 0 &&
+        k < __atomic_load_n(&count_, __ATOMIC_RELAXED)) {
+      pos = __atomic_load_n(&by_addr_[k], __ATOMIC_RELAXED);
+    }
+    if (read_seq_retry(seq)) pos = -1;
+  }
+  if (pos < 0) {
+    unsigned sorted_index = 0;
+    pos = find_heap(ptr, &sorted_index);
+    if (CAPHEAP_UNLIKELY(pos < 0)) {
+      deallocate_slow(ptr);  // reports the stray pointer
+      return;
+    }
+    __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(sorted_index), __ATOMIC_RELAXED);
   }
   Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
   lock(r);

@@ -83,6 +83,14 @@ void report_failure(std::size_t size, std::uint32_t caps, const char *function) 
   }
 }
 
+/// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path).
+__attribute__((always_inline)) inline void *malloc_base(std::size_t size,
+                                                        std::uint32_t caps) noexcept {
+  ensure_init();
+  if (size > kHeapSizeMax) return nullptr;
+  return g_registry.allocate(size, Caps(caps));
+}
+
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
   if ((caps & MALLOC_CAP_INVALID) != 0) return g_registry.view(i).registered;
   return g_registry.heap_matches(i, Caps(caps));
@@ -136,6 +144,7 @@ using capheap::capi::display_address;
 using capheap::capi::ensure_init;
 using capheap::capi::g_registry;
 using capheap::capi::kHeapSizeMax;
+using capheap::capi::malloc_base;
 using capheap::capi::matches_query;
 using capheap::capi::report_failure;
 
@@ -229,9 +238,7 @@ void heap_caps_malloc_extmem_enable(size_t limit) {
 // ================================================================================================
 
 void *heap_caps_malloc_base(size_t size, uint32_t caps) {
-  ensure_init();
-  if (size > kHeapSizeMax) return nullptr;
-  return g_registry.allocate(size, Caps(caps));
+  return capheap::capi::malloc_base(size, caps);
 }
 
 void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps) {
@@ -260,7 +267,7 @@ void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
 
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
   if (size == 0) return nullptr;
-  void *p = heap_caps_malloc_base(size, caps);
+  void *p = capheap::capi::malloc_base(size, caps);
   if (p == nullptr) report_failure(size, caps, __func__);
   return p;
 }

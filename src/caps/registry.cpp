@@ -87,8 +87,11 @@ void Registry::init(std::size_t granule) noexcept {
   capheap_lock_init(&table_lock_);
   table_lock_ready_ = true;
   iram_span_ = 0;
-  fast_caps_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
-                 MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
+  fast_caps_base_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
+                      MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
+  fast_caps_ = fast_caps_base_;
+  for (unsigned k = 0; k < kMaxHeaps; ++k)
+    st(addr_start_[k], ~std::uintptr_t(0));
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -133,7 +136,20 @@ void Registry::rebuild_tables() noexcept {
       st(any_masks_[b].w[w], any[b].w[w]);
   for (unsigned w = 0; w < kWords; ++w)
     st(registered_.w[w], reg.w[w]);
+  // First heap of the walk for each single-bit request: the lowest position among registered
+  // heaps with the bit at level 0, else level 1, else level 2.
+  for (unsigned b = 0; b < kCapBits; ++b) {
+    std::uint8_t first = 0;
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == 0; ++l)
+      for (unsigned w = 0; w < kWords && first == 0; ++w) {
+        const u32 m = level[l][b].w[w] & reg.w[w];
+        if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
+      }
+    st(first_single_[b], first);
+  }
   st(iram_span_, iram_high_ - iram_low_);
+  // The inline fast path reads one table word: it is off while more than 32 heaps exist.
+  st(fast_caps_, count_ <= 32 ? fast_caps_base_ : u32(0));
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
@@ -165,7 +181,12 @@ void Registry::rebuild_tables() noexcept {
     st(parent_[k], parent);
     st(addr_start_[k], r.start);
     st(addr_end_[k], r.end);
+    st(has_nested_[k], std::uint8_t(0));
+    if (parent != 0) st(has_nested_[parent - 1], std::uint8_t(1));
   }
+  // Unused entries sort last: the lookup searches the whole table without a bound.
+  for (unsigned k = count_; k < kMaxHeaps; ++k)
+    st(addr_start_[k], ~std::uintptr_t(0));
 }
 
 Status Registry::insert(Record &r, Placement where) noexcept {
@@ -223,8 +244,10 @@ Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintpt
 Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   layout_ = &layout;
   // DMA requests need the slow path when this chip aligns internal DMA buffers.
-  if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4)
-    st(fast_caps_, fast_caps_ & ~u32(MALLOC_CAP_DMA));
+  if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4) {
+    fast_caps_base_ &= ~u32(MALLOC_CAP_DMA);
+    st(fast_caps_, fast_caps_base_);
+  }
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.
   struct Piece {
