@@ -44,8 +44,15 @@ constexpr std::size_t kHeapSizeMax = std::size_t(1) << 31;
 // reserves pools through the public functions while initialising).
 void *g_init_owner = nullptr;
 
-void ensure_init() noexcept {
+CAPHEAP_COLD void ensure_init_slow() noexcept;
+
+/// Initialises on first use (host: the simulator); one load and a branch once initialised.
+__attribute__((always_inline)) inline void ensure_init() noexcept {
   if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
+  ensure_init_slow();
+}
+
+void ensure_init_slow() noexcept {
   void *const self = capheap_port_current_task();
   int expected = 0;
   if (__atomic_compare_exchange_n(&g_init_state, &expected, 1, false, __ATOMIC_ACQ_REL,
