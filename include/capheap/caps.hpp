@@ -299,6 +299,32 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
         if (CAPHEAP_LIKELY(p != nullptr)) return p;
         skip = first - 1;
       }
+    } else {
+      // Several bits: find the first heap of the walk without the loop machinery below, try it,
+      // and leave the full walk for when it is full.
+      const std::uint32_t seq = read_seq_begin();
+      std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED) &
+                               __atomic_load_n(&any_masks_[b0].w[0], __ATOMIC_RELAXED);
+      for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
+        eligible &= __atomic_load_n(&any_masks_[__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
+      std::uint32_t m = 0;
+      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && m == 0 && eligible != 0; ++l) {
+        m = __atomic_load_n(&level_masks_[l][b0].w[0], __ATOMIC_RELAXED);
+        for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
+          m |= __atomic_load_n(&level_masks_[l][__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
+        m &= eligible;
+      }
+      if (m != 0) {
+        const unsigned idx = __atomic_load_n(&order_[__builtin_ctz(m)], __ATOMIC_RELAXED);
+        if (!read_seq_retry(seq)) {
+          Record &r = records_[idx];
+          lock(r);
+          void *p = r.heap.allocate(size);
+          unlock(r);
+          if (CAPHEAP_LIKELY(p != nullptr)) return p;
+          skip = idx;
+        }
+      }
     }
   restart:
     const std::uint32_t seq = read_seq_begin();
