@@ -33,7 +33,7 @@ install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/"
 # capheap::capheap (engine, caps layer, C API), capheap::host (the host simulator with the bundled
 # chip layouts compiled in; links capheap_sim) and capheap::malloc (libc routing).
 set(_capheap_install_targets capheap)
-foreach(_t capheap_sim capheap_host capheap_malloc)
+foreach(_t capheap_sim capheap_host capheap_malloc capheap_layout_table)
   if(TARGET ${_t})
     list(APPEND _capheap_install_targets ${_t})
   endif()
