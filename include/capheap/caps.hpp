@@ -242,6 +242,7 @@ class Registry {
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
   std::uint8_t has_nested_[kMaxHeaps] = {};  // 1 if another heap lies inside heap k
+  std::uint8_t addr_rec_[kMaxHeaps] = {};    // record index of heap k (saves two dependent loads)
   // Sorted index of the heap the last free went to: consecutive frees mostly hit the same heap,
   // and a hit (checked against the tables under the sequence counter) skips the search.
   std::uint8_t free_hint_ = 0;
@@ -388,27 +389,29 @@ inline void Registry::deallocate(void *ptr) noexcept {
     return;
   }
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
-  int pos = -1;
   {
     const std::uint32_t seq = read_seq_begin();
     const unsigned k = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
     const std::uintptr_t start = __atomic_load_n(&addr_start_[k], __ATOMIC_RELAXED);
+    const unsigned rec = __atomic_load_n(&addr_rec_[k], __ATOMIC_RELAXED);
     if (a - start < __atomic_load_n(&addr_end_[k], __ATOMIC_RELAXED) - start &&
         __atomic_load_n(&has_nested_[k], __ATOMIC_RELAXED) == 0 &&
-        k < __atomic_load_n(&count_, __ATOMIC_RELAXED)) {
-      pos = __atomic_load_n(&by_addr_[k], __ATOMIC_RELAXED);
-    }
-    if (read_seq_retry(seq)) pos = -1;
-  }
-  if (pos < 0) {
-    unsigned sorted_index = 0;
-    pos = find_heap(ptr, &sorted_index);
-    if (CAPHEAP_UNLIKELY(pos < 0)) {
-      deallocate_slow(ptr);  // reports the stray pointer
+        k < __atomic_load_n(&count_, __ATOMIC_RELAXED) && !read_seq_retry(seq)) {
+      // Hit: the record is known without going through the list order.
+      Record &r = records_[rec];
+      lock(r);
+      r.heap.deallocate(ptr);
+      unlock(r);
       return;
     }
-    __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(sorted_index), __ATOMIC_RELAXED);
   }
+  unsigned sorted_index = 0;
+  const int pos = find_heap(ptr, &sorted_index);
+  if (CAPHEAP_UNLIKELY(pos < 0)) {
+    deallocate_slow(ptr);  // reports the stray pointer
+    return;
+  }
+  __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(sorted_index), __ATOMIC_RELAXED);
   Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
   lock(r);
   r.heap.deallocate(ptr);

@@ -182,6 +182,7 @@ void Registry::rebuild_tables() noexcept {
     st(addr_start_[k], r.start);
     st(addr_end_[k], r.end);
     st(has_nested_[k], std::uint8_t(0));
+    st(addr_rec_[k], order_[sorted[k]]);
     if (parent != 0) st(has_nested_[parent - 1], std::uint8_t(1));
   }
   // Unused entries sort last: the lookup searches the whole table without a bound.
