@@ -205,14 +205,14 @@ esp_err_t capheap_reserve_internal_pool(size_t size) {
   ensure_init();
   const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
                                                   MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
-  // Take the largest chunks available until the amount is covered; each chunk becomes a heap.
+  // Like ESP-IDF, take the largest chunks available until exactly `size` bytes are set aside; each
+  // chunk becomes a heap (its control structure counts toward the size, as on the device).
+  constexpr size_t kSmallestChunk = 512;
   size_t left = size;
   while (left > 0) {
-    size_t chunk = heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
-    // A chunk must hold its own control structure and a block; tiny leftovers are not worth it.
-    const size_t overhead = 256;
-    if (chunk < overhead + 64) return ESP_ERR_NO_MEM;
-    if (chunk > left + overhead) chunk = left + overhead;
+    size_t chunk = heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL) & ~size_t(3);
+    if (chunk > left) chunk = (left + 3) & ~size_t(3);
+    if (chunk < kSmallestChunk && chunk < left) return ESP_ERR_NO_MEM;
     void *mem = g_registry.allocate(chunk, Caps(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL));
     if (mem == nullptr) return ESP_ERR_NO_MEM;
     const intptr_t s = reinterpret_cast<intptr_t>(mem);
@@ -221,7 +221,7 @@ esp_err_t capheap_reserve_internal_pool(size_t size) {
       g_registry.deallocate(mem);
       return err;
     }
-    left = chunk - overhead >= left ? 0 : left - (chunk - overhead);
+    left = chunk >= left ? 0 : left - chunk;
   }
   return ESP_OK;
 }

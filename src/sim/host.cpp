@@ -14,11 +14,8 @@
 //      started, by which time the startup-stack regions are heaps. The simulator therefore hands
 //      them out from the start (a device's heap list as seen from app_main).
 //
-// Steps 4 and 5 go through the registry (capheap::capi::registry()) rather than the public
-// functions: during the automatic initialisation the C API is still "initialising" and its public
-// entry points would wait for that initialisation to finish, i.e. for themselves. The effect is the
-// same (runtime heaps at the head of the list, the same pool algorithm as
-// capheap_reserve_internal_pool).
+// Steps 4 and 5 run inside the automatic initialisation too: the C API lets the initialising task
+// re-enter it.
 
 #include "capheap_host.h"
 
@@ -222,38 +219,6 @@ esp_err_t resolve(const char *chip_or_path, const capheap_host_config_t *cfg, Re
 // ---- Startup steps
 // --------------------------------------------------------------------------------
 
-// capheap_reserve_internal_pool's algorithm on the registry (see the file comment for why): take
-// the largest DMA|INTERNAL chunks until `size` is covered, each becoming a heap with caps
-// {DMA|INTERNAL, 0, 8BIT|32BIT} at the head of the list.
-esp_err_t reserve_internal_pool(Registry &reg, std::size_t size) {
-  const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
-                                                       MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
-  const Caps want(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
-  constexpr std::size_t kOverhead = 256;  // the chunk's own control structure, roughly
-  std::size_t left = size;
-  while (left > 0) {
-    std::size_t chunk = 0;
-    for (unsigned i = 0; i < reg.count(); ++i) {
-      if (!reg.heap_matches(i, want)) continue;
-      std::size_t largest = 0;
-      reg.with_heap_locked(i, [&] { largest = reg.view(i).heap.largest_free_block(); });
-      if (largest > chunk) chunk = largest;
-    }
-    if (chunk < kOverhead + 64) return ESP_ERR_NO_MEM;
-    if (chunk > left + kOverhead) chunk = left + kOverhead;
-    void *mem = reg.allocate(chunk, want);
-    if (mem == nullptr) return ESP_ERR_NO_MEM;
-    const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(mem);
-    const Status st = reg.add_region(caps, s, s + chunk, Placement::kRuntime);
-    if (st != Status::kOk) {
-      reg.deallocate(mem);
-      return static_cast<esp_err_t>(st);
-    }
-    left = chunk - kOverhead >= left ? 0 : left - (chunk - kOverhead);
-  }
-  return ESP_OK;
-}
-
 std::uintptr_t display_mapper(std::uintptr_t host) {
   return g_state != nullptr ? g_state->map.display(host) : host;
 }
@@ -324,7 +289,7 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
     } else {
       heap_caps_malloc_extmem_enable(chip.extmem_threshold());
       if (chip.internal_reserve() > 0) {
-        e = reserve_internal_pool(reg, chip.internal_reserve());
+        e = capheap_reserve_internal_pool(chip.internal_reserve());
         if (e != ESP_OK) {
           std::fprintf(stderr,
                        "capheap: %s: cannot reserve %zu bytes of internal memory for DMA "
