@@ -98,10 +98,10 @@ esp_err_t capheap_set_caps_granule(size_t granule);
 /* Sets aside `size` bytes of internal DMA-capable RAM that only explicit MALLOC_CAP_DMA or
  * MALLOC_CAP_INTERNAL requests can use (never plain malloc): ESP-IDF's
  * CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL. The memory is taken in chunks (largest first) from
- * DMA|INTERNAL heaps, totalling exactly `size` bytes (rounded up to 4), and added back as heaps with
- * caps {DMA|INTERNAL, 0, 8BIT|32BIT}; each chunk's control structure counts toward the size, as on
- * the device. Returns ESP_OK, ESP_ERR_NO_MEM if
- * the internal memory cannot provide it, or ESP_ERR_INVALID_ARG for size 0. */
+ * DMA|INTERNAL heaps, totalling exactly `size` bytes (rounded up to 4), and added back as heaps
+ * with caps {DMA|INTERNAL, 0, 8BIT|32BIT}; each chunk's control structure counts toward the size,
+ * as on the device. Returns ESP_OK, ESP_ERR_NO_MEM if the internal memory cannot provide it, or
+ * ESP_ERR_INVALID_ARG for size 0. */
 esp_err_t capheap_reserve_internal_pool(size_t size);
 
 /* When enabled, a failed allocation (after the callback) prints

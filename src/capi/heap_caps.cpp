@@ -98,6 +98,20 @@ __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
   return g_registry.allocate(size, Caps(caps));
 }
 
+/// The _prefer variants' loop: tries each of the `num` caps masks of `ap` in order until `attempt`
+/// succeeds; `last` receives the caps tried last (MALLOC_CAP_DEFAULT if num is 0), which ESP-IDF
+/// reports to the failure callback.
+template <class Attempt>
+void *prefer_loop(std::size_t num, va_list ap, std::uint32_t &last, Attempt attempt) noexcept {
+  last = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  while (num-- > 0 && p == nullptr) {
+    last = va_arg(ap, std::uint32_t);
+    p = attempt(last);
+  }
+  return p;
+}
+
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
   if ((caps & MALLOC_CAP_INVALID) != 0) return g_registry.view(i).registered;
   return g_registry.heap_matches(i, Caps(caps));
@@ -210,7 +224,8 @@ esp_err_t capheap_reserve_internal_pool(size_t size) {
   constexpr size_t kSmallestChunk = 512;
   size_t left = size;
   while (left > 0) {
-    size_t chunk = heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL) & ~size_t(3);
+    size_t chunk =
+        heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL) & ~size_t(3);
     if (chunk > left) chunk = (left + 3) & ~size_t(3);
     if (chunk < kSmallestChunk && chunk < left) return ESP_ERR_NO_MEM;
     void *mem = g_registry.allocate(chunk, Caps(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL));
@@ -378,12 +393,9 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
   if (size == 0) return nullptr;
   va_list ap;
   va_start(ap, num);
-  uint32_t caps = MALLOC_CAP_DEFAULT;
-  void *p = nullptr;
-  while (num-- > 0 && p == nullptr) {
-    caps = va_arg(ap, uint32_t);
-    p = heap_caps_malloc_base(size, caps);
-  }
+  uint32_t caps;
+  void *p = capheap::capi::prefer_loop(num, ap, caps,
+                                       [&](uint32_t c) { return heap_caps_malloc_base(size, c); });
   va_end(ap);
   if (p == nullptr) report_failure(size, caps, __func__);
   return p;
@@ -396,12 +408,9 @@ void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
   }
   va_list ap;
   va_start(ap, num);
-  uint32_t caps = MALLOC_CAP_DEFAULT;
-  void *p = nullptr;
-  while (num-- > 0 && p == nullptr) {
-    caps = va_arg(ap, uint32_t);
-    p = heap_caps_realloc_base(ptr, size, caps);
-  }
+  uint32_t caps;
+  void *p = capheap::capi::prefer_loop(
+      num, ap, caps, [&](uint32_t c) { return heap_caps_realloc_base(ptr, size, c); });
   va_end(ap);
   if (p == nullptr && size > 0) report_failure(size, caps, __func__);
   return p;
@@ -412,12 +421,9 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
   if (__builtin_mul_overflow(n, size, &total) || total == 0) return nullptr;
   va_list ap;
   va_start(ap, num);
-  uint32_t caps = MALLOC_CAP_DEFAULT;
-  void *p = nullptr;
-  while (num-- > 0 && p == nullptr) {
-    caps = va_arg(ap, uint32_t);
-    p = heap_caps_calloc_base(n, size, caps);
-  }
+  uint32_t caps;
+  void *p = capheap::capi::prefer_loop(
+      num, ap, caps, [&](uint32_t c) { return heap_caps_calloc_base(n, size, c); });
   va_end(ap);
   if (p == nullptr) report_failure(total, caps, __func__);
   return p;
