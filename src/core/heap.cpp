@@ -299,6 +299,18 @@ void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   x.note_allocation(size);
 }
 
+/// The free block `blk` (listed, `old_size` bytes, previous block in use) grows in place to
+/// `new_size`: it keeps its list position when it stays in its class.
+CAPHEAP_INLINE void grow_free_block(const Ctx &x, u32 blk, u32 old_size, u32 new_size) noexcept {
+  const SizeClass ko = x.class_of(old_size), kn = x.class_of(new_size);
+  if (!same_class(ko, kn)) {
+    x.remove(blk, ko);
+    x.insert(blk, kn);
+  }
+  x.set_header(blk, new_size | kFree);
+  x.set_footer(blk, new_size);
+}
+
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
 /// Reports why the block at p failed the live-block check (cold: only on misuse or corruption).
@@ -579,16 +591,8 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
     if ((h & kPrevFree) != 0) {
       // free | this | free  ->  one block at prev.
       const u32 psize = x.word(blk - 4);
-      const u32 prev = blk - psize;
-      const u32 total = psize + size + next_size;
       x.remove(next, x.class_of(next_size));
-      const SizeClass kp = x.class_of(psize), kt = x.class_of(total);
-      if (!same_class(kp, kt)) {
-        x.remove(prev, kp);
-        x.insert(prev, kt);
-      }
-      x.set_header(prev, total | kFree);
-      x.set_footer(prev, total);
+      grow_free_block(x, blk - psize, psize, psize + size + next_size);
       --c->free_blocks;
     } else {
       // used | this | free  ->  one block at this.
@@ -608,15 +612,7 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
     if ((h & kPrevFree) != 0) {
       // free | this | used  ->  prev grows in place.
       const u32 psize = x.word(blk - 4);
-      const u32 prev = blk - psize;
-      const u32 total = psize + size;
-      const SizeClass kp = x.class_of(psize), kt = x.class_of(total);
-      if (!same_class(kp, kt)) {
-        x.remove(prev, kp);
-        x.insert(prev, kt);
-      }
-      x.set_header(prev, total | kFree);
-      x.set_footer(prev, total);
+      grow_free_block(x, blk - psize, psize, psize + size);
     } else {
       // used | this | used  ->  a new free block.
       x.set_header(blk, size | kFree);

@@ -35,6 +35,7 @@
 #include "esp_heap_caps_init.h"
 #include "sim/host_map.hpp"
 #include "sim/layout.hpp"
+#include "sim/size_text.hpp"
 
 namespace {
 
@@ -76,43 +77,6 @@ esp_err_t bad_env(const char *name, const char *value, const char *expected) {
   return ESP_ERR_INVALID_ARG;
 }
 
-// Decimal or 0x-prefixed hexadecimal, optionally followed by K or M (binary multiples).
-bool parse_size(const char *text, std::size_t *out) {
-  const char *p = text;
-  unsigned base = 10;
-  if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-    base = 16;
-    p += 2;
-  }
-  std::size_t v = 0;
-  bool digits = false;
-  for (;; ++p) {
-    unsigned d;
-    if (*p >= '0' && *p <= '9') {
-      d = static_cast<unsigned>(*p - '0');
-    } else if (base == 16 && *p >= 'a' && *p <= 'f') {
-      d = static_cast<unsigned>(*p - 'a') + 10;
-    } else if (base == 16 && *p >= 'A' && *p <= 'F') {
-      d = static_cast<unsigned>(*p - 'A') + 10;
-    } else {
-      break;
-    }
-    if (__builtin_mul_overflow(v, base, &v) || __builtin_add_overflow(v, d, &v)) return false;
-    digits = true;
-  }
-  if (!digits) return false;
-  std::size_t mult = 1;
-  if (*p == 'K' || *p == 'k') {
-    mult = 1024;
-    ++p;
-  } else if (*p == 'M' || *p == 'm') {
-    mult = 1024 * 1024;
-    ++p;
-  }
-  if (*p != '\0') return false;
-  return !__builtin_mul_overflow(v, mult, out);
-}
-
 constexpr const char *kSizeExpected =
     "a byte count with an optional K or M suffix (e.g. 4M, 512K, 0x8000)";
 
@@ -132,7 +96,7 @@ esp_err_t resolve(const char *chip_or_path, const capheap_host_config_t *cfg, Re
     r->psram_size = c.psram_size;
   } else if (const char *e = env("CAPHEAP_PSRAM")) {
     std::size_t v;
-    if (!parse_size(e, &v)) return bad_env("CAPHEAP_PSRAM", e, kSizeExpected);
+    if (!capheap::sim::parse_byte_size(e, &v)) return bad_env("CAPHEAP_PSRAM", e, kSizeExpected);
     r->psram_size = v;
   }
 
@@ -140,7 +104,7 @@ esp_err_t resolve(const char *chip_or_path, const capheap_host_config_t *cfg, Re
     r->static_data_size = c.static_data_size;
   } else if (const char *e = env("CAPHEAP_STATIC_DATA")) {
     std::size_t v;
-    if (!parse_size(e, &v)) {
+    if (!capheap::sim::parse_byte_size(e, &v)) {
       return bad_env("CAPHEAP_STATIC_DATA", e, kSizeExpected);
     }
     r->static_data_size = v;

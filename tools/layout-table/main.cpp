@@ -14,6 +14,7 @@
 #include <string>
 
 #include "sim/layout.hpp"
+#include "sim/size_text.hpp"
 
 namespace {
 
@@ -30,19 +31,9 @@ int usage() {
 }
 
 std::optional<std::size_t> parse_size(const char *text) {
-  char *end = nullptr;
-  const unsigned long long v = std::strtoull(text, &end, 0);
-  if (end == text) return std::nullopt;
-  unsigned long long mult = 1;
-  if (*end == 'K' || *end == 'k') {
-    mult = 1024;
-    ++end;
-  } else if (*end == 'M' || *end == 'm') {
-    mult = 1024 * 1024;
-    ++end;
-  }
-  if (*end != '\0') return std::nullopt;
-  return static_cast<std::size_t>(v * mult);
+  std::size_t v = 0;
+  if (!capheap::sim::parse_byte_size(text, &v)) return std::nullopt;
+  return v;
 }
 
 std::optional<bool> parse_bool(const char *text) {
