@@ -256,6 +256,10 @@ class Registry {
   // heap ESP-IDF's walk would try. Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
   // case; this skips the mask work for their first attempt.
   std::uint8_t first_single_[kCapBits] = {};
+  // The same for requests of exactly two of the low 16 capability bits (INTERNAL|8BIT,
+  // DEFAULT|INTERNAL, DMA|INTERNAL, SPIRAM|8BIT ...): first_pair_[low bit][high bit].
+  static constexpr unsigned kPairBits = 16;
+  std::uint8_t first_pair_[kPairBits][kPairBits] = {};
   // Bounds of all instruction-alias ranges (quick reject on free).
   std::uintptr_t iram_low_ = 0;
   std::uintptr_t iram_high_ = 0;
@@ -292,6 +296,19 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
     if (rest == 0) {
       const std::uint32_t seq = read_seq_begin();
       const unsigned first = __atomic_load_n(&first_single_[b0], __ATOMIC_RELAXED);
+      if (first != 0 && !read_seq_retry(seq)) {
+        Record &r = records_[first - 1];
+        lock(r);
+        void *p = r.heap.allocate(size);
+        unlock(r);
+        if (CAPHEAP_LIKELY(p != nullptr)) return p;
+        skip = first - 1;
+      }
+    } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits)) {
+      // Two of the low bits: the first heap is precomputed too.
+      const std::uint32_t seq = read_seq_begin();
+      const unsigned first =
+          __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_RELAXED);
       if (first != 0 && !read_seq_retry(seq)) {
         Record &r = records_[first - 1];
         lock(r);

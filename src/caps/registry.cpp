@@ -147,6 +147,18 @@ void Registry::rebuild_tables() noexcept {
       }
     st(first_single_[b], first);
   }
+  for (unsigned b0 = 0; b0 < kPairBits; ++b0)
+    for (unsigned b1 = b0 + 1; b1 < kPairBits; ++b1) {
+      std::uint8_t first = 0;
+      // Level by level over all words: the lowest position sharing a bit at the level.
+      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == 0; ++l)
+        for (unsigned w = 0; w < kWords && first == 0; ++w) {
+          const u32 m =
+              (level[l][b0].w[w] | level[l][b1].w[w]) & reg.w[w] & any[b0].w[w] & any[b1].w[w];
+          if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
+        }
+      st(first_pair_[b0][b1], first);
+    }
   st(iram_span_, iram_high_ - iram_low_);
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
   st(fast_caps_, count_ <= 32 ? fast_caps_base_ : u32(0));
