@@ -293,10 +293,13 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
     if (rest != 0 &&
         (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) == (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM))
       return allocate_slow(size, caps);  // DMA|SPIRAM becomes cache-aligned PSRAM
+    // The shortcuts need no sequence check: the byte names a record, and records are never moved,
+    // removed or unregistered, so a value read during a table change is still a heap that was the
+    // right first choice an instant earlier (the allocation simply happened before the change).
     if (rest == 0) {
-      const std::uint32_t seq = read_seq_begin();
-      const unsigned first = __atomic_load_n(&first_single_[b0], __ATOMIC_RELAXED);
-      if (first != 0 && !read_seq_retry(seq)) {
+      // (acquire: pairs with the release store in rebuild_tables, after the record was written)
+      const unsigned first = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
+      if (first != 0) {
         Record &r = records_[first - 1];
         lock(r);
         void *p = r.heap.allocate(size);
@@ -306,10 +309,9 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
       }
     } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits)) {
       // Two of the low bits: the first heap is precomputed too.
-      const std::uint32_t seq = read_seq_begin();
       const unsigned first =
-          __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_RELAXED);
-      if (first != 0 && !read_seq_retry(seq)) {
+          __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
+      if (first != 0) {
         Record &r = records_[first - 1];
         lock(r);
         void *p = r.heap.allocate(size);

@@ -145,7 +145,7 @@ void Registry::rebuild_tables() noexcept {
         const u32 m = level[l][b].w[w] & reg.w[w];
         if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
       }
-    st(first_single_[b], first);
+    __atomic_store_n(&first_single_[b], first, __ATOMIC_RELEASE);
   }
   for (unsigned b0 = 0; b0 < kPairBits; ++b0)
     for (unsigned b1 = b0 + 1; b1 < kPairBits; ++b1) {
@@ -157,7 +157,7 @@ void Registry::rebuild_tables() noexcept {
               (level[l][b0].w[w] | level[l][b1].w[w]) & reg.w[w] & any[b0].w[w] & any[b1].w[w];
           if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
         }
-      st(first_pair_[b0][b1], first);
+      __atomic_store_n(&first_pair_[b0][b1], first, __ATOMIC_RELEASE);
     }
   st(iram_span_, iram_high_ - iram_low_);
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
