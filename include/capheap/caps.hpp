@@ -403,10 +403,8 @@ inline int Registry::find_heap(const void *p, unsigned *sorted_index) const noex
 
 inline void Registry::deallocate(void *ptr) noexcept {
   if (ptr == nullptr) return;
-  if (CAPHEAP_UNLIKELY(is_iram_alias(ptr))) {
-    deallocate_slow(ptr);
-    return;
-  }
+  // (An instruction alias never lies inside a heap's data range, so the hint check below cannot
+  // match one; aliases are handled after it.)
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   {
     const std::uint32_t seq = read_seq_begin();
@@ -423,6 +421,10 @@ inline void Registry::deallocate(void *ptr) noexcept {
       unlock(r);
       return;
     }
+  }
+  if (CAPHEAP_UNLIKELY(is_iram_alias(ptr))) {
+    deallocate_slow(ptr);
+    return;
   }
   unsigned sorted_index = 0;
   const int pos = find_heap(ptr, &sorted_index);

@@ -295,8 +295,8 @@ HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
 }
 
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
-  if (ptr == nullptr) return;
-  ensure_init();
+  // No initialisation here: before heap_caps_init no pointer can come from a heap, and the empty
+  // registry reports it as outside every heap.
   g_registry.deallocate(ptr);
 }
 
