@@ -72,7 +72,7 @@ demo: deps
 
 bench: deps
 	$(call configure,$(BUILD_DIR),Release,-DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF -DCAPHEAP_BUILD_BENCH=ON)
-	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_trace_replay capheap_bench
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_trace_replay capheap_bench capheap_caps_bench
 	@set -e; traces=""; \
 	for t in bench/traces/*.trace $(SHARED_TRACES)/*.trace; do \
 	  if [ -f "$$t" ]; then traces="$$traces $$t"; fi; \
@@ -81,6 +81,7 @@ bench: deps
 	echo "$(BUILD_DIR)/bench/capheap_trace_replay $(strip $(REPLAY_ARGS))$$traces"; \
 	$(BUILD_DIR)/bench/capheap_trace_replay $(REPLAY_ARGS) $$traces
 	$(BUILD_DIR)/bench/capheap_bench --benchmark_min_time=$(BENCH_MIN_TIME)
+	$(BUILD_DIR)/bench/capheap_caps_bench --benchmark_min_time=$(BENCH_MIN_TIME)
 
 install:
 	@if [ ! -f $(BUILD_DIR)/CMakeCache.txt ]; then \
