@@ -281,95 +281,32 @@ class Registry {
 
 inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
   const std::uint32_t c = caps.bits();
-  // Fast path: no alignment or alias work for these caps on this chip (DMA|SPIRAM, which turns
-  // into cache-aligned PSRAM, is sent to the slow path below), one table word.
-  // (fast_caps_ is 0 while more than 32 heaps exist.)
+  // Fast path: one capability bit, or two of the low 16, with no alignment or alias work on this
+  // chip (fast_caps_; 0 while more than 32 heaps exist): go straight to the first heap of ESP-IDF's
+  // walk, precomputed when the tables change. Everything else, including a full first heap, takes
+  // the one general walk (allocate_slow -> try_heaps), which applies every rule.
   if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
                      size - 1 < (std::size_t(1) << 30))) {
-    if ((c & MALLOC_CAP_32BIT) != 0) size = (size + 3) & ~std::size_t(3);
     const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
-    unsigned skip = kMaxHeaps;               // a record already tried by the shortcut
-    if (rest != 0 &&
-        (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) == (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM))
-      return allocate_slow(size, caps);  // DMA|SPIRAM becomes cache-aligned PSRAM
-    // The shortcuts need no sequence check: the byte names a record, and records are never moved,
-    // removed or unregistered, so a value read during a table change is still a heap that was the
-    // right first choice an instant earlier (the allocation simply happened before the change).
+    // No sequence check here: the byte names a record, and records are never moved, removed or
+    // unregistered, so a value read during a table change still names a heap that was the right
+    // first choice an instant earlier. (acquire: pairs with the release store in rebuild_tables.)
+    unsigned first = 0;
     if (rest == 0) {
-      // (acquire: pairs with the release store in rebuild_tables, after the record was written)
-      const unsigned first = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
-      if (first != 0) {
-        Record &r = records_[first - 1];
-        lock(r);
-        void *p = r.heap.allocate(size);
-        unlock(r);
-        if (CAPHEAP_LIKELY(p != nullptr)) return p;
-        skip = first - 1;
-      }
-    } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits)) {
-      // Two of the low bits: the first heap is precomputed too.
-      const unsigned first =
-          __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
-      if (first != 0) {
-        Record &r = records_[first - 1];
-        lock(r);
-        void *p = r.heap.allocate(size);
-        unlock(r);
-        if (CAPHEAP_LIKELY(p != nullptr)) return p;
-        skip = first - 1;
-      }
-    } else {
-      // Several bits: find the first heap of the walk without the loop machinery below, try it,
-      // and leave the full walk for when it is full.
-      const std::uint32_t seq = read_seq_begin();
-      std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED) &
-                               __atomic_load_n(&any_masks_[b0].w[0], __ATOMIC_RELAXED);
-      for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
-        eligible &= __atomic_load_n(&any_masks_[__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
-      std::uint32_t m = 0;
-      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && m == 0 && eligible != 0; ++l) {
-        m = __atomic_load_n(&level_masks_[l][b0].w[0], __ATOMIC_RELAXED);
-        for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
-          m |= __atomic_load_n(&level_masks_[l][__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
-        m &= eligible;
-      }
-      if (m != 0) {
-        const unsigned idx = __atomic_load_n(&order_[__builtin_ctz(m)], __ATOMIC_RELAXED);
-        if (!read_seq_retry(seq)) {
-          Record &r = records_[idx];
-          lock(r);
-          void *p = r.heap.allocate(size);
-          unlock(r);
-          if (CAPHEAP_LIKELY(p != nullptr)) return p;
-          skip = idx;
-        }
-      }
+      first = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
+    } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
+               (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) {
+      first = __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
     }
-  restart:
-    const std::uint32_t seq = read_seq_begin();
-    std::uint32_t eligible = __atomic_load_n(&registered_.w[0], __ATOMIC_RELAXED) &
-                             __atomic_load_n(&any_masks_[b0].w[0], __ATOMIC_RELAXED);
-    for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
-      eligible &= __atomic_load_n(&any_masks_[__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
-    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && eligible != 0; ++l) {
-      std::uint32_t m = __atomic_load_n(&level_masks_[l][b0].w[0], __ATOMIC_RELAXED);
-      for (std::uint32_t bits = rest; bits != 0; bits &= bits - 1)
-        m |= __atomic_load_n(&level_masks_[l][__builtin_ctz(bits)].w[0], __ATOMIC_RELAXED);
-      m &= eligible;
-      eligible &= ~m;
-      for (; m != 0; m &= m - 1) {
-        const unsigned idx = __atomic_load_n(&order_[__builtin_ctz(m)], __ATOMIC_RELAXED);
-        if (read_seq_retry(seq)) goto restart;  // the tables changed under us
-        if (idx == skip) continue;
-        Record &r = records_[idx];
-        lock(r);
-        void *p = r.heap.allocate(size);
-        unlock(r);
-        if (CAPHEAP_LIKELY(p != nullptr)) return p;
-      }
+    if (first != 0) {
+      const std::size_t want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
+      Record &r = records_[first - 1];
+      lock(r);
+      void *p = r.heap.allocate(want);
+      unlock(r);
+      if (CAPHEAP_LIKELY(p != nullptr)) return p;
     }
-    return nullptr;
   }
   return allocate_slow(size, caps);
 }
