@@ -79,6 +79,41 @@ class Caps {
   std::uint32_t bits_ = 0;
 };
 
+/// One named capability bit: the ESP-IDF macro name without its `MALLOC_CAP_` prefix.
+struct CapName {
+  const char *name;
+  std::uint32_t bit;
+};
+
+/// Every MALLOC_CAP_* name in ascending bit order (the order reports print them in). One alias:
+/// TCM (the same bit as SPM) comes right after SPM; printers use the first name of a bit.
+inline constexpr CapName kCapNames[] = {
+    {"EXEC", MALLOC_CAP_EXEC},
+    {"32BIT", MALLOC_CAP_32BIT},
+    {"8BIT", MALLOC_CAP_8BIT},
+    {"DMA", MALLOC_CAP_DMA},
+    {"PID2", MALLOC_CAP_PID2},
+    {"PID3", MALLOC_CAP_PID3},
+    {"PID4", MALLOC_CAP_PID4},
+    {"PID5", MALLOC_CAP_PID5},
+    {"PID6", MALLOC_CAP_PID6},
+    {"PID7", MALLOC_CAP_PID7},
+    {"SPIRAM", MALLOC_CAP_SPIRAM},
+    {"INTERNAL", MALLOC_CAP_INTERNAL},
+    {"DEFAULT", MALLOC_CAP_DEFAULT},
+    {"IRAM_8BIT", MALLOC_CAP_IRAM_8BIT},
+    {"RETENTION", MALLOC_CAP_RETENTION},
+    {"RTCRAM", MALLOC_CAP_RTCRAM},
+    {"SPM", MALLOC_CAP_SPM},
+    {"TCM", MALLOC_CAP_SPM},
+    {"DMA_DESC_AHB", MALLOC_CAP_DMA_DESC_AHB},
+    {"DMA_DESC_AXI", MALLOC_CAP_DMA_DESC_AXI},
+    {"CACHE_ALIGNED", MALLOC_CAP_CACHE_ALIGNED},
+    {"SIMD", MALLOC_CAP_SIMD},
+    {"SPIRAM_NO_ENC", MALLOC_CAP_SPIRAM_NO_ENC},
+    {"INVALID", MALLOC_CAP_INVALID},
+};
+
 /// Result codes of registry operations (values are ESP-IDF's esp_err_t).
 enum class Status : int {
   kOk = ESP_OK,

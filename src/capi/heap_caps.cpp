@@ -465,29 +465,10 @@ struct Text {
       put("0123456789abcdef"[(v >> (4 * i)) & 0xFu]);
   }
   void caps_names(uint32_t caps) {
-    static const struct {
-      uint32_t bit;
-      const char *name;
-    } kNames[] = {{MALLOC_CAP_EXEC, "EXEC"},
-                  {MALLOC_CAP_32BIT, "32BIT"},
-                  {MALLOC_CAP_8BIT, "8BIT"},
-                  {MALLOC_CAP_DMA, "DMA"},
-                  {MALLOC_CAP_SPIRAM, "SPIRAM"},
-                  {MALLOC_CAP_INTERNAL, "INTERNAL"},
-                  {MALLOC_CAP_DEFAULT, "DEFAULT"},
-                  {MALLOC_CAP_IRAM_8BIT, "IRAM_8BIT"},
-                  {MALLOC_CAP_RETENTION, "RETENTION"},
-                  {MALLOC_CAP_RTCRAM, "RTCRAM"},
-                  {MALLOC_CAP_SPM, "SPM"},
-                  {MALLOC_CAP_DMA_DESC_AHB, "DMA_DESC_AHB"},
-                  {MALLOC_CAP_DMA_DESC_AXI, "DMA_DESC_AXI"},
-                  {MALLOC_CAP_CACHE_ALIGNED, "CACHE_ALIGNED"},
-                  {MALLOC_CAP_SIMD, "SIMD"},
-                  {MALLOC_CAP_INVALID, "INVALID"}};
     bool first = true;
     uint32_t rest = caps;
-    for (const auto &n : kNames) {
-      if ((caps & n.bit) == 0) continue;
+    for (const capheap::CapName &n : capheap::kCapNames) {
+      if ((rest & n.bit) == 0) continue;  // (rest: an alias of a printed bit is skipped)
       if (!first) put('|');
       str(n.name);
       first = false;

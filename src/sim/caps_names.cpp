@@ -1,35 +1,28 @@
 // sim/caps_names.cpp — MALLOC_CAP_* name table and mask parsing/formatting.
 #include "sim/caps_names.hpp"
 
+#include "capheap/caps.hpp"
+
 #include <cstdio>
 
 namespace capheap::sim {
 
+// The names come from the caps layer's table (capheap::kCapNames), the one list in the project.
+namespace {
+constexpr std::size_t kCapNameCount = sizeof capheap::kCapNames / sizeof capheap::kCapNames[0];
+static_assert(kCapNameCount == kCapsNameCount, "kCapsNameCount must match capheap::kCapNames");
+}  // namespace
+
 const CapsName kCapsNames[kCapsNameCount] = {
-    {"EXEC", 0x1},
-    {"32BIT", 0x2},
-    {"8BIT", 0x4},
-    {"DMA", 0x8},
-    {"PID2", 0x10},
-    {"PID3", 0x20},
-    {"PID4", 0x40},
-    {"PID5", 0x80},
-    {"PID6", 0x100},
-    {"PID7", 0x200},
-    {"SPIRAM", 0x400},
-    {"INTERNAL", 0x800},
-    {"DEFAULT", 0x1000},
-    {"IRAM_8BIT", 0x2000},
-    {"RETENTION", 0x4000},
-    {"RTCRAM", 0x8000},
-    {"SPM", 0x10000},
-    {"TCM", 0x10000},  // alias: must stay after SPM so format_caps() prints SPM
-    {"DMA_DESC_AHB", 0x20000},
-    {"DMA_DESC_AXI", 0x40000},
-    {"CACHE_ALIGNED", 0x80000},
-    {"SIMD", 0x100000},
-    {"SPIRAM_NO_ENC", 0x200000},
-    {"INVALID", 0x80000000u},
+#define CAPHEAP_CAP_ENTRY(i) \
+  { capheap::kCapNames[i].name, capheap::kCapNames[i].bit }
+    CAPHEAP_CAP_ENTRY(0),  CAPHEAP_CAP_ENTRY(1),  CAPHEAP_CAP_ENTRY(2),  CAPHEAP_CAP_ENTRY(3),
+    CAPHEAP_CAP_ENTRY(4),  CAPHEAP_CAP_ENTRY(5),  CAPHEAP_CAP_ENTRY(6),  CAPHEAP_CAP_ENTRY(7),
+    CAPHEAP_CAP_ENTRY(8),  CAPHEAP_CAP_ENTRY(9),  CAPHEAP_CAP_ENTRY(10), CAPHEAP_CAP_ENTRY(11),
+    CAPHEAP_CAP_ENTRY(12), CAPHEAP_CAP_ENTRY(13), CAPHEAP_CAP_ENTRY(14), CAPHEAP_CAP_ENTRY(15),
+    CAPHEAP_CAP_ENTRY(16), CAPHEAP_CAP_ENTRY(17), CAPHEAP_CAP_ENTRY(18), CAPHEAP_CAP_ENTRY(19),
+    CAPHEAP_CAP_ENTRY(20), CAPHEAP_CAP_ENTRY(21), CAPHEAP_CAP_ENTRY(22), CAPHEAP_CAP_ENTRY(23),
+#undef CAPHEAP_CAP_ENTRY
 };
 
 std::optional<std::uint32_t> caps_bit(std::string_view name) noexcept {
