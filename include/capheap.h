@@ -85,6 +85,21 @@ capheap_fail_hook_t capheap_set_fail_hook(capheap_fail_hook_t hook);
 typedef void (*capheap_print_hook_t)(const char *text, size_t len);
 void capheap_set_print_hook(capheap_print_hook_t print);
 
+/* ---- Tasks and clocks (bare-metal ports; hosted ports answer these themselves) -------------- */
+
+/* How a bare-metal port learns about tasks. Every member may be NULL (then: owner 0, name
+ * "Pre-scheduler"/"task-0x%08x", alive). Hosted ports ignore the hooks. The struct is copied. */
+typedef struct capheap_task_hooks {
+  uint32_t (*current_owner)(void);                        /* owner word of the calling task */
+  size_t (*name)(uint32_t owner, char *buf, size_t len);  /* as capheap_port_task_name */
+  bool (*alive)(uint32_t owner);
+} capheap_task_hooks_t;
+void capheap_set_task_hooks(const capheap_task_hooks_t *hooks);
+
+/* Clock for trace records on bare-metal ports: a cycle counter and a nanosecond clock (either may
+ * be NULL). Hosted ports use their own clocks. */
+void capheap_set_clock_hooks(uint32_t (*cycle_count)(void), uint64_t (*time_ns)(void));
+
 /* ---- Capabilities layer extensions --------------------------------------------------------- */
 
 /* Sets the chip layout heap_caps_init builds heaps from (firmware: a generated constant table;

@@ -12,6 +12,7 @@
 #ifndef CAPHEAP_PORT_H
 #define CAPHEAP_PORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,41 @@ void capheap_port_lock_release(void *lock);
  * single-threaded system). Used to let an initialising thread re-enter the API and to attribute
  * allocations to tasks. Must not allocate. */
 void *capheap_port_current_task(void);
+
+/* Owner word of the calling task: the 32-bit value capheap stores in each allocation of a heap
+ * with task tracking (capheap_heap_config_t.task_tracking) and the key of the per-task statistics.
+ * 0 means "no task" (before the scheduler starts; ESP-IDF's "Pre-scheduler"). 32-bit MCUs: the
+ * task handle itself. Host: a small number given to each thread on first use (1, 2, ...), never
+ * reused. Bare metal: the installed task hook (capheap_set_task_hooks), else 0. Must not allocate;
+ * callable from any context the allocator is. */
+uint32_t capheap_port_task_owner(void);
+
+/* Writes the name of the task with this owner word into buf (NUL-terminated, truncated to len) and
+ * returns the length of the full name; "Pre-scheduler" for owner 0. Host: the thread's name
+ * (pthread_getname_np) remembered while it lived, else "thread-<owner>". Must not allocate. */
+size_t capheap_port_task_name(uint32_t owner, char *buf, size_t len);
+
+/* True while the task with this owner word exists (owner 0: always true). Host: until the thread
+ * exits. Bare metal: the installed hook, else true. */
+bool capheap_port_task_alive(uint32_t owner);
+
+/* ---- Time and call sites ----------------------------------------------------------------------
+ */
+
+/* A free-running 32-bit cycle counter (Xtensa CCOUNT, RISC-V mcycle, Cortex-M DWT->CYCCNT); host:
+ * derived from a monotonic clock. Bare metal: the installed clock hook, else 0. */
+uint32_t capheap_port_cycle_count(void);
+
+/* Number of the CPU core running the caller (0 on single-core systems and on hosts without it). */
+uint32_t capheap_port_cpu_id(void);
+
+/* Monotonic time in nanoseconds (host: CLOCK_MONOTONIC; bare metal: the clock hook, else 0). */
+uint64_t capheap_port_time_ns(void);
+
+/* Fills frames[0..depth) with return addresses of the calling stack, skipping `skip` frames above
+ * the caller of this function, and returns how many were written. Host: backtrace(3). Bare metal:
+ * 0 (capheap records the immediate caller itself). Must not allocate after the first call. */
+size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip);
 
 /* ---- Failure hook -----------------------------------------------------------------------------
  */

@@ -31,9 +31,22 @@ enum class Granule : std::uint8_t {
   k16 = 16,
 };
 
+/// Heap poisoning (ESP-IDF's CONFIG_HEAP_POISONING_*), chosen per heap when it is created.
+enum class Poisoning : std::uint8_t {
+  kNone = 0,           ///< no canaries, no fill: the engine's own O(1) checks only
+  kLight = 1,          ///< head canary 0xABBA1234 + requested size before the data, tail canary
+                       ///< 0xBAAD5678 after it; checked on free, realloc and integrity checks
+  kComprehensive = 2,  ///< light + free memory filled with 0xFE (verified when handed out and by
+                       ///< integrity checks), new allocations filled with 0xCE
+};
+
 /// Options for Heap::create. Every default is the documented default.
 struct HeapConfig {
   Granule granule = Granule::kPlatformDefault;
+  Poisoning poisoning = Poisoning::kNone;
+  /// Store the allocating task's owner word (capheap_port_task_owner) in every allocation, just
+  /// before the data (ESP-IDF's CONFIG_HEAP_TASK_TRACKING): 4 more bytes per block.
+  bool track_owner = false;
   /// Bytes just before `start` that belong to the heap's owner (0 or 8; the multi_heap C API keeps
   /// its lock pointer there). Corruption reports then name (start - reserved_prefix) as the heap.
   std::uint8_t reserved_prefix = 0;
@@ -64,6 +77,10 @@ enum class Fault : std::uint8_t {
   kBadBitmap,         ///< a bitmap bit disagrees with its list's emptiness
   kFreeListMismatch,  ///< the lists hold a different number of blocks than the physical chain
   kBadCounters,       ///< free-byte or block counters disagree with the heap's contents
+  kBadHeadCanary,     ///< poisoning: the head canary of an allocation is not 0xABBA1234
+  kBadTailCanary,     ///< poisoning: the tail canary after an allocation is not 0xBAAD5678
+  kBadAllocSize,      ///< poisoning: the stored requested size does not fit the block
+  kBadFreeFill,       ///< comprehensive poisoning: free memory is not all 0xFE
 };
 
 /// Human-readable text for a Fault (static storage).
@@ -73,15 +90,29 @@ const char *fault_text(Fault fault) noexcept;
 struct Validation {
   Fault fault = Fault::kNone;
   const void *block = nullptr;  ///< data address of the first bad block, or the control structure
+  const void *at = nullptr;     ///< exact address of the bad word or byte (canaries, fill, sizes)
+  std::uint32_t expected = 0;   ///< for canary, size and fill faults: what should have been there
+  std::uint32_t found = 0;      ///< ... and what was
   constexpr bool ok() const noexcept { return fault == Fault::kNone; }
   constexpr explicit operator bool() const noexcept { return ok(); }
 };
 
 /// One physical block as seen by walk(): data address, usable bytes, allocated or not.
 struct BlockView {
-  void *data = nullptr;
-  std::size_t size = 0;
+  void *data = nullptr;  ///< the engine's data address (block header + 4)
+  std::size_t size = 0;  ///< the engine's usable bytes (block size - 4)
   bool used = false;
+  void *user = nullptr;  ///< used blocks: the pointer the application holds (data + decoration)
+  std::size_t requested = 0;  ///< used blocks: bytes the application may use at `user`
+                              ///< (poisoning: exactly the size it asked for)
+  std::uint32_t owner = 0;    ///< used blocks of an owner-tracking heap: the owner word
+};
+
+/// Result of one Heap::validate_step call.
+struct StepResult {
+  Validation validation;        ///< ok, or the first problem found in this step
+  std::size_t visited = 0;      ///< blocks examined in this step (<= max_blocks)
+  bool cycle_complete = false;  ///< the step reached the end of the heap (the next one restarts)
 };
 
 /// Walk callback: return false to stop.
@@ -132,7 +163,8 @@ class Heap {
   /// Usable bytes of the live block at p (0 for null or a pointer that is not a live block). O(1).
   std::size_t usable_size(const void *p) const noexcept;
 
-  /// Total bytes of the block at p: usable size plus its 4-byte header. O(1).
+  /// Total bytes of the block holding the allocation p: the engine's usable size plus its 4-byte
+  /// header (decoration included). O(1).
   std::size_t block_size(const void *p) const noexcept;
 
   /// True if p lies inside this heap's region (not necessarily at a block). O(1).
@@ -153,8 +185,30 @@ class Heap {
   /// counters. Allocates nothing. Returns the first bad block and why.
   Validation validate() const noexcept;
 
+  /// Incremental check: examines at most max_blocks blocks (at least 1) from the heap's check
+  /// position (kept in the control structure), as validate() does for each (header, neighbours'
+  /// flags, free-list links and class, footer, canaries, free fill), and moves the position on.
+  /// On reaching the end it runs invariants_hold() and restarts at the first block next time.
+  /// Changes between steps are safe: splitting a block leaves the position on a block boundary and
+  /// merging a block away moves the position back to the merged block, so a full cycle visits
+  /// every block that exists throughout it (blocks created behind the position wait for the next
+  /// cycle). Totals (free bytes, counts) are cross-checked only by validate(). O(max_blocks), plus
+  /// the bytes of visited free blocks with comprehensive poisoning.
+  StepResult validate_step(std::size_t max_blocks) noexcept;
+
   /// O(1) self-test of counters, bitmaps, the sentinel and the first block.
   bool invariants_hold() const noexcept;
+
+  /// The heap's poisoning level and whether it stores owner words.
+  Poisoning poisoning() const noexcept;
+  bool tracks_owner() const noexcept;
+  /// Owner word of the live allocation at p (a pointer allocate() returned); 0 if the heap does
+  /// not track owners or p is not a live block. O(1).
+  std::uint32_t owner_of(const void *p) const noexcept;
+  /// Bytes of decoration (pad, canaries, owner word) before the data of every allocation, and the
+  /// total per allocation (before + tail canary).
+  std::size_t decoration_before() const noexcept;
+  std::size_t decoration_total() const noexcept;
 
   /// Visits every block in address order until fn returns false. O(n).
   void walk(WalkFn fn, void *user) const noexcept;

@@ -10,6 +10,7 @@
 #include "capheap.h"
 #include "capheap/caps.hpp"
 #include "capi/capi_internal.hpp"
+#include "capi/events.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 #include "port/port.h"
@@ -257,86 +258,169 @@ void heap_caps_malloc_extmem_enable(size_t limit) {
 }
 
 // ================================================================================================
-// Base allocation (no failure reporting)
+// Allocation
+//
+// Each public function emits exactly one event (events.hpp) for what it did, with its own caller;
+// the *_impl helpers it composes emit nothing.
 // ================================================================================================
 
-void *heap_caps_malloc_base(size_t size, uint32_t caps) {
-  return capheap::capi::malloc_base(size, caps);
-}
+}  // extern "C"
 
-void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps) {
+namespace {
+
+using capheap::capi::AllocEvent;
+using capheap::capi::EventOp;
+using capheap::capi::events_on;
+using capheap::capi::Released;
+
+#define CAPHEAP_CALLER() __builtin_return_address(0)
+
+void *realloc_base_impl(void *ptr, size_t size, uint32_t caps) {
   ensure_init();
   if (size > kHeapSizeMax) return nullptr;
   return g_registry.reallocate(ptr, size, Caps(caps));
 }
 
-void *heap_caps_aligned_alloc_base(size_t alignment, size_t size, uint32_t caps) {
+void *aligned_base_impl(size_t alignment, size_t size, uint32_t caps) {
   ensure_init();
   if (size > kHeapSizeMax) return nullptr;
   return g_registry.allocate_aligned(alignment, size, Caps(caps));
 }
 
-void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
+void *calloc_base_impl(size_t n, size_t size, uint32_t caps) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = heap_caps_malloc_base(total, caps);
+  void *p = capheap::capi::malloc_base(total, caps);
   if (p != nullptr) __builtin_memset(p, 0, total);
   return p;
 }
 
-// ================================================================================================
-// Public allocation
-// ================================================================================================
+CAPHEAP_COLD void emit_alloc(EventOp op, void *p, size_t size, size_t alignment, uint32_t caps,
+                             void *caller) {
+  capheap::capi::emit(AllocEvent{op, p, nullptr, size, alignment, caps, caller}, Released{});
+}
+
+__attribute__((always_inline)) inline void note_alloc(EventOp op, void *p, size_t size,
+                                                      size_t alignment, uint32_t caps,
+                                                      void *caller) {
+  if (events_on() && p != nullptr) emit_alloc(op, p, size, alignment, caps, caller);
+}
+
+CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
+  capheap::capi::emit(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller},
+                      capheap::capi::capture_release(ptr));
+}
+
+__attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
+  if (events_on() && ptr != nullptr) emit_free(ptr, caller);
+  g_registry.deallocate(ptr);
+}
+
+Released capture_if_on(void *ptr) {
+  return events_on() ? capheap::capi::capture_release(ptr) : Released{};
+}
+
+void note_realloc(void *old_ptr, void *p, size_t size, uint32_t caps, const Released &pre,
+                  void *caller) {
+  if (events_on() && p != nullptr)
+    capheap::capi::emit(AllocEvent{EventOp::kRealloc, p, old_ptr, size, 0, caps, caller}, pre);
+}
+
+}  // namespace
+
+extern "C" {
+
+// ---- Base allocation (no failure reporting) ----------------------------------------------------
+
+void *heap_caps_malloc_base(size_t size, uint32_t caps) {
+  void *p = capheap::capi::malloc_base(size, caps);
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
+  return p;
+}
+
+void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps) {
+  const Released pre = capture_if_on(ptr);
+  void *p = realloc_base_impl(ptr, size, caps);
+  note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());
+  return p;
+}
+
+void *heap_caps_aligned_alloc_base(size_t alignment, size_t size, uint32_t caps) {
+  void *p = aligned_base_impl(alignment, size, caps);
+  note_alloc(EventOp::kAlignedAlloc, p, size, alignment, caps, CAPHEAP_CALLER());
+  return p;
+}
+
+void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
+  void *p = calloc_base_impl(n, size, caps);
+  note_alloc(EventOp::kCalloc, p, n * size, 0, caps, CAPHEAP_CALLER());
+  return p;
+}
+
+// ---- Public allocation -------------------------------------------------------------------------
 
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
   if (size == 0) return nullptr;
   void *p = capheap::capi::malloc_base(size, caps);
-  if (p == nullptr) report_failure(size, caps, __func__);
+  if (p == nullptr) {
+    report_failure(size, caps, __func__);
+    return p;
+  }
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
   // No initialisation here: before heap_caps_init no pointer can come from a heap, and the empty
   // registry reports it as outside every heap.
-  g_registry.deallocate(ptr);
+  free_with_event(ptr, CAPHEAP_CALLER());
 }
 
 void heap_caps_aligned_free(void *ptr) {
-  heap_caps_free(ptr);
+  free_with_event(ptr, CAPHEAP_CALLER());
 }
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
   if (ptr != nullptr && size == 0) {
-    heap_caps_free(ptr);
+    free_with_event(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
   if (ptr == nullptr && size == 0) return nullptr;
-  void *p = heap_caps_realloc_base(ptr, size, caps);
+  const Released pre = capture_if_on(ptr);
+  void *p = realloc_base_impl(ptr, size, caps);
   if (p == nullptr) report_failure(size, caps, __func__);
+  note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps) {
   if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
-  void *p = heap_caps_aligned_alloc_base(alignment, size, caps);
+  void *p = aligned_base_impl(alignment, size, caps);
   if (p == nullptr) report_failure(size, caps, __func__);
+  note_alloc(EventOp::kAlignedAlloc, p, size, alignment, caps, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = heap_caps_aligned_alloc(alignment, total, caps);
-  if (p != nullptr) __builtin_memset(p, 0, total);
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || total == 0) return nullptr;
+  void *p = aligned_base_impl(alignment, total, caps);
+  if (p == nullptr) {
+    report_failure(total, caps, "heap_caps_aligned_alloc");
+    return p;
+  }
+  __builtin_memset(p, 0, total);
+  note_alloc(EventOp::kCalloc, p, total, alignment, caps, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = total == 0 ? nullptr : heap_caps_malloc_base(total, caps);
+  void *p = total == 0 ? nullptr : calloc_base_impl(n, size, caps);
   if (p != nullptr) {
-    __builtin_memset(p, 0, total);
+    note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   } else if (size > 0) {
     // ESP-IDF code reports on `size > 0`, so calloc(0, n) also runs the callback, with n * size.
     report_failure(total, caps, __func__);
@@ -346,47 +430,81 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps) {
 
 void *heap_caps_malloc_default(size_t size) {
   const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
-  if (limit == capheap::capi::kExtmemDisabled) {
-    return heap_caps_malloc(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
-  }
   if (size == 0) return nullptr;
-  void *p = size <= static_cast<size_t>(limit)
-                ? heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
-                : heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
-  if (p == nullptr) p = heap_caps_malloc_base(size, MALLOC_CAP_DEFAULT);
-  if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  uint32_t caps;
+  void *p;
+  if (limit == capheap::capi::kExtmemDisabled) {
+    caps = MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL;
+    p = capheap::capi::malloc_base(size, caps);
+    if (p == nullptr) {
+      report_failure(size, caps, "heap_caps_malloc");
+      return p;
+    }
+  } else {
+    caps = size <= static_cast<size_t>(limit) ? MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL
+                                              : MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM;
+    p = capheap::capi::malloc_base(size, caps);
+    if (p == nullptr) {
+      caps = MALLOC_CAP_DEFAULT;
+      p = capheap::capi::malloc_base(size, caps);
+    }
+    if (p == nullptr) {
+      report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+      return p;
+    }
+  }
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_realloc_default(void *ptr, size_t size) {
   const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
-  if (limit == capheap::capi::kExtmemDisabled) {
-    return heap_caps_realloc(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
-  }
   if (ptr != nullptr && size == 0) {
-    heap_caps_free(ptr);
+    free_with_event(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
-  void *p = size <= static_cast<size_t>(limit)
-                ? heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
-                : heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
-  if (p == nullptr) p = heap_caps_realloc_base(ptr, size, MALLOC_CAP_DEFAULT);
-  if (p == nullptr && size > 0) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  if (ptr == nullptr && size == 0) return nullptr;
+  const Released pre = capture_if_on(ptr);
+  uint32_t caps;
+  void *p;
+  if (limit == capheap::capi::kExtmemDisabled) {
+    caps = MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL;
+    p = realloc_base_impl(ptr, size, caps);
+    if (p == nullptr) report_failure(size, caps, "heap_caps_realloc");
+  } else {
+    caps = size <= static_cast<size_t>(limit) ? MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL
+                                              : MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM;
+    p = realloc_base_impl(ptr, size, caps);
+    if (p == nullptr) {
+      caps = MALLOC_CAP_DEFAULT;
+      p = realloc_base_impl(ptr, size, caps);
+    }
+    if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  }
+  note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_aligned_alloc_default(size_t alignment, size_t size) {
   const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
-  if (limit == capheap::capi::kExtmemDisabled) {
-    return heap_caps_aligned_alloc(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL);
-  }
   if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
-  void *p =
-      size <= static_cast<size_t>(limit)
-          ? heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
-          : heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM);
-  if (p == nullptr) p = heap_caps_aligned_alloc_base(alignment, size, MALLOC_CAP_DEFAULT);
-  if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  uint32_t caps;
+  void *p;
+  if (limit == capheap::capi::kExtmemDisabled) {
+    caps = MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL;
+    p = aligned_base_impl(alignment, size, caps);
+    if (p == nullptr) report_failure(size, caps, "heap_caps_aligned_alloc");
+  } else {
+    caps = size <= static_cast<size_t>(limit) ? MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL
+                                              : MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM;
+    p = aligned_base_impl(alignment, size, caps);
+    if (p == nullptr) {
+      caps = MALLOC_CAP_DEFAULT;
+      p = aligned_base_impl(alignment, size, caps);
+    }
+    if (p == nullptr) report_failure(size, MALLOC_CAP_DEFAULT, __func__);
+  }
+  note_alloc(EventOp::kAlignedAlloc, p, size, alignment, caps, CAPHEAP_CALLER());
   return p;
 }
 
@@ -395,25 +513,28 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(num, ap, caps,
-                                       [&](uint32_t c) { return heap_caps_malloc_base(size, c); });
+  void *p = capheap::capi::prefer_loop(
+      num, ap, caps, [&](uint32_t c) { return capheap::capi::malloc_base(size, c); });
   va_end(ap);
   if (p == nullptr) report_failure(size, caps, __func__);
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
   if (ptr != nullptr && size == 0) {
-    heap_caps_free(ptr);
+    free_with_event(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
+  const Released pre = capture_if_on(ptr);
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(
-      num, ap, caps, [&](uint32_t c) { return heap_caps_realloc_base(ptr, size, c); });
+  void *p = capheap::capi::prefer_loop(num, ap, caps,
+                                       [&](uint32_t c) { return realloc_base_impl(ptr, size, c); });
   va_end(ap);
   if (p == nullptr && size > 0) report_failure(size, caps, __func__);
+  note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());
   return p;
 }
 
@@ -423,10 +544,11 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(
-      num, ap, caps, [&](uint32_t c) { return heap_caps_calloc_base(n, size, c); });
+  void *p = capheap::capi::prefer_loop(num, ap, caps,
+                                       [&](uint32_t c) { return calloc_base_impl(n, size, c); });
   va_end(ap);
   if (p == nullptr) report_failure(total, caps, __func__);
+  note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 

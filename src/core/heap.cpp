@@ -832,6 +832,14 @@ const char *fault_text(Fault fault) noexcept {
       return "free lists and block chain disagree";
     case Fault::kBadCounters:
       return "free byte or block counters are wrong";
+    case Fault::kBadHeadCanary:
+      return "Bad head";
+    case Fault::kBadTailCanary:
+      return "Bad tail";
+    case Fault::kBadAllocSize:
+      return "Bad allocation size";
+    case Fault::kBadFreeFill:
+      return "Invalid data";
   }
   return "unknown fault";
 }
@@ -945,4 +953,30 @@ bool Heap::invariants_hold() const noexcept {
   return true;
 }
 
+}  // namespace capheap
+
+// ---- Decoration (stubs until poisoning lands)
+// ----------------------------------------------------
+namespace capheap {
+Poisoning Heap::poisoning() const noexcept {
+  return Poisoning::kNone;
+}
+bool Heap::tracks_owner() const noexcept {
+  return false;
+}
+std::uint32_t Heap::owner_of(const void *) const noexcept {
+  return 0;
+}
+std::size_t Heap::decoration_before() const noexcept {
+  return 0;
+}
+std::size_t Heap::decoration_total() const noexcept {
+  return 0;
+}
+StepResult Heap::validate_step(std::size_t) noexcept {
+  StepResult r;
+  r.validation = validate();
+  r.cycle_complete = true;
+  return r;
+}
 }  // namespace capheap

@@ -16,6 +16,9 @@ capheap_lock_fn_t g_lock_acquire = nullptr;
 capheap_lock_fn_t g_lock_release = nullptr;
 capheap_fail_hook_t g_fail_hook = nullptr;
 capheap_print_hook_t g_print_hook = nullptr;
+capheap_task_hooks_t g_task_hooks = {};
+uint32_t (*g_cycle_hook)(void) = nullptr;
+uint64_t (*g_time_hook)(void) = nullptr;
 
 struct Out {
   char buf[160];
@@ -81,7 +84,64 @@ void capheap_port_fail(const char *what, const void *addr, const void *heap) {
 }
 
 void *capheap_port_current_task(void) {
-  return nullptr;
+  return g_task_hooks.current_owner != nullptr
+             ? reinterpret_cast<void *>(static_cast<uintptr_t>(g_task_hooks.current_owner()))
+             : nullptr;
+}
+
+void capheap_set_task_hooks(const capheap_task_hooks_t *hooks) {
+  g_task_hooks = hooks != nullptr ? *hooks : capheap_task_hooks_t{};
+}
+
+uint32_t capheap_port_task_owner(void) {
+  return g_task_hooks.current_owner != nullptr ? g_task_hooks.current_owner() : 0u;
+}
+
+size_t capheap_port_task_name(uint32_t owner, char *buf, size_t len) {
+  if (g_task_hooks.name != nullptr) return g_task_hooks.name(owner, buf, len);
+  char text[24];
+  size_t n = 0;
+  if (owner == 0) {
+    for (const char *s = "Pre-scheduler"; *s != '\0'; ++s)
+      text[n++] = *s;
+  } else {
+    for (const char *s = "task-0x"; *s != '\0'; ++s)
+      text[n++] = *s;
+    for (int shift = 28; shift >= 0; shift -= 4)
+      text[n++] = "0123456789abcdef"[(owner >> shift) & 0xFu];
+  }
+  if (len > 0) {
+    const size_t copy = n < len - 1 ? n : len - 1;
+    for (size_t i = 0; i < copy; ++i)
+      buf[i] = text[i];
+    buf[copy] = '\0';
+  }
+  return n;
+}
+
+bool capheap_port_task_alive(uint32_t owner) {
+  return owner == 0 || g_task_hooks.alive == nullptr || g_task_hooks.alive(owner);
+}
+
+void capheap_set_clock_hooks(uint32_t (*cycle_count)(void), uint64_t (*time_ns)(void)) {
+  g_cycle_hook = cycle_count;
+  g_time_hook = time_ns;
+}
+
+uint32_t capheap_port_cycle_count(void) {
+  return g_cycle_hook != nullptr ? g_cycle_hook() : 0u;
+}
+
+uint32_t capheap_port_cpu_id(void) {
+  return 0;
+}
+
+uint64_t capheap_port_time_ns(void) {
+  return g_time_hook != nullptr ? g_time_hook() : 0u;
+}
+
+size_t capheap_port_backtrace(void **, size_t, size_t) {
+  return 0;
 }
 
 void capheap_port_abort(const char *message) {

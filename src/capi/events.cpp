@@ -1,0 +1,53 @@
+// events.cpp — dispatch of allocation events to the debugging features (see events.hpp).
+
+#include "capi/events.hpp"
+
+#include "capi/capi_internal.hpp"
+
+namespace capheap {
+namespace capi {
+
+#if CAPHEAP_WITH_EVENTS
+std::uint32_t g_event_sinks = 0;
+#endif
+
+void set_event_sink(EventSink sink, bool on) noexcept {
+#if CAPHEAP_WITH_EVENTS
+  if (on)
+    __atomic_fetch_or(&g_event_sinks, static_cast<std::uint32_t>(sink), __ATOMIC_ACQ_REL);
+  else
+    __atomic_fetch_and(&g_event_sinks, ~static_cast<std::uint32_t>(sink), __ATOMIC_ACQ_REL);
+#else
+  (void)sink;
+  (void)on;
+#endif
+}
+
+Released capture_release(void *ptr) noexcept {
+  Released r;
+  if (ptr == nullptr) return r;
+  Registry &reg = registry();
+  const int i = reg.find_heap(ptr);
+  if (i < 0) return r;
+  const Heap heap = reg.view(static_cast<unsigned>(i)).heap;
+  r.ptr = ptr;
+  r.heap = i;
+  r.owner = heap.owner_of(ptr);
+  r.bytes = heap.block_size(ptr) - 4;
+  return r;
+}
+
+void emit(const AllocEvent &event, const Released &released) noexcept {
+#if CAPHEAP_WITH_EVENTS
+  const std::uint32_t sinks = __atomic_load_n(&g_event_sinks, __ATOMIC_ACQUIRE);
+  if ((sinks & kSinkTaskStats) != 0) task_stats_on_event(event, released);
+  if ((sinks & kSinkTrace) != 0) trace_on_event(event);
+  if ((sinks & kSinkRecorder) != 0) recorder_on_event(event);
+#else
+  (void)event;
+  (void)released;
+#endif
+}
+
+}  // namespace capi
+}  // namespace capheap

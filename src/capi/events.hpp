@@ -1,0 +1,84 @@
+// events.hpp — the one seam through which heap_caps_* reports allocations and frees to the
+// debugging features: heap tracing (heap_trace.cpp), the event recorder (recorder.cpp) and per-task
+// statistics (task_info.cpp).
+//
+// Every public allocation function emits exactly one event for what it did (a realloc that moved
+// is one kRealloc event, not a malloc plus a free), after the fact for allocations and before the
+// memory is released for frees, with the caller's return address. Internal compositions (calloc
+// over malloc, the default policy's second attempt) emit nothing themselves.
+//
+// Cost when no feature is active: one relaxed load and a not-taken branch per call. Builds that
+// define CAPHEAP_WITH_EVENTS=0 compile the seam out entirely.
+#ifndef CAPHEAP_CAPI_EVENTS_HPP
+#define CAPHEAP_CAPI_EVENTS_HPP
+
+#include <cstddef>
+#include <cstdint>
+
+#include "port/port.h"
+
+#ifndef CAPHEAP_WITH_EVENTS
+#define CAPHEAP_WITH_EVENTS 1
+#endif
+
+namespace capheap {
+namespace capi {
+
+/// Consumers of events; a bit is set while that feature wants events.
+enum EventSink : std::uint32_t {
+  kSinkTrace = 1u,      ///< heap tracing is running
+  kSinkRecorder = 2u,   ///< the event recorder is installed
+  kSinkTaskStats = 4u,  ///< per-task statistics are being kept
+};
+
+enum class EventOp : std::uint8_t { kMalloc, kCalloc, kRealloc, kAlignedAlloc, kFree };
+
+/// A successful allocation (kMalloc, kCalloc, kAlignedAlloc, kRealloc) or a free (kFree).
+struct AllocEvent {
+  EventOp op;
+  void *ptr;              ///< the new block (kFree: the block being freed)
+  void *old_ptr;          ///< kRealloc: the block given to realloc (may equal ptr); else null
+  std::size_t size;       ///< requested bytes (kCalloc: n * size; kFree: 0)
+  std::size_t alignment;  ///< kAlignedAlloc: the alignment; else 0
+  std::uint32_t caps;     ///< the caps the successful attempt used (kFree: 0)
+  void *caller;           ///< return address into the application
+};
+
+/// A block about to be released (free, or the source of a realloc), captured before the release.
+struct Released {
+  void *ptr = nullptr;      ///< user pointer (null: nothing captured)
+  int heap = -1;            ///< registry index of its heap
+  std::uint32_t owner = 0;  ///< owner word (0 when the heap does not track tasks)
+  std::size_t bytes = 0;    ///< bytes the block takes in its heap (what task statistics count)
+};
+
+#if CAPHEAP_WITH_EVENTS
+extern std::uint32_t g_event_sinks;
+inline bool events_on() noexcept {
+  return CAPHEAP_UNLIKELY(__atomic_load_n(&g_event_sinks, __ATOMIC_RELAXED) != 0);
+}
+#else
+constexpr bool events_on() noexcept {
+  return false;
+}
+#endif
+
+/// Turns a sink on or off (thread-safe).
+void set_event_sink(EventSink sink, bool on) noexcept;
+
+/// Describes the live block at ptr for a later release event (Released{} for null / unknown).
+Released capture_release(void *ptr) noexcept;
+
+/// Dispatch (call only when events_on()). `released` is what capture_release returned before a
+/// kFree or kRealloc; for other ops it is empty.
+void emit(const AllocEvent &event, const Released &released) noexcept;
+
+// ---- Sink entry points, one set per feature (each defined in its feature's file) -------------
+void trace_on_event(const AllocEvent &event) noexcept;
+void recorder_on_event(const AllocEvent &event) noexcept;
+void task_stats_on_event(const AllocEvent &event, const Released &released) noexcept;
+
+}  // namespace capi
+}  // namespace capheap
+
+#endif  // CAPHEAP_CAPI_EVENTS_HPP
