@@ -107,8 +107,8 @@ void capheap_set_print_hook(capheap_print_hook_t print);
 /* How a bare-metal port learns about tasks. Every member may be NULL (then: owner 0, name
  * "Pre-scheduler"/"task-0x%08x", alive). Hosted ports ignore the hooks. The struct is copied. */
 typedef struct capheap_task_hooks {
-  uint32_t (*current_owner)(void);                        /* owner word of the calling task */
-  size_t (*name)(uint32_t owner, char *buf, size_t len);  /* as capheap_port_task_name */
+  uint32_t (*current_owner)(void);                       /* owner word of the calling task */
+  size_t (*name)(uint32_t owner, char *buf, size_t len); /* as capheap_port_task_name */
   bool (*alive)(uint32_t owner);
 } capheap_task_hooks_t;
 void capheap_set_task_hooks(const capheap_task_hooks_t *hooks);
@@ -116,6 +116,48 @@ void capheap_set_task_hooks(const capheap_task_hooks_t *hooks);
 /* Clock for trace records on bare-metal ports: a cycle counter and a nanosecond clock (either may
  * be NULL). Hosted ports use their own clocks. */
 void capheap_set_clock_hooks(uint32_t (*cycle_count)(void), uint64_t (*time_ns)(void));
+
+/* ---- Incremental integrity checks ------------------------------------------------------------ */
+
+/* Examines at most max_blocks (>= 1; 0 counts as 1) blocks of one heap from where the previous
+ * step stopped, under the heap's lock, with the checks multi_heap_check makes per block (header,
+ * neighbours, free-list links and class, footer, canaries, free fill), and resumes there next time.
+ * The position lives in the heap: merges move it back onto the merged block, so the heap may change
+ * freely between steps. Guarantee: a full cycle (from a step that reports *cycle_complete until the
+ * next such step) examines every block that exists throughout that cycle, so a corruption present
+ * for a whole cycle is found in it; blocks created behind the position wait for the next cycle.
+ * Totals (free bytes, counts) are only cross-checked by multi_heap_check.
+ * Returns true if nothing was wrong; on a problem prints it like multi_heap_check when
+ * print_errors, stays on the bad block and returns false. visited / cycle_complete (may be NULL)
+ * receive the number of blocks examined and whether the step reached the end of the heap.
+ * Complexity: O(max_blocks), plus the bytes of visited free blocks with comprehensive poisoning.
+ * Thread-safe (takes the heap's lock); not ISR-safe. */
+bool capheap_heap_check_step(multi_heap_handle_t heap, size_t max_blocks, bool print_errors,
+                             size_t *visited, bool *cycle_complete);
+
+/* Where an incremental check of the heap_caps heaps stands. Initialise with
+ * CAPHEAP_INTEGRITY_CURSOR_INIT(caps); caps selects heaps as heap_caps_check_integrity does
+ * (MALLOC_CAP_INVALID = every heap). */
+typedef struct capheap_integrity_cursor {
+  uint32_t caps;         /* heaps to check */
+  uintptr_t heap;        /* start of the heap being checked (0 = begin with the first match) */
+  size_t blocks_visited; /* blocks examined by the last step */
+  size_t cycles;         /* completed passes over every matching heap, first block to last */
+} capheap_integrity_cursor_t;
+#define CAPHEAP_INTEGRITY_CURSOR_INIT(caps) \
+  { (caps), 0, 0, 0 }
+
+/* One step of an incremental check over every heap matching cursor->caps, for an idle task: at
+ * most max_blocks blocks in all, holding one heap's lock at a time for at most that many blocks.
+ * Heaps are visited in heap_caps order; entering a heap restarts that heap's position, so a cycle
+ * checks each matching heap from its first block to its last (see capheap_heap_check_step for the
+ * guarantee when heaps change between steps). One incremental checker per heap at a time: two
+ * would share the heap's position. Heaps added or removed between steps are picked up or skipped.
+ * Returns true if this step found nothing wrong (printing problems as heap_caps_check_integrity
+ * does when print_errors), false on corruption (the next step resumes at the same block) or a
+ * NULL cursor. Complexity: O(max_blocks + number of heaps). Not ISR-safe. */
+bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max_blocks,
+                                  bool print_errors);
 
 /* ---- Capabilities layer extensions --------------------------------------------------------- */
 

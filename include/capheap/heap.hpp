@@ -91,8 +91,12 @@ struct Validation {
   Fault fault = Fault::kNone;
   const void *block = nullptr;  ///< data address of the first bad block, or the control structure
   const void *at = nullptr;     ///< exact address of the bad word or byte (canaries, fill, sizes)
-  std::uint32_t expected = 0;   ///< for canary, size and fill faults: what should have been there
-  std::uint32_t found = 0;      ///< ... and what was
+  /// Block faults: the data address of the block walked just before `block` (the one whose size
+  /// or link led there), or null. A damaged size sends a walk into the middle of a later block:
+  /// then this names the culprit.
+  const void *previous = nullptr;
+  std::uint32_t expected = 0;  ///< for canary, size and fill faults: what should have been there
+  std::uint32_t found = 0;     ///< ... and what was
   constexpr bool ok() const noexcept { return fault == Fault::kNone; }
   constexpr explicit operator bool() const noexcept { return ok(); }
 };
@@ -195,6 +199,10 @@ class Heap {
   /// cycle). Totals (free bytes, counts) are cross-checked only by validate(). O(max_blocks), plus
   /// the bytes of visited free blocks with comprehensive poisoning.
   StepResult validate_step(std::size_t max_blocks) noexcept;
+
+  /// Moves the incremental check back to the first block (a new cycle starts at the next step).
+  /// O(1).
+  void restart_validate_step() noexcept;
 
   /// O(1) self-test of counters, bitmaps, the sentinel and the first block.
   bool invariants_hold() const noexcept;

@@ -19,6 +19,11 @@ using DisplayMapper = std::uintptr_t (*)(std::uintptr_t host_address);
 void set_display_mapper(DisplayMapper mapper) noexcept;
 std::uintptr_t display_address(const void *p) noexcept;
 
+/// Prints a failed validation as ESP-IDF's integrity check does ("CORRUPT HEAP: Bad head at ...
+/// Expected 0x... got 0x..."), naming the heap. chip_addresses: print 32-bit chip addresses through
+/// display_address (heap_caps_*), else host pointers with %p (multi_heap_*).
+void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept;
+
 /// Forgets every heap and every setting (failure callback, extmem limit, monitor), so that a new
 /// heap_caps_init can run (the host simulator's deinit). Not thread-safe.
 void reset() noexcept;

@@ -138,6 +138,61 @@ std::uintptr_t display_address(const void *p) noexcept {
   return g_mapper != nullptr ? g_mapper(a) : a;
 }
 
+void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
+  // Addresses as text: "0x%08x" of the chip address, or "%p" of the host pointer.
+  char at[24], hp[24];
+  const auto fmt = [&](char *out, const void *p) {
+    if (!chip_addresses) {
+      // %p through the port printf is not composable; render the pointer ourselves.
+      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+      int n = 0;
+      out[n++] = '0';
+      out[n++] = 'x';
+      bool started = false;
+      for (int shift = static_cast<int>(sizeof a * 8) - 4; shift >= 0; shift -= 4) {
+        const unsigned d = static_cast<unsigned>((a >> shift) & 0xFu);
+        if (d != 0 || started || shift == 0) {
+          out[n++] = "0123456789abcdef"[d];
+          started = true;
+        }
+      }
+      out[n] = '\0';
+      return;
+    }
+    const unsigned a = display32(display_address(p));
+    out[0] = '0';
+    out[1] = 'x';
+    for (int i = 0; i < 8; ++i)
+      out[2 + i] = "0123456789abcdef"[(a >> (28 - 4 * i)) & 0xFu];
+    out[10] = '\0';
+  };
+  fmt(hp, heap);
+  switch (v.fault) {
+    case Fault::kBadHeadCanary:
+    case Fault::kBadTailCanary:
+      fmt(at, v.at);
+      capheap_port_printf("CORRUPT HEAP: Bad %s at %s. Expected 0x%08x got 0x%08x (heap %s)\n",
+                          v.fault == Fault::kBadHeadCanary ? "head" : "tail", at,
+                          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
+      return;
+    case Fault::kBadFreeFill:
+      fmt(at, v.at);
+      capheap_port_printf(
+          "CORRUPT HEAP: Invalid data at %s. Expected 0x%02x got 0x%02x (heap %s)\n", at,
+          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
+      return;
+    case Fault::kBadAllocSize:
+      fmt(at, v.at);
+      capheap_port_printf("CORRUPT HEAP: Size at %s expected <=0x%08x got 0x%08x (heap %s)\n", at,
+                          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
+      return;
+    default:
+      fmt(at, v.block);
+      capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), at, hp);
+      return;
+  }
+}
+
 bool initialised() noexcept {
   return __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2;
 }
@@ -818,11 +873,8 @@ bool heap_caps_check_integrity(uint32_t caps, bool print_errors) {
     g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
     if (!res.ok()) {
       all_ok = false;
-      if (print_errors) {
-        capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n",
-                            capheap::fault_text(res.fault), display32(display_address(res.block)),
-                            display32(display_address(reinterpret_cast<void *>(v.start))));
-      }
+      if (print_errors)
+        capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
     }
   }
   return all_ok;
@@ -840,12 +892,69 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors) {
   const HeapView v = g_registry.view(i);
   capheap::Validation res;
   g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
-  if (!res.ok() && print_errors) {
-    capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n",
-                        capheap::fault_text(res.fault), display32(display_address(res.block)),
-                        display32(display_address(reinterpret_cast<void *>(v.start))));
-  }
+  if (!res.ok() && print_errors)
+    capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
   return res.ok();
+}
+
+bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max_blocks,
+                                  bool print_errors) {
+  if (cursor == nullptr) return false;
+  ensure_init();
+  cursor->blocks_visited = 0;
+  if (max_blocks == 0) max_blocks = 1;
+  const unsigned n = g_registry.count();
+  // Position of the heap being checked, or -1 if it is gone (or none yet).
+  int at = -1;
+  for (unsigned i = 0; cursor->heap != 0 && i < n; ++i)
+    if (g_registry.view(i).start == cursor->heap && matches_query(i, cursor->caps)) {
+      at = static_cast<int>(i);
+      break;
+    }
+  const auto next_match = [&](int from) -> int {
+    for (unsigned i = static_cast<unsigned>(from + 1); i < n; ++i)
+      if (matches_query(i, cursor->caps)) return static_cast<int>(i);
+    return -1;
+  };
+  const auto enter = [&](int i) {
+    const HeapView v = g_registry.view(static_cast<unsigned>(i));
+    cursor->heap = v.start;
+    g_registry.with_heap_locked(static_cast<unsigned>(i), [&] {
+      Heap h = v.heap;
+      h.restart_validate_step();
+    });
+  };
+  if (at < 0) {
+    at = next_match(-1);
+    if (at < 0) return true;  // nothing to check
+    enter(at);
+  }
+  // Several heaps may share one step's budget; each heap is visited under its own lock.
+  unsigned heaps_seen = 0;
+  while (cursor->blocks_visited < max_blocks && heaps_seen <= n) {
+    ++heaps_seen;
+    const unsigned i = static_cast<unsigned>(at);
+    const HeapView v = g_registry.view(i);
+    capheap::StepResult r;
+    g_registry.with_heap_locked(i, [&] {
+      Heap h = v.heap;
+      r = h.validate_step(max_blocks - cursor->blocks_visited);
+    });
+    cursor->blocks_visited += r.visited;
+    if (!r.validation.ok()) {
+      if (print_errors)
+        capheap::capi::print_corruption(r.validation, reinterpret_cast<void *>(v.start), true);
+      return false;
+    }
+    if (!r.cycle_complete) break;
+    at = next_match(at);
+    if (at < 0) {
+      ++cursor->cycles;
+      at = next_match(-1);
+    }
+    enter(at);
+  }
+  return true;
 }
 
 void heap_caps_dump(uint32_t caps) {

@@ -10,6 +10,7 @@
 #include "capheap.h"
 #include "capheap/heap.hpp"
 #include "core/block_layout.hpp"
+#include "capi/capi_internal.hpp"
 #include "port/port.h"
 
 namespace {
@@ -170,11 +171,25 @@ bool multi_heap_check(multi_heap_handle_t heap, bool print_errors) {
     Guard g(heap);
     v = heap_of(heap).validate();
   }
-  if (!v.ok() && print_errors) {
-    capheap_port_printf("CORRUPT HEAP: %s at %p (heap %p)\n", capheap::fault_text(v.fault), v.block,
-                        static_cast<void *>(heap));
-  }
+  if (!v.ok() && print_errors) capheap::capi::print_corruption(v, heap, false);
   return v.ok();
+}
+
+bool capheap_heap_check_step(multi_heap_handle_t heap, size_t max_blocks, bool print_errors,
+                             size_t *visited, bool *cycle_complete) {
+  if (visited != nullptr) *visited = 0;
+  if (cycle_complete != nullptr) *cycle_complete = false;
+  if (heap == nullptr) return false;
+  capheap::StepResult r;
+  {
+    Guard g(heap);
+    r = heap_of(heap).validate_step(max_blocks);
+  }
+  if (visited != nullptr) *visited = r.visited;
+  if (cycle_complete != nullptr) *cycle_complete = r.cycle_complete;
+  if (!r.validation.ok() && print_errors)
+    capheap::capi::print_corruption(r.validation, heap, false);
+  return r.validation.ok();
 }
 
 void multi_heap_dump(multi_heap_handle_t heap) {

@@ -9,7 +9,7 @@
 //   |
 //   v
 //   +------------------+---------------+-------------------------+-----+----------+----------+----+
-//   | Control (40 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
+//   | Control (44 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
 //   +------------------+---------------+-------------------------+-----+----------+----------+----+
 //   ^ offset 0          u32 each        u32 offsets, 0 = empty          ^ first               ^ end
 //                                                                                 (sentinel header)
@@ -150,9 +150,12 @@ struct Control {
   u32 check_cursor;           ///< header offset where the next incremental check step starts
                               ///< (0 = the first block); always a block boundary (see
                               ///< Heap::validate_step: merges move it back to the merged block)
+  u32 geometry_check;         ///< geometry_word() of the fields above that never change after
+                              ///< creation (bytes 0-7, first, end): lets a check blame a damaged
+                              ///< control structure instead of the blocks it mis-describes
 };
 
-static_assert(sizeof(Control) == 40, "Control must stay 40 bytes on every target");
+static_assert(sizeof(Control) == 44, "Control must stay 44 bytes on every target");
 static_assert(alignof(Control) == 4, "Control needs only 4-byte alignment");
 static_assert(sizeof(u32) == kHeaderBytes, "a header is one 32-bit word");
 static_assert(kMinBlockBytes == kHeaderBytes + 2 * sizeof(u32) + sizeof(u32),
@@ -201,6 +204,17 @@ static_assert(head_bytes(kDebugOwner, 4) == 4 && head_bytes(1 | kDebugOwner, 4) 
               "owner word layout (granule 4)");
 static_assert(head_bytes(1 | kDebugOwner, 16) == 16 && head_bytes(kDebugOwner, 8) == 8,
               "heads keep the application's data granule-aligned");
+
+/// Check word over the fields of Control fixed at creation. Any change of a single one of those
+/// fields changes the result (each field enters through a bijection and the results are XORed).
+inline u32 geometry_word(const Control *c) noexcept {
+  u32 head;
+  __builtin_memcpy(&head, c, sizeof head);
+  u32 head2;
+  __builtin_memcpy(&head2, reinterpret_cast<const unsigned char *>(c) + 4, sizeof head2);
+  const auto rotl = [](u32 v, unsigned r) { return (v << r) | (v >> (32u - r)); };
+  return ~(head ^ rotl(head2, 5) ^ rotl(c->first, 11) ^ rotl(c->end, 19)) ^ 0x5EEDC0DEu;
+}
 
 /// Allowed values of Control::prefix_bytes.
 constexpr bool valid_prefix(std::uint32_t v) noexcept {

@@ -498,10 +498,9 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->min_free_bytes = area;
   c->free_blocks = 1;
   c->used_blocks = 0;
-  if (debug != 0) {
-    c->debug = debug;
-    detail::deco_init(c);
-  }
+  c->debug = debug;
+  c->geometry_check = detail::geometry_word(c);
+  if (debug != 0) detail::deco_init(c);
   return Heap(c);
 }
 
@@ -509,7 +508,8 @@ Heap Heap::attach(void *start) noexcept {
   if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
   Control *c = static_cast<Control *>(start);
   if (c->magic != detail::kControlMagic || c->granule_log2 < 2 || c->granule_log2 > 4 ||
-      c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32)
+      c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32 ||
+      c->geometry_check != detail::geometry_word(c))
     return Heap();
   return Heap(c);
 }
@@ -990,15 +990,18 @@ Validation Heap::validate() const noexcept {
   const Control *c = control_;
   if (c == nullptr) return {Fault::kBadControl, nullptr};
   const Validation ctl_bad{Fault::kBadControl, c};
-  if (c->magic != detail::kControlMagic || c->granule_log2 < 2 || c->granule_log2 > 4 ||
-      c->sl_log2 > detail::kMaxSlLog2 || c->fl_count == 0 || c->fl_count > 32 ||
+  if (c->geometry_check != detail::geometry_word(c) || c->magic != detail::kControlMagic ||
+      c->granule_log2 < 2 || c->granule_log2 > 4 || c->sl_log2 > detail::kMaxSlLog2 ||
+      c->fl_count == 0 || c->fl_count > 32 ||
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
     return ctl_bad;
   const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
   const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
   if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) ||
-      !detail::valid_prefix(c->prefix_bytes))
+      !detail::valid_prefix(c->prefix_bytes) ||
+      (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) != 0 ||
+      (c->debug & detail::kDebugPoisonMask) == detail::kDebugPoisonMask)
     return ctl_bad;
   const u32 g = detail::granule_of(c);
 
@@ -1007,31 +1010,53 @@ Validation Heap::validate() const noexcept {
   bool prev_was_free = false;
   u32 free_count = 0, used_count = 0, free_sum = 0;
   bool cursor_seen = false;
+  const void *previous = nullptr;
   while (blk < c->end) {
     const u32 h = header(c, blk);
     const u32 size = h & kSizeMask;
     const void *where = detail::data_of(c, blk);
     if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk)
-      return {Fault::kBadBlockSize, where};
-    if (((h & kPrevFree) != 0) != prev_was_free) return {Fault::kBadPrevFreeFlag, where};
+      return {Fault::kBadBlockSize, where, nullptr, previous};
+    if (((h & kPrevFree) != 0) != prev_was_free)
+      return {Fault::kBadPrevFreeFlag, where, nullptr, previous};
     const bool is_free = (h & kFree) != 0;
     if (is_free) {
-      if (prev_was_free) return {Fault::kAdjacentFree, where};
-      if (load_word(c, blk + size - 4) != size) return {Fault::kBadFooter, where};
+      if (prev_was_free) return {Fault::kAdjacentFree, where, nullptr, previous};
+      if (load_word(c, blk + size - 4) != size)
+        return {Fault::kBadFooter, where, nullptr, previous};
+      // A real free block is on its class's list: its predecessor links to it, or it heads the
+      // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
+      const u32 pf = prev_free(c, blk);
+      const Ctx x(c);
+      const bool linked = pf == 0 ? detail::list_heads(c)[x.list_index(x.class_of(size))] == blk
+                                  : (x.free_entry_ok(pf) && next_free(c, pf) == blk);
+      if (!linked)
+        return {Fault::kBadFreeLink, where, nullptr,
+                pf == 0 ? static_cast<const void *>(c) : previous};
       ++free_count;
       free_sum += size;
     } else {
       ++used_count;
     }
+    // Decoration right away: a canary that fails here also tells a walk that went astray (a damaged
+    // size) from a real block, and `previous` then names the culprit.
+    if (c->debug != 0) {
+      Validation v = detail::deco_check_block(c, blk);
+      if (!v.ok()) {
+        v.previous = previous;
+        return v;
+      }
+    }
     prev_was_free = is_free;
     if (blk == c->check_cursor) cursor_seen = true;
+    previous = where;
     blk += size;
   }
   if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end) return ctl_bad;
   const u32 sentinel = header(c, c->end);
   if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
       ((sentinel & kPrevFree) != 0) != prev_was_free)
-    return {Fault::kBadSentinel, detail::data_of(c, c->end)};
+    return {Fault::kBadSentinel, detail::data_of(c, c->end), nullptr, previous};
 
   // 2. Free lists and bitmaps.
   const u32 *heads = detail::list_heads(c);
@@ -1046,18 +1071,23 @@ Validation Heap::validate() const noexcept {
       if (((slmaps[fl] >> sl) & 1u) != (e != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
       u32 back = 0;
       while (e != 0) {
-        if (listed >= free_count) return {Fault::kFreeListMismatch, detail::data_of(c, e)};
+        if (listed >= free_count)
+          return {Fault::kFreeListMismatch, detail::data_of(c, e), nullptr,
+                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
         if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
             !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
             prev_free(c, e) != back)
           return {Fault::kBadFreeLink,
                   back ? detail::data_of(c, back) : static_cast<const void *>(c)};
         const SizeClass k = class_of(c, size_at(c, e));
-        if (k.fl != fl || k.sl != sl) return {Fault::kBadFreeListClass, detail::data_of(c, e)};
+        if (k.fl != fl || k.sl != sl)
+          return {Fault::kBadFreeListClass, detail::data_of(c, e), nullptr,
+                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
         // The block after a listed block must say its predecessor is free: ties the list entry to
         // the physical chain.
         if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
-          return {Fault::kBadFreeLink, detail::data_of(c, e)};
+          return {Fault::kBadFreeLink, detail::data_of(c, e), nullptr,
+                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
         ++listed;
         back = e;
         e = next_free(c, e);
@@ -1072,16 +1102,6 @@ Validation Heap::validate() const noexcept {
       c->min_free_bytes > c->free_bytes)
     return {Fault::kBadCounters, c};
 
-  // 4. Decoration: canaries and sizes of allocations, the fill of free memory.
-  if (c->debug != 0) {
-    if ((c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) != 0 ||
-        (c->debug & detail::kDebugPoisonMask) == detail::kDebugPoisonMask)
-      return ctl_bad;
-    for (u32 b = c->first; b < c->end; b += size_at(c, b)) {
-      const Validation v = detail::deco_check_block(c, b);
-      if (!v.ok()) return v;
-    }
-  }
   return {};
 }
 
@@ -1128,6 +1148,10 @@ Validation check_one_block(const Control *c, u32 blk) noexcept {
 
 }  // namespace
 
+void Heap::restart_validate_step() noexcept {
+  if (control_ != nullptr) control_->check_cursor = 0;
+}
+
 StepResult Heap::validate_step(std::size_t max_blocks) noexcept {
   StepResult r;
   Control *c = control_;
@@ -1167,7 +1191,9 @@ StepResult Heap::validate_step(std::size_t max_blocks) noexcept {
 
 bool Heap::invariants_hold() const noexcept {
   const Control *c = control_;
-  if (c == nullptr || c->magic != detail::kControlMagic || c->end <= c->first) return false;
+  if (c == nullptr || c->magic != detail::kControlMagic || c->end <= c->first ||
+      c->geometry_check != detail::geometry_word(c))
+    return false;
   const u32 span = c->end - c->first;
   if (c->free_bytes > span || c->min_free_bytes > c->free_bytes) return false;
   if ((c->free_blocks == 0) != (c->fl_bitmap == 0)) return false;

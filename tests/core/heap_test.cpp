@@ -66,10 +66,10 @@ TEST(HeapCreate, RejectsNullMisalignedAndTinyRegions) {
 }
 
 TEST(HeapCreate, SmallestRegionServesOneMinimumBlockInEveryGranule) {
-  // 40 bytes of control + 8 of tables, padding to the granule, one 16-byte block, the end marker.
+  // 44 bytes of control + 8 of tables, padding to the granule, one 16-byte block, the end marker.
   for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
     alignas(16) unsigned char buf[80];
-    const std::size_t size = g == Granule::k4 ? 68u : g == Granule::k8 ? 72u : 80u;
+    const std::size_t size = g == Granule::k16 ? 80u : 72u;
     Heap h = Heap::create(buf, size, granule(g));
     ASSERT_TRUE(h) << static_cast<int>(g);
     EXPECT_EQ(h.free_bytes(), 16u);
@@ -91,11 +91,11 @@ TEST(HeapCreate, ControlStructureIsSizedToTheRegion) {
   Heap hm = Heap::create(medium.data(), medium.size, granule(Granule::k4));
   Heap hl = Heap::create(large.data(), large.size, granule(Granule::k4));
   ASSERT_TRUE(hs && hm && hl);
-  EXPECT_EQ(hs.control_size(), 200u);   // 40 + 8 levels x (4 + 4 x 4)
-  EXPECT_EQ(hm.control_size(), 924u);   // 40 + 13 levels x (4 + 16 x 4)
-  EXPECT_EQ(hl.control_size(), 2680u);  // 40 + 20 levels x (4 + 32 x 4)
+  EXPECT_EQ(hs.control_size(), 204u);   // 44 + 8 levels x (4 + 4 x 4)
+  EXPECT_EQ(hm.control_size(), 928u);   // 44 + 13 levels x (4 + 16 x 4)
+  EXPECT_EQ(hl.control_size(), 2684u);  // 44 + 20 levels x (4 + 32 x 4)
   // Everything but control, alignment padding and the 4-byte end marker is one free block.
-  EXPECT_EQ(hs.free_bytes(), 4096u - 200 - 4);
+  EXPECT_EQ(hs.free_bytes(), 4096u - 204 - 4);
   EXPECT_EQ(hs.info().free_blocks, 1u);
   EXPECT_EQ(hs.largest_free_block(), hs.free_bytes() - 4);
 }
@@ -138,8 +138,8 @@ TEST(HeapCreate, EveryRegionAboveTheSmallestWorkingOneRegisters) {
         ASSERT_NE(p, nullptr) << size;
       }
     }
-    // Control (40) + tables (8) + padding so that data is granule-aligned + block (16) + end (4).
-    const std::size_t expected = g == Granule::k4 ? 68u : g == Granule::k8 ? 72u : 80u;
+    // Control (44) + tables (8) + padding so that data is granule-aligned + block (16) + end (4).
+    const std::size_t expected = g == Granule::k16 ? 80u : 72u;
     EXPECT_EQ(smallest, expected) << static_cast<int>(g);
   }
 }

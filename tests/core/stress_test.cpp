@@ -2,7 +2,7 @@
 //
 // Every operation goes through CheckedHeap (tests/support/checked_heap.hpp): validate() around it,
 // payload patterns verified on free, no overlap, and the largest-free-block contract after each
-// step. Runs over regions from 80 B to 64 MiB and every granule. The seed is printed; set
+// step. Runs over regions from 88 B to 64 MiB and every granule. The seed is printed; set
 // CAPHEAP_SEED to replay one, CAPHEAP_STRESS_OPS to change the operation count.
 
 #include <gtest/gtest.h>
@@ -39,12 +39,16 @@ struct StressParam {
   std::size_t region;
   Granule granule;
   std::size_t base_offset;  ///< region start modulo 16 (0, 4, 8 or 12): granules are absolute
+  capheap::Poisoning poisoning = capheap::Poisoning::kNone;
+  bool track_owner = false;
 };
 
 std::string param_name(const ::testing::TestParamInfo<StressParam> &info) {
+  static const char *const kPoison[] = {"", "_light", "_comprehensive"};
   return "region" + std::to_string(info.param.region) + "_g" +
          std::to_string(static_cast<int>(info.param.granule)) + "_at" +
-         std::to_string(info.param.base_offset);
+         std::to_string(info.param.base_offset) + kPoison[static_cast<int>(info.param.poisoning)] +
+         (info.param.track_owner ? "_owner" : "");
 }
 
 class Stress : public ::testing::TestWithParam<StressParam> {};
@@ -81,8 +85,10 @@ TEST_P(Stress, RandomOperationsKeepEveryInvariant) {
   void *mem = aligned + p.base_offset;
   HeapConfig cfg;
   cfg.granule = p.granule;
+  cfg.poisoning = p.poisoning;
+  cfg.track_owner = p.track_owner;
   Heap heap = Heap::create(mem, p.region, cfg);
-  // 80 bytes (the smallest region here) hold control (48) + padding + one 16-byte block + the end
+  // 88 bytes (the smallest region here) hold control (52) + padding + one 16-byte block + the end
   // marker for every granule and start offset.
   ASSERT_TRUE(heap) << "region " << p.region;
   CheckedHeap h(heap);
@@ -118,6 +124,10 @@ TEST_P(Stress, RandomOperationsKeepEveryInvariant) {
       live[k] = live.back();
       live.pop_back();
     }
+    // An incremental check between operations: it must never see a problem, and validate() (run
+    // by CheckedHeap) confirms that its position stays on a block boundary however blocks merge.
+    const capheap::StepResult step = heap.validate_step(1 + rng() % 5);
+    ASSERT_TRUE(step.validation.ok()) << "step fault " << static_cast<int>(step.validation.fault);
   }
   h.release_all();
   EXPECT_EQ(heap.free_bytes(), initial_free) << "memory not returned";
@@ -128,12 +138,20 @@ TEST_P(Stress, RandomOperationsKeepEveryInvariant) {
 
 std::vector<StressParam> stress_params() {
   std::vector<StressParam> v;
-  const std::size_t regions[] = {80,   96,    128,      256,       1024,
+  const std::size_t regions[] = {88,   96,    128,      256,       1024,
                                  4096, 65536, 1u << 20, 16u << 20, 64u << 20};
   for (std::size_t r : regions)
     for (Granule g : {Granule::k4, Granule::k8, Granule::k16})
       for (std::size_t at : {0u, 4u, 8u, 12u})
         if (at == 0 || r <= (1u << 20)) v.push_back({r, g, at});
+  // Decorated heaps: poisoning levels and owner words (each validate() also checks canaries and,
+  // comprehensive, every free byte).
+  for (std::size_t r : {std::size_t{256}, std::size_t{4096}, std::size_t{65536}})
+    for (Granule g : {Granule::k4, Granule::k16})
+      for (capheap::Poisoning poison : {capheap::Poisoning::kNone, capheap::Poisoning::kLight,
+                                        capheap::Poisoning::kComprehensive})
+        for (bool owner : {false, true})
+          if (poison != capheap::Poisoning::kNone || owner) v.push_back({r, g, 4, poison, owner});
   return v;
 }
 
