@@ -6,7 +6,6 @@
 
 #include "capi/capi_internal.hpp"
 #include "capi/events.hpp"
-#include "capi/text_out.hpp"
 #include "port/port.h"
 
 #ifndef CAPHEAP_RECORDER
@@ -32,11 +31,47 @@ unsigned g_next_slot = 0;
 int g_install_lock = 0;
 std::uint64_t g_seq = 0;
 
-/// `0x` + lower-case hex, no padding (trace IDs and fields).
-TextOut &hex_field(TextOut &out, std::uintptr_t v) noexcept {
-  out.str("0x");
-  return out.hex(v);
+// The line is written with raw stores into a buffer sized for the longest line: every field has a
+// bounded width (hex up to 16 digits, decimal up to 20), so no bounds checks are needed.
+
+/// Appends a literal (without its NUL).
+template <std::size_t N>
+__attribute__((always_inline)) inline char *put(char *w, const char (&text)[N]) noexcept {
+  __builtin_memcpy(w, text, N - 1);
+  return w + N - 1;
 }
+
+/// Appends `0x` and lower-case hex without padding.
+__attribute__((always_inline)) inline char *put_hex(char *w, std::uint64_t v) noexcept {
+  static const char kDigits[] = "0123456789abcdef";
+  const int digits = v == 0 ? 1 : (67 - __builtin_clzll(v)) / 4;
+  w[0] = '0';
+  w[1] = 'x';
+  char *end = w + 2 + digits;
+  char *d = end;
+  do {
+    *--d = kDigits[v & 0xFu];
+    v >>= 4;
+  } while (d != w + 2);
+  return end;
+}
+
+/// Appends unsigned decimal.
+__attribute__((always_inline)) inline char *put_dec(char *w, std::uint64_t v) noexcept {
+  char tmp[20];
+  char *t = tmp + sizeof tmp;
+  do {
+    *--t = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  const auto n = static_cast<std::size_t>(tmp + sizeof tmp - t);
+  __builtin_memcpy(w, t, n);
+  return w + n;
+}
+
+// Longest line: "r " + ID (18) + " " + SIZE (20) + " caps=" (6) + 10 + " t=" (3) + 20 + " task="
+// (6) + 10 + " site=" (6) + 18 + " seq=" (5) + 20 + " to=" (4) + 18 + "\n" < 200.
+static_assert(CAPHEAP_RECORDER_MAX_LINE >= 200, "line buffer too small");
 
 }  // namespace
 
@@ -44,39 +79,41 @@ void recorder_on_event(const AllocEvent &event) noexcept {
   const Installed *inst = __atomic_load_n(&g_installed, __ATOMIC_ACQUIRE);
   if (inst == nullptr) return;
   char buf[CAPHEAP_RECORDER_MAX_LINE];
-  TextOut out(buf, sizeof buf);
-  const std::uintptr_t id = display_address(
-      event.op == EventOp::kRealloc && event.old_ptr != nullptr ? event.old_ptr : event.ptr);
+  char *w = buf;
+  const bool moved_from = event.op == EventOp::kRealloc && event.old_ptr != nullptr;
+  const std::uintptr_t id = display_address(moved_from ? event.old_ptr : event.ptr);
   switch (event.op) {
     case EventOp::kMalloc:
-      hex_field(out.str("a "), id).ch(' ').dec(event.size);
+      w = put_dec(put(put_hex(put(w, "a "), id), " "), event.size);
       break;
     case EventOp::kCalloc:
       if (event.alignment != 0) {
-        hex_field(out.str("m "), id).ch(' ').dec(event.alignment).ch(' ').dec(event.size);
+        w = put_hex(put(w, "m "), id);
+        w = put_dec(put(put_dec(put(w, " "), event.alignment), " "), event.size);
       } else {
-        hex_field(out.str("z "), id).str(" 1 ").dec(event.size);
+        w = put_dec(put(put_hex(put(w, "z "), id), " 1 "), event.size);
       }
       break;
     case EventOp::kAlignedAlloc:
-      hex_field(out.str("m "), id).ch(' ').dec(event.alignment).ch(' ').dec(event.size);
+      w = put_hex(put(w, "m "), id);
+      w = put_dec(put(put_dec(put(w, " "), event.alignment), " "), event.size);
       break;
     case EventOp::kRealloc:
-      hex_field(out.str("r "), id).ch(' ').dec(event.size);
+      w = put_dec(put(put_hex(put(w, "r "), id), " "), event.size);
       break;
     case EventOp::kFree:
-      hex_field(out.str("f "), id);
+      w = put_hex(put(w, "f "), id);
       break;
   }
-  if (event.op != EventOp::kFree) hex_field(out.str(" caps="), event.caps);
-  out.str(" t=").dec(capheap_port_time_ns());
-  hex_field(out.str(" task="), capheap_port_task_owner());
-  hex_field(out.str(" site="), reinterpret_cast<std::uintptr_t>(event.caller));
-  out.str(" seq=").dec(__atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED));
-  if (event.op == EventOp::kRealloc && event.old_ptr != nullptr && event.old_ptr != event.ptr)
-    hex_field(out.str(" to="), display_address(event.ptr));
-  out.ch('\n');
-  inst->callback(out.c_str(), out.size(), inst->user);
+  if (event.op != EventOp::kFree) w = put_hex(put(w, " caps="), event.caps);
+  w = put_dec(put(w, " t="), capheap_port_time_ns());
+  w = put_hex(put(w, " task="), capheap_port_task_owner());
+  w = put_hex(put(w, " site="), reinterpret_cast<std::uintptr_t>(event.caller));
+  w = put_dec(put(w, " seq="), __atomic_fetch_add(&g_seq, 1, __ATOMIC_RELAXED));
+  if (moved_from && event.old_ptr != event.ptr)
+    w = put_hex(put(w, " to="), display_address(event.ptr));
+  *w++ = '\n';
+  inst->callback(buf, static_cast<std::size_t>(w - buf), inst->user);
 }
 
 }  // namespace capi
