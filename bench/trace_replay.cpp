@@ -132,6 +132,11 @@ Program compile(const std::string &name, const sim::Trace &trace) {
         c = kNone;
         break;
     }
+    if (op.kind == OpKind::kRealloc && op.to_slot != sim::kNoSlot) {
+      // `r ID SIZE to=NEW`: the replay slot now holds NEW's block; ID is unbound.
+      compact[op.to_slot] = r.slot;
+      compact[op.slot] = kNone;
+    }
     prog.ops.push_back(r);
   }
   return prog;

@@ -348,6 +348,27 @@ using capheap::capi::Released;
 
 #define CAPHEAP_CALLER() __builtin_return_address(0)
 
+// ESP-IDF's CONFIG_HEAP_USE_HOOKS (spec §1.1, §4.8): the weak esp_heap_trace_alloc_hook runs after
+// every successful allocation (malloc, calloc, aligned, realloc, in place or moved) with the user
+// pointer, the requested size and the caps the successful attempt used; esp_heap_trace_free_hook
+// runs after every free of a non-NULL block, including realloc to size 0 and the old block of a
+// realloc that moved (free hook first, then the alloc hook of the new block). Independent of the
+// event sinks; without CAPHEAP_USE_HOOKS these compile to nothing.
+#ifndef CAPHEAP_USE_HOOKS
+#define CAPHEAP_USE_HOOKS 0
+#endif
+#if CAPHEAP_USE_HOOKS
+__attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
+  if (p != nullptr) esp_heap_trace_alloc_hook(p, size, caps);
+}
+__attribute__((always_inline)) inline void hook_free(void *p) {
+  if (p != nullptr) esp_heap_trace_free_hook(p);
+}
+#else
+__attribute__((always_inline)) inline void hook_alloc(void *, size_t, uint32_t) {}
+__attribute__((always_inline)) inline void hook_free(void *) {}
+#endif
+
 void *realloc_base_impl(void *ptr, size_t size, uint32_t caps) {
   ensure_init();
   if (size > kHeapSizeMax) return nullptr;
@@ -377,6 +398,7 @@ __attribute__((always_inline)) inline void note_alloc(EventOp op, void *p, size_
                                                       size_t alignment, uint32_t caps,
                                                       void *caller) {
   if (events_on() && p != nullptr) emit_alloc(op, p, size, alignment, caps, caller);
+  hook_alloc(p, size, caps);
 }
 
 CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
@@ -387,6 +409,7 @@ CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
 __attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
   if (events_on() && ptr != nullptr) emit_free(ptr, caller);
   g_registry.deallocate(ptr);
+  hook_free(ptr);
 }
 
 Released capture_if_on(void *ptr) {
@@ -397,11 +420,19 @@ void note_realloc(void *old_ptr, void *p, size_t size, uint32_t caps, const Rele
                   void *caller) {
   if (events_on() && p != nullptr)
     capheap::capi::emit(AllocEvent{EventOp::kRealloc, p, old_ptr, size, 0, caps, caller}, pre);
+  if (p != nullptr && p != old_ptr) hook_free(old_ptr);
+  hook_alloc(p, size, caps);
 }
 
 }  // namespace
 
 extern "C" {
+
+#if CAPHEAP_USE_HOOKS
+// Default (weak) hooks: the application overrides them with its own definitions.
+__attribute__((weak)) void esp_heap_trace_alloc_hook(void *, size_t, uint32_t) {}
+__attribute__((weak)) void esp_heap_trace_free_hook(void *) {}
+#endif
 
 // ---- Base allocation (no failure reporting) ----------------------------------------------------
 

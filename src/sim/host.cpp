@@ -36,6 +36,7 @@
 #include "sim/host_map.hpp"
 #include "sim/layout.hpp"
 #include "sim/size_text.hpp"
+#include "sim/trace_file.hpp"
 
 namespace {
 
@@ -289,6 +290,12 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
     }
   }
   reg.enable_startup_stack_heaps();
+  // CAPHEAP_TRACE_FILE: record the whole run from here (the heaps exist, nothing allocated yet).
+  if (const esp_err_t e = capheap::sim::start_trace_file_from_env(chip.chip().c_str());
+      e != ESP_OK) {
+    capheap_host_deinit();
+    return e;
+  }
   return ESP_OK;
 }
 
@@ -307,8 +314,9 @@ esp_err_t capheap_host_init(const char *chip_or_path, const capheap_host_config_
 
 void capheap_host_deinit(void) {
   if (g_state == nullptr) return;
-  capheap::capi::reset();  // forgets every heap before their memory goes away
-  delete g_state;          // unmaps everything
+  capheap::sim::stop_trace_file();  // CAPHEAP_TRACE_FILE: complete the recording
+  capheap::capi::reset();           // forgets every heap before their memory goes away
+  delete g_state;                   // unmaps everything
   g_state = nullptr;
 }
 

@@ -35,7 +35,8 @@ char op_letter(OpKind kind) noexcept {
 bool operator==(const Op &a, const Op &b) noexcept {
   return a.kind == b.kind && a.has_time == b.has_time && a.slot == b.slot && a.caps == b.caps &&
          a.task == b.task && a.site == b.site && a.size == b.size && a.count == b.count &&
-         a.align == b.align && (!a.has_time || a.time == b.time);
+         a.align == b.align && (!a.has_time || a.time == b.time) && a.has_seq == b.has_seq &&
+         (!a.has_seq || a.seq == b.seq) && a.to_slot == b.to_slot;
 }
 
 bool operator==(const MetadataEntry &a, const MetadataEntry &b) noexcept {
@@ -259,10 +260,12 @@ class Parser {
     return it->second;
   }
 
-  bool parse_fields(std::uint32_t line, const std::string_view *tokens, std::size_t n, Op &op) {
+  bool parse_fields(std::uint32_t line, const std::string_view *tokens, std::size_t n, Op &op,
+                    std::string_view &to) {
     bool seen_caps = false;
     bool seen_task = false;
     bool seen_site = false;
+    bool seen_to = false;
     for (std::size_t i = 0; i < n; ++i) {
       const std::string_view token = tokens[i];
       const std::size_t eq = token.find('=');
@@ -281,8 +284,14 @@ class Parser {
         seen = &seen_task;
       } else if (key == "site") {
         seen = &seen_site;
+      } else if (key == "seq") {
+        seen = &op.has_seq;
+      } else if (key == "to") {
+        if (op.kind != OpKind::kRealloc) return fail(line, "field 'to' is only valid on 'r'");
+        seen = &seen_to;
       } else {
-        return fail(line, "unknown field " + quoted(key) + " (allowed: caps, t, task, site)");
+        return fail(line,
+                    "unknown field " + quoted(key) + " (allowed: caps, t, task, site, seq, to)");
       }
       if (*seen) return fail(line, "duplicate field " + quoted(key));
       if (value.empty()) return fail(line, "empty value for field " + quoted(key));
@@ -295,6 +304,10 @@ class Parser {
         if (!number(line, "t", value, kMaxU64, op.time)) return false;
       } else if (key == "task") {
         op.task = intern(value);
+      } else if (key == "seq") {
+        if (!number(line, "seq", value, kMaxU64, op.seq)) return false;
+      } else if (key == "to") {
+        to = value;
       } else {
         op.site = intern(value);
       }
@@ -352,7 +365,8 @@ class Parser {
       case OpKind::kFree:
         break;
     }
-    if (!parse_fields(line, tokens + 1 + expected, n - 1 - expected, op)) return false;
+    std::string_view to;
+    if (!parse_fields(line, tokens + 1 + expected, n - 1 - expected, op, to)) return false;
 
     // Binding rules.
     auto found = ids_.find(id);
@@ -382,6 +396,25 @@ class Parser {
                               std::to_string(bound_line_[op.slot]) + ")");
       }
       bound_line_[op.slot] = line;
+      if (!to.empty() && to != id) {
+        // `r ID SIZE to=NEW`: the block moved; NEW names it from now on and ID is unbound.
+        auto target = ids_.find(to);
+        if (target == ids_.end()) {
+          const auto slot = static_cast<std::uint32_t>(result_.trace.ids.size());
+          target = ids_.emplace(to, slot).first;
+          result_.trace.ids.emplace_back(to);
+          bound_line_.push_back(kUnbound);
+          freed_line_.push_back(0);
+        }
+        op.to_slot = target->second;
+        if (bound_line_[op.to_slot] != kUnbound) {
+          return fail(line, "'r' to ID " + quoted(to) + " that is already live (bound at line " +
+                                std::to_string(bound_line_[op.to_slot]) + ")");
+        }
+        bound_line_[op.slot] = kUnbound;
+        freed_line_[op.slot] = line;
+        bound_line_[op.to_slot] = line;
+      }
     }
     result_.trace.ops.push_back(op);
     return true;
@@ -469,6 +502,14 @@ std::string format_op(const Trace &trace, const Op &op) {
     out += " site=";
     out += trace.strings.at(op.site);
   }
+  if (op.has_seq) {
+    out += " seq=";
+    out += std::to_string(op.seq);
+  }
+  if (op.to_slot != kNoSlot) {
+    out += " to=";
+    out += trace.ids.at(op.to_slot);
+  }
   return out;
 }
 
@@ -508,10 +549,11 @@ TraceStats compute_stats(const Trace &trace) {
       --blocks;
     }
     if (op.kind != OpKind::kFree) {
-      live[slot] = true;
-      live_bytes[slot] = requested_bytes(op);
+      const std::uint32_t bound = op.to_slot != kNoSlot ? op.to_slot : slot;
+      live[bound] = true;
+      live_bytes[bound] = requested_bytes(op);
       ++blocks;
-      const std::uint64_t sum = saturating_add(bytes, live_bytes[slot]);
+      const std::uint64_t sum = saturating_add(bytes, live_bytes[bound]);
       if (sum == std::numeric_limits<std::uint64_t>::max()) saturated = true;
       bytes = sum;
     }

@@ -42,6 +42,8 @@ char op_letter(OpKind kind) noexcept;
 
 /// "no string" value of Op::task and Op::site.
 inline constexpr std::uint32_t kNoString = 0xFFFFFFFFu;
+/// "no slot" value of Op::to_slot.
+inline constexpr std::uint32_t kNoSlot = 0xFFFFFFFFu;
 
 /// One operation. Fields that a kind does not use are 0 (size of `f`, count of all but `z`, align
 /// of all but `m`). Numbers are stored exactly as written: the parser does not judge whether an
@@ -59,6 +61,9 @@ struct Op {
   std::size_t count = 0;              ///< COUNT of `z`
   std::size_t align = 0;              ///< ALIGN of `m`
   std::uint64_t time = 0;             ///< `t=` value (meaningful only if has_time)
+  bool has_seq = false;               ///< true if the line carried `seq=`
+  std::uint64_t seq = 0;              ///< `seq=` value (meaningful only if has_seq)
+  std::uint32_t to_slot = kNoSlot;    ///< `r ... to=ID`: slot the result is bound to, else kNoSlot
 };
 
 /// Equality of everything but `line` (the source position is not part of an operation's meaning,
@@ -113,7 +118,8 @@ struct ParseResult {
 ///     `unknown operation 'x'`                                    first token not a/z/m/r/f
 ///     `bad SIZE 'abc': not an unsigned decimal integer`          (also COUNT, ALIGN, t)
 ///     `bad SIZE '99999999999999999999': out of range (max 18446744073709551615)`
-///     `unknown field 'foo' (allowed: caps, t, task, site)`
+///     `unknown field 'foo' (allowed: caps, t, task, site, seq, to)`
+///     `field 'to' is only valid on 'r'`, `'r' to ID 'x' that is already live (bound at line 3)`
 ///     `duplicate field 'caps'`, `empty value for field 'task'`, `malformed field '=5'`
 ///     `unexpected 'x' after key=value fields`
 ///     `bad caps 'FOO': unknown capability 'FOO'`                 (any parse_caps error)
@@ -130,7 +136,8 @@ ParseResult load_trace_file(const std::string &path);
 
 /// Formats one operation as a trace line without its newline, e.g. `m 7 64 100 caps=8BIT|DMA t=5`.
 /// Fields are written only when they differ from the absent state (caps ≠ MALLOC_CAP_DEFAULT,
-/// has_time, task/site ≠ kNoString), in the order caps, t, task, site; caps use format_caps().
+/// has_time, task/site ≠ kNoString, has_seq, to_slot ≠ kNoSlot), in the order caps, t, task,
+/// site, seq, to; caps use format_caps().
 /// Precondition: op.slot < trace.ids.size() and task/site are kNoString or valid indices
 /// (otherwise throws std::out_of_range).
 std::string format_op(const Trace &trace, const Op &op);
@@ -143,9 +150,10 @@ std::string format_op(const Trace &trace, const Op &op);
 std::string write_trace(const Trace &trace);
 
 /// Figures of a trace, computed by following its binding rules: an ID is live from the op that
-/// binds it (a, z, m, r) until the `f` that unbinds it, and weighs its requested bytes — SIZE,
-/// or COUNT × SIZE for `z` (0 if that product overflows), the latest SIZE for an ID that `r`
-/// rebound. These are the figures gen_traces.py and the shared traces put in their headers.
+/// binds it (a, z, m, r; `r ... to=NEW` unbinds ID and binds NEW) until the `f` that unbinds it,
+/// and weighs its requested bytes — SIZE, or COUNT × SIZE for `z` (0 if that product overflows),
+/// the latest SIZE for an ID that `r` rebound. These are the figures gen_traces.py and the shared
+/// traces put in their headers.
 struct TraceStats {
   std::size_t ops = 0;
   std::size_t op_count[kOpKindCount] = {};  ///< indexed by static_cast<size_t>(OpKind)

@@ -318,9 +318,9 @@ TEST(TraceErrors, NumbersOutOfRange) {
 
 TEST(TraceErrors, Fields) {
   EXPECT_EQ(parse_error("a 1 1 foo=bar\n"),
-            "w1.trace:1: unknown field 'foo' (allowed: caps, t, task, site)");
+            "w1.trace:1: unknown field 'foo' (allowed: caps, t, task, site, seq, to)");
   EXPECT_EQ(parse_error("a 1 1 Caps=DMA\n"),
-            "w1.trace:1: unknown field 'Caps' (allowed: caps, t, task, site)");
+            "w1.trace:1: unknown field 'Caps' (allowed: caps, t, task, site, seq, to)");
   EXPECT_EQ(parse_error("a 1 1 caps=DMA caps=8BIT\n"), "w1.trace:1: duplicate field 'caps'");
   EXPECT_EQ(parse_error("a 1 1 t=1 t=2\n"), "w1.trace:1: duplicate field 't'");
   EXPECT_EQ(parse_error("a 1 1 task=a task=a\n"), "w1.trace:1: duplicate field 'task'");

@@ -1,0 +1,28 @@
+// sim/trace_file.hpp — CAPHEAP_TRACE_FILE: the host simulator records a whole program run into a
+// trace file through the event recorder (include/capheap_recorder.h, docs/debugging.md).
+#ifndef CAPHEAP_SIM_TRACE_FILE_HPP
+#define CAPHEAP_SIM_TRACE_FILE_HPP
+
+#include <cstddef>
+
+#include "esp_err.h"
+
+namespace capheap::sim {
+
+/// Bytes buffered before the file is written (and the buffer's size).
+inline constexpr std::size_t kTraceFileFlushAt = 60 * 1024;
+
+/// If $CAPHEAP_TRACE_FILE is set and not empty: creates (truncates) that file, writes the header
+/// (`# heap-trace v1`, `# workload: capheap recording`, `# chip: CHIP`) and installs the recorder,
+/// whose lines are buffered and written when kTraceFileFlushAt bytes are pending, at exit and on
+/// stop_trace_file(). Returns ESP_OK (also when the variable is unset); ESP_ERR_INVALID_ARG after
+/// printing "capheap: cannot open CAPHEAP_TRACE_FILE 'PATH': REASON" to stderr;
+/// ESP_ERR_INVALID_STATE if a recorder is already installed.
+esp_err_t start_trace_file_from_env(const char *chip);
+
+/// Uninstalls the file's recorder, writes what is buffered and closes the file (no-op if none).
+void stop_trace_file();
+
+}  // namespace capheap::sim
+
+#endif  // CAPHEAP_SIM_TRACE_FILE_HPP
