@@ -22,6 +22,17 @@ extern "C" {
 /* ---- Heap configuration -----------------------------------------------------------------------
  */
 
+/* Heap poisoning level (ESP-IDF's CONFIG_HEAP_POISONING_*), chosen per heap when it is created.
+ * LIGHT: every allocation carries a head canary 0xABBA1234 with its requested size and a tail
+ * canary 0xBAAD5678 (12 bytes with granule 4), checked on free, realloc and integrity checks.
+ * COMPREHENSIVE: LIGHT, plus free memory is kept at 0xFE (verified when handed out and by
+ * integrity checks) and new allocations are filled with 0xCE; realloc always moves. */
+typedef enum {
+  CAPHEAP_POISONING_NONE = 0,
+  CAPHEAP_POISONING_LIGHT = 1,
+  CAPHEAP_POISONING_COMPREHENSIVE = 2,
+} capheap_poisoning_t;
+
 /* Options for capheap_heap_register. Zero-initialise and set what you need: every field's zero
  * value means "the default". Later versions only append fields. */
 typedef struct capheap_heap_config {
@@ -29,6 +40,12 @@ typedef struct capheap_heap_config {
    * builds, 4 on 32-bit bare-metal targets). Every returned pointer is a multiple of it and every
    * block size is rounded to it. 4 is ESP-IDF's behaviour. */
   size_t granule;
+  /* Poisoning level (default none). Builds configured without decoration support
+   * (CAPHEAP_DECORATION=OFF) refuse anything but NONE. */
+  capheap_poisoning_t poisoning;
+  /* Store the allocating task's owner word (capheap_port_task_owner) in each allocation, 4 bytes
+   * just before the data (ESP-IDF's CONFIG_HEAP_TASK_TRACKING); esp_heap_task_info.h reads it. */
+  bool task_tracking;
 } capheap_heap_config_t;
 
 /* Registers [start, start + size) as a heap with explicit options.
@@ -109,6 +126,13 @@ void capheap_set_layout(const capheap_layout_t *layout);
 /* Granule of the heaps heap_caps_init and heap_caps_add_region* create: 4 (ESP-IDF, the default),
  * 8 or 16. Call before heap_caps_init. Returns ESP_ERR_INVALID_ARG for other values. */
 esp_err_t capheap_set_caps_granule(size_t granule);
+
+/* Options (granule, poisoning, task tracking) of every heap heap_caps_init and
+ * heap_caps_add_region* create from now on; call before heap_caps_init. NULL restores the defaults
+ * (granule 4, no poisoning, no task tracking). Returns ESP_ERR_INVALID_ARG (nothing changed) for a
+ * granule other than 0/4/8/16 (0 = 4), a poisoning value outside capheap_poisoning_t, or
+ * poisoning/task tracking in a build without decoration support. Not thread-safe. */
+esp_err_t capheap_set_caps_heap_config(const capheap_heap_config_t *cfg);
 
 /* Sets aside `size` bytes of internal DMA-capable RAM that only explicit MALLOC_CAP_DMA or
  * MALLOC_CAP_INTERNAL requests can use (never plain malloc): ESP-IDF's

@@ -56,18 +56,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capheap.h"
 #include "esp_err.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Heap poisoning level (honoured once the debugging features land; stored until then). */
-typedef enum {
-  CAPHEAP_POISONING_NONE = 0,
-  CAPHEAP_POISONING_LIGHT = 1,
-  CAPHEAP_POISONING_COMPREHENSIVE = 2,
-} capheap_poisoning_t;
 
 /* Memory protection setting (0, the zero value, means the chip's default). */
 typedef enum {
@@ -90,13 +84,16 @@ typedef struct capheap_host_config {
    * when on, D/IRAM is data-only and EXEC requests cannot use it. Chips without the feature reject
    * ON/OFF with ESP_ERR_INVALID_ARG. */
   capheap_memprot_t memory_protection;
+  /* Owner words in every heap (esp_heap_task_info.h); false = CAPHEAP_TASK_TRACKING from the
+   * environment ("1"/"0"), else off. */
+  bool task_tracking;
 } capheap_host_config_t;
 
 /* The defaults: chip-default sizes, no poisoning, chip addresses, granule 4. */
 #define CAPHEAP_HOST_CONFIG_DEFAULT                                                        \
   {                                                                                        \
     CAPHEAP_HOST_DEFAULT_SIZE, CAPHEAP_HOST_DEFAULT_SIZE, CAPHEAP_POISONING_NONE, true, 0, \
-        CAPHEAP_MEMPROT_DEFAULT                                                            \
+        CAPHEAP_MEMPROT_DEFAULT, false                                                     \
   }
 
 /* Builds the heaps of `chip_or_path` (a bundled chip name such as "esp32s3", or a layout JSON path;

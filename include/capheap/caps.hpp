@@ -160,6 +160,8 @@ class Registry {
   /// Sets up the registry's own lock and forgets every heap (their memory is not touched).
   /// Not thread-safe.
   void init(std::size_t granule = 4) noexcept;
+  /// As init(granule), with every option of the heaps it will create (granule 0 = 4).
+  void init(const HeapConfig &heap_config) noexcept;
 
   /// Builds the boot heaps of a chip layout (heap_caps_init's algorithm; see esp_heap_caps_init.h)
   /// and remembers the layout's alias and alignment facts. Returns kNoMem if the layout has more
@@ -305,7 +307,7 @@ class Registry {
   std::uint32_t seq_ = 0;             // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
-  std::size_t granule_ = 4;
+  HeapConfig heap_config_{Granule::k4, Poisoning::kNone, false, 0};
   const capheap_layout_t *layout_ = nullptr;
 };
 

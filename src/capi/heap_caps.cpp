@@ -21,7 +21,7 @@ namespace {
 
 Registry g_registry;
 const capheap_layout_t *g_layout = nullptr;
-std::size_t g_granule = 4;
+HeapConfig g_heap_config{Granule::k4, Poisoning::kNone, false, 0};
 esp_alloc_failed_hook_t g_failed_hook = nullptr;
 bool g_abort_on_failure = false;
 // ESP-IDF keeps the limit as an int with -1 meaning "external allocations disabled".
@@ -145,7 +145,7 @@ bool initialised() noexcept {
 void reset() noexcept {
   g_registry.init(4);
   g_layout = nullptr;
-  g_granule = 4;
+  g_heap_config = HeapConfig{Granule::k4, Poisoning::kNone, false, 0};
   g_failed_hook = nullptr;
   g_abort_on_failure = false;
   g_extmem_limit = kExtmemDisabled;
@@ -183,12 +183,30 @@ void capheap_set_layout(const capheap_layout_t *layout) {
 
 esp_err_t capheap_set_caps_granule(size_t granule) {
   if (granule != 4 && granule != 8 && granule != 16) return ESP_ERR_INVALID_ARG;
-  capheap::capi::g_granule = granule;
+  capheap::capi::g_heap_config.granule = static_cast<capheap::Granule>(granule);
+  return ESP_OK;
+}
+
+esp_err_t capheap_set_caps_heap_config(const capheap_heap_config_t *cfg) {
+  capheap::HeapConfig hc{capheap::Granule::k4, capheap::Poisoning::kNone, false, 0};
+  if (cfg != nullptr) {
+    if (cfg->granule != 0 && cfg->granule != 4 && cfg->granule != 8 && cfg->granule != 16)
+      return ESP_ERR_INVALID_ARG;
+    if (cfg->granule != 0) hc.granule = static_cast<capheap::Granule>(cfg->granule);
+    if (static_cast<unsigned>(cfg->poisoning) > CAPHEAP_POISONING_COMPREHENSIVE)
+      return ESP_ERR_INVALID_ARG;
+    hc.poisoning = static_cast<capheap::Poisoning>(cfg->poisoning);
+    hc.track_owner = cfg->task_tracking;
+#if defined(CAPHEAP_WITH_DECORATION) && !CAPHEAP_WITH_DECORATION
+    if (hc.poisoning != capheap::Poisoning::kNone || hc.track_owner) return ESP_ERR_INVALID_ARG;
+#endif
+  }
+  capheap::capi::g_heap_config = hc;
   return ESP_OK;
 }
 
 void heap_caps_init(void) {
-  g_registry.init(capheap::capi::g_granule);
+  g_registry.init(capheap::capi::g_heap_config);
   if (capheap::capi::g_layout != nullptr) g_registry.build_from_layout(*capheap::capi::g_layout);
   // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now.
   int expected = 0;

@@ -53,12 +53,10 @@ class Guard {
   void *lock_;
 };
 
-multi_heap_handle_t register_with(void *start, size_t size, capheap::Granule granule) {
+multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig cfg) {
   if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 ||
       size < kPrefixBytes)
     return nullptr;
-  capheap::HeapConfig cfg;
-  cfg.granule = granule;
   cfg.reserved_prefix = kPrefixBytes;
   const Heap heap =
       Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
@@ -72,7 +70,7 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::Granule gra
 extern "C" {
 
 multi_heap_handle_t multi_heap_register(void *start, size_t size) {
-  return register_with(start, size, capheap::Granule::kPlatformDefault);
+  return register_with(start, size, capheap::HeapConfig{});
 }
 
 multi_heap_handle_t capheap_heap_register(void *start, size_t size,
@@ -95,7 +93,14 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
         return nullptr;
     }
   }
-  return register_with(start, size, granule);
+  capheap::HeapConfig hc;
+  hc.granule = granule;
+  if (cfg != nullptr) {
+    if (static_cast<unsigned>(cfg->poisoning) > CAPHEAP_POISONING_COMPREHENSIVE) return nullptr;
+    hc.poisoning = static_cast<capheap::Poisoning>(cfg->poisoning);
+    hc.track_owner = cfg->task_tracking;
+  }
+  return register_with(start, size, hc);
 }
 
 size_t capheap_heap_granule(multi_heap_handle_t heap) {

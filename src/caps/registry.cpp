@@ -70,6 +70,12 @@ void Registry::unlock_table() noexcept {
 // ================================================================================================
 
 void Registry::init(std::size_t granule) noexcept {
+  HeapConfig cfg;
+  cfg.granule = granule == 16 ? Granule::k16 : granule == 8 ? Granule::k8 : Granule::k4;
+  init(cfg);
+}
+
+void Registry::init(const HeapConfig &heap_config) noexcept {
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_destroy(&records_[i].lock_storage);
   if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
@@ -77,7 +83,9 @@ void Registry::init(std::size_t granule) noexcept {
   boot_count_ = 0;
   iram_low_ = iram_high_ = 0;
   layout_ = nullptr;
-  granule_ = granule;
+  heap_config_ = heap_config;
+  if (heap_config_.granule == Granule::kPlatformDefault) heap_config_.granule = Granule::k4;
+  heap_config_.reserved_prefix = 0;
   for (auto &lvl : level_masks_)
     for (auto &m : lvl)
       m = Mask{};
@@ -95,9 +103,7 @@ void Registry::init(std::size_t granule) noexcept {
 }
 
 bool Registry::register_heap(Record &r) noexcept {
-  HeapConfig cfg;
-  cfg.granule = granule_ == 16 ? Granule::k16 : granule_ == 8 ? Granule::k8 : Granule::k4;
-  r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, cfg);
+  r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, heap_config_);
   r.registered = static_cast<bool>(r.heap);
   return r.registered;
 }

@@ -9,7 +9,7 @@
 //   |
 //   v
 //   +------------------+---------------+-------------------------+-----+----------+----------+----+
-//   | Control (36 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
+//   | Control (40 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
 //   +------------------+---------------+-------------------------+-----+----------+----------+----+
 //   ^ offset 0          u32 each        u32 offsets, 0 = empty          ^ first               ^ end
 //                                                                                 (sentinel header)
@@ -37,6 +37,24 @@
 //   block in O(1) without storing a back pointer in used blocks (the boundary-tag idea).
 // - Free blocks are never adjacent (immediate coalescing). The last header of the region, at `end`,
 //   is a sentinel: size 0, not free, so walks and coalescing stop there.
+//
+// ## Decoration (poisoning and owner words; Control::debug, chosen when the heap is created)
+//
+// With poisoning or owner tracking, every allocation's engine block carries extra bytes around the
+// application's data ("decoration"); the pointer handed out is data + head_bytes:
+//
+//   +0   header: size | flags                (engine)
+//   +4   pad (only when the granule is 8 or 16: head_bytes is rounded up to the granule)
+//        head canary 0xABBA1234              (poisoning)        = user - 8 - owner bytes
+//        requested size (u32)                (poisoning)        = user - 4 - owner bytes
+//        owner word (u32)                    (owner tracking)   = user - 4
+//   user application data (requested bytes)
+//        tail canary 0xBAAD5678, stored bytewise (poisoning; may be unaligned) = user + requested
+//        slack up to the block end
+//
+// With granule 4 the head is 8 (poisoning), 4 (owner) or 12 (both) bytes: ESP-IDF's layout, with
+// its 12 bytes of poisoning overhead. Comprehensive poisoning keeps every byte of a free block
+// other than its header, links and footer at 0xFE, and fills new allocations with 0xCE.
 //
 // ## Size classes (two-level segregated fit, after Masmano et al., "TLSF: a new dynamic memory
 // allocator for real-time systems", ECRTS 2004)
@@ -97,7 +115,7 @@ constexpr u32 kFree = 1u;           ///< header flag: this block is free
 constexpr u32 kPrevFree = 2u;       ///< header flag: the previous block is free
 constexpr u32 kFlagMask = 3u;
 constexpr u32 kSizeMask = ~kFlagMask;
-constexpr std::uint16_t kControlMagic = 0xCA9Eu;
+constexpr std::uint8_t kControlMagic = 0xC9u;
 constexpr u32 kMaxSlLog2 = 5;  ///< SL <= 32 so a second-level bitmap is one u32
 constexpr u32 kFitScan = 4;    ///< entries examined by the bounded best fit in the own class
 /// Largest region capheap manages (offsets are 32-bit; 64 bytes of slack keep every sum in range).
@@ -113,7 +131,8 @@ constexpr u32 kPrevFreeField = 8;
 /// The heap's control structure at offset 0 of its region. Followed in memory by
 /// `u32 sl_bitmap[fl_count]` and `u32 heads[fl_count << sl_log2]`.
 struct Control {
-  std::uint16_t magic;        ///< kControlMagic
+  std::uint8_t magic;         ///< kControlMagic
+  std::uint8_t debug;         ///< decoration: kDebugPoisonMask level | kDebugOwner (0 = none)
   std::uint8_t granule_log2;  ///< 2, 3 or 4
   std::uint8_t sl_log2;       ///< 0..kMaxSlLog2
   std::uint8_t fl_count;      ///< number of first levels (1..32)
@@ -128,9 +147,12 @@ struct Control {
   u32 free_blocks;            ///< number of free blocks
   u32 used_blocks;            ///< number of allocated blocks
   u32 fl_bitmap;              ///< bit f set iff sl_bitmap[f] != 0
+  u32 check_cursor;           ///< header offset where the next incremental check step starts
+                              ///< (0 = the first block); always a block boundary (see
+                              ///< Heap::validate_step: merges move it back to the merged block)
 };
 
-static_assert(sizeof(Control) == 36, "Control must stay 36 bytes on every target");
+static_assert(sizeof(Control) == 40, "Control must stay 40 bytes on every target");
 static_assert(alignof(Control) == 4, "Control needs only 4-byte alignment");
 static_assert(sizeof(u32) == kHeaderBytes, "a header is one 32-bit word");
 static_assert(kMinBlockBytes == kHeaderBytes + 2 * sizeof(u32) + sizeof(u32),
@@ -148,6 +170,37 @@ constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
 // metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an offset from
 // the control structure. memcpy keeps the accesses free of type-punning problems (user data may
 // have been stored there with any type); compilers emit one aligned load or store.
+
+// ---- Decoration constants ------------------------------------------------------------------
+
+constexpr std::uint8_t kDebugPoisonMask = 3u;  ///< Control::debug bits 0-1: Poisoning level
+constexpr std::uint8_t kDebugOwner = 4u;       ///< Control::debug bit 2: owner words
+constexpr u32 kHeadCanary = 0xABBA1234u;
+constexpr u32 kTailCanary = 0xBAAD5678u;
+constexpr unsigned char kFillFree = 0xFEu;
+constexpr unsigned char kFillAlloc = 0xCEu;
+constexpr u32 kPoisonHeadBytes = 8;  ///< head canary + requested size
+constexpr u32 kPoisonTailBytes = 4;
+constexpr u32 kOwnerBytes = 4;
+/// First byte of a free block's data that comprehensive poisoning keeps at kFillFree (after the
+/// header's two free-list links); the last 4 bytes (footer) are excluded too.
+constexpr u32 kFreeFillStart = 12;
+
+/// Bytes of decoration before the application's data for a debug byte and granule.
+constexpr u32 head_bytes(std::uint8_t debug, u32 granule) noexcept {
+  const u32 raw = ((debug & kDebugPoisonMask) != 0 ? kPoisonHeadBytes : 0u) +
+                  ((debug & kDebugOwner) != 0 ? kOwnerBytes : 0u);
+  return (raw + granule - 1) & ~(granule - 1);
+}
+/// Bytes of decoration after the application's data.
+constexpr u32 tail_bytes(std::uint8_t debug) noexcept {
+  return (debug & kDebugPoisonMask) != 0 ? kPoisonTailBytes : 0u;
+}
+static_assert(head_bytes(1, 4) + tail_bytes(1) == 12, "ESP-IDF's poisoning overhead is 12 bytes");
+static_assert(head_bytes(kDebugOwner, 4) == 4 && head_bytes(1 | kDebugOwner, 4) == 12,
+              "owner word layout (granule 4)");
+static_assert(head_bytes(1 | kDebugOwner, 16) == 16 && head_bytes(kDebugOwner, 8) == 8,
+              "heads keep the application's data granule-aligned");
 
 /// Allowed values of Control::prefix_bytes.
 constexpr bool valid_prefix(std::uint32_t v) noexcept {

@@ -10,6 +10,7 @@
 #include "capheap/heap.hpp"
 
 #include "core/block_layout.hpp"
+#include "core/engine.hpp"
 #include "core/check.hpp"
 
 namespace capheap {
@@ -35,6 +36,15 @@ namespace {
 // ================================================================================================
 
 #define CAPHEAP_INLINE inline __attribute__((always_inline))
+
+#ifndef CAPHEAP_WITH_DECORATION
+#define CAPHEAP_WITH_DECORATION 1
+#endif
+#if CAPHEAP_WITH_DECORATION
+#define CAPHEAP_DECORATED(c) CAPHEAP_UNLIKELY((c)->debug != 0)
+#else
+#define CAPHEAP_DECORATED(c) false
+#endif
 
 CAPHEAP_INLINE u32 msb_index(u32 v) noexcept {
   return 31u - static_cast<u32>(__builtin_clz(v));
@@ -180,6 +190,12 @@ struct Ctx {
 
 CAPHEAP_INLINE bool same_class(SizeClass a, SizeClass b) noexcept {
   return a.fl == b.fl && a.sl == b.sl;
+}
+
+/// A merge removed the block header at `absorbed`: an incremental check positioned there resumes
+/// at the merged block `into` instead (see Heap::validate_step).
+CAPHEAP_INLINE void retarget_cursor(Control *c, u32 absorbed, u32 into) noexcept {
+  if (CAPHEAP_UNLIKELY(c->check_cursor == absorbed)) c->check_cursor = into;
 }
 
 // Control-based forms for the cold paths (creation, validation, walks).
@@ -340,7 +356,8 @@ CAPHEAP_COLD void report_bad_live_block(const Ctx &x, const void *p, u32 blk, co
 /// inside the block area and granule-aligned; not free; a sane size; the next block does not think
 /// this one is free and, if free itself, has a sane size; a free previous block's footer and header
 /// agree. Returns the header offset, or 0 after reporting through the fail hook.
-CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *op_name) noexcept {
+CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *op_name,
+                                      const void *report) noexcept {
   const u32 blk = x.block_of_pointer(p);
   bool ok = blk != 0;
   if (CAPHEAP_LIKELY(ok)) {
@@ -364,7 +381,7 @@ CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *o
     }
   }
   if (CAPHEAP_LIKELY(ok)) return blk;
-  report_bad_live_block(x, p, blk, op_name);
+  report_bad_live_block(x, report, blk, op_name);
   return 0;
 }
 
@@ -395,6 +412,10 @@ u32 sl_log2_for(std::size_t span) noexcept {
 Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexcept {
   if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
   if (!detail::valid_prefix(config.reserved_prefix)) return Heap();
+  if (static_cast<unsigned>(config.poisoning) > 2) return Heap();
+#if !CAPHEAP_WITH_DECORATION
+  if (config.poisoning != Poisoning::kNone || config.track_owner) return Heap();
+#endif
   Granule gr = config.granule == Granule::kPlatformDefault ? granule_default() : config.granule;
   u32 g_log2;
   switch (gr) {
@@ -465,6 +486,8 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->prefix_bytes = detail::valid_prefix(config.reserved_prefix) ? config.reserved_prefix : 0;
   c->first = first;
   c->end = end;
+  const std::uint8_t debug = static_cast<std::uint8_t>(
+      static_cast<unsigned>(config.poisoning) | (config.track_owner ? detail::kDebugOwner : 0u));
 
   const Ctx x(c);
   x.set_header(first, area | kFree);
@@ -475,6 +498,10 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->min_free_bytes = area;
   c->free_blocks = 1;
   c->used_blocks = 0;
+  if (debug != 0) {
+    c->debug = debug;
+    detail::deco_init(c);
+  }
   return Heap(c);
 }
 
@@ -491,7 +518,9 @@ Heap Heap::attach(void *start) noexcept {
 // Allocation
 // ================================================================================================
 
-CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
+namespace {
+
+CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept {
   const Ctx x(control_);
   if (size == 0) return nullptr;
   const u32 b = x.block_for_request(size);
@@ -503,15 +532,17 @@ CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
     return nullptr;
   }
   take(x, f, x.size_at(f.blk), b);
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after allocate", x.data(f.blk), x.id());
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
+                          "heap invalid after allocate", x.data(f.blk), x.id());
   return x.data(f.blk);
 }
 
-void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
+void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
+                            std::size_t offset) noexcept {
   const Ctx x(control_);
   if (size == 0 || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
   const u32 g = x.granule();
-  if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate(size);
+  if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate_impl(control_, size);
   // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
   // or offset not a multiple of it) when offset is a multiple of g.
   if ((offset & (g - 1)) != 0 || offset > x.end) return nullptr;
@@ -523,7 +554,7 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
     const Found f = find_free(x, b);
     if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
       return nullptr;
-    return allocate(size);
+    return allocate_impl(control_, size);
   }
   const u32 a = static_cast<u32>(alignment);
 
@@ -570,10 +601,9 @@ void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_
 // Free
 // ================================================================================================
 
-CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
-  if (p == nullptr) return;
+CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
-  const u32 blk = checked_live_block(x, p, "free of a pointer that is not a block of this heap");
+  const u32 blk = checked_live_block(x, p, "free of a pointer that is not a block of this heap", p);
   if (blk == 0) return;
   // checked_live_block verified both neighbours' sizes and the previous block's footer.
   Control *c = x.c;
@@ -594,6 +624,8 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
       x.remove(next, x.class_of(next_size));
       grow_free_block(x, blk - psize, psize, psize + size + next_size);
       --c->free_blocks;
+      retarget_cursor(c, blk, blk - psize);
+      retarget_cursor(c, next, blk - psize);
     } else {
       // used | this | free  ->  one block at this.
       const u32 total = size + next_size;
@@ -606,6 +638,7 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
         x.remove(next, kn);
         x.insert(blk, kt);
       }
+      retarget_cursor(c, next, blk);
     }
   } else {
     x.set_header(next, next_h | kPrevFree);
@@ -613,6 +646,7 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
       // free | this | used  ->  prev grows in place.
       const u32 psize = x.word(blk - 4);
       grow_free_block(x, blk - psize, psize, psize + size);
+      retarget_cursor(c, blk, blk - psize);
     } else {
       // used | this | used  ->  a new free block.
       x.set_header(blk, size | kFree);
@@ -621,21 +655,23 @@ CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
       ++c->free_blocks;
     }
   }
-  CAPHEAP_ASSERT_PARANOID(validate().ok(), "heap invalid after free", p, x.id());
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(), "heap invalid after free",
+                          p, x.id());
 }
 
 // ================================================================================================
 // Realloc
 // ================================================================================================
 
-void *Heap::reallocate(void *p, std::size_t size) noexcept {
-  if (p == nullptr) return allocate(size);
+void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
+  if (p == nullptr) return allocate_impl(control_, size);
   if (size == 0) {
-    deallocate(p);
+    deallocate_impl(control_, p);
     return nullptr;
   }
   const Ctx x(control_);
-  const u32 blk = checked_live_block(x, p, "realloc of a pointer that is not a block of this heap");
+  const u32 blk =
+      checked_live_block(x, p, "realloc of a pointer that is not a block of this heap", p);
   if (blk == 0) return nullptr;
   const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
@@ -655,6 +691,7 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
       if (next_is_free) {
         x.remove(next, x.class_of(next_size));
         --c->free_blocks;
+        retarget_cursor(c, next, blk + b);
       } else {
         x.set_header(next, next_h | kPrevFree);
       }
@@ -672,6 +709,7 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
   if (next_is_free && cur + next_size >= b) {
     // Grow in place into the free successor.
     x.remove(next, x.class_of(next_size));
+    retarget_cursor(c, next, blk);
     const u32 total = cur + next_size;
     const u32 rest = total - b;
     u32 now = total;
@@ -691,20 +729,15 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
   }
 
   // Move: allocate, copy, free. On failure the old block stays as it was.
-  void *q = allocate(size);
+  void *q = allocate_impl(control_, size);
   if (q == nullptr) return nullptr;
   const std::size_t keep = (cur - kHeaderBytes) < size ? (cur - kHeaderBytes) : size;
   __builtin_memcpy(q, p, keep);
-  deallocate(p);
+  deallocate_impl(control_, p);
   return q;
 }
 
-// ================================================================================================
-// Queries
-// ================================================================================================
-
-std::size_t Heap::usable_size(const void *p) const noexcept {
-  if (p == nullptr || control_ == nullptr) return 0;
+std::size_t usable_size_impl(const Control *control_, const void *p) noexcept {
   const Ctx x(control_);
   const u32 blk = x.block_of_pointer(p);
   if (blk == 0) return 0;
@@ -714,8 +747,73 @@ std::size_t Heap::usable_size(const void *p) const noexcept {
   return size - kHeaderBytes;
 }
 
+}  // namespace
+
+namespace detail {
+void *raw_allocate(Control *c, std::size_t size) noexcept {
+  return allocate_impl(c, size);
+}
+void *raw_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
+                           std::size_t offset) noexcept {
+  return allocate_aligned_impl(c, size, alignment, offset);
+}
+void raw_deallocate(Control *c, void *p) noexcept {
+  deallocate_impl(c, p);
+}
+void *raw_reallocate(Control *c, void *p, std::size_t size) noexcept {
+  return reallocate_impl(c, p, size);
+}
+std::size_t raw_usable_size(const Control *c, const void *p) noexcept {
+  return usable_size_impl(c, p);
+}
+u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
+                      const char *op_name) noexcept {
+  return checked_live_block(Ctx(c), p, op_name, report_addr);
+}
+}  // namespace detail
+
+// ================================================================================================
+// Public entry points: heaps with decoration (Control::debug != 0) take the decorated paths.
+// ================================================================================================
+
+CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
+  if (CAPHEAP_DECORATED(control_)) return detail::deco_allocate(control_, size);
+  return allocate_impl(control_, size);
+}
+
+void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
+  if (CAPHEAP_DECORATED(control_))
+    return detail::deco_allocate_aligned(control_, size, alignment, offset);
+  return allocate_aligned_impl(control_, size, alignment, offset);
+}
+
+CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
+  if (p == nullptr) return;
+  if (CAPHEAP_DECORATED(control_)) return detail::deco_deallocate(control_, p);
+  deallocate_impl(control_, p);
+}
+
+void *Heap::reallocate(void *p, std::size_t size) noexcept {
+  if (CAPHEAP_DECORATED(control_)) return detail::deco_reallocate(control_, p, size);
+  return reallocate_impl(control_, p, size);
+}
+
+// ================================================================================================
+// Queries
+// ================================================================================================
+
+std::size_t Heap::usable_size(const void *p) const noexcept {
+  if (p == nullptr || control_ == nullptr) return 0;
+  if (CAPHEAP_DECORATED(control_)) return detail::deco_usable_size(control_, p);
+  return usable_size_impl(control_, p);
+}
+
 std::size_t Heap::block_size(const void *p) const noexcept {
-  const std::size_t usable = usable_size(p);
+  if (p == nullptr || control_ == nullptr) return 0;
+  const std::size_t before = decoration_before();
+  if (before > reinterpret_cast<std::uintptr_t>(p)) return 0;
+  const std::size_t usable =
+      usable_size_impl(control_, static_cast<const unsigned char *>(p) - before);
   return usable == 0 ? 0 : usable + kHeaderBytes;
 }
 
@@ -723,6 +821,38 @@ bool Heap::contains(const void *p) const noexcept {
   if (control_ == nullptr) return false;
   const std::uintptr_t base = addr_of(control_);
   return addr_of(p) >= base && addr_of(p) < base + control_->end + kHeaderBytes;
+}
+
+namespace {
+/// Bytes a decorated heap's every allocation spends on decoration (0 without decoration).
+inline std::size_t decoration_of(const Control *c) noexcept {
+  return c->debug == 0 ? 0
+                       : std::size_t(detail::head_bytes(c->debug, detail::granule_of(c))) +
+                             detail::tail_bytes(c->debug);
+}
+inline std::size_t minus_clamped(std::size_t v, std::size_t d) noexcept {
+  return v > d ? v - d : 0;
+}
+}  // namespace
+
+std::size_t Heap::decoration_before() const noexcept {
+  return control_ == nullptr || control_->debug == 0
+             ? 0
+             : detail::head_bytes(control_->debug, detail::granule_of(control_));
+}
+std::size_t Heap::decoration_total() const noexcept {
+  return control_ == nullptr ? 0 : decoration_of(control_);
+}
+Poisoning Heap::poisoning() const noexcept {
+  return control_ == nullptr ? Poisoning::kNone
+                             : static_cast<Poisoning>(control_->debug & detail::kDebugPoisonMask);
+}
+bool Heap::tracks_owner() const noexcept {
+  return control_ != nullptr && (control_->debug & detail::kDebugOwner) != 0;
+}
+std::uint32_t Heap::owner_of(const void *p) const noexcept {
+  if (!tracks_owner() || usable_size(p) == 0) return 0;
+  return load_word(control_, static_cast<u32>(addr_of(p) - addr_of(control_)) - 4u);
 }
 
 std::size_t Heap::largest_free_block() const noexcept {
@@ -740,14 +870,17 @@ std::size_t Heap::largest_free_block() const noexcept {
     if (s > best) best = s;
     blk = next_free(c, blk);
   }
-  return best < kMinBlockBytes ? 0 : best - kHeaderBytes;
+  // Decorated heaps: the largest request is the block's usable size less the decoration.
+  return best < kMinBlockBytes ? 0 : minus_clamped(best - kHeaderBytes, decoration_of(c));
 }
 
+// Decorated heaps report free bytes less one allocation's decoration, as ESP-IDF's poisoning does,
+// so that no figure suggests a request that cannot succeed.
 std::size_t Heap::free_bytes() const noexcept {
-  return control_ ? control_->free_bytes : 0;
+  return control_ ? minus_clamped(control_->free_bytes, decoration_of(control_)) : 0;
 }
 std::size_t Heap::minimum_free_bytes() const noexcept {
-  return control_ ? control_->min_free_bytes : 0;
+  return control_ ? minus_clamped(control_->min_free_bytes, decoration_of(control_)) : 0;
 }
 
 std::size_t Heap::reset_minimum_free_bytes() noexcept {
@@ -764,14 +897,15 @@ HeapInfo Heap::info() const noexcept {
   HeapInfo i;
   const Control *c = control_;
   if (c == nullptr) return i;
-  i.total_free_bytes = c->free_bytes;
+  const std::size_t deco = decoration_of(c);
+  i.total_free_bytes = minus_clamped(c->free_bytes, deco);
   i.allocated_blocks = c->used_blocks;
   i.free_blocks = c->free_blocks;
   i.total_blocks = std::size_t(c->used_blocks) + c->free_blocks;
-  i.total_allocated_bytes =
-      std::size_t(c->end - c->first - c->free_bytes) - std::size_t(kHeaderBytes) * c->used_blocks;
+  i.total_allocated_bytes = std::size_t(c->end - c->first - c->free_bytes) -
+                            (std::size_t(kHeaderBytes) + deco) * c->used_blocks;
   i.largest_free_block = largest_free_block();
-  i.minimum_free_bytes = c->min_free_bytes;
+  i.minimum_free_bytes = minus_clamped(c->min_free_bytes, deco);
   return i;
 }
 
@@ -800,7 +934,15 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
     const u32 h = header(c, blk);
     const u32 size = h & kSizeMask;
     if (size < kMinBlockBytes || size > c->end - blk) return;  // corrupt: stop, never loop
-    const BlockView view{detail::data_of(c, blk), size - kHeaderBytes, (h & kFree) == 0};
+    BlockView view;
+    view.data = detail::data_of(c, blk);
+    view.size = size - kHeaderBytes;
+    view.used = (h & kFree) == 0;
+    if (view.used) {
+      view.user = view.data;
+      view.requested = view.size;
+      if (c->debug != 0) detail::deco_view(c, blk, view);
+    }
     if (!fn(view, user)) return;
     blk += size;
   }
@@ -864,6 +1006,7 @@ Validation Heap::validate() const noexcept {
   u32 blk = c->first;
   bool prev_was_free = false;
   u32 free_count = 0, used_count = 0, free_sum = 0;
+  bool cursor_seen = false;
   while (blk < c->end) {
     const u32 h = header(c, blk);
     const u32 size = h & kSizeMask;
@@ -881,8 +1024,10 @@ Validation Heap::validate() const noexcept {
       ++used_count;
     }
     prev_was_free = is_free;
+    if (blk == c->check_cursor) cursor_seen = true;
     blk += size;
   }
+  if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end) return ctl_bad;
   const u32 sentinel = header(c, c->end);
   if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
       ((sentinel & kPrevFree) != 0) != prev_was_free)
@@ -926,7 +1071,98 @@ Validation Heap::validate() const noexcept {
   if (c->free_bytes != free_sum || c->free_blocks != free_count || c->used_blocks != used_count ||
       c->min_free_bytes > c->free_bytes)
     return {Fault::kBadCounters, c};
+
+  // 4. Decoration: canaries and sizes of allocations, the fill of free memory.
+  if (c->debug != 0) {
+    if ((c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) != 0 ||
+        (c->debug & detail::kDebugPoisonMask) == detail::kDebugPoisonMask)
+      return ctl_bad;
+    for (u32 b = c->first; b < c->end; b += size_at(c, b)) {
+      const Validation v = detail::deco_check_block(c, b);
+      if (!v.ok()) return v;
+    }
+  }
   return {};
+}
+
+namespace {
+
+/// One block of the incremental check: what validate() checks for it that needs no walk from the
+/// start (header, neighbours' flags, free-list links and class, footer, decoration).
+Validation check_one_block(const Control *c, u32 blk) noexcept {
+  const u32 g = detail::granule_of(c);
+  const u32 h = header(c, blk);
+  const u32 size = h & kSizeMask;
+  const void *where = detail::data_of(c, blk);
+  if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk)
+    return {Fault::kBadBlockSize, where};
+  if ((h & kPrevFree) != 0) {
+    const u32 psize = load_word(c, blk - 4);
+    if (blk == c->first || psize < kMinBlockBytes || psize > blk - c->first ||
+        header(c, blk - psize) != (psize | kFree))
+      return {Fault::kBadPrevFreeFlag, where};
+  }
+  const u32 next_h = header(c, blk + size);
+  const bool is_free = (h & kFree) != 0;
+  if (((next_h & kPrevFree) != 0) != is_free) return {Fault::kBadPrevFreeFlag, where};
+  if (is_free) {
+    if ((next_h & kFree) != 0) return {Fault::kAdjacentFree, where};
+    if (load_word(c, blk + size - 4) != size) return {Fault::kBadFooter, where};
+    const u32 nf = next_free(c, blk), pf = prev_free(c, blk);
+    const Ctx x(c);
+    if (nf != 0 && (!x.free_entry_ok(nf) || prev_free(c, nf) != blk))
+      return {Fault::kBadFreeLink, where};
+    const SizeClass k = class_of(c, size);
+    if (pf != 0) {
+      if (!x.free_entry_ok(pf) || next_free(c, pf) != blk) return {Fault::kBadFreeLink, where};
+      if (!same_class(class_of(c, size_at(c, pf)), k)) return {Fault::kBadFreeListClass, where};
+    } else if (detail::list_heads(c)[x.list_index(k)] != blk) {
+      return {Fault::kBadFreeListClass, where};
+    }
+    if (((detail::sl_bitmaps(c)[k.fl] >> k.sl) & 1u) == 0 || ((c->fl_bitmap >> k.fl) & 1u) == 0)
+      return {Fault::kBadBitmap, where};
+  }
+  if (c->debug != 0) return detail::deco_check_block(c, blk);
+  return {};
+}
+
+}  // namespace
+
+StepResult Heap::validate_step(std::size_t max_blocks) noexcept {
+  StepResult r;
+  Control *c = control_;
+  if (c == nullptr) {
+    r.validation = {Fault::kBadControl, nullptr};
+    return r;
+  }
+  if (max_blocks == 0) max_blocks = 1;
+  u32 blk = c->check_cursor == 0 ? c->first : c->check_cursor;
+  if (blk < c->first || blk > c->end || !invariants_hold()) {
+    r.validation = {Fault::kBadControl, c};
+    return r;
+  }
+  while (r.visited < max_blocks && blk < c->end) {
+    ++r.visited;
+    const Validation v = check_one_block(c, blk);
+    if (!v.ok()) {
+      r.validation = v;  // stay here: the next step reports it again until it is repaired
+      c->check_cursor = blk;
+      return r;
+    }
+    blk += size_at(c, blk);
+  }
+  if (blk >= c->end) {
+    const u32 sentinel = header(c, c->end);
+    if ((sentinel & (kSizeMask | kFree)) != 0) {
+      r.validation = {Fault::kBadSentinel, detail::data_of(c, c->end)};
+      c->check_cursor = c->end;
+      return r;
+    }
+    r.cycle_complete = true;
+    blk = 0;
+  }
+  c->check_cursor = blk;
+  return r;
 }
 
 bool Heap::invariants_hold() const noexcept {
@@ -953,30 +1189,4 @@ bool Heap::invariants_hold() const noexcept {
   return true;
 }
 
-}  // namespace capheap
-
-// ---- Decoration (stubs until poisoning lands)
-// ----------------------------------------------------
-namespace capheap {
-Poisoning Heap::poisoning() const noexcept {
-  return Poisoning::kNone;
-}
-bool Heap::tracks_owner() const noexcept {
-  return false;
-}
-std::uint32_t Heap::owner_of(const void *) const noexcept {
-  return 0;
-}
-std::size_t Heap::decoration_before() const noexcept {
-  return 0;
-}
-std::size_t Heap::decoration_total() const noexcept {
-  return 0;
-}
-StepResult Heap::validate_step(std::size_t) noexcept {
-  StepResult r;
-  r.validation = validate();
-  r.cycle_complete = true;
-  return r;
-}
 }  // namespace capheap

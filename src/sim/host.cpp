@@ -49,6 +49,7 @@ struct HostState {
   capheap::sim::HostMap map;
   capheap_poisoning_t poisoning = CAPHEAP_POISONING_NONE;
   std::size_t granule = 4;
+  bool task_tracking = false;
 };
 
 // Heap-allocated so that nothing is destroyed at process exit while heaps may still be in use.
@@ -64,6 +65,7 @@ struct Resolved {
   bool chip_addresses = true;
   std::size_t granule = 4;
   std::optional<bool> memprot;
+  bool task_tracking = false;
 };
 
 // The value of an environment variable, or nullptr when unset or empty.
@@ -177,6 +179,16 @@ esp_err_t resolve(const char *chip_or_path, const capheap_host_config_t *cfg, Re
       return bad_env("CAPHEAP_GRANULE", e, "4, 8 or 16");
     }
   }
+
+  if (c.task_tracking) {
+    r->task_tracking = true;
+  } else if (const char *e = env("CAPHEAP_TASK_TRACKING")) {
+    if (std::strcmp(e, "1") == 0) {
+      r->task_tracking = true;
+    } else if (std::strcmp(e, "0") != 0) {
+      return bad_env("CAPHEAP_TASK_TRACKING", e, "0 or 1");
+    }
+  }
   return ESP_OK;
 }
 
@@ -210,6 +222,7 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
   state->chip = std::move(*loaded.layout);
   state->poisoning = opt.poisoning;
   state->granule = opt.granule;
+  state->task_tracking = opt.task_tracking;
   const capheap::sim::ChipLayout &chip = *state->chip;
   const capheap_layout_t &cl = chip.c_layout();
   const std::size_t psram = cl.ext_ram_type >= 0 ? chip.psram_size() : 0;
@@ -222,7 +235,15 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
     return ESP_ERR_NO_MEM;
   }
 
-  capheap_set_caps_granule(opt.granule);
+  capheap_heap_config_t heap_cfg{};
+  heap_cfg.granule = opt.granule;
+  heap_cfg.poisoning = opt.poisoning;
+  heap_cfg.task_tracking = opt.task_tracking;
+  if (capheap_set_caps_heap_config(&heap_cfg) != ESP_OK) {
+    std::fprintf(stderr, "capheap: this build does not support poisoning or task tracking\n");
+    delete state;
+    return ESP_ERR_INVALID_ARG;
+  }
   capheap_set_layout(&state->map.host_layout());
   heap_caps_init();
   g_state = state;

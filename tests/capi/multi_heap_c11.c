@@ -8,13 +8,16 @@
 #include "multi_heap.h"
 #include "capheap.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(sizeof(multi_heap_info_t) == 7 * sizeof(size_t), "seven size_t fields");
 _Static_assert(sizeof(capheap_lock_t) == 64, "capheap_lock_t is 64 bytes of storage");
-_Static_assert(sizeof(capheap_heap_config_t) == sizeof(size_t), "one field today");
+_Static_assert(offsetof(capheap_heap_config_t, granule) == 0 &&
+                   offsetof(capheap_heap_config_t, poisoning) == sizeof(size_t),
+               "fields are only appended");
 #endif
 
 /* Prototypes (the C++ side declares the same ones with extern "C"). */

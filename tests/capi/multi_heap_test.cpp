@@ -356,7 +356,7 @@ TEST(MultiHeapRegister, FourByteAlignedStartsWork) {
   }
 }
 
-// The smallest usable region: the 8-byte multi_heap prefix, the 36-byte control structure with the
+// The smallest usable region: the 8-byte multi_heap prefix, the 40-byte control structure with the
 // smallest tables (one first level, one list: 8 bytes), one 16-byte block and the 4-byte end
 // marker, plus whatever padding the granule needs for the first data pointer (base 64-byte aligned
 // here). Anything smaller is rejected.
@@ -365,7 +365,7 @@ TEST(MultiHeapRegister, TooSmallRegionsAndTheSmallestThatWorks) {
     size_t granule;
     size_t smallest;
   };
-  for (const Expect e : {Expect{4, 72}, Expect{8, 72}, Expect{16, 80}}) {
+  for (const Expect e : {Expect{4, 76}, Expect{8, 80}, Expect{16, 80}}) {
     SCOPED_TRACE(e.granule);
     Region r(1024);
     capheap_heap_config_t cfg{};

@@ -65,10 +65,12 @@ TEST(HeapCreate, RejectsNullMisalignedAndTinyRegions) {
   EXPECT_FALSE(Heap::create(buf, sizeof buf, bad));
 }
 
-TEST(HeapCreate, SixtyFourByteRegionServesOneMinimumBlockInEveryGranule) {
+TEST(HeapCreate, SmallestRegionServesOneMinimumBlockInEveryGranule) {
+  // 40 bytes of control + 8 of tables, padding to the granule, one 16-byte block, the end marker.
   for (Granule g : {Granule::k4, Granule::k8, Granule::k16}) {
-    alignas(16) unsigned char buf[64];
-    Heap h = Heap::create(buf, sizeof buf, granule(g));
+    alignas(16) unsigned char buf[80];
+    const std::size_t size = g == Granule::k4 ? 68u : g == Granule::k8 ? 72u : 80u;
+    Heap h = Heap::create(buf, size, granule(g));
     ASSERT_TRUE(h) << static_cast<int>(g);
     EXPECT_EQ(h.free_bytes(), 16u);
     EXPECT_EQ(h.largest_free_block(), 12u);
@@ -89,11 +91,11 @@ TEST(HeapCreate, ControlStructureIsSizedToTheRegion) {
   Heap hm = Heap::create(medium.data(), medium.size, granule(Granule::k4));
   Heap hl = Heap::create(large.data(), large.size, granule(Granule::k4));
   ASSERT_TRUE(hs && hm && hl);
-  EXPECT_EQ(hs.control_size(), 196u);   // 36 + 8 levels x (4 + 4 x 4)
-  EXPECT_EQ(hm.control_size(), 920u);   // 36 + 13 levels x (4 + 16 x 4)
-  EXPECT_EQ(hl.control_size(), 2676u);  // 36 + 20 levels x (4 + 32 x 4)
+  EXPECT_EQ(hs.control_size(), 200u);   // 40 + 8 levels x (4 + 4 x 4)
+  EXPECT_EQ(hm.control_size(), 924u);   // 40 + 13 levels x (4 + 16 x 4)
+  EXPECT_EQ(hl.control_size(), 2680u);  // 40 + 20 levels x (4 + 32 x 4)
   // Everything but control, alignment padding and the 4-byte end marker is one free block.
-  EXPECT_EQ(hs.free_bytes(), 4096u - 196 - 4);
+  EXPECT_EQ(hs.free_bytes(), 4096u - 200 - 4);
   EXPECT_EQ(hs.info().free_blocks, 1u);
   EXPECT_EQ(hs.largest_free_block(), hs.free_bytes() - 4);
 }
@@ -136,7 +138,9 @@ TEST(HeapCreate, EveryRegionAboveTheSmallestWorkingOneRegisters) {
         ASSERT_NE(p, nullptr) << size;
       }
     }
-    EXPECT_EQ(smallest, 64u) << static_cast<int>(g);
+    // Control (40) + tables (8) + padding so that data is granule-aligned + block (16) + end (4).
+    const std::size_t expected = g == Granule::k4 ? 68u : g == Granule::k8 ? 72u : 80u;
+    EXPECT_EQ(smallest, expected) << static_cast<int>(g);
   }
 }
 
@@ -500,9 +504,12 @@ TEST(HeapValidate, DetectsEveryCorruptedMetadataByte) {
   std::vector<std::size_t> offsets;
   // The whole control structure (fixed part, second-level bitmaps, list heads) except the low-water
   // mark: any value up to the free size is a legal state for it (restore_minimum_free_bytes).
+  // The incremental check's position is excluded too: any block boundary is a legal value
+  // (HeapValidate.CheckPositionMustBeABlockBoundary covers the others).
+  const auto outside = [](std::size_t i, std::size_t field) { return i < field || i >= field + 4; };
   for (std::size_t i = 0; i < h.control_size(); ++i)
-    if (i < offsetof(capheap::detail::Control, min_free_bytes) ||
-        i >= offsetof(capheap::detail::Control, min_free_bytes) + 4)
+    if (outside(i, offsetof(capheap::detail::Control, min_free_bytes)) &&
+        outside(i, offsetof(capheap::detail::Control, check_cursor)))
       offsets.push_back(i);
   const auto *base = static_cast<unsigned char *>(h.start());
   h.for_each_block([&](const capheap::BlockView &v) {
@@ -540,6 +547,28 @@ TEST(HeapValidate, DetectsEveryCorruptedMetadataByte) {
     }
   }
   EXPECT_EQ(undetected, 0u);
+}
+
+TEST(HeapValidate, CheckPositionMustBeABlockBoundary) {
+  alignas(16) static unsigned char buf[512];
+  Heap h = Heap::create(buf, sizeof buf, granule(Granule::k4));
+  ASSERT_TRUE(h);
+  void *a = h.allocate(24);
+  ASSERT_NE(a, nullptr);
+  capheap::detail::Control *c = h.control();
+  const std::uint32_t first = c->first;
+  // Boundaries: 0 (start of a cycle), the first block, the block after `a` (28 bytes on), the end.
+  for (std::uint32_t pos : {0u, first, first + 28u, c->end}) {
+    c->check_cursor = pos;
+    EXPECT_TRUE(h.validate().ok()) << pos;
+  }
+  for (std::uint32_t pos : {first + 4u, first + 27u, c->end + 4u, 3u}) {
+    c->check_cursor = pos;
+    const capheap::Validation v = h.validate();
+    EXPECT_EQ(v.fault, capheap::Fault::kBadControl) << pos;
+  }
+  c->check_cursor = 0;
+  EXPECT_TRUE(h.validate().ok());
 }
 
 TEST(HeapValidate, ReportsTheBadBlockAndReason) {

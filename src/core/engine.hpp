@@ -1,0 +1,49 @@
+// engine.hpp — internal entry points shared by the engine's translation units.
+//
+// heap.cpp holds the undecorated ("raw") engine; decoration.cpp wraps it for heaps with poisoning
+// or owner words (Control::debug != 0) and holds the integrity checks that look inside blocks.
+// Heap's public methods dispatch on Control::debug, so heaps without decoration never leave the
+// raw fast path.
+#ifndef CAPHEAP_CORE_ENGINE_HPP
+#define CAPHEAP_CORE_ENGINE_HPP
+
+#include <cstddef>
+#include <cstdint>
+
+#include "capheap/heap.hpp"
+#include "core/block_layout.hpp"
+
+namespace capheap {
+namespace detail {
+
+// ---- Raw engine (heap.cpp): blocks exactly as block_layout.hpp describes them -------------------
+void *raw_allocate(Control *c, std::size_t size) noexcept;
+void *raw_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
+                           std::size_t offset) noexcept;
+void raw_deallocate(Control *c, void *p) noexcept;
+void *raw_reallocate(Control *c, void *p, std::size_t size) noexcept;
+/// Usable bytes of the live engine block whose data is p (0 if p is not one).
+std::size_t raw_usable_size(const Control *c, const void *p) noexcept;
+/// Header offset of the live engine block whose data is p after the always-on O(1) checks, or 0
+/// after reporting through the fail hook with `report_addr` and `op_name`.
+u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
+                      const char *op_name) noexcept;
+
+// ---- Decoration (decoration.cpp) ----------------------------------------------------------------
+void *deco_allocate(Control *c, std::size_t size) noexcept;
+void *deco_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
+                            std::size_t offset) noexcept;
+void deco_deallocate(Control *c, void *p) noexcept;
+void *deco_reallocate(Control *c, void *p, std::size_t size) noexcept;
+std::size_t deco_usable_size(const Control *c, const void *p) noexcept;
+/// Fills a BlockView's user, requested and owner fields for the block at header offset blk.
+void deco_view(const Control *c, u32 blk, BlockView &view) noexcept;
+/// Checks one block's decoration (used: canaries and size; free: the fill). ok() if fine.
+Validation deco_check_block(const Control *c, u32 blk) noexcept;
+/// Prepares a new region for its decoration (comprehensive: fills free memory with 0xFE).
+void deco_init(Control *c) noexcept;
+
+}  // namespace detail
+}  // namespace capheap
+
+#endif  // CAPHEAP_CORE_ENGINE_HPP
