@@ -47,15 +47,16 @@
  *
  * Storage of the statistics (a capheap choice; ESP-IDF allocates list nodes from its largest
  * heap). capheap keeps them in a fixed pool inside the library, sized at compile time (above;
- * 64-bit host: about 48 bytes per task and 48 per (task, heap) record), for four reasons: the
- * statistics are updated from inside heap_caps_* calls, and allocating there would re-enter the
- * heaps (taking a heap lock under the statistics lock, the reverse of the query path's order) and
- * perturb the very figures being measured; the cost is bounded and known at link time; nothing
- * can fail for lack of memory in the middle of a free; and the pool works on freestanding builds
- * before any heap exists. Per-allocation details (heap_stat_t.alloc_stat) are not stored at all:
- * they are read from the heaps' owner words when asked for. When the pool is full, ended tasks'
- * records are reclaimed first (unless deleted tasks are tracked); what still does not fit is not
- * recorded and counted (capheap_task_stats_overflow; the print functions show the count).
+ * a task record and a (task, heap) record take 40 bytes each on a 64-bit host, 28 and 20 on a
+ * 32-bit MCU: 6.25 KiB / 3.4 KiB with the defaults), for four reasons: the statistics are updated
+ * from inside heap_caps_* calls, and allocating there would re-enter the heaps (taking a heap lock
+ * under the statistics lock, the reverse of the query path's order) and perturb the very figures
+ * being measured; the cost is bounded and known at link time; nothing can fail for lack of memory
+ * in the middle of a free; and the pool works on freestanding builds before any heap exists.
+ * Per-allocation details (heap_stat_t.alloc_stat) are not stored at all: they are read from the
+ * heaps' owner words when asked for. When the pool is full, ended tasks' records are reclaimed
+ * first (unless deleted tasks are tracked); what still does not fit is not recorded and counted
+ * (capheap_task_stats_overflow; the print functions show the count).
  *
  * Enabling. The statistics are kept while capheap_task_stats_enable(true) is in effect (a call on
  * the host simulator's start-up when it creates tracking heaps, or by the application). Enabling
@@ -255,17 +256,20 @@ void heap_caps_print_single_task_stat_overview(CAPHEAP_TASK_INFO_STREAM *stream,
 
 /* Sizes and allocates the caller arrays for heap_caps_get_single_task_stat (task_handle NULL: the
  * calling task): heap_count := heaps the task used, alloc_count := its live blocks in them, and
- * arrays of that many entries are allocated with heap_caps_malloc(MALLOC_CAP_DEFAULT) (an empty
- * array stays NULL; the allocations show in the statistics like any other). A task without
- * statistics gets zero counts and ESP_OK.
- * Returns: ESP_OK; ESP_ERR_INVALID_ARG if task_stat is NULL; ESP_FAIL if an allocation failed
- *   (the arrays allocated so far are freed, and the fields are NULL / 0).
+ * arrays of exactly that many entries are allocated from the MALLOC_CAP_DEFAULT heaps (an empty
+ * array stays NULL). The arrays are allocated without an allocation event and skipped by every
+ * walk of this API, so they never show in the statistics they are meant to hold. At most 24
+ * arrays (8 all-task sets) are live at once. A task without statistics gets zero counts and ESP_OK.
+ * Returns: ESP_OK; ESP_ERR_INVALID_ARG if task_stat is NULL; ESP_FAIL if an array could not be
+ *   allocated (no memory, or 24 arrays already live): the arrays allocated so far are freed, and
+ *   the fields are NULL / 0.
  * Complexity: O(heaps used) plus the allocations. Thread safety: yes. ISR: no. */
 esp_err_t heap_caps_alloc_single_task_stat_arrays(heap_single_task_stat_t *task_stat,
                                                   TaskHandle_t task_handle);
 
 /* Frees the arrays of heap_caps_alloc_single_task_stat_arrays and sets them to NULL and their
- * counts to 0 (NULL task_stat: no-op). */
+ * counts to 0 (NULL task_stat: no-op). Arrays from these helpers must be freed here, not with
+ * heap_caps_free. */
 void heap_caps_free_single_task_stat_arrays(heap_single_task_stat_t *task_stat);
 
 /* As heap_caps_alloc_single_task_stat_arrays for every recorded task: task_count := tasks,
