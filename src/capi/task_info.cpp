@@ -76,7 +76,7 @@ TaskHandle_t handle_of(std::uint32_t owner) noexcept {
   return reinterpret_cast<TaskHandle_t>(static_cast<std::uintptr_t>(owner));
 }
 
-std::uint32_t owner_of_handle(TaskHandle_t handle) noexcept {
+[[maybe_unused]] std::uint32_t owner_of_handle(TaskHandle_t handle) noexcept {
   return static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(handle));
 }
 
@@ -132,7 +132,7 @@ struct StatsLock {
 };
 
 // The position of the heap whose region starts at `start`, or -1 (it went away).
-int position_of(std::uintptr_t start) noexcept {
+[[maybe_unused]] int position_of(std::uintptr_t start) noexcept {
   Registry &reg = registry();
   for (unsigned i = 0; i < reg.count(); ++i) {
     const HeapView v = reg.view(i);
