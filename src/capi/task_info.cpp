@@ -698,7 +698,7 @@ namespace {
 
 // Allocates `bytes` for a statistics array without an event, and excludes it from the walks.
 // Caller holds g_lock. Null if no heap has room or the exclusion table is full.
-void *alloc_array(std::size_t bytes) noexcept {
+void *alloc_array(std::size_t bytes, std::size_t alignment) noexcept {
   std::size_t slot = kMaxExcluded;
   for (std::size_t i = 0; i < kMaxExcluded; ++i)
     if (g_excluded[i] == nullptr) {
@@ -706,7 +706,9 @@ void *alloc_array(std::size_t bytes) noexcept {
       break;
     }
   if (slot == kMaxExcluded) return nullptr;
-  void *p = registry().allocate(bytes, capheap::Caps(MALLOC_CAP_DEFAULT));
+  // Aligned for the element type: a granule-4 heap hands out 4-aligned blocks, and the arrays
+  // hold pointers and size_t.
+  void *p = registry().allocate_aligned(alignment, bytes, capheap::Caps(MALLOC_CAP_DEFAULT));
   if (p != nullptr) g_excluded[slot] = p;
   return p;
 }
@@ -723,7 +725,7 @@ bool alloc_n(T *&out, std::size_t n) noexcept {
   out = nullptr;
   if (n == 0) return true;
   if (n > static_cast<std::size_t>(-1) / sizeof(T)) return false;
-  out = static_cast<T *>(alloc_array(n * sizeof(T)));
+  out = static_cast<T *>(alloc_array(n * sizeof(T), alignof(T)));
   return out != nullptr;
 }
 
