@@ -30,10 +30,17 @@ Released capture_release(void *ptr) noexcept {
   const int i = reg.find_heap(ptr);
   if (i < 0) return r;
   const Heap heap = reg.view(static_cast<unsigned>(i)).heap;
+  // Under the heap's lock: a neighbour's free or allocation rewrites flag bits in this block's
+  // header, which owner_of / block_size read.
+  std::size_t block = 0;
+  reg.with_heap_locked(static_cast<unsigned>(i), [&] {
+    r.owner = heap.owner_of(ptr);
+    block = heap.block_size(ptr);
+  });
+  if (block < 4) return Released{};
   r.ptr = ptr;
   r.heap = i;
-  r.owner = heap.owner_of(ptr);
-  r.bytes = heap.block_size(ptr) - 4;
+  r.bytes = block - 4;
   return r;
 }
 

@@ -33,6 +33,7 @@
 #include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "esp_heap_task_info.h"
 #include "sim/host_map.hpp"
 #include "sim/layout.hpp"
 #include "sim/size_text.hpp"
@@ -247,6 +248,8 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
   }
   capheap_set_layout(&state->map.host_layout());
   heap_caps_init();
+  // Task tracking on a device means per-task statistics too (esp_heap_task_info.h): keep them.
+  if (opt.task_tracking) capheap_task_stats_enable(true);
   g_state = state;
   // A forked child gets its own copy of the chip (the mappings are MAP_SHARED views of memfds,
   // which fork would otherwise share between parent and child).
@@ -314,6 +317,7 @@ esp_err_t capheap_host_init(const char *chip_or_path, const capheap_host_config_
 
 void capheap_host_deinit(void) {
   if (g_state == nullptr) return;
+  capheap_task_stats_enable(false);
   capheap::sim::stop_trace_file();  // CAPHEAP_TRACE_FILE: complete the recording
   capheap::capi::reset();           // forgets every heap before their memory goes away
   delete g_state;                   // unmaps everything

@@ -3,10 +3,17 @@
 // A "task" on the host is a thread. Each thread gets a 32-bit owner word on first use (1, 2, ...,
 // never reused, so a dead thread's blocks stay attributable); its name and liveness are kept in a
 // fixed table so that queries never allocate.
+//
+// Thread safety: a slot's name is written by its own thread (on first use, when it asks for its
+// own name, and when it ends) and read by any thread, so it is stored as two atomic 64-bit words
+// (a reader racing a rename may see a mix of the two names, never a torn word). Owners beyond the
+// table (more than kMaxTasks - 1 threads in the process's life) are named "thread-<owner>" and
+// count as alive.
 
 #include <execinfo.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include <atomic>
@@ -24,29 +31,50 @@ constexpr std::size_t kNameBytes = 16;  // Linux thread names are at most 15 cha
 
 struct TaskSlot {
   std::atomic<bool> alive{false};
-  char name[kNameBytes];
+  std::atomic<std::uint64_t> name[kNameBytes / 8] = {};
 };
 
 TaskSlot g_tasks[kMaxTasks];
 std::atomic<std::uint32_t> g_next_owner{1};
 
+void store_name(std::uint32_t owner, const char (&text)[kNameBytes]) {
+  for (std::size_t w = 0; w < kNameBytes / 8; ++w) {
+    std::uint64_t word;
+    std::memcpy(&word, text + 8 * w, 8);
+    g_tasks[owner].name[w].store(word, std::memory_order_relaxed);
+  }
+}
+
+// False if the slot has no name yet.
+bool load_name(std::uint32_t owner, char (&text)[kNameBytes]) {
+  for (std::size_t w = 0; w < kNameBytes / 8; ++w) {
+    const std::uint64_t word = g_tasks[owner].name[w].load(std::memory_order_relaxed);
+    std::memcpy(text + 8 * w, &word, 8);
+  }
+  text[kNameBytes - 1] = '\0';
+  return text[0] != '\0';
+}
+
+// Records the calling thread's current name (prctl: no allocation, no /proc access).
+void remember_name(std::uint32_t owner) {
+  if (owner >= kMaxTasks) return;
+  char name[kNameBytes] = {};
+  if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0 || name[0] == '\0')
+    std::snprintf(name, sizeof name, "thread-%u", owner);
+  name[kNameBytes - 1] = '\0';
+  store_name(owner, name);
+}
+
 struct ThreadOwner {
   std::uint32_t owner = 0;
   ~ThreadOwner() {
-    if (owner != 0 && owner < kMaxTasks) g_tasks[owner].alive.store(false);
+    if (owner == 0 || owner >= kMaxTasks) return;
+    remember_name(owner);  // the name it ended with
+    g_tasks[owner].alive.store(false, std::memory_order_release);
   }
 };
 
 thread_local ThreadOwner t_owner;
-
-void remember_name(std::uint32_t owner) {
-  if (owner >= kMaxTasks) return;
-  char name[kNameBytes] = {};
-  if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 || name[0] == '\0')
-    std::snprintf(name, sizeof name, "thread-%u", owner);
-  std::memcpy(g_tasks[owner].name, name, sizeof name);
-  g_tasks[owner].alive.store(true);
-}
 
 }  // namespace
 
@@ -57,25 +85,31 @@ void capheap_set_clock_hooks(uint32_t (*)(void), uint64_t (*)(void)) {}
 
 uint32_t capheap_port_task_owner(void) {
   if (t_owner.owner == 0) {
-    t_owner.owner = g_next_owner.fetch_add(1, std::memory_order_relaxed);
-    remember_name(t_owner.owner);
+    const std::uint32_t owner = g_next_owner.fetch_add(1, std::memory_order_relaxed);
+    remember_name(owner);
+    if (owner < kMaxTasks) g_tasks[owner].alive.store(true, std::memory_order_release);
+    t_owner.owner = owner;
   }
   return t_owner.owner;
 }
 
 size_t capheap_port_task_name(uint32_t owner, char *buf, size_t len) {
   char text[kNameBytes + 16];
+  char stored[kNameBytes];
   if (owner == 0) {
     std::snprintf(text, sizeof text, "Pre-scheduler");
-  } else if (owner < kMaxTasks && g_tasks[owner].name[0] != '\0') {
+  } else if (owner < kMaxTasks && owner == t_owner.owner) {
     // The calling thread's name may have changed since it was first seen: refresh it.
-    if (owner == t_owner.owner) remember_name(owner);
-    std::snprintf(text, sizeof text, "%s", g_tasks[owner].name);
+    remember_name(owner);
+    load_name(owner, stored);
+    std::snprintf(text, sizeof text, "%s", stored);
+  } else if (owner < kMaxTasks && load_name(owner, stored)) {
+    std::snprintf(text, sizeof text, "%s", stored);
   } else {
     std::snprintf(text, sizeof text, "thread-%u", owner);
   }
   const std::size_t n = std::strlen(text);
-  if (len > 0) {
+  if (len > 0 && buf != nullptr) {
     const std::size_t copy = n < len - 1 ? n : len - 1;
     std::memcpy(buf, text, copy);
     buf[copy] = '\0';
@@ -85,8 +119,8 @@ size_t capheap_port_task_name(uint32_t owner, char *buf, size_t len) {
 
 bool capheap_port_task_alive(uint32_t owner) {
   if (owner == 0) return true;
-  if (owner >= kMaxTasks) return owner < g_next_owner.load();
-  return g_tasks[owner].alive.load();
+  if (owner >= kMaxTasks) return owner < g_next_owner.load(std::memory_order_relaxed);
+  return g_tasks[owner].alive.load(std::memory_order_acquire);
 }
 
 uint64_t capheap_port_time_ns(void) {
