@@ -101,7 +101,8 @@ size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip);
  */
 
 /* Reports a detected heap corruption or misuse. Must not allocate.
- *   what : static text naming the problem ("double free", "bad block header", ...)
+ *   what : text naming the problem ("double free", "Bad tail: expected 0xbaad5678 got
+ *          0xbaad5600", ...); valid only during the call (copy it to keep it)
  *   addr : the address where the problem was detected (block or user pointer)
  *   heap : the heap's start address (NULL if unknown)
  * The default host hook prints `CORRUPT HEAP: <what> at <addr> (heap <heap>)` to stderr and aborts.

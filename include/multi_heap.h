@@ -163,10 +163,14 @@ multi_heap_block_handle_t multi_heap_get_next_block(multi_heap_handle_t heap,
 /* True if the block is free. O(1). */
 bool multi_heap_is_free(const multi_heap_block_handle_t block);
 
-/* Data address of a block (what malloc returned for it). O(1). */
+/* Data address of a block: for an allocation, what malloc returned for it (past the poisoning head
+ * and owner word of a decorated heap). O(1) for heap_caps heaps and up to 32 decorated heaps
+ * registered with capheap_heap_register; others: O(1) without decoration. */
 void *multi_heap_get_block_address(multi_heap_block_handle_t block);
 
-/* Owner of a block when task tracking stores one; capheap's multi_heap layer has none: NULL. */
+/* Owner of an allocation in a heap with task tracking (capheap_heap_config_t.task_tracking): the
+ * task's handle (the owner word as a pointer; NULL = before the scheduler). NULL for free blocks and
+ * heaps without task tracking. */
 void *multi_heap_get_block_owner(multi_heap_block_handle_t block);
 
 /* Take / release the heap's lock around a sequence of block-level calls. */

@@ -54,6 +54,40 @@ class Guard {
   void *lock_;
 };
 
+// Decorated heaps registered through this API, so that the block-handle functions (which get no
+// heap) can find a block's decoration. heap_caps heaps are found through the registry instead.
+constexpr unsigned kMaxDecorated = 32;
+std::uintptr_t g_decorated_start[kMaxDecorated];
+std::uintptr_t g_decorated_end[kMaxDecorated];
+Heap g_decorated_heap[kMaxDecorated];
+unsigned g_decorated_count = 0;
+
+void remember_decorated(void *start, size_t size, Heap heap) {
+  const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(start), e = s + size;
+  unsigned slot = g_decorated_count;
+  for (unsigned i = 0; i < g_decorated_count; ++i)
+    if (g_decorated_start[i] < e && s < g_decorated_end[i]) slot = i;  // region reused
+  if (slot == kMaxDecorated) return;  // full: block handles of this heap show raw engine data
+  g_decorated_start[slot] = s;
+  g_decorated_end[slot] = e;
+  g_decorated_heap[slot] = heap;
+  if (slot == g_decorated_count) ++g_decorated_count;
+}
+
+/// The heap holding a block handle's block, if it is decorated; a null handle otherwise.
+Heap decorated_heap_of(const void *block) {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(block);
+  for (unsigned i = 0; i < g_decorated_count; ++i)
+    if (a >= g_decorated_start[i] && a < g_decorated_end[i]) return g_decorated_heap[i];
+  capheap::Registry &reg = capheap::capi::registry();
+  const int pos = reg.find_heap(block);
+  if (pos >= 0) {
+    const Heap h = reg.view(static_cast<unsigned>(pos)).heap;
+    if (h.decoration_before() != 0) return h;
+  }
+  return Heap();
+}
+
 multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig cfg) {
   if (start == nullptr || (reinterpret_cast<std::uintptr_t>(start) & 3u) != 0 ||
       size < kPrefixBytes)
@@ -63,6 +97,7 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
       Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
   if (!heap) return nullptr;
   set_lock_of(start, nullptr);
+  if (heap.decoration_total() != 0) remember_decorated(start, size, heap);
   return static_cast<multi_heap_handle_t>(start);
 }
 
@@ -312,12 +347,20 @@ bool multi_heap_is_free(const multi_heap_block_handle_t block) {
 
 void *multi_heap_get_block_address(multi_heap_block_handle_t block) {
   if (block == nullptr) return nullptr;
-  return const_cast<unsigned char *>(reinterpret_cast<const unsigned char *>(block)) +
-         capheap::detail::kHeaderBytes;
+  auto *data = const_cast<unsigned char *>(reinterpret_cast<const unsigned char *>(block)) +
+               capheap::detail::kHeaderBytes;
+  if (multi_heap_is_free(block)) return data;
+  // Allocations of a decorated heap: the address the application holds (past canary and owner).
+  const Heap h = decorated_heap_of(block);
+  return h ? data + h.decoration_before() : data;
 }
 
-void *multi_heap_get_block_owner(multi_heap_block_handle_t) {
-  return nullptr;
+void *multi_heap_get_block_owner(multi_heap_block_handle_t block) {
+  if (block == nullptr || multi_heap_is_free(block)) return nullptr;
+  const Heap h = decorated_heap_of(block);
+  if (!h || !h.tracks_owner()) return nullptr;
+  return reinterpret_cast<void *>(
+      static_cast<std::uintptr_t>(h.owner_of(multi_heap_get_block_address(block))));
 }
 
 void multi_heap_internal_lock(multi_heap_handle_t heap) {

@@ -14,6 +14,7 @@
 
 #include "capheap.h"
 #include "capheap_host.h"
+#include "capheap_port.h"
 #include "esp_heap_caps.h"
 #include "multi_heap.h"
 
@@ -148,6 +149,29 @@ TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
   EXPECT_TRUE(multi_heap_check(h, true));
   EXPECT_EQ(g_out, "");
   EXPECT_FALSE(multi_heap_check(h, false) == false);
+}
+
+TEST_F(MultiHeapPoisoning, BlockHandlesGiveTheApplicationsAddressAndOwner) {
+  Region r(4096), plain_r(4096);
+  multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT, true);
+  multi_heap_handle_t plain = make(plain_r, CAPHEAP_POISONING_NONE);
+  void *p = multi_heap_malloc(h, 24);
+  void *q = multi_heap_malloc(plain, 24);
+  multi_heap_block_handle_t b = multi_heap_get_first_block(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(multi_heap_is_free(b));
+  EXPECT_EQ(multi_heap_get_block_address(b), p);
+  EXPECT_EQ(multi_heap_get_block_owner(b),
+            reinterpret_cast<void *>(static_cast<std::uintptr_t>(capheap_port_task_owner())));
+  multi_heap_block_handle_t rest = multi_heap_get_next_block(h, b);
+  ASSERT_NE(rest, nullptr);
+  EXPECT_TRUE(multi_heap_is_free(rest));
+  EXPECT_EQ(multi_heap_get_block_owner(rest), nullptr);
+  multi_heap_block_handle_t pb = multi_heap_get_first_block(plain);
+  EXPECT_EQ(multi_heap_get_block_address(pb), q);
+  EXPECT_EQ(multi_heap_get_block_owner(pb), nullptr);
+  multi_heap_free(h, p);
+  multi_heap_free(plain, q);
 }
 
 TEST_F(MultiHeapPoisoning, ComprehensiveFillsAndNeverReallocsInPlace) {
