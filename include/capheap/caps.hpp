@@ -196,8 +196,9 @@ class Registry {
 
   // ---- Lookup and queries ----
 
-  /// The heap whose region contains p (data-bus address), or -1. O(log heaps), lock-free.
-  inline int find_heap(const void *p, unsigned *sorted_index = nullptr) const noexcept;
+  /// The heap whose region contains p (data-bus address), as a list position, or -1; record_index
+  /// (if not null) receives its record, consistent with the position. O(log heaps), lock-free.
+  inline int find_heap(const void *p, unsigned *record_index = nullptr) const noexcept;
   /// True if p is an instruction-bus alias produced by an EXEC allocation's D/IRAM path.
   bool is_iram_alias(const void *p) const noexcept {
     const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
@@ -242,6 +243,7 @@ class Registry {
     const char *name = nullptr;
     bool registered = false;
     bool runtime = false;
+    std::uint8_t nested = 0;  // another heap lies inside this one (set once, never cleared)
   };
   static constexpr unsigned kWords = kMaxHeaps / 32;
   static constexpr unsigned kCapBits = 31;  // bit 31 (INVALID) is never a heap capability
@@ -278,10 +280,9 @@ class Registry {
   // The same order, denormalised for the lookup on free: starts and ends side by side.
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
-  std::uint8_t has_nested_[kMaxHeaps] = {};  // 1 if another heap lies inside heap k
-  std::uint8_t addr_rec_[kMaxHeaps] = {};    // record index of heap k (saves two dependent loads)
-  // Sorted index of the heap the last free went to: consecutive frees mostly hit the same heap,
-  // and a hit (checked against the tables under the sequence counter) skips the search.
+  // Record index of the heap the last free went to: consecutive frees mostly hit the same heap. A
+  // record's start and end never change once it is published and `nested` only goes 0 -> 1, so a
+  // hit is checked against the record itself, without the sequence counter or the tables.
   std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
   unsigned boot_count_ = 0;
@@ -348,7 +349,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
   return allocate_slow(size, caps);
 }
 
-inline int Registry::find_heap(const void *p, unsigned *sorted_index) const noexcept {
+inline int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   for (;;) {
     const std::uint32_t seq = read_seq_begin();
@@ -366,7 +367,10 @@ inline int Registry::find_heap(const void *p, unsigned *sorted_index) const noex
       if (a < __atomic_load_n(&addr_end_[k - 1], __ATOMIC_RELAXED) &&
           a >= __atomic_load_n(&addr_start_[k - 1], __ATOMIC_RELAXED)) {
         found = __atomic_load_n(&by_addr_[k - 1], __ATOMIC_RELAXED);
-        if (sorted_index != nullptr) *sorted_index = k - 1;
+        // The record index, read inside the sequence window: list positions shift when a heap
+        // is added at the head, records never move.
+        if (record_index != nullptr)
+          *record_index = __atomic_load_n(&order_[static_cast<unsigned>(found)], __ATOMIC_RELAXED);
         break;
       }
       k = __atomic_load_n(&parent_[k - 1], __ATOMIC_RELAXED);
@@ -381,15 +385,10 @@ inline void Registry::deallocate(void *ptr) noexcept {
   // match one; aliases are handled after it.)
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   {
-    const std::uint32_t seq = read_seq_begin();
-    const unsigned k = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
-    const std::uintptr_t start = __atomic_load_n(&addr_start_[k], __ATOMIC_RELAXED);
-    const unsigned rec = __atomic_load_n(&addr_rec_[k], __ATOMIC_RELAXED);
-    if (a - start < __atomic_load_n(&addr_end_[k], __ATOMIC_RELAXED) - start &&
-        __atomic_load_n(&has_nested_[k], __ATOMIC_RELAXED) == 0 &&
-        k < __atomic_load_n(&count_, __ATOMIC_RELAXED) && !read_seq_retry(seq)) {
-      // Hit: the record is known without going through the list order.
-      Record &r = records_[rec];
+    // (acquire: pairs with the release store below, so the record's fields, written before the
+    // record was published, are visible here.)
+    Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
+    if (a - r.start < r.end - r.start && __atomic_load_n(&r.nested, __ATOMIC_ACQUIRE) == 0) {
       lock(r);
       r.heap.deallocate(ptr);
       unlock(r);
@@ -400,14 +399,13 @@ inline void Registry::deallocate(void *ptr) noexcept {
     deallocate_slow(ptr);
     return;
   }
-  unsigned sorted_index = 0;
-  const int pos = find_heap(ptr, &sorted_index);
-  if (CAPHEAP_UNLIKELY(pos < 0)) {
+  unsigned rec = 0;
+  if (CAPHEAP_UNLIKELY(find_heap(ptr, &rec) < 0)) {
     deallocate_slow(ptr);  // reports the stray pointer
     return;
   }
-  __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(sorted_index), __ATOMIC_RELAXED);
-  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(rec), __ATOMIC_RELEASE);
+  Record &r = records_[rec];
   lock(r);
   r.heap.deallocate(ptr);
   unlock(r);

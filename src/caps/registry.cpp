@@ -199,9 +199,11 @@ void Registry::rebuild_tables() noexcept {
     st(parent_[k], parent);
     st(addr_start_[k], r.start);
     st(addr_end_[k], r.end);
-    st(has_nested_[k], std::uint8_t(0));
-    st(addr_rec_[k], order_[sorted[k]]);
-    if (parent != 0) st(has_nested_[parent - 1], std::uint8_t(1));
+    // A heap inside another: frees of the outer heap's range must search (the pointer may be the
+    // inner heap's). Set before the tables are published; never cleared (heaps are not removed).
+    if (parent != 0)
+      __atomic_store_n(&records_[order_[sorted[parent - 1]]].nested, std::uint8_t(1),
+                       __ATOMIC_RELEASE);
   }
   // Unused entries sort last: the lookup searches the whole table without a bound.
   for (unsigned k = count_; k < kMaxHeaps; ++k)
