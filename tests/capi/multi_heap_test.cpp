@@ -41,6 +41,13 @@ size_t c11_walk_summary(multi_heap_handle_t heap, size_t *used_blocks, size_t *f
 int c11_locked_roundtrip(void *buf, size_t size);
 }
 
+/// 2^bits as a size_t, or SIZE_MAX where size_t is narrower (32-bit builds): "a size this build
+/// cannot serve" either way.
+constexpr std::size_t pow2_or_max(unsigned bits) {
+  return bits < sizeof(std::size_t) * 8 ? std::size_t(1) << (bits % (sizeof(std::size_t) * 8))
+                                        : ~std::size_t(0);
+}
+
 namespace {
 
 // ---- Layout facts (block_layout.hpp) ------------------------------------------------------------
@@ -553,8 +560,8 @@ TEST(MultiHeapMalloc, HugeAndNearLimitSizesFailWithoutDamage) {
                             size_t{0xFFFFFFFFu},
                             size_t{0xFFFFFFFFu} - 3,
                             size_t{0xFFFFFFC0u},
-                            size_t{1} << 32,
-                            (size_t{1} << 32) + 16,
+                            pow2_or_max(32),
+                            pow2_or_max(32) == SIZE_MAX ? SIZE_MAX - 16 : pow2_or_max(32) + 16,
                             r.size(),
                             r.size() - 8,
                             f,
@@ -572,7 +579,7 @@ TEST(MultiHeapMalloc, HugeAndNearLimitSizesFailWithoutDamage) {
     }
     EXPECT_EQ(multi_heap_aligned_alloc_offs(h, 16, 16, SIZE_MAX), nullptr);
     EXPECT_EQ(multi_heap_aligned_alloc_offs(h, 16, 16, SIZE_MAX - 3), nullptr);
-    EXPECT_EQ(multi_heap_aligned_alloc(h, 16, size_t{1} << 63), nullptr);
+    EXPECT_EQ(multi_heap_aligned_alloc(h, 16, pow2_or_max(63)), nullptr);
     EXPECT_TRUE(multi_heap_check(h, true));
     EXPECT_EQ(multi_heap_free_size(h), f);
     const multi_heap_info_t i = info_of(h);
@@ -1041,7 +1048,7 @@ TEST(MultiHeapAligned, AlignmentLargerThanTheHeapFails) {
     ++tested;
   }
   EXPECT_EQ(tested, 8);
-  EXPECT_EQ(multi_heap_aligned_alloc(h, 16, size_t{1} << 62), nullptr);
+  EXPECT_EQ(multi_heap_aligned_alloc(h, 16, pow2_or_max(62)), nullptr);
   EXPECT_EQ(multi_heap_free_size(h), f0);
   EXPECT_EQ(multi_heap_minimum_free_size(h), f0);
   EXPECT_TRUE(multi_heap_check(h, true));
@@ -1312,7 +1319,7 @@ TEST_F(MultiHeapRealloc, OversizeFailsAndKeepsTheBlock) {
   const size_t f1 = multi_heap_free_size(h_);
   const std::vector<Block> before = blocks_of(h_);
   for (size_t s :
-       {f0_, f1, f1 + 1, region_.size(), SIZE_MAX, SIZE_MAX - 3, SIZE_MAX / 2, size_t{1} << 32}) {
+       {f0_, f1, f1 + 1, region_.size(), SIZE_MAX, SIZE_MAX - 3, SIZE_MAX / 2, pow2_or_max(32)}) {
     EXPECT_EQ(multi_heap_realloc(h_, a, s), nullptr) << s;
     EXPECT_TRUE(all_bytes(a, 64, 0x5E)) << s;
     EXPECT_EQ(multi_heap_get_allocated_size(h_, a), 64u) << s;

@@ -64,7 +64,8 @@ TEST_F(Threaded, EightThreadsMixedCapsReturnEveryByte) {
     for (int i = 0; i < 4000; ++i) {
       if (live.empty() || rng() % 100 < 55) {
         const std::uint32_t caps = kCapsMix[rng() % (sizeof kCapsMix / sizeof kCapsMix[0])];
-        const std::size_t size = 1 + rng() % ((rng() % 16 == 0) ? 8192 : 256);
+        const std::size_t size =
+            1 + static_cast<std::size_t>(rng() % ((rng() % 16 == 0) ? 8192 : 256));
         void *p = (rng() % 8 == 0) ? heap_caps_realloc(nullptr, size, caps)
                                    : heap_caps_malloc(size, caps);
         if (p == nullptr) continue;
@@ -78,7 +79,7 @@ TEST_F(Threaded, EightThreadsMixedCapsReturnEveryByte) {
         std::memset(p, tag, size < 16 ? size : 16);
         live.push_back({p, size, tag});
       } else {
-        const std::size_t k = rng() % live.size();
+        const std::size_t k = static_cast<std::size_t>(rng() % live.size());
         const Live l = live[k];
         const auto *b = static_cast<const unsigned char *>(l.p);
         for (std::size_t j = 0; j < (l.size < 16 ? l.size : 16); ++j)

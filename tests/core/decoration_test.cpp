@@ -440,14 +440,14 @@ TEST_F(Decoration, StepFindsACorruptionPlantedAnywhereWithinOneCycleWhileTheHeap
     for (unsigned k = static_cast<unsigned>(rng() % 20); k > 0; --k)
       h.validate_step(3);
     // Plant: overrun one long-lived allocation's tail canary.
-    unsigned char *victim = stable[rng() % stable.size()];
+    unsigned char *victim = stable[static_cast<std::size_t>(rng() % stable.size())];
     unsigned char *tail = victim + h.usable_size(victim);
     tail[rng() % 4] ^= 0x5A;
     bool found = false;
     int cycles_done = 0;
     for (int step = 0; step < 10000 && !found && cycles_done < 2; ++step) {
       // The heap changes between steps: frees merge blocks around the check position.
-      const std::size_t k = rng() % churn.size();
+      const std::size_t k = static_cast<std::size_t>(rng() % churn.size());
       if (churn[k] != nullptr) {
         h.deallocate(churn[k]);
         churn[k] = nullptr;

@@ -17,6 +17,13 @@
 #include "core/block_layout.hpp"
 #include "support/checked_heap.hpp"
 
+/// 2^bits as a size_t, or SIZE_MAX where size_t is narrower (32-bit builds): "a size this build
+/// cannot serve" either way.
+constexpr std::size_t pow2_or_max(unsigned bits) {
+  return bits < sizeof(std::size_t) * 8 ? std::size_t(1) << (bits % (sizeof(std::size_t) * 8))
+                                        : ~std::size_t(0);
+}
+
 namespace {
 
 using capheap::Fault;
@@ -204,7 +211,7 @@ TEST(HeapAllocate, ZeroHugeAndNearLimitSizesFailCleanly) {
   const std::size_t max = std::numeric_limits<std::size_t>::max();
   for (std::size_t s :
        {std::size_t(0), max, max - 1, max - 3, max - 4, max - 16, max / 2, std::size_t(0xFFFFFFFFu),
-        std::size_t(0xFFFFFFFCu), std::size_t(1) << 32, r.size, free0, free0 - 3}) {
+        std::size_t(0xFFFFFFFCu), pow2_or_max(32), r.size, free0, free0 - 3}) {
     EXPECT_EQ(h.allocate(s), nullptr) << s;
     EXPECT_EQ(h.allocate_aligned(s, 16), nullptr) << s;
   }
@@ -289,8 +296,8 @@ TEST(HeapAligned, RejectsBadArguments) {
     EXPECT_EQ(h.allocate_aligned(16, a), nullptr) << a;
   EXPECT_EQ(h.allocate_aligned(0, 16), nullptr);
   EXPECT_EQ(h.allocate_aligned(16, 16, 2), nullptr);  // offset must be a multiple of 4
-  EXPECT_EQ(h.allocate_aligned(16, std::size_t(1) << 40), nullptr);
-  EXPECT_EQ(h.allocate_aligned(16, std::size_t(1) << 63), nullptr);
+  EXPECT_EQ(h.allocate_aligned(16, pow2_or_max(40)), nullptr);
+  EXPECT_EQ(h.allocate_aligned(16, pow2_or_max(63)), nullptr);
   EXPECT_TRUE(h.validate().ok());
 }
 

@@ -32,7 +32,7 @@ std::uint64_t seed_from_env(std::uint64_t fallback) {
 
 std::size_t ops_from_env(std::size_t fallback) {
   const char *s = std::getenv("CAPHEAP_STRESS_OPS");
-  return s != nullptr ? std::strtoull(s, nullptr, 0) : fallback;
+  return s != nullptr ? static_cast<std::size_t>(std::strtoull(s, nullptr, 0)) : fallback;
 }
 
 struct StressParam {
@@ -65,7 +65,7 @@ std::size_t draw_size(std::mt19937_64 &rng, std::size_t region) {
     cap = region / 2;
   }
   if (cap < 1) cap = 1;
-  if (kind == 99) return 1 + rng() % 12;  // minimum-size blocks
+  if (kind == 99) return 1 + static_cast<std::size_t>(rng() % 12);  // minimum-size blocks
   return 1 + static_cast<std::size_t>(rng() % cap);
 }
 
@@ -126,7 +126,7 @@ TEST_P(Stress, RandomOperationsKeepEveryInvariant) {
     }
     // An incremental check between operations: it must never see a problem, and validate() (run
     // by CheckedHeap) confirms that its position stays on a block boundary however blocks merge.
-    const capheap::StepResult step = heap.validate_step(1 + rng() % 5);
+    const capheap::StepResult step = heap.validate_step(1 + static_cast<std::size_t>(rng() % 5));
     ASSERT_TRUE(step.validation.ok()) << "step fault " << static_cast<int>(step.validation.fault);
   }
   h.release_all();
