@@ -3,7 +3,8 @@
 // as free-then-alloc, call stacks, heap_trace_dump's exact text (spec §4.6) held against the device
 // samples S1 and S2 (shared/data/device-output/samples.txt) character for character, and
 // heap_trace_dump_caps filtering. Built with the default CONFIG_HEAP_TRACING_STACK_DEPTH (2) and
-// without the hash map; heap_trace_variant_test.cpp covers depth 0 with the hash map.
+// without the hash map; heap_trace_variant_test.cpp covers depth 0 with the hash map and
+// debug_compiled_out_test.cpp the build without tracing and recorder.
 
 #include <gtest/gtest.h>
 
