@@ -1,13 +1,25 @@
 // recorder_bench.cpp — cost of the event recorder (capheap_recorder.h) per malloc + free on the
-// simulated ESP32: recorder off vs a recorder whose callback appends each line to a memory buffer.
-// Acceptance (docs/debugging.md "Event recorder"): < 25 % extra time per malloc + free.
+// simulated ESP32. Acceptance (docs/debugging.md "Event recorder"): the recording path costs
+// < 25 % extra time per malloc + free.
+//
+//   BM_MallocFree_RecorderOff          no recorder
+//   BM_MallocFree_RecorderRecord       recorder on; the ring is drained (to memory) every 4096
+//                                      pairs with the timer paused: what the allocating task pays
+//   BM_MallocFree_RecorderEndToEnd     the same with the drains timed: allocating task + idle task
+//   BM_Recorder_DrainToMemory          formatting alone: one drain of 8192 pending events per
+//                                      iteration; the `event` counter is the time per event
 //
 //   taskset -c 0 build/bench/capheap_recorder_bench --benchmark_repetitions=9
 //       --benchmark_report_aggregates_only=true      (one command line)
+//
+// CAPHEAP_BENCH_PAIRS=N in the environment: instead of the benchmarks, runs N malloc + free pairs
+// with the recorder on (drained every 4096 pairs) and N with it off, for callgrind
+// (`valgrind --tool=callgrind --toggle-collect=...`, see docs/debugging.md).
 
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -16,10 +28,13 @@
 
 namespace {
 
+constexpr int kBatch = 4096;  // pairs between drains: 8192 events, half the built-in ring
+
 struct Sink {
   std::vector<char> buf = std::vector<char>(std::size_t(64) << 20);
   std::size_t used = 0;
 };
+Sink g_sink;
 
 void append(const char *line, std::size_t len, void *user) {
   Sink &s = *static_cast<Sink *>(user);
@@ -28,27 +43,103 @@ void append(const char *line, std::size_t len, void *user) {
   s.used += len;
 }
 
-void malloc_free(benchmark::State &state, bool record) {
-  static Sink sink;
+void init() {
   heap_caps_free(heap_caps_malloc(1, MALLOC_CAP_DEFAULT));  // initialise the simulator
-  if (record) capheap_recorder_install(append, &sink);
-  for (auto _ : state) {
-    void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
-    benchmark::DoNotOptimize(p);
-    heap_caps_free(p);
-  }
-  if (record) capheap_recorder_uninstall();
+}
+
+__attribute__((noinline)) void pair() {
+  void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
+  benchmark::DoNotOptimize(p);
+  heap_caps_free(p);
 }
 
 void BM_MallocFree_RecorderOff(benchmark::State &state) {
-  malloc_free(state, false);
+  init();
+  for (auto _ : state)
+    pair();
 }
-void BM_MallocFree_RecorderToMemory(benchmark::State &state) {
-  malloc_free(state, true);
+
+void BM_MallocFree_RecorderRecord(benchmark::State &state) {
+  init();
+  capheap_recorder_install(append, &g_sink);
+  int n = 0;
+  for (auto _ : state) {
+    pair();
+    if (++n == kBatch) {
+      state.PauseTiming();
+      capheap_recorder_flush();
+      state.ResumeTiming();
+      n = 0;
+    }
+  }
+  capheap_recorder_stats_t st;
+  capheap_recorder_get_stats(&st);
+  if (st.dropped != 0) state.SkipWithError("events dropped");
+  capheap_recorder_uninstall();
 }
+
+void BM_MallocFree_RecorderEndToEnd(benchmark::State &state) {
+  init();
+  capheap_recorder_install(append, &g_sink);
+  int n = 0;
+  for (auto _ : state) {
+    pair();
+    if (++n == kBatch) {
+      capheap_recorder_flush();
+      n = 0;
+    }
+  }
+  capheap_recorder_uninstall();
+}
+
+void BM_Recorder_DrainToMemory(benchmark::State &state) {
+  init();
+  capheap_recorder_install(append, &g_sink);
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int i = 0; i < kBatch; ++i)
+      pair();
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(capheap_recorder_flush());
+  }
+  state.counters["event"] = benchmark::Counter(
+      2.0 * kBatch, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  capheap_recorder_uninstall();
+}
+
 BENCHMARK(BM_MallocFree_RecorderOff);
-BENCHMARK(BM_MallocFree_RecorderToMemory);
+BENCHMARK(BM_MallocFree_RecorderRecord);
+BENCHMARK(BM_MallocFree_RecorderEndToEnd);
+BENCHMARK(BM_Recorder_DrainToMemory);
+
+// For callgrind: the pairs of each mode in their own function (--toggle-collect).
+__attribute__((noinline)) void pairs_recorder_on(long n) {
+  for (long i = 0; i < n; ++i)
+    pair();
+}
+__attribute__((noinline)) void pairs_recorder_off(long n) {
+  for (long i = 0; i < n; ++i)
+    pair();
+}
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char **argv) {
+  if (const char *pairs = std::getenv("CAPHEAP_BENCH_PAIRS")) {
+    const long n = std::atol(pairs);
+    init();
+    pairs_recorder_off(n);
+    capheap_recorder_install(append, &g_sink);
+    for (long done = 0; done < n; done += kBatch) {
+      pairs_recorder_on(kBatch);
+      capheap_recorder_flush();
+    }
+    capheap_recorder_uninstall();
+    return 0;
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

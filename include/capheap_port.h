@@ -92,6 +92,17 @@ uint32_t capheap_port_cpu_id(void);
 /* Monotonic time in nanoseconds (host: CLOCK_MONOTONIC; bare metal: the clock hook, else 0). */
 uint64_t capheap_port_time_ns(void);
 
+/* A cheap raw timestamp for event records (the recorder reads one per event), monotonic per CPU,
+ * in a unit of the port's choosing. Host x86-64: the time-stamp counter (rdtsc); aarch64: the
+ * virtual counter (CNTVCT_EL0); other hosts: CLOCK_MONOTONIC nanoseconds. Bare metal: the clock
+ * hook's nanoseconds, else 0. Must not allocate; callable from any context the allocator is. */
+uint64_t capheap_port_timestamp(void);
+
+/* Converts a capheap_port_timestamp() value into nanoseconds of capheap_port_time_ns()'s clock
+ * (host: the counter is calibrated against CLOCK_MONOTONIC on the first call, which may take a few
+ * milliseconds). Only called when events are formatted, never on the allocation path. */
+uint64_t capheap_port_timestamp_ns(uint64_t stamp);
+
 /* Fills frames[0..depth) with return addresses of the calling stack, skipping `skip` frames above
  * the caller of this function, and returns how many were written. Host: backtrace(3). Bare metal:
  * 0 (capheap records the immediate caller itself). Must not allocate after the first call. */

@@ -1,6 +1,8 @@
 /*
- * capheap_recorder.h — the event recorder: every heap_caps_* allocation and free as one line of
- * capheap's trace format (docs/trace-format.md), handed to a user callback.
+ * capheap_recorder.h — the event recorder: every heap_caps_* allocation and free, stored as a
+ * compact binary record by the allocating task and turned into one line of capheap's trace format
+ * (docs/trace-format.md) later, by whoever drains the recorder (an idle task on a device, a
+ * background thread for CAPHEAP_TRACE_FILE on the host), which hands each line to a user callback.
  *
  * A recording replays with capheap's trace tools (src/sim/trace.hpp, capheap_trace_replay): it is
  * a `heap-trace v1` trace whose IDs are the blocks' addresses. Lines (one per heap_caps_* call that
@@ -14,18 +16,29 @@
  *                                            the `to=` ID (omitted when the block stayed in place;
  *                                            for realloc(NULL, n) the ID is the new block)
  *   f 0x3ffb4000 t=... task=0x1 site=0x55d0c2a1b2f0 seq=20
+ *   # recorder: dropped 12 events (ring full)
  *
- * Fields: caps= the capabilities the successful attempt used (hex); t= capheap_port_time_ns();
+ * Fields: caps= the capabilities the successful attempt used (hex); t= nanoseconds,
+ * capheap_port_timestamp_ns() of the capheap_port_timestamp() taken when the event was recorded;
  * task= the calling task's owner word (capheap_port_task_owner, hex); site= the return address in
- * the caller of the heap_caps_* function (hex); seq= a process-wide sequence number (0, 1, 2 ...
- * from install). Addresses are the chip's (the host simulator's display mapping). Every line ends
- * in '\n' and is at most CAPHEAP_RECORDER_MAX_LINE bytes including it.
+ * the caller of the heap_caps_* function (hex); seq= the event's number (0, 1, 2 ... from install;
+ * the order in which events reserved their record, which is the order of the operations on any one
+ * block). Addresses are the chip's (the host simulator's display mapping at the time of the event).
+ * Lines come out in seq order. Every line ends in '\n' and is at most CAPHEAP_RECORDER_MAX_LINE
+ * bytes including it.
  *
- * Cost: each event is formatted into a stack buffer by a small hand-written formatter; no lock and
- * no allocation (one atomic increment for seq). The callback runs in the allocating thread, inside
- * the heap_caps_* call, and may run concurrently on several threads: lines of different threads
- * reach it in no guaranteed order (sort by seq). It must not allocate or free through capheap
- * (that would record, and re-enter, itself) and should be short.
+ * Recording (inside heap_caps_*, any task, also concurrently on several cores): one
+ * compare-and-swap reserves the next record of a ring in memory given at install time (the
+ * reservation takes a sequence number only when a record is free, so a full ring never leaves a
+ * hole in the sequence), the record is filled (one timestamp read, no formatting, no lock, no
+ * allocation) and published with a release store of its sequence number, so a drain never reads a
+ * half-written record.
+ *
+ * Overflow: when every record holds an event not yet drained, new events are dropped (the oldest
+ * are kept) and counted; the next drain reports them with the comment line
+ * `# recorder: dropped N events (ring full)` at the place in the output where they were lost, and
+ * capheap_recorder_get_stats() counts them. With CAPHEAP_RECORDER_FLUSH_WHEN_FULL the allocating
+ * task drains the ring itself instead (the callback then runs inside heap_caps_*; see below).
  *
  * A recording that starts while blocks are live may free blocks whose allocation it never saw;
  * the trace parser rejects such an `f` (start recording before the allocations of interest, or
@@ -56,20 +69,79 @@ extern "C" {
 /* Longest line the callback receives, '\n' included. */
 #define CAPHEAP_RECORDER_MAX_LINE 256
 
-/* Receives one complete line (`len` bytes ending in '\n', not NUL-terminated). */
+/* Bytes one event record takes in the ring (64 on 64-bit targets, 48 on 32-bit ones). */
+#define CAPHEAP_RECORDER_EVENT_SIZE (sizeof(void *) == 8 ? 64u : 48u)
+
+/* Alignment the ring's memory must have. */
+#define CAPHEAP_RECORDER_BUFFER_ALIGN 8u
+
+/* Receives one complete line (`len` bytes ending in '\n', not NUL-terminated). Runs in the task
+ * that drains (capheap_recorder_drain / _flush / _uninstall), never concurrently with itself. */
 typedef void (*capheap_recorder_cb_t)(const char *line, size_t len, void *user);
 
-/* Installs the recorder: from now on every event reaches `callback` with `user`; seq restarts at 0.
- * Returns ESP_OK; ESP_ERR_INVALID_ARG if callback is NULL; ESP_ERR_INVALID_STATE if a recorder is
- * installed; ESP_ERR_NOT_SUPPORTED when compiled out. Thread-safe. O(1). */
+/* capheap_recorder_config_t.flags */
+#define CAPHEAP_RECORDER_FLUSH_WHEN_FULL                      \
+  0x1u /* a task that finds the ring full drains it (calling  \
+        * the callback inside heap_caps_*; the callback must  \
+        * not allocate through capheap) and then records its  \
+        * event, instead of dropping it. Nothing is lost; the \
+        * task may wait for a drain running elsewhere, so do  \
+        * not use it where a producer can preempt the drainer \
+        * on the same core. */
+
+typedef struct {
+  capheap_recorder_cb_t callback; /* required */
+  void *user;                     /* passed to callback */
+  void *buffer;       /* ring memory, CAPHEAP_RECORDER_BUFFER_ALIGN-aligned; NULL: the built-in
+                       * buffer (host builds: 16384 events; builds without one: INVALID_ARG) */
+  size_t buffer_size; /* bytes at buffer; the ring uses the largest power of two of records that
+                       * fits (at least 2). Ignored when buffer is NULL */
+  uint32_t flags;     /* CAPHEAP_RECORDER_* flags, 0 for the defaults */
+} capheap_recorder_config_t;
+
+typedef struct {
+  uint64_t recorded;  /* events stored since install (each has a seq) */
+  uint64_t delivered; /* events formatted and handed to the callback */
+  uint64_t dropped;   /* events lost because the ring was full */
+  size_t capacity;    /* records in the ring */
+} capheap_recorder_stats_t;
+
+/* Installs the recorder with `config` (copied): from now on every event is recorded; seq restarts
+ * at 0 and the counters at 0. The ring's records are cleared (O(capacity)).
+ * Returns ESP_OK; ESP_ERR_INVALID_ARG if config or its callback is NULL, the buffer is misaligned
+ * or holds fewer than 2 records, or buffer is NULL and the build has no built-in buffer;
+ * ESP_ERR_INVALID_STATE if a recorder is installed; ESP_ERR_NOT_SUPPORTED when compiled out.
+ * Thread-safe (not from an ISR). */
+esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *config);
+
+/* The same with the built-in buffer and no flags: {callback, user, NULL, 0, 0}. */
 esp_err_t capheap_recorder_install(capheap_recorder_cb_t callback, void *user);
 
-/* Removes the recorder. Calls already running on other threads may still finish after it returns.
- * Returns ESP_OK; ESP_ERR_INVALID_STATE if none is installed; ESP_ERR_NOT_SUPPORTED when compiled
- * out. Thread-safe. O(1). */
+/* Stops recording, waits for the events whose record was already reserved, drains every pending
+ * event to the callback (and a dropped-events line if any), then removes the recorder; after it
+ * returns, nothing touches the buffer or calls the callback. Returns ESP_OK; ESP_ERR_INVALID_STATE
+ * if none is installed; ESP_ERR_NOT_SUPPORTED when compiled out. Thread-safe; waits for a drain
+ * running on another task. Not from an ISR or from the callback. O(pending events). */
 esp_err_t capheap_recorder_uninstall(void);
 
-/* True while a recorder is installed. O(1). */
+/* Formats at most `max_events` pending events, in seq order, and hands each line to the callback
+ * (preceded by a `# recorder: dropped N events (ring full)` line when events were dropped since the
+ * last one; that line does not count). Stops early at an event whose record is still being
+ * written. Returns the number of events delivered: 0 when nothing is pending, when no recorder is
+ * installed, when compiled out, or when another task is draining (it does not wait). Call it from
+ * an idle task or a timer on a device. Thread-safe; not from an ISR or from the callback.
+ * O(max_events), about one line's formatting per event. */
+size_t capheap_recorder_drain(size_t max_events);
+
+/* capheap_recorder_drain(SIZE_MAX): delivers everything pending. */
+size_t capheap_recorder_flush(void);
+
+/* Copies the counters into *stats. Returns ESP_OK; ESP_ERR_INVALID_ARG if stats is NULL;
+ * ESP_ERR_INVALID_STATE if no recorder is installed; ESP_ERR_NOT_SUPPORTED when compiled out.
+ * Thread-safe, ISR-safe, O(1). */
+esp_err_t capheap_recorder_get_stats(capheap_recorder_stats_t *stats);
+
+/* True while a recorder is installed. ISR-safe, O(1). */
 bool capheap_recorder_active(void);
 
 #ifdef __cplusplus

@@ -23,7 +23,7 @@ void set_event_sink(EventSink sink, bool on) noexcept {
 #endif
 }
 
-Released capture_release(void *ptr) noexcept {
+Released capture_release_slow(void *ptr) noexcept {
   Released r;
   if (ptr == nullptr) return r;
   Registry &reg = registry();
@@ -47,6 +47,10 @@ Released capture_release(void *ptr) noexcept {
 void emit(const AllocEvent &event, const Released &released) noexcept {
 #if CAPHEAP_WITH_EVENTS
   const std::uint32_t sinks = __atomic_load_n(&g_event_sinks, __ATOMIC_ACQUIRE);
+  if (CAPHEAP_LIKELY(sinks == kSinkRecorder)) {  // the field configuration: straight through
+    recorder_on_event(event);
+    return;
+  }
   if ((sinks & kSinkTaskStats) != 0) task_stats_on_event(event, released);
   if ((sinks & kSinkTrace) != 0) trace_on_event(event);
   if ((sinks & kSinkRecorder) != 0) recorder_on_event(event);

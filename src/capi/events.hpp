@@ -67,7 +67,17 @@ constexpr bool events_on() noexcept {
 void set_event_sink(EventSink sink, bool on) noexcept;
 
 /// Describes the live block at ptr for a later release event (Released{} for null / unknown).
-Released capture_release(void *ptr) noexcept;
+/// Only per-task statistics use it: while they are off it returns Released{} without the lookup.
+Released capture_release_slow(void *ptr) noexcept;
+inline Released capture_release(void *ptr) noexcept {
+#if CAPHEAP_WITH_EVENTS
+  if ((__atomic_load_n(&g_event_sinks, __ATOMIC_RELAXED) & kSinkTaskStats) == 0) return Released{};
+  return capture_release_slow(ptr);
+#else
+  (void)ptr;
+  return Released{};
+#endif
+}
 
 /// Dispatch (call only when events_on()). `released` is what capture_release returned before a
 /// kFree or kRealloc; for other ops it is empty.

@@ -434,7 +434,11 @@ esp_err_t heap_trace_init_tohost(void) {
 }
 
 esp_err_t heap_trace_start(heap_trace_mode_t mode) {
-  if (mode != HEAP_TRACE_ALL && mode != HEAP_TRACE_LEAKS) return ESP_ERR_INVALID_ARG;
+  // C callers may pass any integer: inspect its bytes, never use an out-of-range enum value in C++.
+  int raw;
+  static_assert(sizeof raw == sizeof mode, "heap_trace_mode_t is an int-sized enum");
+  __builtin_memcpy(&raw, &mode, sizeof raw);
+  if (raw != HEAP_TRACE_ALL && raw != HEAP_TRACE_LEAKS) return ESP_ERR_INVALID_ARG;
   capheap::capi::prime_backtrace();
   Guard g;
   if (g_tracer.buffer == nullptr) return ESP_ERR_INVALID_STATE;

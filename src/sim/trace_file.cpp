@@ -1,13 +1,17 @@
 // sim/trace_file.cpp — CAPHEAP_TRACE_FILE (see trace_file.hpp).
 //
-// The recorder's callback runs inside heap_caps_* calls, possibly inside malloc itself when the C
-// library is mapped onto capheap: it must not allocate. Lines are appended to a static buffer under
-// a mutex and written with write(2); no stdio.
+// The recorder stores events in its ring (kTraceFileEvents records,
+// CAPHEAP_RECORDER_FLUSH_WHEN_FULL so that nothing is lost); a background thread drains it every
+// kDrainPeriodMs, and uninstall drains the rest. The callback runs under the recorder's drain lock
+// (one at a time), possibly inside malloc itself when the ring is full and the C library is mapped
+// onto capheap: it must not allocate. Lines are appended to a static buffer and written with
+// write(2); no stdio.
 
 #include "sim/trace_file.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,10 +24,19 @@
 namespace capheap::sim {
 namespace {
 
-pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;
+constexpr std::size_t kTraceFileEvents = 65536;
+constexpr long kDrainPeriodMs = 2;
+
+pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;  // start / stop; the thread's state
+pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER;
 int g_fd = -1;
+bool g_stop = false;
+bool g_thread_running = false;
+pthread_t g_thread;
 char g_buf[kTraceFileFlushAt + CAPHEAP_RECORDER_MAX_LINE];
-std::size_t g_used = 0;
+std::size_t g_used = 0;  // owned by whoever holds the recorder's drain lock (or g_mutex when off)
+alignas(CAPHEAP_RECORDER_BUFFER_ALIGN) unsigned char g_ring[kTraceFileEvents *
+                                                            CAPHEAP_RECORDER_EVENT_SIZE];
 
 void write_all(const char *p, std::size_t n) {
   while (n > 0 && g_fd >= 0) {
@@ -37,19 +50,34 @@ void write_all(const char *p, std::size_t n) {
   }
 }
 
-void flush_locked() {
+void flush_buffer() {
   write_all(g_buf, g_used);
   g_used = 0;
 }
 
 void on_line(const char *line, std::size_t len, void *) {
+  std::memcpy(g_buf + g_used, line, len);
+  g_used += len;
+  if (g_used >= kTraceFileFlushAt) flush_buffer();
+}
+
+void *drain_thread(void *) {
   pthread_mutex_lock(&g_mutex);
-  if (g_fd >= 0) {
-    std::memcpy(g_buf + g_used, line, len);
-    g_used += len;
-    if (g_used >= kTraceFileFlushAt) flush_locked();
+  while (!g_stop) {
+    pthread_mutex_unlock(&g_mutex);
+    (void)capheap_recorder_flush();
+    pthread_mutex_lock(&g_mutex);
+    timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += kDrainPeriodMs * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_nsec -= 1000000000;
+      ++until.tv_sec;
+    }
+    if (!g_stop) pthread_cond_timedwait(&g_cond, &g_mutex, &until);
   }
   pthread_mutex_unlock(&g_mutex);
+  return nullptr;
 }
 
 void flush_at_exit() {
@@ -70,7 +98,6 @@ esp_err_t start_trace_file_from_env(const char *chip) {
   }
   pthread_mutex_lock(&g_mutex);
   g_fd = fd;
-  g_used = 0;
   const int n = std::snprintf(g_buf, sizeof g_buf,
                               CAPHEAP_RECORDER_HEADER "# workload: capheap recording\n# chip: %s\n",
                               chip != nullptr ? chip : "unknown");
@@ -78,19 +105,34 @@ esp_err_t start_trace_file_from_env(const char *chip) {
   pthread_mutex_unlock(&g_mutex);
   static const bool registered = [] { return std::atexit(flush_at_exit) == 0; }();
   (void)registered;
-  const esp_err_t err = capheap_recorder_install(on_line, nullptr);
-  if (err != ESP_OK) stop_trace_file();
-  return err;
+  const capheap_recorder_config_t config = {on_line, nullptr, g_ring, sizeof g_ring,
+                                            CAPHEAP_RECORDER_FLUSH_WHEN_FULL};
+  const esp_err_t err = capheap_recorder_install_config(&config);
+  if (err != ESP_OK) {
+    stop_trace_file();
+    return err;
+  }
+  pthread_mutex_lock(&g_mutex);
+  g_stop = false;
+  // Without the thread the ring still drains when full and at the end.
+  g_thread_running = pthread_create(&g_thread, nullptr, drain_thread, nullptr) == 0;
+  pthread_mutex_unlock(&g_mutex);
+  return ESP_OK;
 }
 
 void stop_trace_file() {
   pthread_mutex_lock(&g_mutex);
   const bool open = g_fd >= 0;
+  const bool running = g_thread_running;
+  g_stop = true;
+  g_thread_running = false;
+  pthread_cond_signal(&g_cond);
   pthread_mutex_unlock(&g_mutex);
   if (!open) return;
-  (void)capheap_recorder_uninstall();
+  if (running) pthread_join(g_thread, nullptr);
+  (void)capheap_recorder_uninstall();  // delivers what is pending
   pthread_mutex_lock(&g_mutex);
-  flush_locked();
+  flush_buffer();
   ::close(g_fd);
   g_fd = -1;
   pthread_mutex_unlock(&g_mutex);

@@ -9,18 +9,20 @@
 
 namespace capheap::sim {
 
-/// Bytes buffered before the file is written (and the buffer's size).
+/// Bytes of lines buffered before the file is written.
 inline constexpr std::size_t kTraceFileFlushAt = 60 * 1024;
 
 /// If $CAPHEAP_TRACE_FILE is set and not empty: creates (truncates) that file, writes the header
-/// (`# heap-trace v1`, `# workload: capheap recording`, `# chip: CHIP`) and installs the recorder,
-/// whose lines are buffered and written when kTraceFileFlushAt bytes are pending, at exit and on
-/// stop_trace_file(). Returns ESP_OK (also when the variable is unset); ESP_ERR_INVALID_ARG after
-/// printing "capheap: cannot open CAPHEAP_TRACE_FILE 'PATH': REASON" to stderr;
-/// ESP_ERR_INVALID_STATE if a recorder is already installed.
+/// (`# heap-trace v1`, `# workload: capheap recording`, `# chip: CHIP`), installs the recorder on a
+/// static ring of 65536 records with CAPHEAP_RECORDER_FLUSH_WHEN_FULL (no event is lost) and starts
+/// a thread that drains it every 2 ms; lines are buffered and written when kTraceFileFlushAt bytes
+/// are pending, at exit and on stop_trace_file(). Returns ESP_OK (also when the variable is unset);
+/// ESP_ERR_INVALID_ARG after printing "capheap: cannot open CAPHEAP_TRACE_FILE 'PATH': REASON" to
+/// stderr; ESP_ERR_INVALID_STATE if a recorder is already installed.
 esp_err_t start_trace_file_from_env(const char *chip);
 
-/// Uninstalls the file's recorder, writes what is buffered and closes the file (no-op if none).
+/// Stops the thread, uninstalls the file's recorder (which delivers every pending event), writes
+/// what is buffered and closes the file (no-op if none).
 void stop_trace_file();
 
 }  // namespace capheap::sim

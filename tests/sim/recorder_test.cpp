@@ -7,15 +7,19 @@
 #include <sys/wait.h>
 
 #include <cstdint>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <regex>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "capheap.h"
 #include "capheap_host.h"
+#include "capheap_port.h"
 #include "capheap_recorder.h"
 #include "esp_heap_caps.h"
 #include "sim/trace.hpp"
@@ -178,6 +182,297 @@ TEST(Recorder, RecordedHostRunReplaysToTheSameSequence) {
   const int status = std::system(cmd.c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << cmd;
 #endif
+}
+
+/// The lines of `text` (without their '\n').
+std::vector<std::string> split_lines(const std::string &text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t nl = text.find('\n', at);
+    out.push_back(text.substr(at, nl - at));
+    at = nl + 1;
+  }
+  return out;
+}
+
+/// The value of ` key=` in a line (empty if absent).
+std::string field(const std::string &line, const std::string &key) {
+  const std::size_t at = line.find(" " + key + "=");
+  if (at == std::string::npos) return "";
+  const std::size_t from = at + key.size() + 2;
+  return line.substr(from, line.find(' ', from) - from);
+}
+
+std::string hex(std::uintptr_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+/// A caller-provided ring of `events` records.
+struct Ring {
+  explicit Ring(std::size_t events) : mem(events * CAPHEAP_RECORDER_EVENT_SIZE / 8) {}
+  std::vector<std::uint64_t> mem;
+  capheap_recorder_config_t config(std::string *out, std::uint32_t flags = 0) {
+    return capheap_recorder_config_t{to_string, out, mem.data(), mem.size() * 8, flags};
+  }
+};
+
+TEST(Recorder, InstallConfigErrors) {
+  std::string lines;
+  Ring ring(4);
+  capheap_recorder_config_t c = ring.config(&lines);
+  EXPECT_EQ(capheap_recorder_install_config(nullptr), ESP_ERR_INVALID_ARG);
+  c.callback = nullptr;
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c = ring.config(&lines);
+  c.buffer_size = 2 * CAPHEAP_RECORDER_EVENT_SIZE - 1;  // one record
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c = ring.config(&lines);
+  c.buffer = reinterpret_cast<char *>(ring.mem.data()) + 4;  // misaligned
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  EXPECT_FALSE(capheap_recorder_active());
+  capheap_recorder_stats_t st;
+  EXPECT_EQ(capheap_recorder_get_stats(&st), ESP_ERR_INVALID_STATE);
+  EXPECT_EQ(capheap_recorder_get_stats(nullptr), ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(capheap_recorder_flush(), 0u);
+
+  // 3 records' worth of memory: the ring uses 2.
+  c = ring.config(&lines);
+  c.buffer_size = 3 * CAPHEAP_RECORDER_EVENT_SIZE + 7;
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.capacity, 2u);
+  EXPECT_EQ(st.recorded, 0u);
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_STATE);
+  EXPECT_EQ(capheap_recorder_uninstall(), ESP_OK);
+
+  // The built-in ring.
+  ASSERT_EQ(capheap_recorder_install(to_string, &lines), ESP_OK);
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.capacity, 16384u);
+  EXPECT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  EXPECT_EQ(lines, "");
+}
+
+TEST(Recorder, FlushWhenEmptyDeliversNothing) {
+  reinit();
+  std::string lines;
+  Ring ring(8);
+  capheap_recorder_config_t c = ring.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  EXPECT_EQ(capheap_recorder_flush(), 0u);
+  EXPECT_EQ(capheap_recorder_drain(5), 0u);
+  EXPECT_EQ(lines, "");
+  heap_caps_free(heap_caps_malloc(10, MALLOC_CAP_DEFAULT));
+  EXPECT_EQ(lines, "");  // nothing is formatted on the allocation path
+  EXPECT_EQ(capheap_recorder_drain(0), 0u);
+  EXPECT_EQ(capheap_recorder_drain(1), 1u);
+  EXPECT_EQ(split_lines(lines).size(), 1u);
+  EXPECT_EQ(capheap_recorder_flush(), 1u);
+  EXPECT_EQ(capheap_recorder_flush(), 0u);
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.recorded, 2u);
+  EXPECT_EQ(st.delivered, 2u);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  EXPECT_EQ(split_lines(lines).size(), 2u);
+}
+
+TEST(Recorder, ExactLinesInSeqOrder) {
+  reinit();
+  std::string lines;
+  Ring ring(16);
+  capheap_recorder_config_t c = ring.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  void *a = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+  void *z = heap_caps_calloc(3, 20, kInt);
+  void *m = heap_caps_aligned_alloc(64, 200, MALLOC_CAP_DMA);
+  void *blocker = heap_caps_malloc(8, MALLOC_CAP_DEFAULT);
+  void *r = heap_caps_realloc(a, 3000, MALLOC_CAP_DEFAULT);
+  ASSERT_NE(r, a);
+  heap_caps_free(r);
+  heap_caps_free(blocker);
+  heap_caps_free(m);
+  heap_caps_free(z);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);  // delivers everything
+  const std::vector<std::string> got = split_lines(lines);
+  ASSERT_EQ(got.size(), 9u) << lines;
+  const std::string task = hex(capheap_port_task_owner());
+  const auto chip = [](void *p) { return hex(capheap_host_to_chip(p)); };
+  const std::vector<std::string> want = {
+      "a " + chip(a) + " 100 caps=0x1000",
+      "z " + chip(z) + " 1 60 caps=0x804",
+      "m " + chip(m) + " 64 200 caps=0x8",
+      "a " + chip(blocker) + " 8 caps=0x1000",
+      "r " + chip(a) + " 3000 caps=0x1000",
+      "f " + chip(r),
+      "f " + chip(blocker),
+      "f " + chip(m),
+      "f " + chip(z),
+  };
+  std::uint64_t last_t = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const std::string &line = got[i];
+    const std::string t = field(line, "t");
+    const std::string expect_tail = " t=" + t + " task=" + task + " site=" + field(line, "site") +
+                                    " seq=" + std::to_string(i) +
+                                    (i == 4 ? " to=" + chip(r) : std::string());
+    EXPECT_EQ(line, want[i] + expect_tail);
+    ASSERT_FALSE(t.empty());
+    const std::uint64_t tv = std::stoull(t);
+    EXPECT_GE(tv, last_t) << line;  // one thread: time does not go back
+    last_t = tv;
+    EXPECT_EQ(field(line, "site").rfind("0x", 0), 0u);
+  }
+}
+
+TEST(Recorder, TimestampsAreMonotonicNanoseconds) {
+  const std::uint64_t before = capheap_port_time_ns();
+  const std::uint64_t stamp = capheap_port_timestamp();
+  const std::uint64_t after = capheap_port_time_ns();
+  const std::uint64_t ns = capheap_port_timestamp_ns(stamp);
+  // Calibrated against CLOCK_MONOTONIC: within 1 ms of the bracketing readings.
+  EXPECT_GE(ns + 1000000, before);
+  EXPECT_LE(ns, after + 1000000);
+}
+
+TEST(Recorder, OverflowDropsNewestAndReportsThem) {
+  reinit();
+  std::string lines;
+  Ring ring(4);
+  capheap_recorder_config_t c = ring.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  void *p[5];
+  for (int i = 0; i < 5; ++i)
+    p[i] = heap_caps_malloc(static_cast<std::size_t>(10 + i), MALLOC_CAP_DEFAULT);
+  for (int i = 0; i < 5; ++i)
+    heap_caps_free(p[i]);  // 10 events, 4 records: 6 dropped
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.recorded, 4u);
+  EXPECT_EQ(st.dropped, 6u);
+  EXPECT_EQ(st.delivered, 0u);
+  EXPECT_EQ(capheap_recorder_flush(), 4u);
+  void *q = heap_caps_malloc(77, MALLOC_CAP_DEFAULT);  // room again: seq continues at 4
+  heap_caps_free(q);
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.recorded, 6u);
+  EXPECT_EQ(st.dropped, 6u);
+  EXPECT_EQ(st.delivered, 4u);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  const std::vector<std::string> got = split_lines(lines);
+  ASSERT_EQ(got.size(), 7u) << lines;
+  for (int i = 0; i < 4; ++i) {  // the oldest four are kept
+    EXPECT_EQ(got[static_cast<std::size_t>(i)].substr(0, 2), "a ");
+    EXPECT_EQ(field(got[static_cast<std::size_t>(i)], "seq"), std::to_string(i));
+  }
+  EXPECT_EQ(got[4], "# recorder: dropped 6 events (ring full)");
+  EXPECT_EQ(got[5].substr(0, 2 + hex(capheap_host_to_chip(q)).size() + 3),
+            "a " + hex(capheap_host_to_chip(q)) + " 77");
+  EXPECT_EQ(field(got[5], "seq"), "4");
+  EXPECT_EQ(field(got[6], "seq"), "5");
+}
+
+TEST(Recorder, FlushWhenFullLosesNothing) {
+  reinit();
+  std::string lines;
+  Ring ring(2);
+  capheap_recorder_config_t c = ring.config(&lines, CAPHEAP_RECORDER_FLUSH_WHEN_FULL);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  for (int i = 0; i < 10; ++i)
+    heap_caps_free(heap_caps_malloc(16, MALLOC_CAP_DEFAULT));
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.recorded, 20u);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_EQ(st.delivered, 18u);  // drained by the allocations that found the ring full
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  const std::vector<std::string> got = split_lines(lines);
+  ASSERT_EQ(got.size(), 20u);
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(field(got[i], "seq"), std::to_string(i));
+}
+
+TEST(Recorder, ReinstallRestartsSeqAndCounters) {
+  reinit();
+  for (int round = 0; round < 3; ++round) {
+    std::string lines;
+    Ring ring(8);
+    capheap_recorder_config_t c = ring.config(&lines);
+    ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+    for (int i = 0; i < 3 + round; ++i)
+      heap_caps_free(heap_caps_malloc(16, MALLOC_CAP_DEFAULT));
+    capheap_recorder_stats_t st;
+    ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+    const std::uint64_t events = 2u * static_cast<std::uint64_t>(3 + round);  // 6, 8, 10
+    EXPECT_EQ(st.recorded, events < 8 ? events : 8u);
+    EXPECT_EQ(st.dropped, events > 8 ? events - 8 : 0u);
+    ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+    const std::vector<std::string> got = split_lines(lines);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(field(got[0], "seq"), "0");
+    EXPECT_EQ(got[0].substr(0, 2), "a ");
+  }
+  heap_caps_free(heap_caps_malloc(16, MALLOC_CAP_DEFAULT));  // uninstalled: nothing recorded
+  EXPECT_FALSE(capheap_recorder_active());
+}
+
+// Producers on several threads, one draining concurrently (run under TSan by `make tsan`, whose
+// filter selects "Thread" in the name).
+TEST(RecorderThreaded, ProducersWithConcurrentDrain) {
+  reinit();
+  constexpr int kThreads = 4;
+  constexpr int kPairs = 3000;
+  std::string lines;
+  Ring ring(256);
+  capheap_recorder_config_t c = ring.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  std::atomic<int> running{kThreads};
+  std::thread drainer([&] {
+    while (running.load() > 0)
+      capheap_recorder_drain(64);
+  });
+  std::vector<std::thread> producers;
+  for (int t = 0; t < kThreads; ++t) {
+    producers.emplace_back([&running, t] {
+      for (int i = 0; i < kPairs; ++i) {
+        void *p = heap_caps_malloc(static_cast<std::size_t>(8 + t), MALLOC_CAP_DEFAULT);
+        heap_caps_free(p);
+      }
+      running.fetch_sub(1);
+    });
+  }
+  for (std::thread &p : producers)
+    p.join();
+  drainer.join();
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  EXPECT_EQ(st.recorded + st.dropped, 2u * kThreads * kPairs);
+
+  // Every event line is complete and seq counts 0, 1, 2 ... without a gap.
+  std::uint64_t next_seq = 0, events = 0, dropped = 0;
+  for (const std::string &line : split_lines(lines)) {
+    if (line[0] == '#') {
+      unsigned long long n = 0;
+      ASSERT_EQ(std::sscanf(line.c_str(), "# recorder: dropped %llu events (ring full)", &n), 1)
+          << line;
+      dropped += n;
+      continue;
+    }
+    ASSERT_EQ(field(line, "seq"), std::to_string(next_seq)) << line;
+    ++next_seq;
+    ++events;
+    ASSERT_FALSE(field(line, "t").empty());
+    ASSERT_FALSE(field(line, "task").empty());
+    ASSERT_FALSE(field(line, "site").empty());
+    ASSERT_TRUE(line[0] == 'a' || line[0] == 'f') << line;
+  }
+  EXPECT_EQ(events, st.recorded);
+  EXPECT_EQ(dropped, st.dropped);
 }
 
 TEST(Recorder, BadTraceFileFailsInitialisation) {

@@ -140,6 +140,15 @@ uint64_t capheap_port_time_ns(void) {
   return g_time_hook != nullptr ? g_time_hook() : 0u;
 }
 
+// Event timestamps are the clock hook's nanoseconds (no conversion needed).
+uint64_t capheap_port_timestamp(void) {
+  return g_time_hook != nullptr ? g_time_hook() : 0u;
+}
+
+uint64_t capheap_port_timestamp_ns(uint64_t stamp) {
+  return stamp;
+}
+
 size_t capheap_port_backtrace(void **, size_t, size_t) {
   return 0;
 }
