@@ -25,7 +25,7 @@ struct Control;  // the in-region control structure (src/core/block_layout.hpp)
 
 /// Alignment granule of a heap: every pointer it returns and every block size is a multiple of it.
 enum class Granule : std::uint8_t {
-  kPlatformDefault = 0,  ///< alignof(max_align_t) on hosted 64-bit builds, 4 on 32-bit targets
+  kPlatformDefault = 0,  ///< alignof(max_align_t) on 64-bit builds, 4 on 32-bit ones (ESP-IDF's)
   k4 = 4,                ///< ESP-IDF-compatible
   k8 = 8,
   k16 = 16,

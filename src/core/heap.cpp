@@ -432,6 +432,8 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
       return Heap();
   }
   if (size > detail::kMaxRegionBytes) size = detail::kMaxRegionBytes;
+  // (32-bit targets: a region cannot run past the end of the address space.)
+  if (size > ~std::uintptr_t(0) - addr_of(start)) size = ~std::uintptr_t(0) - addr_of(start);
   const u32 region = static_cast<u32>(size);
   const u32 g = 1u << g_log2;
   if (region < sizeof(Control) + 8 + kMinBlockBytes + kHeaderBytes) return Heap();
