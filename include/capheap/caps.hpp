@@ -260,8 +260,12 @@ class Registry {
   void rebuild_tables() noexcept;  // caller holds the table lock and has bumped seq_
   bool register_heap(Record &r) noexcept;
   Status insert(Record &r, Placement where) noexcept;
-  void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias) noexcept;
-  void *allocate_slow(std::size_t size, Caps caps) noexcept;
+  // `tried`: 1 + the record the inline fast path already asked for this request (0: none), which
+  // the walk skips (a heap that refused once, for lack of memory or because it reported a
+  // corruption, is not asked twice).
+  void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias,
+                  unsigned tried = 0) noexcept;
+  void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
   void deallocate_slow(void *ptr) noexcept;
   int find_heap_slow(const void *p) const noexcept;
   void *alloc_in(Record &r, std::size_t size, std::size_t alignment, bool exec_alias) noexcept;
@@ -344,6 +348,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
       void *p = r.heap.allocate(want);
       unlock(r);
       if (CAPHEAP_LIKELY(p != nullptr)) return p;
+      return allocate_slow(size, caps, first);
     }
   }
   return allocate_slow(size, caps);

@@ -474,7 +474,8 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
   return p;
 }
 
-void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec) noexcept {
+void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec,
+                          unsigned tried) noexcept {
   const u32 req = caps.bits();
 restart:
   const u32 seq = read_seq_begin();
@@ -501,6 +502,7 @@ restart:
       for (; m != 0; m &= m - 1) {
         const unsigned idx = ld(order_[w * 32 + lsb(m)]);
         if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+        if (idx + 1 == tried) continue;
         Record &r = records_[idx];
         if (void *p = alloc_in(r, size, alignment, exec && r.iram_start != 0)) return p;
       }
@@ -509,7 +511,7 @@ restart:
   return nullptr;
 }
 
-void *Registry::allocate_slow(std::size_t size, Caps caps) noexcept {
+void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexcept {
   u32 c = caps.bits();
   if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
   if ((c & MALLOC_CAP_EXEC) != 0) {
@@ -521,7 +523,7 @@ void *Registry::allocate_slow(std::size_t size, Caps caps) noexcept {
   Caps adj(c);
   const std::size_t alignment = hw_alignment(adj);
   if (alignment != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0);
+  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0, tried);
 }
 
 void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
@@ -591,6 +593,12 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
   u32 c = caps.bits();
   if ((c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  // A pointer that is not a live, intact block is reported once (by the heap, with its exact
+  // reason) and refused, whichever path below would have taken it.
+  lock(r);
+  const bool live = r.heap.verify_live(data);
+  unlock(r);
+  if (!live) return nullptr;
   if (!alias && (r.all_caps & c) == c && (c & kHwAlignCaps) == 0) {
     // The current heap qualifies: resize within it (in place when possible).
     const std::size_t want =
