@@ -219,15 +219,17 @@ Status Registry::insert(Record &r, Placement where) noexcept {
 
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
   CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
+  // Release stores (not only the fence above): readers that walk positions (heap_caps queries)
+  // load order_ and count_ with acquire and then read the record, without the sequence check.
   if (where == Placement::kRuntime) {
     for (unsigned p = count_; p > 0; --p)
-      st(order_[p], order_[p - 1]);
-    st(order_[0], static_cast<std::uint8_t>(idx));
+      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
+    __atomic_store_n(&order_[0], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
   } else {
-    st(order_[count_], static_cast<std::uint8_t>(idx));
+    __atomic_store_n(&order_[count_], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
     ++boot_count_;
   }
-  st(count_, count_ + 1);
+  __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
   rebuild_tables();
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
   return Status::kOk;
@@ -629,7 +631,7 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
 
 HeapView Registry::view(unsigned i) const noexcept {
   HeapView v;
-  if (i >= count_) return v;
+  if (i >= ld(count_)) return v;
   const Record &r = record(i);
   v.name = r.name;
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
@@ -645,7 +647,7 @@ HeapView Registry::view(unsigned i) const noexcept {
 }
 
 bool Registry::heap_matches(unsigned i, Caps caps) const noexcept {
-  if (i >= count_) return false;
+  if (i >= ld(count_)) return false;
   const Record &r = record(i);
   return r.registered && (r.all_caps & caps.bits()) == caps.bits();
 }

@@ -59,6 +59,16 @@ CAPHEAP_INLINE std::uintptr_t addr_of(const void *p) noexcept {
   return reinterpret_cast<std::uintptr_t>(p);
 }
 
+// free_bytes and min_free_bytes are written under the heap's lock but read without it
+// (multi_heap_free_size, heap_caps_get_free_size and friends): relaxed atomic stores and loads
+// (plain moves on every target) make those reads well-defined.
+CAPHEAP_INLINE void set_counter(u32 &field, u32 v) noexcept {
+  __atomic_store_n(&field, v, __ATOMIC_RELAXED);
+}
+CAPHEAP_INLINE u32 read_counter(const u32 &field) noexcept {
+  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+
 /// The heap's geometry and table addresses, loaded once per operation. Metadata stores go through
 /// byte pointers that the compiler must assume may alias the control structure; keeping these
 /// values in locals stops it from reloading them after every store.
@@ -193,8 +203,8 @@ struct Ctx {
 
   CAPHEAP_INLINE void note_allocation(u32 taken) const noexcept {
     const u32 f = c->free_bytes - taken;
-    c->free_bytes = f;
-    if (f < c->min_free_bytes) c->min_free_bytes = f;
+    set_counter(c->free_bytes, f);
+    if (f < c->min_free_bytes) set_counter(c->min_free_bytes, f);
   }
 };
 
@@ -657,7 +667,7 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   Control *c = x.c;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
-  c->free_bytes += size;
+  set_counter(c->free_bytes, c->free_bytes + size);
   --c->used_blocks;
   const u32 next = blk + size;
   const u32 next_h = x.header(next);
@@ -748,7 +758,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       x.insert(tail, x.class_of(rest));
       ++c->free_blocks;
       x.set_header(blk, b | prev_flag);
-      c->free_bytes += cur - b;
+      set_counter(c->free_bytes, c->free_bytes + (cur - b));
     }
     return p;
   }
@@ -930,20 +940,22 @@ std::size_t Heap::largest_free_block() const noexcept {
 // Decorated heaps report free bytes less one allocation's decoration, as ESP-IDF's poisoning does,
 // so that no figure suggests a request that cannot succeed.
 std::size_t Heap::free_bytes() const noexcept {
-  return control_ ? minus_clamped(control_->free_bytes, decoration_of(control_)) : 0;
+  return control_ ? minus_clamped(read_counter(control_->free_bytes), decoration_of(control_)) : 0;
 }
 std::size_t Heap::minimum_free_bytes() const noexcept {
-  return control_ ? minus_clamped(control_->min_free_bytes, decoration_of(control_)) : 0;
+  return control_ ? minus_clamped(read_counter(control_->min_free_bytes), decoration_of(control_))
+                  : 0;
 }
 
 std::size_t Heap::reset_minimum_free_bytes() noexcept {
   const std::size_t old = control_->min_free_bytes;
-  control_->min_free_bytes = control_->free_bytes;
+  set_counter(control_->min_free_bytes, control_->free_bytes);
   return old;
 }
 
 void Heap::restore_minimum_free_bytes(std::size_t value) noexcept {
-  if (value < control_->min_free_bytes) control_->min_free_bytes = static_cast<u32>(value);
+  if (value < control_->min_free_bytes)
+    set_counter(control_->min_free_bytes, static_cast<u32>(value));
 }
 
 HeapInfo Heap::info() const noexcept {
