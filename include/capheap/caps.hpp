@@ -211,18 +211,27 @@ class Registry {
   std::size_t usable_size(const void *p) const noexcept;
 
   /// Number of heaps (registered or not), in list order 0..count()-1.
-  unsigned count() const noexcept { return count_; }
+  unsigned count() const noexcept { return __atomic_load_n(&count_, __ATOMIC_ACQUIRE); }
   /// The heap at list position i (0 <= i < count()).
   HeapView view(unsigned i) const noexcept;
   /// True if heap i has every bit of caps over its three levels (the query rule; caps 0 matches).
   bool heap_matches(unsigned i, Caps caps) const noexcept;
-  /// Runs f(i) under heap i's lock.
+  /// Runs f() under heap i's lock.
   template <class F>
   void with_heap_locked(unsigned i, F &&f) const noexcept {
     Record &r = const_cast<Record &>(record(i));
     lock(r);
     f();
     unlock(r);
+  }
+  /// Runs f() under the lock of the heap a view was taken of. Use this when f works on v.heap:
+  /// positions shift when a runtime heap is added concurrently, so view(i) and a later
+  /// with_heap_locked(i) may name two different heaps. Records never move, so v.lock stays valid.
+  template <class F>
+  void with_heap_locked(const HeapView &v, F &&f) const noexcept {
+    capheap_port_lock_acquire(v.lock);
+    f();
+    capheap_port_lock_release(v.lock);
   }
   /// Hardware alignment (address and size) for a request with caps; 0 if none applies. Also
   /// returns the caps with DMA_DESC_* mapped to DMA, CACHE_ALIGNED removed and DMA dropped when
@@ -252,7 +261,11 @@ class Registry {
     std::uint32_t w[kWords] = {};
   };
 
-  const Record &record(unsigned pos) const noexcept { return records_[order_[pos]]; }
+  // (acquire: pairs with the release that publishes a record, add_region running concurrently
+  // with queries that walk the positions.)
+  const Record &record(unsigned pos) const noexcept {
+    return records_[__atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE)];
+  }
   inline void lock(Record &r) const noexcept;
   inline void unlock(Record &r) const noexcept;
   void lock_table() noexcept;
@@ -260,8 +273,12 @@ class Registry {
   void rebuild_tables() noexcept;  // caller holds the table lock and has bumped seq_
   bool register_heap(Record &r) noexcept;
   Status insert(Record &r, Placement where) noexcept;
-  void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias) noexcept;
-  void *allocate_slow(std::size_t size, Caps caps) noexcept;
+  // `tried`: 1 + the record the inline fast path already asked for this request (0: none), which
+  // the walk skips (a heap that refused once, for lack of memory or because it reported a
+  // corruption, is not asked twice).
+  void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias,
+                  unsigned tried = 0) noexcept;
+  void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
   void deallocate_slow(void *ptr) noexcept;
   int find_heap_slow(const void *p) const noexcept;
   void *alloc_in(Record &r, std::size_t size, std::size_t alignment, bool exec_alias) noexcept;
@@ -344,6 +361,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
       void *p = r.heap.allocate(want);
       unlock(r);
       if (CAPHEAP_LIKELY(p != nullptr)) return p;
+      return allocate_slow(size, caps, first);
     }
   }
   return allocate_slow(size, caps);

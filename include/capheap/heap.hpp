@@ -164,6 +164,12 @@ class Heap {
   /// Returns null on failure with p untouched. O(1) plus the copy.
   void *reallocate(void *p, std::size_t size) noexcept;
 
+  /// The O(1) checks reallocate() makes on p before changing anything (a live block of this heap,
+  /// neighbours that agree with it, intact canaries and size with poisoning), reporting a failure
+  /// through the fail hook exactly as reallocate() would. True if p may be reallocated. Lets a
+  /// caller that may move p elsewhere refuse a bad pointer before allocating. O(1).
+  bool verify_live(void *p) noexcept;
+
   /// Usable bytes of the live block at p (0 for null or a pointer that is not a live block). O(1).
   std::size_t usable_size(const void *p) const noexcept;
 

@@ -29,11 +29,12 @@ Released capture_release_slow(void *ptr) noexcept {
   Registry &reg = registry();
   const int i = reg.find_heap(ptr);
   if (i < 0) return r;
-  const Heap heap = reg.view(static_cast<unsigned>(i)).heap;
+  const capheap::HeapView v = reg.view(static_cast<unsigned>(i));
+  const Heap heap = v.heap;
   // Under the heap's lock: a neighbour's free or allocation rewrites flag bits in this block's
   // header, which owner_of / block_size read.
   std::size_t block = 0;
-  reg.with_heap_locked(static_cast<unsigned>(i), [&] {
+  reg.with_heap_locked(v, [&] {
     r.owner = heap.owner_of(ptr);
     block = heap.block_size(ptr);
   });

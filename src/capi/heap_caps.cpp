@@ -802,8 +802,9 @@ void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
   ensure_init();
   for (unsigned i = 0; i < g_registry.count(); ++i) {
     if (!g_registry.heap_matches(i, Caps(caps))) continue;
+    const HeapView v = g_registry.view(i);
     capheap::HeapInfo hi;
-    g_registry.with_heap_locked(i, [&] { hi = g_registry.view(i).heap.info(); });
+    g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
     info->total_free_bytes += hi.total_free_bytes;
     info->total_allocated_bytes += hi.total_allocated_bytes;
     info->minimum_free_bytes += hi.minimum_free_bytes;
@@ -829,7 +830,7 @@ void heap_caps_print_heap_info(uint32_t caps) {
     if (!g_registry.heap_matches(i, Caps(caps))) continue;
     const HeapView v = g_registry.view(i);
     capheap::HeapInfo hi;
-    g_registry.with_heap_locked(i, [&] { hi = v.heap.info(); });
+    g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
     capheap_port_printf("  At 0x%08x len %d free %d allocated %d min_free %d\n",
                         display32(display_address(reinterpret_cast<void *>(v.start))),
                         static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
@@ -901,7 +902,7 @@ bool heap_caps_check_integrity(uint32_t caps, bool print_errors) {
     if (!matches_query(i, caps)) continue;
     const HeapView v = g_registry.view(i);
     capheap::Validation res;
-    g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
+    g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
     if (!res.ok()) {
       all_ok = false;
       if (print_errors)
@@ -922,7 +923,7 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors) {
   const unsigned i = static_cast<unsigned>(pos);
   const HeapView v = g_registry.view(i);
   capheap::Validation res;
-  g_registry.with_heap_locked(i, [&] { res = v.heap.validate(); });
+  g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
   if (!res.ok() && print_errors)
     capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
   return res.ok();
@@ -950,7 +951,7 @@ bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max
   const auto enter = [&](int i) {
     const HeapView v = g_registry.view(static_cast<unsigned>(i));
     cursor->heap = v.start;
-    g_registry.with_heap_locked(static_cast<unsigned>(i), [&] {
+    g_registry.with_heap_locked(v, [&] {
       Heap h = v.heap;
       h.restart_validate_step();
     });
@@ -967,7 +968,7 @@ bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max
     const unsigned i = static_cast<unsigned>(at);
     const HeapView v = g_registry.view(i);
     capheap::StepResult r;
-    g_registry.with_heap_locked(i, [&] {
+    g_registry.with_heap_locked(v, [&] {
       Heap h = v.heap;
       r = h.validate_step(max_blocks - cursor->blocks_visited);
     });
@@ -993,7 +994,7 @@ void heap_caps_dump(uint32_t caps) {
   for (unsigned i = 0; i < g_registry.count(); ++i) {
     if (!matches_query(i, caps)) continue;
     const HeapView v = g_registry.view(i);
-    g_registry.with_heap_locked(i, [&] {
+    g_registry.with_heap_locked(v, [&] {
       capheap_port_printf("Showing data for heap: 0x%08x \n",
                           display32(display_address(reinterpret_cast<void *>(v.start))));
       v.heap.for_each_block([](const capheap::BlockView &b) {
@@ -1027,7 +1028,7 @@ size_t heap_caps_get_containing_block_size(void *ptr) {
   const HeapView v = g_registry.view(i);
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   size_t size = 0;
-  g_registry.with_heap_locked(i, [&] {
+  g_registry.with_heap_locked(v, [&] {
     v.heap.for_each_block([&](const capheap::BlockView &b) {
       const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(b.data);
       if (a < s) return false;
@@ -1054,7 +1055,7 @@ void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user
     if (!matches_query(i, caps)) continue;
     const HeapView v = g_registry.view(i);
     const walker_heap_into_t hinfo{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)};
-    g_registry.with_heap_locked(i, [&] {
+    g_registry.with_heap_locked(v, [&] {
       v.heap.for_each_block([&](const capheap::BlockView &b) {
         const walker_block_info_t binfo{b.data, b.size, b.used};
         return walker_func(hinfo, binfo, user_data);

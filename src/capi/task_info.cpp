@@ -147,7 +147,7 @@ void walk_used(unsigned pos, F &&f) noexcept {
   Registry &reg = registry();
   const HeapView v = reg.view(pos);
   if (!v.registered || !v.heap) return;
-  reg.with_heap_locked(pos, [&] {
+  reg.with_heap_locked(v, [&] {
     v.heap.for_each_block([&](const BlockView &b) {
       if (!b.used) return true;
       void *user = b.user != nullptr ? b.user : b.data;
@@ -433,7 +433,7 @@ void task_stats_on_event(const AllocEvent &event, const Released &released) noex
     if (pos >= 0) {
       const HeapView v = reg.view(static_cast<unsigned>(pos));
       if (v.heap && v.heap.tracks_owner()) {
-        reg.with_heap_locked(static_cast<unsigned>(pos), [&] {
+        reg.with_heap_locked(v, [&] {
           const std::size_t block = v.heap.block_size(event.ptr);
           if (block >= 4) {
             added = true;

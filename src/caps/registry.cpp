@@ -219,15 +219,17 @@ Status Registry::insert(Record &r, Placement where) noexcept {
 
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
   CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
+  // Release stores (not only the fence above): readers that walk positions (heap_caps queries)
+  // load order_ and count_ with acquire and then read the record, without the sequence check.
   if (where == Placement::kRuntime) {
     for (unsigned p = count_; p > 0; --p)
-      st(order_[p], order_[p - 1]);
-    st(order_[0], static_cast<std::uint8_t>(idx));
+      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
+    __atomic_store_n(&order_[0], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
   } else {
-    st(order_[count_], static_cast<std::uint8_t>(idx));
+    __atomic_store_n(&order_[count_], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
     ++boot_count_;
   }
-  st(count_, count_ + 1);
+  __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
   rebuild_tables();
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
   return Status::kOk;
@@ -474,7 +476,8 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
   return p;
 }
 
-void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec) noexcept {
+void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec,
+                          unsigned tried) noexcept {
   const u32 req = caps.bits();
 restart:
   const u32 seq = read_seq_begin();
@@ -501,6 +504,7 @@ restart:
       for (; m != 0; m &= m - 1) {
         const unsigned idx = ld(order_[w * 32 + lsb(m)]);
         if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+        if (idx + 1 == tried) continue;
         Record &r = records_[idx];
         if (void *p = alloc_in(r, size, alignment, exec && r.iram_start != 0)) return p;
       }
@@ -509,7 +513,7 @@ restart:
   return nullptr;
 }
 
-void *Registry::allocate_slow(std::size_t size, Caps caps) noexcept {
+void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexcept {
   u32 c = caps.bits();
   if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
   if ((c & MALLOC_CAP_EXEC) != 0) {
@@ -521,7 +525,7 @@ void *Registry::allocate_slow(std::size_t size, Caps caps) noexcept {
   Caps adj(c);
   const std::size_t alignment = hw_alignment(adj);
   if (alignment != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0);
+  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0, tried);
 }
 
 void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
@@ -591,6 +595,12 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
   u32 c = caps.bits();
   if ((c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  // A pointer that is not a live, intact block is reported once (by the heap, with its exact
+  // reason) and refused, whichever path below would have taken it.
+  lock(r);
+  const bool live = r.heap.verify_live(data);
+  unlock(r);
+  if (!live) return nullptr;
   if (!alias && (r.all_caps & c) == c && (c & kHwAlignCaps) == 0) {
     // The current heap qualifies: resize within it (in place when possible).
     const std::size_t want =
@@ -621,7 +631,7 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
 
 HeapView Registry::view(unsigned i) const noexcept {
   HeapView v;
-  if (i >= count_) return v;
+  if (i >= ld(count_)) return v;
   const Record &r = record(i);
   v.name = r.name;
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
@@ -637,7 +647,7 @@ HeapView Registry::view(unsigned i) const noexcept {
 }
 
 bool Registry::heap_matches(unsigned i, Caps caps) const noexcept {
-  if (i >= count_) return false;
+  if (i >= ld(count_)) return false;
   const Record &r = record(i);
   return r.registered && (r.all_caps & caps.bits()) == caps.bits();
 }

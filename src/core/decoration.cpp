@@ -173,15 +173,34 @@ void *decorate(const Deco &d, unsigned char *data, std::size_t size) noexcept {
   return user;
 }
 
+/// Comprehensive: frees a block that the engine just handed out, back into the 0xFE fill, leaving
+/// its data bytes as they are. The bytes that held the free block's links and footer (its first 8
+/// and last 4), and the neighbours' headers, links and footers a merge absorbs, become 0xFE, as
+/// deco_deallocate does.
+void give_back(Control *c, unsigned char *data, u32 usable) noexcept {
+  const u32 blk = static_cast<u32>(addr_of(data) - addr_of(c)) - kHeaderBytes;
+  const u32 size = usable + kHeaderBytes;
+  const bool prev_free = header_prev_free(load_word(c, blk));
+  const bool next_free = header_is_free(load_word(c, blk + size));
+  __builtin_memset(data, kFillFree, 8);
+  __builtin_memset(data + usable - 4, kFillFree, 4);
+  raw_deallocate(c, data);
+  unsigned char *base = bytes_of(c);
+  if (prev_free) __builtin_memset(base + blk - 4, kFillFree, 8);
+  if (next_free) __builtin_memset(base + blk + size, kFillFree, kFreeFillStart);
+}
+
 /// Comprehensive: a block just handed out by the engine must still be 0xFE where free memory was
 /// (all but its first 8 data bytes, which held free-list links, and its last 4, possibly the old
-/// footer). Reports and returns false otherwise.
-bool verify_handed_out(const Control *c, unsigned char *data, u32 usable) noexcept {
+/// footer). Otherwise reports the first bad byte, returns the block to the free memory (the heap is
+/// as it was: multi_heap_check still finds the same byte) and returns false.
+bool verify_handed_out(Control *c, unsigned char *data, u32 usable) noexcept {
   if (usable <= 12) return true;
   const unsigned char *bad = find_not(data + 8, usable - 12, kFillFree);
   if (bad == nullptr) return true;
   const u32 blk = static_cast<u32>(addr_of(data) - addr_of(c)) - kHeaderBytes;
   report(c, fill_fault(c, blk, bad));
+  give_back(c, data, usable);
   return false;
 }
 
@@ -236,7 +255,7 @@ void *deco_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
 
 void deco_deallocate(Control *c, void *p) noexcept {
   const Deco d(c);
-  unsigned char *data = checked_data(c, d, p, "free of a pointer that is not a block of this heap");
+  unsigned char *data = checked_data(c, d, p, kFreeOfBadPointer);
   if (data == nullptr) return;
   const u32 usable = usable_of(c, data);
   const Validation v = check_used(d, data, usable);
@@ -263,6 +282,16 @@ void deco_deallocate(Control *c, void *p) noexcept {
                                                                      // and links
 }
 
+bool deco_verify_live(Control *c, void *p) noexcept {
+  const Deco d(c);
+  unsigned char *data = checked_data(c, d, p, kReallocOfBadPointer);
+  if (data == nullptr) return false;
+  const Validation v = check_used(d, data, usable_of(c, data));
+  if (v.ok()) return true;
+  report(c, v);
+  return false;
+}
+
 void *deco_reallocate(Control *c, void *p, std::size_t size) noexcept {
   if (p == nullptr) return deco_allocate(c, size);
   if (size == 0) {
@@ -270,8 +299,7 @@ void *deco_reallocate(Control *c, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Deco d(c);
-  unsigned char *data =
-      checked_data(c, d, p, "realloc of a pointer that is not a block of this heap");
+  unsigned char *data = checked_data(c, d, p, kReallocOfBadPointer);
   if (data == nullptr) return nullptr;
   const u32 usable = usable_of(c, data);
   const Validation v = check_used(d, data, usable);

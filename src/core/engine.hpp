@@ -16,6 +16,12 @@
 namespace capheap {
 namespace detail {
 
+// What the fail hook receives for a pointer that is not a block of the heap (also the operation's
+// name: the reports of free and realloc differ).
+inline constexpr char kFreeOfBadPointer[] = "free of a pointer that is not a block of this heap";
+inline constexpr char kReallocOfBadPointer[] =
+    "realloc of a pointer that is not a block of this heap";
+
 // ---- Raw engine (heap.cpp): blocks exactly as block_layout.hpp describes them -------------------
 void *raw_allocate(Control *c, std::size_t size) noexcept;
 void *raw_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
@@ -30,6 +36,9 @@ u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
                       const char *op_name) noexcept;
 
 // ---- Decoration (decoration.cpp) ----------------------------------------------------------------
+/// The checks deco_reallocate makes before touching p (live block, neighbours, canaries and size),
+/// reporting a failure through the fail hook. True if p may be reallocated.
+bool deco_verify_live(Control *c, void *p) noexcept;
 void *deco_allocate(Control *c, std::size_t size) noexcept;
 void *deco_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
                             std::size_t offset) noexcept;

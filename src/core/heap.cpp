@@ -59,6 +59,16 @@ CAPHEAP_INLINE std::uintptr_t addr_of(const void *p) noexcept {
   return reinterpret_cast<std::uintptr_t>(p);
 }
 
+// free_bytes and min_free_bytes are written under the heap's lock but read without it
+// (multi_heap_free_size, heap_caps_get_free_size and friends): relaxed atomic stores and loads
+// (plain moves on every target) make those reads well-defined.
+CAPHEAP_INLINE void set_counter(u32 &field, u32 v) noexcept {
+  __atomic_store_n(&field, v, __ATOMIC_RELAXED);
+}
+CAPHEAP_INLINE u32 read_counter(const u32 &field) noexcept {
+  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+
 /// The heap's geometry and table addresses, loaded once per operation. Metadata stores go through
 /// byte pointers that the compiler must assume may alias the control structure; keeping these
 /// values in locals stops it from reloading them after every store.
@@ -137,6 +147,16 @@ struct Ctx {
     return (h & kFree) != 0 && size >= kMinBlockBytes && size <= end - blk;
   }
 
+  /// O(1) check of a listed free block's links (blk passed free_entry_ok, `size` is its size)
+  /// before anything follows them: its successor is a sane free block that points back to it, and
+  /// its predecessor is one that points to it (or, without one, its class's list starts at it).
+  CAPHEAP_INLINE bool links_ok(u32 blk, u32 size) const noexcept {
+    const u32 nf = next_free(blk), pf = prev_free(blk);
+    if (nf != 0 && (!free_entry_ok(nf) || prev_free(nf) != blk)) return false;
+    if (pf == 0) return heads[list_index(class_of(size))] == blk;
+    return free_entry_ok(pf) && next_free(pf) == blk;
+  }
+
   // ---- Free lists --------------------------------------------------------------------------
 
   CAPHEAP_INLINE void insert(u32 blk, SizeClass k) const noexcept {
@@ -183,8 +203,8 @@ struct Ctx {
 
   CAPHEAP_INLINE void note_allocation(u32 taken) const noexcept {
     const u32 f = c->free_bytes - taken;
-    c->free_bytes = f;
-    if (f < c->min_free_bytes) c->min_free_bytes = f;
+    set_counter(c->free_bytes, f);
+    if (f < c->min_free_bytes) set_counter(c->min_free_bytes, f);
   }
 };
 
@@ -226,7 +246,7 @@ inline bool free_entry_ok(const Control *c, u32 blk) noexcept {
 struct Found {
   u32 blk;  ///< header offset; 0 if none
   SizeClass k;
-  bool bad;  ///< a list entry failed its sanity check (blk is that entry)
+  bool bad;  ///< a list entry or its links failed their sanity check (blk: the entry to blame)
 };
 
 /// Finds a free block of at least `b` bytes: a bounded best fit in b's own class (its blocks may
@@ -238,17 +258,21 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
   if (blk != 0) {
     u32 best = 0;
     u32 best_size = ~0u;
+    u32 prev = 0;
     for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
-      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {blk, k, true};
+      // A bad entry past the head: the link of the entry before it is what is damaged.
+      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {prev != 0 ? prev : blk, k, true};
       const u32 s = x.size_at(blk);
       if (s >= b && s < best_size) {
         best = blk;
         best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
+      prev = blk;
       blk = x.next_free(blk);
     }
-    if (best != 0) return {best, k, false};
+    // take() and carve() follow the chosen block's links: check them first.
+    if (best != 0) return {best, k, !x.links_ok(best, best_size)};
   }
   // ~1u << i keeps the bits above i (and is 0 for i = 31).
   u32 fl = k.fl;
@@ -261,7 +285,7 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
   }
   const SizeClass found{fl, lsb_index(slmap)};
   const u32 head = x.heads[x.list_index(found)];
-  return {head, found, !x.free_entry_ok(head)};
+  return {head, found, !x.free_entry_ok(head) || !x.links_ok(head, x.size_at(head))};
 }
 
 /// Allocates `b` bytes from the listed free block f.blk of `size` bytes (class f.k, previous block
@@ -329,24 +353,56 @@ CAPHEAP_INLINE void grow_free_block(const Ctx &x, u32 blk, u32 old_size, u32 new
 
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
+/// Reports a free-list entry that find_free refused: a block that is not a sane free block, or a
+/// sane one whose links are damaged (the same text as multi_heap_check's, at the same address).
+CAPHEAP_COLD void report_bad_free_entry(const Ctx &x, u32 blk) noexcept {
+  detail::check_failed(x.free_entry_ok(blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
+                       x.data(blk), x.id());
+}
+
+/// Where the header offset blk lies in the physical chain (cold: a walk from the first block).
+enum class Place { kBlockStart, kInsideUsed, kInsideFree, kUnknown };
+CAPHEAP_COLD Place locate(const Ctx &x, u32 blk) noexcept {
+  for (u32 b = x.first; b < x.end;) {
+    const u32 h = x.header(b);
+    const u32 size = h & kSizeMask;
+    if (size < kMinBlockBytes || size > x.end - b) return Place::kUnknown;  // damaged: stop
+    if (b == blk) return Place::kBlockStart;
+    if (blk < b + size) return (h & kFree) != 0 ? Place::kInsideFree : Place::kInsideUsed;
+    b += size;
+  }
+  return Place::kUnknown;
+}
+
 /// Reports why the block at p failed the live-block check (cold: only on misuse or corruption).
+/// The O(1) check only saw the words around p; here, off the fast path, the chain is walked to
+/// tell a pointer into the middle of a block (or into memory freed and merged since) from a
+/// damaged header.
 CAPHEAP_COLD void report_bad_live_block(const Ctx &x, const void *p, u32 blk, const char *op_name) {
-  const char *what;
-  if (blk == 0) {
-    what = op_name;
-  } else {
+  const bool realloc = op_name == detail::kReallocOfBadPointer;
+  const char *const already_free = realloc ? "realloc of a freed block (block is already free)"
+                                           : "double free (block is already free)";
+  const char *what = op_name;
+  const Place place = blk == 0 ? Place::kUnknown : locate(x, blk);
+  if (place == Place::kInsideFree) {
+    what = already_free;  // freed, then merged into a free neighbour
+  } else if (blk != 0 && place != Place::kInsideUsed) {
     const u32 h = x.header(blk);
     const u32 size = h & kSizeMask;
-    if ((h & kFree) != 0) {
-      what = "double free (block is already free)";
-    } else if (size < kMinBlockBytes || size > x.end - blk || (size & (x.granule() - 1)) != 0) {
+    const u32 next = blk + size;
+    if (size < kMinBlockBytes || size > x.end - blk || (size & (x.granule() - 1)) != 0) {
       what = "bad block header (corrupted size)";
-    } else if ((x.header(blk + size) & kPrevFree) != 0) {
+    } else if ((h & kFree) != 0) {
+      what = already_free;
+    } else if ((x.header(next) & kPrevFree) != 0) {
       what = "bad block header (next block says this one is free)";
-    } else if ((x.header(blk + size) & kFree) != 0) {
+    } else if (const u32 next_h = x.header(next), next_size = next_h & kSizeMask;
+               (next_h & kFree) != 0 &&
+               !(next_size >= kMinBlockBytes && next_size <= x.end - next &&
+                 x.links_ok(next, next_size))) {
       what = "next free block corrupted";
     } else {
-      what = "bad previous free block (footer or header corrupted)";
+      what = "bad previous free block (footer, header or links corrupted)";
     }
   }
   detail::check_failed(what, p, x.id());
@@ -369,14 +425,16 @@ CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *o
     if (CAPHEAP_LIKELY(ok)) {
       const u32 next_h = x.header(blk + size);
       ok = (next_h & kPrevFree) == 0;
+      // A free neighbour is merged with: its size and links must be sane before they are used.
       if ((next_h & kFree) != 0) {
         const u32 next_size = next_h & kSizeMask;
-        ok = ok && next_size >= kMinBlockBytes && next_size <= x.end - (blk + size);
+        ok = ok && next_size >= kMinBlockBytes && next_size <= x.end - (blk + size) &&
+             x.links_ok(blk + size, next_size);
       }
       if (ok && (h & kPrevFree) != 0) {
         const u32 psize = x.word(blk - 4);
         ok = psize >= kMinBlockBytes && psize <= blk - x.first &&
-             x.header(blk - psize) == (psize | kFree);
+             x.header(blk - psize) == (psize | kFree) && x.links_ok(blk - psize, psize);
       }
     }
   }
@@ -530,7 +588,7 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
   const Found f = find_free(x, b);
   if (f.blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
-    detail::check_failed(kBadFreeEntry, x.data(f.blk), x.id());
+    report_bad_free_entry(x, f.blk);
     return nullptr;
   }
   take(x, f, x.size_at(f.blk), b);
@@ -569,7 +627,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const u32 blk = f.blk;
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
-    detail::check_failed(kBadFreeEntry, x.data(blk), x.id());
+    report_bad_free_entry(x, blk);
     return nullptr;
   }
 
@@ -605,13 +663,13 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
-  const u32 blk = checked_live_block(x, p, "free of a pointer that is not a block of this heap", p);
+  const u32 blk = checked_live_block(x, p, detail::kFreeOfBadPointer, p);
   if (blk == 0) return;
   // checked_live_block verified both neighbours' sizes and the previous block's footer.
   Control *c = x.c;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
-  c->free_bytes += size;
+  set_counter(c->free_bytes, c->free_bytes + size);
   --c->used_blocks;
   const u32 next = blk + size;
   const u32 next_h = x.header(next);
@@ -672,8 +730,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Ctx x(control_);
-  const u32 blk =
-      checked_live_block(x, p, "realloc of a pointer that is not a block of this heap", p);
+  const u32 blk = checked_live_block(x, p, detail::kReallocOfBadPointer, p);
   if (blk == 0) return nullptr;
   const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
@@ -703,7 +760,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       x.insert(tail, x.class_of(rest));
       ++c->free_blocks;
       x.set_header(blk, b | prev_flag);
-      c->free_bytes += cur - b;
+      set_counter(c->free_bytes, c->free_bytes + (cur - b));
     }
     return p;
   }
@@ -800,6 +857,12 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
   return reallocate_impl(control_, p, size);
 }
 
+bool Heap::verify_live(void *p) noexcept {
+  if (p == nullptr || control_ == nullptr) return false;
+  if (CAPHEAP_DECORATED(control_)) return detail::deco_verify_live(control_, p);
+  return checked_live_block(Ctx(control_), p, detail::kReallocOfBadPointer, p) != 0;
+}
+
 // ================================================================================================
 // Queries
 // ================================================================================================
@@ -879,20 +942,22 @@ std::size_t Heap::largest_free_block() const noexcept {
 // Decorated heaps report free bytes less one allocation's decoration, as ESP-IDF's poisoning does,
 // so that no figure suggests a request that cannot succeed.
 std::size_t Heap::free_bytes() const noexcept {
-  return control_ ? minus_clamped(control_->free_bytes, decoration_of(control_)) : 0;
+  return control_ ? minus_clamped(read_counter(control_->free_bytes), decoration_of(control_)) : 0;
 }
 std::size_t Heap::minimum_free_bytes() const noexcept {
-  return control_ ? minus_clamped(control_->min_free_bytes, decoration_of(control_)) : 0;
+  return control_ ? minus_clamped(read_counter(control_->min_free_bytes), decoration_of(control_))
+                  : 0;
 }
 
 std::size_t Heap::reset_minimum_free_bytes() noexcept {
   const std::size_t old = control_->min_free_bytes;
-  control_->min_free_bytes = control_->free_bytes;
+  set_counter(control_->min_free_bytes, control_->free_bytes);
   return old;
 }
 
 void Heap::restore_minimum_free_bytes(std::size_t value) noexcept {
-  if (value < control_->min_free_bytes) control_->min_free_bytes = static_cast<u32>(value);
+  if (value < control_->min_free_bytes)
+    set_counter(control_->min_free_bytes, static_cast<u32>(value));
 }
 
 HeapInfo Heap::info() const noexcept {
