@@ -5,6 +5,7 @@
 #   make demo                 Release build in build/, runs build/examples/capheap_demo
 #   make bench                Release build, trace replay on bench/traces + ../shared/data/traces, benchmarks
 #   make asan                 ASan+UBSan build in build-asan/ + ctest (make tsan: ThreadSanitizer)
+#   make fuzz                 clang libFuzzer build in build-fuzz/, runs every fuzzer FUZZ_SECONDS
 #   make install PREFIX=/opt/capheap
 #   make format | format-check
 #   make check-layers | check-freestanding | install-test | ci
@@ -12,7 +13,8 @@
 #
 # Variables: BUILD_DIR, ASAN_DIR, JOBS (2), PREFIX, CMAKE_ARGS (extra configure arguments),
 #            TEST_BUILD_TYPE (Debug), BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS,
-#            REPLAY_ARGS (extra capheap_trace_replay options), SHARED_TRACES (../shared/data/traces).
+#            REPLAY_ARGS (extra capheap_trace_replay options), SHARED_TRACES (../shared/data/traces),
+#            FUZZ_DIR (build-fuzz), FUZZ_SECONDS (60 per fuzzer), FUZZERS, FUZZ_ARGS.
 
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
@@ -28,6 +30,12 @@ TEST_BUILD_TYPE ?= Debug
 BENCH_MIN_TIME ?= 0.05
 REPLAY_ARGS ?=
 SHARED_TRACES ?= ../shared/data/traces
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZERS ?= engine_fuzz caps_fuzz trace_fuzz layout_fuzz
+FUZZ_ARGS ?=
+FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
 
 FORMAT_DIRS := src include tests bench examples tools
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' -o -name '*.cc' \
@@ -45,7 +53,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
                  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
-        check-layers check-freestanding install-test ci clean help
+        check-layers check-freestanding install-test ci clean help fuzz
 
 all: build
 
@@ -122,4 +130,25 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) build-release build-cross
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) build-release build-cross
+
+# Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
+# starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).
+fuzz: deps
+	$(call configure,$(FUZZ_DIR),RelWithDebInfo,-DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) \
+	  -DCAPHEAP_FUZZ=ON -DCAPHEAP_BUILD_TESTS=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_WERROR=OFF \
+	  -DCAPHEAP_HARDENING_LEVEL=2 -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZERS)
+	@set -e; mkdir -p $(FUZZ_DIR)/logs $(FUZZ_DIR)/artifacts; \
+	for f in $(FUZZERS); do \
+	  rm -rf $(FUZZ_DIR)/corpus/$$f; mkdir -p $(FUZZ_DIR)/corpus/$$f; \
+	  cp tests/fuzz/corpus/$$f/* $(FUZZ_DIR)/corpus/$$f/; \
+	  echo "== $$f: $(FUZZ_SECONDS) s"; \
+	  $(SANITIZER_ENV) $(FUZZ_DIR)/tests/fuzz/$$f $(FUZZ_DIR)/corpus/$$f -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -timeout=20 -rss_limit_mb=2048 -max_len=4096 \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$f- $(FUZZ_ARGS) > $(FUZZ_DIR)/logs/$$f.log 2>&1 \
+	    || { tail -n 60 $(FUZZ_DIR)/logs/$$f.log; echo "fuzz: $$f FAILED (log: $(FUZZ_DIR)/logs/$$f.log)"; exit 1; }; \
+	  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|capheap-fuzz)' $(FUZZ_DIR)/logs/$$f.log; \
+	done; \
+	echo "== fuzz summary ($(FUZZ_SECONDS) s each)"; \
+	for f in $(FUZZERS); do grep -h '^capheap-fuzz' $(FUZZ_DIR)/logs/$$f.log; done

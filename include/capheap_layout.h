@@ -62,7 +62,7 @@ typedef struct capheap_layout {
   const char *chip; /* "esp32", "esp32s3", "stm32h743", ... */
   const capheap_memory_type_t *types;
   size_t type_count;
-  const capheap_memory_region_t *regions; /* sorted by start address */
+  const capheap_memory_region_t *regions; /* in table order: the boot heaps' list order */
   size_t region_count;
   const capheap_reserved_range_t *reserved;
   size_t reserved_count;

@@ -524,6 +524,8 @@ void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexc
   if ((c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
   Caps adj(c);
   const std::size_t alignment = hw_alignment(adj);
+  // DMA_DESC_* requests are DMA requests once adjusted (spec §2): executable memory is never DMA.
+  if ((c & MALLOC_CAP_EXEC) != 0 && (adj.bits() & kExecForbidden) != 0) return nullptr;
   if (alignment != 0) size = align_up(size, alignment);
   return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0, tried);
 }

@@ -903,6 +903,25 @@ LoadResult parse_layout(std::string_view json_text, std::string_view filename,
     if (bracket != std::string::npos) what.erase(0, bracket + 2);
     result.error = std::string(filename) + ": invalid JSON: " + what;
     return result;
+  } catch (const json::exception &e) {
+    // Number overflow (out_of_range.406, e.g. 1e999) carries no position: locate the quoted token.
+    std::string what = e.what();
+    const std::size_t bracket = what.find("] ");
+    if (bracket != std::string::npos) what.erase(0, bracket + 2);
+    std::string where;
+    const std::size_t q1 = what.find('\'');
+    const std::size_t q2 = q1 == std::string::npos ? q1 : what.find('\'', q1 + 1);
+    if (q2 != std::string::npos && q2 > q1 + 1) {
+      const std::size_t at = json_text.find(std::string_view(what).substr(q1 + 1, q2 - q1 - 1));
+      if (at != std::string_view::npos) {
+        std::size_t line = 1, column = 1;
+        for (std::size_t i = 0; i < at; ++i, ++column)
+          if (json_text[i] == '\n') ++line, column = 0;
+        where = " at line " + std::to_string(line) + ", column " + std::to_string(column);
+      }
+    }
+    result.error = std::string(filename) + ": invalid JSON" + where + ": " + what;
+    return result;
   }
   try {
     Parser parser(filename, options, expected_chip);

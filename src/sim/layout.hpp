@@ -72,9 +72,9 @@ struct LayoutOptionValue {
 /// the same immutable data, so pointers taken from c_layout() stay valid as long as any copy lives.
 class ChipLayout {
  public:
-  /// The layout as the C runtime takes it (see capheap_layout.h): types, regions sorted by start
-  /// address, reserved ranges sorted by start address (options already applied), D/IRAM window,
-  /// external RAM and alignment facts.
+  /// The layout as the C runtime takes it (see capheap_layout.h): types, regions in file order
+  /// (the heap list order), reserved ranges sorted by start address (options already applied),
+  /// D/IRAM window, external RAM and alignment facts.
   const capheap_layout_t &c_layout() const noexcept;
 
   const std::string &chip() const noexcept;         ///< "esp32s3"

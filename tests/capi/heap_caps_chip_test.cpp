@@ -651,6 +651,19 @@ TEST_P(ChipConfigTest, ImpossibleCombinationsReturnNullAndCallBackOnce) {
 
 // DMA|SPIRAM with PSRAM present: ESP-IDF drops DMA (no table entry is DMA|SPIRAM) and aligns
 // address and size to the PSRAM cache line (32 bytes on both chips) (spec §2, §3.5).
+// Found by caps_fuzz: EXEC|DMA_DESC_AHB passed the EXEC check before DMA_DESC_* became DMA, and on
+// chips with a D/IRAM alias came back as an instruction alias 4 bytes off the descriptor
+// alignment. Adjusted, the request is EXEC|DMA: impossible (spec §2, §3.3).
+TEST_P(ChipConfigTest, ExecWithDmaDescriptorCapsIsImpossible) {
+  for (const std::uint32_t caps : {kX | MALLOC_CAP_DMA_DESC_AHB, kX | MALLOC_CAP_DMA_DESC_AXI,
+                                   kX | MALLOC_CAP_32BIT | MALLOC_CAP_DMA_DESC_AHB}) {
+    EXPECT_EQ(heap_caps_malloc(48, caps), nullptr) << std::hex << caps;
+    expect_one_failure(48, caps, "heap_caps_malloc");
+    EXPECT_EQ(heap_caps_calloc(2, 24, caps), nullptr) << std::hex << caps;
+    expect_one_failure(48, caps, "heap_caps_calloc");
+  }
+}
+
 TEST_P(ChipConfigTest, DmaSpiramIsCacheAlignedPsram) {
   if (!psram()) GTEST_SKIP() << "no PSRAM in this configuration";
   for (std::size_t size : {1u, 31u, 32u, 33u, 100u, 1000u}) {

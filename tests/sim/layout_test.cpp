@@ -815,6 +815,14 @@ TEST(LayoutErrors, FilesAndChips) {
   EXPECT_EQ(error_of("[]"), "t.json: expected an object");
 }
 
+// Found by layout_fuzz: a number beyond double escaped parse_layout as nlohmann's out_of_range.
+TEST(LayoutErrors, NumberOverflowIsAnErrorWithItsPosition) {
+  const LoadResult r = parse_layout("{\n  \"chip\": 5e6666666575}", "t.json");
+  EXPECT_FALSE(r.layout.has_value());
+  EXPECT_EQ(r.error,
+            "t.json: invalid JSON at line 2, column 11: number overflow parsing '5e6666666575'");
+}
+
 struct ErrorCase {
   std::string text;
   std::string expected;
