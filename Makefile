@@ -6,6 +6,10 @@
 #   make bench                Release build, trace replay on bench/traces + ../shared/data/traces, benchmarks
 #   make asan                 ASan+UBSan build in build-asan/ + ctest (make tsan: ThreadSanitizer)
 #   make fuzz                 clang libFuzzer build in build-fuzz/, runs every fuzzer FUZZ_SECONDS
+#   make release-test         Release build in build-release/ + ctest
+#   make clang-test           clang Debug build in build-clang/ + ctest
+#   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
+#   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
 #   make install PREFIX=/opt/capheap
 #   make format | format-check
 #   make check-layers | check-freestanding | install-test | ci
@@ -53,7 +57,8 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
                  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
-        check-layers check-freestanding install-test ci clean help fuzz
+        check-layers check-freestanding install-test ci clean help \
+        release-test clang-test m32-test coverage deps-ci fuzz
 
 all: build
 
@@ -62,6 +67,9 @@ help:
 
 deps:
 	@bash scripts/install-deps.sh
+
+deps-ci:
+	@bash scripts/install-deps.sh --ci
 
 deps-cross:
 	@bash scripts/install-deps.sh --cross
@@ -130,7 +138,7 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) build-release build-cross
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) build-release build-cross build-clang build-m32 build-cov
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
 # starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).
@@ -152,3 +160,25 @@ fuzz: deps
 	done; \
 	echo "== fuzz summary ($(FUZZ_SECONDS) s each)"; \
 	for f in $(FUZZERS); do grep -h '^capheap-fuzz' $(FUZZ_DIR)/logs/$$f.log; done
+
+# ---- CI matrix (.ci/run) ------------------------------------------------------------------------
+
+release-test: deps
+	$(call configure,build-release,Release,-DCAPHEAP_BUILD_TESTS=ON -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build build-release -j $(JOBS)
+	$(CTEST) --test-dir build-release --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+clang-test: deps-ci
+	$(call configure,build-clang,Debug,-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build build-clang -j $(JOBS)
+	$(CTEST) --test-dir build-clang --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+# 32-bit: GoogleTest is built from Debian's sources with -m32; the tests labelled "portable" (engine,
+# registry, multi_heap, C++ API) run under qemu-i386 when the kernel cannot run 32-bit code itself.
+m32-test: deps-ci
+	$(call configure,build-m32,Debug,--toolchain cmake/toolchains/linux-i686.cmake -DCAPHEAP_GTEST_SOURCE=/usr/src/googletest -DCAPHEAP_BUILD_BENCH=OFF)
+	$(CMAKE) --build build-m32 -j $(JOBS)
+	$(CTEST) --test-dir build-m32 --output-on-failure -j $(JOBS) --no-tests=error -L portable $(CTEST_ARGS)
+
+coverage: deps-ci
+	@bash .ci/coverage build-cov

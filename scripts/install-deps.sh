@@ -3,6 +3,8 @@
 #
 #   scripts/install-deps.sh            host toolchain + libraries (build, tests, bench, tools, format)
 #   scripts/install-deps.sh --cross    the Cortex-M cross toolchain used by .ci/check-freestanding
+#   scripts/install-deps.sh --ci       host packages + the CI matrix's: clang/LLVM (clang build, libFuzzer,
+#                                      llvm-cov coverage), g++-multilib and qemu-user (32-bit tests)
 #   scripts/install-deps.sh --check    report what is missing (exit 1 if anything is), install nothing
 #
 # Presence is detected with `dpkg -s` (fast: no apt access when everything is installed). As root the
@@ -18,6 +20,7 @@ HOST_PACKAGES=(
 )
 # gcc-arm-none-eabi only *recommends* newlib; picolibc provides the C headers (--specs=picolibc.specs)
 # and libstdc++-arm-none-eabi-dev the header-only C++ parts (<cstddef>, <type_traits>, ...).
+CI_PACKAGES=(clang llvm libclang-rt-14-dev g++-multilib qemu-user)
 CROSS_PACKAGES=(gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev)
 
 mode=host
@@ -26,6 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --cross) mode=cross ;;
     --host) mode=host ;;
+    --ci) mode=ci ;;
     --check) check_only=1 ;;
     -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "capheap: unknown option '$arg' (see --help)" >&2; exit 2 ;;
@@ -34,6 +38,8 @@ done
 
 if [[ $mode == cross ]]; then
   packages=("${CROSS_PACKAGES[@]}")
+elif [[ $mode == ci ]]; then
+  packages=("${HOST_PACKAGES[@]}" "${CI_PACKAGES[@]}")
 else
   packages=("${HOST_PACKAGES[@]}")
 fi

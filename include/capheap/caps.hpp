@@ -196,6 +196,18 @@ class Registry {
 
   // ---- Lookup and queries ----
 
+  /// Runs f (a read-only pass over the heap list that returns its result) again until no heap was
+  /// added while it ran, so that a sum over heaps counts each heap exactly once. Lock-free; f may
+  /// take heap locks. Returns f's result from the consistent pass.
+  template <class F>
+  auto consistent(F &&f) const noexcept {
+    for (;;) {
+      const std::uint32_t seq = read_seq_begin();
+      auto result = f();
+      if (!read_seq_retry(seq)) return result;
+    }
+  }
+
   /// The heap whose region contains p (data-bus address), as a list position, or -1; record_index
   /// (if not null) receives its record, consistent with the position. O(log heaps), lock-free.
   inline int find_heap(const void *p, unsigned *record_index = nullptr) const noexcept;

@@ -768,38 +768,63 @@ size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, siz
 // Queries
 // ================================================================================================
 
+}  // extern "C"
+
+namespace {
+multi_heap_info_t info_pass(uint32_t caps);
+}  // namespace
+
+extern "C" {
+
+// The sums below run as one consistent pass over the heap list (Registry::consistent): a heap added
+// meanwhile makes the pass start again instead of being counted twice or not at all.
+
 size_t heap_caps_get_total_size(uint32_t caps) {
   ensure_init();
-  size_t total = 0;
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (g_registry.heap_matches(i, Caps(caps))) {
-      const HeapView v = g_registry.view(i);
-      total += v.end - v.start;
-    }
-  return total;
+  return g_registry.consistent([&] {
+    size_t total = 0;
+    for (unsigned i = 0; i < g_registry.count(); ++i)
+      if (g_registry.heap_matches(i, Caps(caps))) {
+        const HeapView v = g_registry.view(i);
+        total += v.end - v.start;
+      }
+    return total;
+  });
 }
 
 size_t heap_caps_get_free_size(uint32_t caps) {
   ensure_init();
-  size_t total = 0;
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (g_registry.heap_matches(i, Caps(caps))) total += g_registry.view(i).heap.free_bytes();
-  return total;
+  return g_registry.consistent([&] {
+    size_t total = 0;
+    for (unsigned i = 0; i < g_registry.count(); ++i)
+      if (g_registry.heap_matches(i, Caps(caps))) total += g_registry.view(i).heap.free_bytes();
+    return total;
+  });
 }
 
 size_t heap_caps_get_minimum_free_size(uint32_t caps) {
   ensure_init();
-  size_t total = 0;
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (g_registry.heap_matches(i, Caps(caps)))
-      total += g_registry.view(i).heap.minimum_free_bytes();
-  return total;
+  return g_registry.consistent([&] {
+    size_t total = 0;
+    for (unsigned i = 0; i < g_registry.count(); ++i)
+      if (g_registry.heap_matches(i, Caps(caps)))
+        total += g_registry.view(i).heap.minimum_free_bytes();
+    return total;
+  });
 }
 
 void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
   if (info == nullptr) return;
-  *info = multi_heap_info_t{};
   ensure_init();
+  *info = g_registry.consistent([&] { return info_pass(caps); });
+}
+
+}  // extern "C"
+
+namespace {
+multi_heap_info_t info_pass(uint32_t caps) {
+  multi_heap_info_t result{};
+  multi_heap_info_t *info = &result;
   for (unsigned i = 0; i < g_registry.count(); ++i) {
     if (!g_registry.heap_matches(i, Caps(caps))) continue;
     const HeapView v = g_registry.view(i);
@@ -814,7 +839,11 @@ void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
     if (hi.largest_free_block > info->largest_free_block)
       info->largest_free_block = hi.largest_free_block;
   }
+  return result;
 }
+}  // namespace
+
+extern "C" {
 
 size_t heap_caps_get_largest_free_block(uint32_t caps) {
   multi_heap_info_t info;
