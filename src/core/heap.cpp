@@ -950,13 +950,14 @@ std::size_t Heap::minimum_free_bytes() const noexcept {
 }
 
 std::size_t Heap::reset_minimum_free_bytes() noexcept {
+  if (control_ == nullptr) return 0;
   const std::size_t old = control_->min_free_bytes;
   set_counter(control_->min_free_bytes, control_->free_bytes);
   return old;
 }
 
 void Heap::restore_minimum_free_bytes(std::size_t value) noexcept {
-  if (value < control_->min_free_bytes)
+  if (control_ != nullptr && value < control_->min_free_bytes)
     set_counter(control_->min_free_bytes, static_cast<u32>(value));
 }
 

@@ -169,6 +169,67 @@ TEST(HeapCreate, AttachFindsAnIntactHeapOnly) {
   alignas(16) static unsigned char junk[64] = {1, 2, 3};
   EXPECT_FALSE(Heap::attach(junk));
   EXPECT_FALSE(Heap::attach(nullptr));
+  EXPECT_FALSE(Heap::attach(buf + 2));  // misaligned
+  // Each fixed field damaged on its own: attach refuses (the geometry check word covers them).
+  auto *c = h.control();
+  for (std::size_t off : {std::size_t{0}, std::size_t{2}, std::size_t{3}, std::size_t{4}}) {
+    unsigned char *byte = buf + off;
+    const unsigned char saved = *byte;
+    *byte = static_cast<unsigned char>(saved ^ 0x40);
+    EXPECT_FALSE(Heap::attach(buf)) << off;
+    *byte = saved;
+  }
+  const std::uint32_t first = c->first;
+  c->first = first + 4;
+  EXPECT_FALSE(Heap::attach(buf));
+  c->first = first;
+  EXPECT_EQ(Heap::attach(buf), h);
+}
+
+TEST(HeapCreate, BadConfigurationsAreRefused) {
+  alignas(16) static unsigned char buf[1024];
+  HeapConfig bad_poison;
+  bad_poison.poisoning = static_cast<capheap::Poisoning>(3);
+  EXPECT_FALSE(Heap::create(buf, sizeof buf, bad_poison));
+  HeapConfig bad_prefix;
+  bad_prefix.reserved_prefix = 4;
+  EXPECT_FALSE(Heap::create(buf, sizeof buf, bad_prefix));
+  HeapConfig bad_granule;
+  bad_granule.granule = static_cast<Granule>(32);
+  EXPECT_FALSE(Heap::create(buf, sizeof buf, bad_granule));
+}
+
+TEST(HeapCreate, EveryQueryOnANullHandleIsNeutral) {
+  Heap h;
+  int x = 0;
+  EXPECT_FALSE(h);
+  EXPECT_EQ(h.usable_size(&x), 0u);
+  EXPECT_EQ(h.block_size(&x), 0u);
+  EXPECT_FALSE(h.contains(&x));
+  EXPECT_EQ(h.largest_free_block(), 0u);
+  EXPECT_EQ(h.free_bytes(), 0u);
+  EXPECT_EQ(h.minimum_free_bytes(), 0u);
+  EXPECT_EQ(h.info().total_blocks, 0u);
+  EXPECT_EQ(h.granule(), 0u);
+  EXPECT_EQ(h.region_size(), 0u);
+  EXPECT_EQ(h.control_size(), 0u);
+  EXPECT_EQ(h.start(), nullptr);
+  EXPECT_EQ(h.poisoning(), capheap::Poisoning::kNone);
+  EXPECT_FALSE(h.tracks_owner());
+  EXPECT_EQ(h.owner_of(&x), 0u);
+  EXPECT_EQ(h.decoration_before(), 0u);
+  EXPECT_EQ(h.decoration_total(), 0u);
+  EXPECT_FALSE(h.invariants_hold());
+  EXPECT_EQ(h.validate().fault, capheap::Fault::kBadControl);
+  const capheap::StepResult step = h.validate_step(4);
+  EXPECT_EQ(step.validation.fault, capheap::Fault::kBadControl);
+  EXPECT_EQ(step.visited, 0u);
+  h.restart_validate_step();
+  EXPECT_EQ(h.reset_minimum_free_bytes(), 0u);
+  h.restore_minimum_free_bytes(0);
+  int visits = 0;
+  h.walk([](const capheap::BlockView &, void *u) { return ++*static_cast<int *>(u) > 0; }, &visits);
+  EXPECT_EQ(visits, 0);
 }
 
 // ---- Allocation figures -----------------------------------------------------------------------
