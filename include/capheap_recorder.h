@@ -89,6 +89,14 @@ typedef void (*capheap_recorder_cb_t)(const char *line, size_t len, void *user);
         * not use it where a producer can preempt the drainer \
         * on the same core. */
 
+/* Per-thread rings (host builds, see below): flags |= CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) splits
+ * the buffer into rings of 2^k records each (1 <= k <= 30), one per recording thread (at most 64
+ * rings), after reserving the last eighth of the buffer for the drain's live-address table. Without
+ * it the whole buffer is one ring: the first thread that records owns it and the events of other
+ * threads are dropped and counted. Ignored by builds with one shared ring. */
+#define CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) ((uint32_t)(k) << 8)
+#define CAPHEAP_RECORDER_RING_EVENTS_MASK 0xff00u
+
 typedef struct {
   capheap_recorder_cb_t callback; /* required */
   void *user;                     /* passed to callback */
@@ -100,10 +108,12 @@ typedef struct {
 } capheap_recorder_config_t;
 
 typedef struct {
-  uint64_t recorded;  /* events stored since install (each has a seq) */
-  uint64_t delivered; /* events formatted and handed to the callback */
-  uint64_t dropped;   /* events lost because the ring was full */
-  size_t capacity;    /* records in the ring */
+  uint64_t recorded;     /* events stored since install (each has a seq) */
+  uint64_t delivered;    /* events formatted and handed to the callback */
+  uint64_t dropped;      /* events lost because the ring was full */
+  size_t capacity;       /* records in one ring */
+  size_t rings;          /* rings in the pool (1 in builds with one shared ring) */
+  size_t rings_attached; /* rings handed to threads since install (recycled ones count once) */
 } capheap_recorder_stats_t;
 
 /* Installs the recorder with `config` (copied): from now on every event is recorded; seq restarts
