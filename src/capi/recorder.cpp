@@ -552,9 +552,7 @@ void recycle_dead_rings() noexcept {
   }
 }
 
-}  // namespace
-
-void recorder_on_event(const AllocEvent &event) noexcept {
+__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
   for (;;) {
     const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
     if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
@@ -598,9 +596,7 @@ void recorder_on_event(const AllocEvent &event) noexcept {
 
 #else  // !CAPHEAP_RECORDER_THREAD_RINGS: one ring shared by every task
 
-}  // namespace
-
-void recorder_on_event(const AllocEvent &event) noexcept {
+__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
   // Read first: the counter's latency overlaps the reservation.
   const std::uint64_t stamp = capheap_port_timestamp();
   Ring &ring = g_rings[0];
@@ -632,6 +628,21 @@ void recorder_on_event(const AllocEvent &event) noexcept {
 }
 
 #endif  // CAPHEAP_RECORDER_THREAD_RINGS
+
+}  // namespace
+
+void recorder_on_event(const AllocEvent &event) noexcept {
+  record(event);
+}
+
+void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alignment,
+                       std::uint32_t caps, void *caller) noexcept {
+  record(AllocEvent{op, ptr, nullptr, size, alignment, caps, caller});
+}
+
+void recorder_on_free(void *ptr, void *caller) noexcept {
+  record(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
+}
 
 }  // namespace capi
 }  // namespace capheap
@@ -828,6 +839,8 @@ bool capheap_recorder_active(void) {
 namespace capheap {
 namespace capi {
 void recorder_on_event(const AllocEvent &) noexcept {}
+void recorder_on_alloc(EventOp, void *, std::size_t, std::size_t, std::uint32_t, void *) noexcept {}
+void recorder_on_free(void *, void *) noexcept {}
 }  // namespace capi
 }  // namespace capheap
 
