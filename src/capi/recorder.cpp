@@ -327,16 +327,17 @@ void live_erase(std::uintptr_t a) noexcept {
   g_cons.live[hole] = 0;
 }
 
-/// True if emitting r now would break a dependency in the output (see the top of the file).
-bool held_back(const Record &r) noexcept {
+/// Why emitting r now would break a dependency in the output (see the top of the file).
+enum Hold { kFree = 0, kSourceUnknown = 1, kTargetLive = 2 };
+Hold held_back(const Record &r) noexcept {
   const auto op = static_cast<EventOp>(r.op);
   const bool unknown_ok = g_cons.live_overflow;
-  if (op == EventOp::kFree) return !unknown_ok && !live_has(r.id);
+  if (op == EventOp::kFree) return !unknown_ok && !live_has(r.id) ? kSourceUnknown : kFree;
   if (op == EventOp::kRealloc && r.from_null == 0) {
-    if (!unknown_ok && !live_has(r.id)) return true;
-    return r.to != 0 && live_has(r.to);
+    if (!unknown_ok && !live_has(r.id)) return kSourceUnknown;
+    return r.to != 0 && live_has(r.to) ? kTargetLive : kFree;
   }
-  return live_has(r.id);  // produces r.id
+  return live_has(r.id) ? kTargetLive : kFree;  // produces r.id
 }
 
 void live_apply(const Record &r) noexcept {
@@ -393,15 +394,18 @@ inline std::uint64_t ticket_of(std::uint64_t head) noexcept {
 void recycle_dead_rings() noexcept;
 #endif
 
-/// Delivers up to max events, merged over the rings. Lock held, recorder installed.
-std::size_t drain_locked(std::size_t max) noexcept {
+/// Delivers up to max events, merged over the rings. Lock held, recorder installed. When every
+/// available head is held back: the earliest that frees an unknown address goes out (a block from
+/// before the recording); heads that would produce a still-live address wait for the event that
+/// releases it (a realloc records its move after the fact) unless `final`.
+std::size_t drain_locked(std::size_t max, bool final = false) noexcept {
   const std::uint64_t mask = ld(g.mask);
   const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
   std::size_t n = 0;
   char buf[CAPHEAP_RECORDER_MAX_LINE];
   while (n < max) {
-    std::size_t best = kMaxRings, any = kMaxRings;
-    std::uint64_t best_key = 0, any_key = 0;
+    std::size_t best = kMaxRings, any = kMaxRings, unknown = kMaxRings;
+    std::uint64_t best_key = 0, any_key = 0, unknown_key = 0;
     for (std::size_t i = 0; i < rings; ++i) {
       const Ring &r = g_rings[i];
       const std::uint64_t t = r.tail;
@@ -412,13 +416,23 @@ std::size_t drain_locked(std::size_t max) noexcept {
         any = i;
         any_key = key;
       }
-      if (g_cons.live != nullptr && (best == kMaxRings || key < best_key) && !held_back(rec)) {
+      if (g_cons.live == nullptr) continue;
+      const Hold hold = held_back(rec);
+      if (hold == kFree && (best == kMaxRings || key < best_key)) {
         best = i;
         best_key = key;
+      } else if (hold == kSourceUnknown && (unknown == kMaxRings || key < unknown_key)) {
+        unknown = i;
+        unknown_key = key;
       }
     }
     if (any == kMaxRings) break;
-    Ring &r = g_rings[best != kMaxRings ? best : any];
+    std::size_t pick = any;
+    if (g_cons.live != nullptr) {
+      pick = best != kMaxRings ? best : unknown != kMaxRings ? unknown : final ? any : kMaxRings;
+      if (pick == kMaxRings) break;
+    }
+    Ring &r = g_rings[pick];
     const std::uint64_t t = r.tail;
     report_drops(r, t);  // before the first record reserved after them
     const Record rec = r.records[t & mask];
@@ -473,7 +487,7 @@ CAPHEAP_COLD void drain_in_place(std::uint64_t state, std::uint64_t state_mask,
                                  const std::uint64_t *word) noexcept {
   if (try_lock(g_cons.lock)) {
     if ((__atomic_load_n(word, __ATOMIC_ACQUIRE) & state_mask) == (state & state_mask))
-      drain_locked(~std::size_t(0));
+      drain_locked(~std::size_t(0), true);
     unlock(g_cons.lock);
   }
 }
@@ -778,7 +792,7 @@ esp_err_t capheap_recorder_uninstall(void) {
   const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
   for (std::size_t i = 0; i < rings; ++i)
     wait_idle(g_rings[i]);
-  drain_locked(~std::size_t(0));
+  drain_locked(~std::size_t(0), true);
 #else
   // Every ticket below `end` was reserved before the ring closed: wait for each and deliver it.
   const std::uint64_t head = __atomic_fetch_or(&g_rings[0].head, kClosed, __ATOMIC_ACQ_REL);
