@@ -177,7 +177,8 @@ void capheap_port_thread_barrier(void) {
   pthread_mutex_unlock(&g_ticker_mutex);
   if (b == Barrier::kExpedited) (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
   if (b == Barrier::kGlobal) (void)membarrier(MEMBARRIER_CMD_GLOBAL);
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  static unsigned fence_word = 0;  // a locked read-modify-write: a full barrier here too
+  (void)__atomic_fetch_add(&fence_word, 0u, __ATOMIC_SEQ_CST);
   // kNone (a kernel without membarrier): a short sleep lets producers that are between their flag
   // store and their check finish (best effort; documented in docs/debugging.md).
   if (b == Barrier::kNone) {
