@@ -3,6 +3,7 @@
 // < 25 % extra time per malloc + free.
 //
 //   BM_MallocFree_RecorderOff          no recorder
+//   BM_MallocFree_RecorderOffPaused    no recorder, the Record loop's pauses (the harness's share)
 //   BM_MallocFree_RecorderRecord       recorder on; the ring is drained (to memory) every 4096
 //                                      pairs with the timer paused: what the allocating task pays
 //   BM_MallocFree_RecorderEndToEnd     the same with the drains timed: allocating task + idle task
@@ -59,6 +60,22 @@ void BM_MallocFree_RecorderOff(benchmark::State &state) {
     pair();
 }
 
+// The Record benchmark's loop (a pause every kBatch pairs) without the recorder: the harness's
+// share, to compare Record against.
+void BM_MallocFree_RecorderOffPaused(benchmark::State &state) {
+  init();
+  int n = 0;
+  for (auto _ : state) {
+    pair();
+    if (++n == kBatch) {
+      state.PauseTiming();
+      benchmark::ClobberMemory();
+      state.ResumeTiming();
+      n = 0;
+    }
+  }
+}
+
 void BM_MallocFree_RecorderRecord(benchmark::State &state) {
   init();
   capheap_recorder_install(append, &g_sink);
@@ -108,6 +125,7 @@ void BM_Recorder_DrainToMemory(benchmark::State &state) {
 }
 
 BENCHMARK(BM_MallocFree_RecorderOff);
+BENCHMARK(BM_MallocFree_RecorderOffPaused);
 BENCHMARK(BM_MallocFree_RecorderRecord);
 BENCHMARK(BM_MallocFree_RecorderEndToEnd);
 BENCHMARK(BM_Recorder_DrainToMemory);

@@ -18,24 +18,30 @@
  *   f 0x3ffb4000 t=... task=0x1 site=0x55d0c2a1b2f0 seq=20
  *   # recorder: dropped 12 events (ring full)
  *
- * Fields: caps= the capabilities the successful attempt used (hex); t= nanoseconds,
- * capheap_port_timestamp_ns() of the capheap_port_timestamp() taken when the event was recorded;
+ * Fields: caps= the capabilities the successful attempt used (hex); t= nanoseconds when the event
+ * was recorded: on hosts a coarse clock (CLOCK_MONOTONIC refreshed every 1 ms by a ticker thread
+ * while the recorder is installed: 1 ms resolution, never going back within a thread), on bare
+ * metal capheap_port_timestamp_ns() of capheap_port_timestamp();
  * task= the calling task's owner word (capheap_port_task_owner, hex); site= the return address in
- * the caller of the heap_caps_* function (hex); seq= the event's number (0, 1, 2 ... from install;
- * the order in which events reserved their record, which is the order of the operations on any one
- * block). Addresses are the chip's (the host simulator's display mapping at the time of the event).
- * Lines come out in seq order. Every line ends in '\n' and is at most CAPHEAP_RECORDER_MAX_LINE
- * bytes including it.
+ * the caller of the heap_caps_* function (hex); seq= the line's number in the output (0, 1, 2 ...
+ * from install), see "Drain" below. Addresses are the chip's (the host simulator's display mapping
+ * at the time of the event). Lines come out in seq order. Every line ends in '\n' and is at most
+ * CAPHEAP_RECORDER_MAX_LINE bytes including it.
  *
- * Recording (inside heap_caps_*, any task, also concurrently on several cores): one
- * compare-and-swap reserves the next record of a ring in memory given at install time (the
- * reservation takes a sequence number only when a record is free, so a full ring never leaves a
- * hole in the sequence), the record is filled (one timestamp read, no formatting, no lock, no
- * allocation) and published with a release store of its sequence number, so a drain never reads a
- * half-written record.
+ * Recording (inside heap_caps_*, any task, also concurrently on several cores): host builds give
+ * each thread its own ring (single producer, plain stores published by one release store; see
+ * CAPHEAP_RECORDER_RING_EVENTS_LOG2); bare-metal builds share one ring in which one
+ * compare-and-swap reserves the next record. No formatting, no lock, no allocation; a drain never
+ * reads a half-written record.
  *
- * Overflow: when every record holds an event not yet drained, new events are dropped (the oldest
- * are kept) and counted; the next drain reports them with the comment line
+ * Drain: the rings are merged by (time, ring, per-ring order); a free is never emitted before the
+ * event that produced its address when that event was recorded (a live-address table carved from
+ * the buffer, or a built-in one; when it is full, ordering falls back to time for the addresses it
+ * could not hold). seq= numbers the output.
+ *
+ * Overflow: when every record of a thread's ring holds an event not yet drained, that thread's new
+ * events are dropped (the oldest are kept) and counted (also when no ring is free for a thread);
+ * the next drain reports them with the comment line
  * `# recorder: dropped N events (ring full)` at the place in the output where they were lost, and
  * capheap_recorder_get_stats() counts them. With CAPHEAP_RECORDER_FLUSH_WHEN_FULL the allocating
  * task drains the ring itself instead (the callback then runs inside heap_caps_*; see below).
@@ -89,6 +95,14 @@ typedef void (*capheap_recorder_cb_t)(const char *line, size_t len, void *user);
         * not use it where a producer can preempt the drainer \
         * on the same core. */
 
+/* Per-thread rings (host builds, see below): flags |= CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) splits
+ * the buffer into rings of 2^k records each (1 <= k <= 30), one per recording thread (at most 64
+ * rings), after reserving the last eighth of the buffer for the drain's live-address table. Without
+ * it the whole buffer is one ring: the first thread that records owns it and the events of other
+ * threads are dropped and counted. Ignored by builds with one shared ring. */
+#define CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) ((uint32_t)(k) << 8)
+#define CAPHEAP_RECORDER_RING_EVENTS_MASK 0xff00u
+
 typedef struct {
   capheap_recorder_cb_t callback; /* required */
   void *user;                     /* passed to callback */
@@ -100,10 +114,12 @@ typedef struct {
 } capheap_recorder_config_t;
 
 typedef struct {
-  uint64_t recorded;  /* events stored since install (each has a seq) */
-  uint64_t delivered; /* events formatted and handed to the callback */
-  uint64_t dropped;   /* events lost because the ring was full */
-  size_t capacity;    /* records in the ring */
+  uint64_t recorded;     /* events stored since install (each has a seq) */
+  uint64_t delivered;    /* events formatted and handed to the callback */
+  uint64_t dropped;      /* events lost because the ring was full */
+  size_t capacity;       /* records in one ring */
+  size_t rings;          /* rings in the pool (1 in builds with one shared ring) */
+  size_t rings_attached; /* rings handed to threads since install (recycled ones count once) */
 } capheap_recorder_stats_t;
 
 /* Installs the recorder with `config` (copied): from now on every event is recorded; seq restarts

@@ -86,6 +86,19 @@ void emit(const AllocEvent &event, const Released &released) noexcept;
 // ---- Sink entry points, one set per feature (each defined in its feature's file) -------------
 void trace_on_event(const AllocEvent &event) noexcept;
 void recorder_on_event(const AllocEvent &event) noexcept;
+/// The recorder alone (the field configuration): the same without an AllocEvent in memory.
+void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alignment,
+                       std::uint32_t caps, void *caller) noexcept;
+void recorder_on_free(void *ptr, void *caller) noexcept;
+
+/// True if the recorder is the only sink (heap_caps_* then calls recorder_on_alloc / _free).
+inline bool recorder_only() noexcept {
+#if CAPHEAP_WITH_EVENTS
+  return __atomic_load_n(&g_event_sinks, __ATOMIC_RELAXED) == kSinkRecorder;
+#else
+  return false;
+#endif
+}
 void task_stats_on_event(const AllocEvent &event, const Released &released) noexcept;
 
 }  // namespace capi

@@ -397,7 +397,12 @@ CAPHEAP_COLD void emit_alloc(EventOp op, void *p, size_t size, size_t alignment,
 __attribute__((always_inline)) inline void note_alloc(EventOp op, void *p, size_t size,
                                                       size_t alignment, uint32_t caps,
                                                       void *caller) {
-  if (events_on() && p != nullptr) emit_alloc(op, p, size, alignment, caps, caller);
+  if (events_on() && p != nullptr) {
+    if (capheap::capi::recorder_only())
+      capheap::capi::recorder_on_alloc(op, p, size, alignment, caps, caller);
+    else
+      emit_alloc(op, p, size, alignment, caps, caller);
+  }
   hook_alloc(p, size, caps);
 }
 
@@ -407,7 +412,12 @@ CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
 }
 
 __attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
-  if (events_on() && ptr != nullptr) emit_free(ptr, caller);
+  if (events_on() && ptr != nullptr) {
+    if (capheap::capi::recorder_only())
+      capheap::capi::recorder_on_free(ptr, caller);
+    else
+      emit_free(ptr, caller);
+  }
   g_registry.deallocate(ptr);
   hook_free(ptr);
 }

@@ -1,22 +1,37 @@
 // recorder.cpp — the event recorder (include/capheap_recorder.h).
 //
-// Producers (heap_caps_* callers, any task) store each event as a fixed-size binary record in a
-// ring; a drain (one task at a time) formats the records into lines of the trace format and hands
-// them to the user's callback.
+// Producers (heap_caps_* callers) store each event as a fixed-size binary record in a ring; a drain
+// (one task at a time) merges the rings, formats the records into lines of the trace format and
+// hands them to the user's callback.
 //
-// The ring: `g_head` = [63] closed | [62:48] install generation | [47:0] next ticket. A producer
-// reserves ticket t with one compare-and-swap of head, only while t - g_tail < capacity (g_tail is
-// the drain's position), fills record t & mask and publishes it by storing t + 1 into the record's
-// `state` (release). The drain reads record c once its state is c + 1 (acquire) and hands the slot
-// back by advancing g_tail (release), which a producer loads (acquire) before reusing the slot.
-// A full ring makes the producer count a drop without taking a ticket, so the sequence has no
-// holes and the drain never waits for a record that will not come. (A fetch_add reservation would
-// hand out tickets it cannot honour when full; the drain could not tell such a hole from a record
-// still being written.)
+// Two producer schemes, chosen at build time:
 //
-// Uninstall sets the closed bit (no reservation succeeds afterwards), waits for the records
-// reserved before it, drains them and only then forgets the buffer. The generation makes a
-// producer that read head before an uninstall + install fail its compare-and-swap.
+// CAPHEAP_RECORDER_THREAD_RINGS=1 (host builds): every thread appends to a ring of its own (single
+// producer). A thread_local pointer names it; the first event of a thread (or the first after a
+// reinstall) attaches a free ring from the pool under a small spin lock. An event is written with
+// plain stores, published by a release store of `ticket + 1` into the record's `state`, and the
+// ring's head is advanced with a relaxed store: no atomic read-modify-write. The time is one
+// relaxed load of the port's coarse clock (capheap_port_coarse_ns, refreshed every millisecond by a
+// ticker thread while the recorder is installed). Uninstall and ring recycling need to know that no
+// producer is inside an event: a producer sets its ring's `busy` word, then (after a compiler
+// barrier only) re-checks the global state and its ring's owner; the other side changes the state
+// or owner, runs capheap_port_thread_barrier() (membarrier: every thread executes a full barrier)
+// and then waits for `busy` to be 0. Rings of threads that ended are recycled by the drain once
+// they are empty (their tickets continue, so a stale record can never look published).
+//
+// CAPHEAP_RECORDER_THREAD_RINGS=0 (bare metal, no thread API in capi): one ring shared by every
+// task, as before: `head` = [63] closed | [62:48] install generation | [47:0] next ticket; a
+// producer reserves ticket t with one compare-and-swap while t - tail < capacity. The clock is the
+// port's capheap_port_timestamp() (the clock hook; a cycle counter read is cheap there).
+//
+// The drain is a k-way merge over the rings' heads by (stamp, ring index); within a ring the order
+// is the ticket order. It is dependency-aware: a table of the addresses live in the output so far
+// (open addressing, in the recorder's memory) holds back a head that frees (or reallocs from) an
+// address not yet produced in the output, or produces an address still live there; the producing
+// or freeing event is already published in another ring (it happened before), so the merge takes
+// from the other rings first. When every available head is held back (a block allocated before
+// recording started, a dropped event), the earliest is emitted anyway. The output's seq= is the
+// output order.
 
 #include "capheap_recorder.h"
 
@@ -28,9 +43,24 @@
 #define CAPHEAP_RECORDER 1
 #endif
 
-// Records in the built-in ring (host builds set it from CMake; 0: no built-in ring).
+#ifndef CAPHEAP_RECORDER_THREAD_RINGS
+#define CAPHEAP_RECORDER_THREAD_RINGS 0
+#endif
+
+// Records per ring of the built-in pool (host builds set it from CMake; 0: no built-in pool).
 #ifndef CAPHEAP_RECORDER_DEFAULT_EVENTS
 #define CAPHEAP_RECORDER_DEFAULT_EVENTS 0
+#endif
+// Rings in the built-in pool, and the most rings any pool has.
+#ifndef CAPHEAP_RECORDER_DEFAULT_RINGS
+#define CAPHEAP_RECORDER_DEFAULT_RINGS 16
+#endif
+#ifndef CAPHEAP_RECORDER_MAX_RINGS
+#define CAPHEAP_RECORDER_MAX_RINGS 64
+#endif
+// Entries of the built-in live-address table.
+#ifndef CAPHEAP_RECORDER_DEFAULT_LIVE_SLOTS
+#define CAPHEAP_RECORDER_DEFAULT_LIVE_SLOTS 65536
 #endif
 
 #if CAPHEAP_RECORDER
@@ -42,7 +72,7 @@ namespace {
 /// One event as the producer stores it (CAPHEAP_RECORDER_EVENT_SIZE bytes).
 struct alignas(8) Record {
   std::uint64_t state;      ///< ticket + 1 once complete (0: never written)
-  std::uint64_t stamp;      ///< capheap_port_timestamp()
+  std::uint64_t stamp;      ///< event time (coarse ns on thread-ring hosts, else port timestamp)
   std::uintptr_t id;        ///< display address of the block the line names
   std::uintptr_t to;        ///< kRealloc that moved: display address of the new block; else 0
   std::size_t size;         ///< requested bytes
@@ -51,6 +81,7 @@ struct alignas(8) Record {
   std::uint32_t owner;      ///< capheap_port_task_owner()
   std::uint32_t alignment;  ///< aligned allocations: the alignment; else 0
   std::uint8_t op;          ///< EventOp
+  std::uint8_t from_null;   ///< kRealloc of NULL (the line's ID is the new block)
 };
 static_assert(sizeof(Record) == CAPHEAP_RECORDER_EVENT_SIZE, "record size");
 static_assert(alignof(Record) <= CAPHEAP_RECORDER_BUFFER_ALIGN, "record alignment");
@@ -60,48 +91,87 @@ constexpr int kGenShift = 48;
 constexpr std::uint64_t kTicketMask = (1ull << kGenShift) - 1;
 constexpr std::uint64_t kGenMask = ((1ull << 15) - 1) << kGenShift;
 constexpr std::uint64_t kNoDrop = ~0ull;
+constexpr std::uint64_t kPrefetchAhead = 8;  ///< records
 
-// What producers read on every event, in one cache line with head (head changes on every event
-// anyway; the rest changes only at install).
-// The fields other than head are written at install, before head opens the ring (release), and
-// read with relaxed loads (a producer holding a stale head may read them during a reinstall; its
-// compare-and-swap then fails).
-struct alignas(64) ProducerSide {
-  std::uint64_t head = kClosed;
+#if CAPHEAP_RECORDER_THREAD_RINGS
+constexpr std::size_t kMaxRings = CAPHEAP_RECORDER_MAX_RINGS;
+#else
+constexpr std::size_t kMaxRings = 1;
+#endif
+
+/// One ring: the producer's line, then the drain's.
+struct alignas(64) Ring {
+  std::uint64_t head = 0;           ///< next ticket (shared ring: closed | generation | ticket)
+  std::uint64_t tail_seen = 0;      ///< thread ring: the producer's copy of tail
+  std::uint64_t dropped = 0;        ///< events this ring's producer(s) dropped
+  std::uint64_t drop_at = kNoDrop;  ///< ticket of the oldest unreported drop
   Record *records = nullptr;
-  std::uint64_t mask = 0;  ///< capacity - 1
-  std::uint32_t flags = 0;
-};
-ProducerSide g_prod;
-
-// Written by the drain (and by producers when they drop).
-struct alignas(64) ConsumerSide {
-  std::uint64_t tail = 0;           ///< next ticket to drain
-  std::uint64_t dropped = 0;        ///< events dropped since install (producers add)
-  std::uint64_t drop_at = kNoDrop;  ///< ticket before which the oldest unreported drop happened
+  std::uint32_t owner = 0;  ///< thread ring: the owner word of the attached thread; 0: free
+  std::uint32_t busy = 0;   ///< thread ring: 1 while the owner records an event
+  std::uint32_t used = 0;   ///< attached since install (its records are cleared)
+  alignas(64) std::uint64_t tail = 0;  ///< next ticket to drain
   std::uint64_t dropped_reported = 0;
+};
+
+/// Read by producers on every event; written at install (before state opens, release).
+struct alignas(64) Global {
+  std::uint64_t state = kClosed;  ///< thread rings: closed | generation
+  std::uint64_t mask = 0;         ///< ring capacity - 1
+  std::uint32_t flags = 0;
+  std::uint32_t rings = 0;  ///< rings in the pool
+};
+Global g;
+
+Ring g_rings[kMaxRings];
+
+// Drain side (lock held), install and stats.
+struct alignas(64) ConsumerSide {
   std::uint64_t delivered = 0;
+  std::uint64_t orphan_dropped = 0;  ///< events of threads that found no free ring
+  std::uint64_t orphan_reported = 0;
+  std::uint32_t rings_seen = 0;  ///< 1 + highest ring index attached since install
   capheap_recorder_cb_t callback = nullptr;
   void *user = nullptr;
-  int lock = 0;  ///< held by the drain and by install / uninstall
+  std::uintptr_t *live = nullptr;  ///< live-address table (null: single ring, no ordering needed)
+  std::size_t live_mask = 0;
+  std::size_t live_count = 0;
+  bool live_overflow = false;  ///< an address did not fit: unknown frees are not held back
+  int lock = 0;                ///< held by the drain and by install / uninstall
+  int attach_lock = 0;         ///< thread rings: attaching and recycling
 };
 ConsumerSide g_cons;
 
 #if CAPHEAP_RECORDER_DEFAULT_EVENTS > 0
 static_assert((CAPHEAP_RECORDER_DEFAULT_EVENTS & (CAPHEAP_RECORDER_DEFAULT_EVENTS - 1)) == 0,
               "CAPHEAP_RECORDER_DEFAULT_EVENTS must be a power of two");
-Record g_default_records[CAPHEAP_RECORDER_DEFAULT_EVENTS];
+#if CAPHEAP_RECORDER_THREAD_RINGS
+constexpr std::size_t kDefaultRings = CAPHEAP_RECORDER_DEFAULT_RINGS;
+static_assert(kDefaultRings <= kMaxRings, "too many default rings");
+std::uintptr_t g_default_live[CAPHEAP_RECORDER_DEFAULT_LIVE_SLOTS];
+#else
+constexpr std::size_t kDefaultRings = 1;
+#endif
+Record g_default_records[CAPHEAP_RECORDER_DEFAULT_EVENTS * kDefaultRings];
 #endif
 
-inline bool try_lock() noexcept {
-  return __atomic_exchange_n(&g_cons.lock, 1, __ATOMIC_ACQUIRE) == 0;
+inline bool try_lock(int &l) noexcept {
+  return __atomic_exchange_n(&l, 1, __ATOMIC_ACQUIRE) == 0;
 }
-inline void lock() noexcept {
-  while (!try_lock()) {
+inline void lock(int &l) noexcept {
+  while (!try_lock(l)) {
   }
 }
-inline void unlock() noexcept {
-  __atomic_store_n(&g_cons.lock, 0, __ATOMIC_RELEASE);
+inline void unlock(int &l) noexcept {
+  __atomic_store_n(&l, 0, __ATOMIC_RELEASE);
+}
+
+template <typename T>
+inline T ld(const T &v) noexcept {
+  return __atomic_load_n(&v, __ATOMIC_RELAXED);
+}
+template <typename T>
+inline void st(T &v, T x) noexcept {
+  __atomic_store_n(&v, x, __ATOMIC_RELAXED);
 }
 
 // ---- Formatting ---------------------------------------------------------------------------------
@@ -159,6 +229,15 @@ __attribute__((always_inline)) inline char *put_dec(char *w, std::uint64_t v) no
 // (6) + 10 + " site=" (6) + 18 + " seq=" (5) + 20 + " to=" (4) + 18 + "\n" < 200.
 static_assert(CAPHEAP_RECORDER_MAX_LINE >= 200, "line buffer too small");
 
+/// Nanoseconds of a record's stamp.
+inline std::uint64_t stamp_ns(std::uint64_t stamp) noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  return stamp;  // the coarse clock is in nanoseconds already
+#else
+  return capheap_port_timestamp_ns(stamp);
+#endif
+}
+
 /// Formats record `r` (a copy) with sequence number `seq` into buf; returns the length.
 std::size_t format(const Record &r, std::uint64_t seq, char *buf) noexcept {
   char *w = buf;
@@ -186,7 +265,7 @@ std::size_t format(const Record &r, std::uint64_t seq, char *buf) noexcept {
       break;
   }
   if (static_cast<EventOp>(r.op) != EventOp::kFree) w = put_hex(put(w, " caps="), r.caps);
-  w = put_dec(put(w, " t="), capheap_port_timestamp_ns(r.stamp));
+  w = put_dec(put(w, " t="), stamp_ns(r.stamp));
   w = put_hex(put(w, " task="), r.owner);
   w = put_hex(put(w, " site="), r.caller);
   w = put_dec(put(w, " seq="), seq);
@@ -195,88 +274,188 @@ std::size_t format(const Record &r, std::uint64_t seq, char *buf) noexcept {
   return static_cast<std::size_t>(w - buf);
 }
 
-/// Sends the dropped-events line if events were dropped before ticket `next` (all tickets below it
-/// delivered) and not reported yet. Lock held.
-void report_drops(std::uint64_t next) noexcept {
-  if (__atomic_load_n(&g_cons.drop_at, __ATOMIC_RELAXED) > next) return;
-  __atomic_store_n(&g_cons.drop_at, kNoDrop, __ATOMIC_RELAXED);
-  // Drops counted after the store above are reported here too (a little early); their own drop_at
-  // then leads to no line, as the count is already reported.
-  const std::uint64_t dropped = __atomic_load_n(&g_cons.dropped, __ATOMIC_RELAXED);
-  if (dropped == g_cons.dropped_reported) return;
+// ---- Live-address table (drain only) -------------------------------------------------------
+// Linear probing, key 0 = empty, deletion by backward shift (no tombstones).
+
+inline std::size_t live_hash(std::uintptr_t a) noexcept {
+  return static_cast<std::size_t>((static_cast<std::uint64_t>(a) * 0x9e3779b97f4a7c15ull) >> 32) &
+         g_cons.live_mask;
+}
+
+bool live_has(std::uintptr_t a) noexcept {
+  for (std::size_t i = live_hash(a);; i = (i + 1) & g_cons.live_mask) {
+    const std::uintptr_t k = g_cons.live[i];
+    if (k == a) return true;
+    if (k == 0) return false;
+  }
+}
+
+void live_insert(std::uintptr_t a) noexcept {
+  if (a == 0) return;
+  // Kept at most 3/4 full; beyond that addresses go untracked.
+  if (4 * (g_cons.live_count + 1) > 3 * (g_cons.live_mask + 1)) {
+    if (!live_has(a)) g_cons.live_overflow = true;
+    return;
+  }
+  std::size_t i = live_hash(a);
+  while (g_cons.live[i] != 0) {
+    if (g_cons.live[i] == a) return;
+    i = (i + 1) & g_cons.live_mask;
+  }
+  g_cons.live[i] = a;
+  ++g_cons.live_count;
+}
+
+void live_erase(std::uintptr_t a) noexcept {
+  const std::size_t mask = g_cons.live_mask;
+  std::size_t i = live_hash(a);
+  for (;; i = (i + 1) & mask) {
+    if (g_cons.live[i] == 0) return;
+    if (g_cons.live[i] == a) break;
+  }
+  --g_cons.live_count;
+  // Backward shift: move later members of the probe run into the hole where allowed.
+  std::size_t hole = i;
+  for (std::size_t j = (i + 1) & mask; g_cons.live[j] != 0; j = (j + 1) & mask) {
+    const std::size_t home = live_hash(g_cons.live[j]);
+    // j may move to hole if home is not cyclically in (hole, j].
+    const bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+    if (stays) continue;
+    g_cons.live[hole] = g_cons.live[j];
+    hole = j;
+  }
+  g_cons.live[hole] = 0;
+}
+
+/// Why emitting r now would break a dependency in the output (see the top of the file).
+enum Hold { kFree = 0, kSourceUnknown = 1, kTargetLive = 2 };
+Hold held_back(const Record &r) noexcept {
+  const auto op = static_cast<EventOp>(r.op);
+  const bool unknown_ok = g_cons.live_overflow;
+  if (op == EventOp::kFree) return !unknown_ok && !live_has(r.id) ? kSourceUnknown : kFree;
+  if (op == EventOp::kRealloc && r.from_null == 0) {
+    if (!unknown_ok && !live_has(r.id)) return kSourceUnknown;
+    return r.to != 0 && live_has(r.to) ? kTargetLive : kFree;
+  }
+  return live_has(r.id) ? kTargetLive : kFree;  // produces r.id
+}
+
+void live_apply(const Record &r) noexcept {
+  const auto op = static_cast<EventOp>(r.op);
+  if (op == EventOp::kFree) {
+    live_erase(r.id);
+  } else if (op == EventOp::kRealloc && r.from_null == 0) {
+    if (r.to != 0) {
+      live_erase(r.id);
+      live_insert(r.to);
+    }
+  } else {
+    live_insert(r.id);
+  }
+}
+
+// ---- Drain --------------------------------------------------------------------------------------
+
+void send_drop_line(std::uint64_t n) noexcept {
   char buf[CAPHEAP_RECORDER_MAX_LINE];
-  char *w = put_dec(put(buf, "# recorder: dropped "), dropped - g_cons.dropped_reported);
+  char *w = put_dec(put(buf, "# recorder: dropped "), n);
   w = put(w, " events (ring full)\n");
-  g_cons.dropped_reported = dropped;
   g_cons.callback(buf, static_cast<std::size_t>(w - buf), g_cons.user);
 }
 
-/// Delivers up to max events in ticket order. Lock held, recorder installed.
-std::size_t drain_locked(std::size_t max) noexcept {
-  Record *const records = __atomic_load_n(&g_prod.records, __ATOMIC_RELAXED);
-  const std::uint64_t mask = __atomic_load_n(&g_prod.mask, __ATOMIC_RELAXED);
-  std::uint64_t tail = g_cons.tail;
+/// Sends the dropped-events line for ring r if events were dropped before ticket `next` (all its
+/// tickets below it delivered) and not reported yet. Lock held.
+void report_drops(Ring &r, std::uint64_t next) noexcept {
+  const std::uint64_t at = __atomic_load_n(&r.drop_at, __ATOMIC_RELAXED);
+  if (at > next) return;
+  __atomic_store_n(&r.drop_at, kNoDrop, __ATOMIC_RELAXED);
+  // Drops counted after the store above are reported here too (a little early); their own drop_at
+  // then leads to no line, as the count is already reported.
+  const std::uint64_t dropped = __atomic_load_n(&r.dropped, __ATOMIC_RELAXED);
+  if (dropped == r.dropped_reported) return;
+  const std::uint64_t n = dropped - r.dropped_reported;
+  r.dropped_reported = dropped;
+  send_drop_line(n);
+}
+
+void report_orphans() noexcept {
+  const std::uint64_t dropped = __atomic_load_n(&g_cons.orphan_dropped, __ATOMIC_RELAXED);
+  if (dropped == g_cons.orphan_reported) return;
+  const std::uint64_t n = dropped - g_cons.orphan_reported;
+  g_cons.orphan_reported = dropped;
+  send_drop_line(n);
+}
+
+inline std::uint64_t ticket_of(std::uint64_t head) noexcept {
+  return head & kTicketMask;
+}
+
+#if CAPHEAP_RECORDER_THREAD_RINGS
+void recycle_dead_rings() noexcept;
+#endif
+
+/// Delivers up to max events, merged over the rings. Lock held, recorder installed. When every
+/// available head is held back: the earliest that frees an unknown address goes out (a block from
+/// before the recording); heads that would produce a still-live address wait for the event that
+/// releases it (a realloc records its move after the fact) unless `final`.
+std::size_t drain_locked(std::size_t max, bool final = false) noexcept {
+  const std::uint64_t mask = ld(g.mask);
+  const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
   std::size_t n = 0;
   char buf[CAPHEAP_RECORDER_MAX_LINE];
   while (n < max) {
-    const Record &slot = records[tail & mask];
-    if (__atomic_load_n(&slot.state, __ATOMIC_ACQUIRE) != tail + 1) break;
-    report_drops(tail);  // before the first record reserved after them
-    const std::size_t len = format(slot, tail, buf);
-    ++tail;
-    __atomic_store_n(&g_cons.tail, tail, __ATOMIC_RELEASE);  // the slot is free again
+    std::size_t best = kMaxRings, any = kMaxRings, unknown = kMaxRings;
+    std::uint64_t best_key = 0, any_key = 0, unknown_key = 0;
+    for (std::size_t i = 0; i < rings; ++i) {
+      const Ring &r = g_rings[i];
+      const std::uint64_t t = r.tail;
+      const Record &rec = r.records[t & mask];
+      if (__atomic_load_n(&rec.state, __ATOMIC_ACQUIRE) != t + 1) continue;
+      const std::uint64_t key = rec.stamp;
+      if (any == kMaxRings || key < any_key) {
+        any = i;
+        any_key = key;
+      }
+      if (g_cons.live == nullptr) continue;
+      const Hold hold = held_back(rec);
+      if (hold == kFree && (best == kMaxRings || key < best_key)) {
+        best = i;
+        best_key = key;
+      } else if (hold == kSourceUnknown && (unknown == kMaxRings || key < unknown_key)) {
+        unknown = i;
+        unknown_key = key;
+      }
+    }
+    if (any == kMaxRings) break;
+    std::size_t pick = any;
+    if (g_cons.live != nullptr) {
+      pick = best != kMaxRings ? best : unknown != kMaxRings ? unknown : final ? any : kMaxRings;
+      if (pick == kMaxRings) break;
+    }
+    Ring &r = g_rings[pick];
+    const std::uint64_t t = r.tail;
+    report_drops(r, t);  // before the first record reserved after them
+    const Record rec = r.records[t & mask];
+    __atomic_store_n(&r.tail, t + 1, __ATOMIC_RELEASE);  // the slot is free again
+    if (g_cons.live != nullptr) live_apply(rec);
+    const std::size_t len = format(rec, g_cons.delivered + n, buf);
     g_cons.callback(buf, len, g_cons.user);
     ++n;
   }
-  report_drops(tail);
+  for (std::size_t i = 0; i < rings; ++i)
+    report_drops(g_rings[i], g_rings[i].tail);
+  report_orphans();
   __atomic_store_n(&g_cons.delivered, g_cons.delivered + n, __ATOMIC_RELAXED);
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  recycle_dead_rings();
+#endif
   return n;
 }
 
-/// The ring is full (or closed) for head value h: drop, or drain and retry. Returns true to retry.
-CAPHEAP_COLD bool on_full(std::uint64_t h) noexcept {
-  if ((h & kClosed) != 0) return false;
-  if ((__atomic_load_n(&g_prod.flags, __ATOMIC_RELAXED) & CAPHEAP_RECORDER_FLUSH_WHEN_FULL) == 0) {
-    __atomic_fetch_add(&g_cons.dropped, 1, __ATOMIC_RELAXED);
-    std::uint64_t none = kNoDrop;
-    __atomic_compare_exchange_n(&g_cons.drop_at, &none, h & kTicketMask, false, __ATOMIC_RELAXED,
-                                __ATOMIC_RELAXED);
-    return false;
-  }
-  if (try_lock()) {
-    // Still the same installation (uninstall holds the lock while it closes the ring)?
-    if ((__atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE) & (kClosed | kGenMask)) ==
-        (h & (kClosed | kGenMask)))
-      drain_locked(~std::size_t(0));
-    unlock();
-  }
-  return true;
-}
+// ---- Producers ----------------------------------------------------------------------------------
 
-}  // namespace
-
-void recorder_on_event(const AllocEvent &event) noexcept {
-  // Read first: the counter's latency overlaps the reservation (the time is the event's either
-  // way).
-  const std::uint64_t stamp = capheap_port_timestamp();
-  std::uint64_t h = __atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE);
-  std::uint64_t t;
-  std::uint64_t mask;
-  for (;;) {
-    t = h & kTicketMask;
-    mask = __atomic_load_n(&g_prod.mask, __ATOMIC_RELAXED);
-    if (CAPHEAP_LIKELY((h & kClosed) == 0 &&
-                       t - __atomic_load_n(&g_cons.tail, __ATOMIC_ACQUIRE) <= mask)) {
-      if (__atomic_compare_exchange_n(&g_prod.head, &h, h + 1, true, __ATOMIC_ACQUIRE,
-                                      __ATOMIC_ACQUIRE))
-        break;
-    } else {
-      if (!on_full(h)) return;
-      h = __atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE);
-    }
-  }
-  // The successful compare-and-swap read this installation's head: records and mask are its own.
-  Record &r = __atomic_load_n(&g_prod.records, __ATOMIC_RELAXED)[t & mask];
+inline void fill(Record &r, const AllocEvent &event, std::uint64_t stamp,
+                 std::uint32_t owner) noexcept {
   r.stamp = stamp;
   const bool realloc_from = event.op == EventOp::kRealloc && event.old_ptr != nullptr;
   r.id = display_address(realloc_from ? event.old_ptr : event.ptr);
@@ -284,10 +463,199 @@ void recorder_on_event(const AllocEvent &event) noexcept {
   r.size = event.size;
   r.caller = reinterpret_cast<std::uintptr_t>(event.caller);
   r.caps = event.caps;
-  r.owner = capheap_port_task_owner();
+  r.owner = owner;
   r.alignment = static_cast<std::uint32_t>(event.alignment);
   r.op = static_cast<std::uint8_t>(event.op);
+  r.from_null = event.op == EventOp::kRealloc && !realloc_from ? 1 : 0;
+}
+
+/// Counts a dropped event of ring r at ticket t (its producer, or under the CAS of a shared ring).
+CAPHEAP_COLD void count_drop(Ring &r, std::uint64_t t) noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  __atomic_store_n(&r.dropped, ld(r.dropped) + 1, __ATOMIC_RELAXED);  // one writer
+  if (ld(r.drop_at) == kNoDrop) st(r.drop_at, t);
+#else
+  __atomic_fetch_add(&r.dropped, 1, __ATOMIC_RELAXED);
+  std::uint64_t none = kNoDrop;
+  __atomic_compare_exchange_n(&r.drop_at, &none, t, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+#endif
+}
+
+/// CAPHEAP_RECORDER_FLUSH_WHEN_FULL: drains everything if still installation `state` (for a
+/// shared ring: if head still has its closed bit and generation).
+CAPHEAP_COLD void drain_in_place(std::uint64_t state, std::uint64_t state_mask,
+                                 const std::uint64_t *word) noexcept {
+  if (try_lock(g_cons.lock)) {
+    if ((__atomic_load_n(word, __ATOMIC_ACQUIRE) & state_mask) == (state & state_mask))
+      drain_locked(~std::size_t(0), true);
+    unlock(g_cons.lock);
+  }
+}
+
+#if CAPHEAP_RECORDER_THREAD_RINGS
+
+struct ThreadRing {
+  Ring *ring;
+  std::uint64_t gen;  ///< the g.state the ring was attached under (never matches a closed state)
+  std::uint32_t owner;
+};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadRing t_ring = {nullptr, kClosed, 0};
+
+/// Attaches a ring of installation `state` to the calling thread. False: none free (the event is
+/// counted as dropped) or the recorder closed meanwhile.
+CAPHEAP_COLD bool attach(std::uint64_t state) noexcept {
+  const std::uint32_t owner = capheap_port_task_owner();
+  lock(g_cons.attach_lock);
+  if (__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) != state) {
+    unlock(g_cons.attach_lock);
+    return false;
+  }
+  const std::uint32_t rings = ld(g.rings);
+  Ring *found = nullptr;
+  std::uint32_t index = 0;
+  for (std::uint32_t i = 0; i < rings && found == nullptr; ++i) {
+    if (ld(g_rings[i].owner) == 0) {
+      found = &g_rings[i];
+      index = i;
+    }
+  }
+  if (found != nullptr) {
+    if (ld(found->used) == 0) {
+      // First use since install: clear the records (a drain never looks at a ring it has not seen
+      // in rings_seen, which is raised only below).
+      const std::uint64_t cap = ld(g.mask) + 1;
+      for (std::uint64_t i = 0; i < cap; ++i)
+        st(found->records[i].state, std::uint64_t(0));
+      st(found->used, 1u);
+    }
+    st(found->owner, owner);
+    if (index + 1 > ld(g_cons.rings_seen))
+      __atomic_store_n(&g_cons.rings_seen, index + 1, __ATOMIC_RELEASE);
+    t_ring.ring = found;
+    t_ring.gen = state;
+    t_ring.owner = owner;
+  } else {
+    __atomic_fetch_add(&g_cons.orphan_dropped, 1, __ATOMIC_RELAXED);
+  }
+  unlock(g_cons.attach_lock);
+  return found != nullptr;
+}
+
+/// Waits until no producer is inside an event on ring r. Call after changing g.state or r.owner
+/// and capheap_port_thread_barrier().
+void wait_idle(const Ring &r) noexcept {
+  while (__atomic_load_n(&r.busy, __ATOMIC_ACQUIRE) != 0) {
+  }
+}
+
+/// Frees the rings of threads that ended once everything they recorded is delivered. Lock held.
+void recycle_dead_rings() noexcept {
+  const std::size_t rings = ld(g_cons.rings_seen);
+  for (std::size_t i = 0; i < rings; ++i) {
+    Ring &r = g_rings[i];
+    const std::uint32_t owner = ld(r.owner);
+    if (owner == 0 || capheap_port_task_alive(owner)) continue;
+    if (ld(r.head) != r.tail || ld(r.dropped) != r.dropped_reported) continue;
+    lock(g_cons.attach_lock);
+    st(r.owner, 0u);
+    capheap_port_thread_barrier();
+    // A thread still running after its owner word ended (its other thread_local destructors)
+    // finishes its event first; if it is inside one, keep the ring for it this time.
+    if (__atomic_load_n(&r.busy, __ATOMIC_ACQUIRE) != 0) st(r.owner, owner);
+    unlock(g_cons.attach_lock);
+  }
+}
+
+__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
+  for (;;) {
+    const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
+    if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
+      if ((state & kClosed) != 0 || !attach(state)) return;
+      continue;
+    }
+    Ring &r = *t_ring.ring;
+    st(r.busy, 1u);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);  // the other side runs a process-wide barrier
+    if (CAPHEAP_UNLIKELY(ld(g.state) != state || ld(r.owner) != t_ring.owner)) {
+      __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
+      t_ring.gen = kClosed;  // attach again (or stop, if closed)
+      continue;
+    }
+    const std::uint64_t h = ld(r.head);
+    const std::uint64_t mask = ld(g.mask);
+    if (CAPHEAP_UNLIKELY(h - ld(r.tail_seen) > mask)) {
+      st(r.tail_seen, __atomic_load_n(&r.tail, __ATOMIC_ACQUIRE));
+      if (h - ld(r.tail_seen) > mask) {
+        __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
+        if ((ld(g.flags) & CAPHEAP_RECORDER_FLUSH_WHEN_FULL) == 0) {
+          count_drop(r, h);
+          return;
+        }
+        drain_in_place(state, ~0ull, &g.state);
+        continue;
+      }
+    }
+    // The record's line is usually cold (the ring streams through memory): fetch a later one for
+    // writing now, so that its store does not wait for the line (a locked instruction right after,
+    // such as the heap's mutex, would wait for the store buffer to drain).
+    __builtin_prefetch(&r.records[(h + kPrefetchAhead) & mask], 1, 3);
+    Record &rec = r.records[h & mask];
+    fill(rec, event, __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED), t_ring.owner);
+    __atomic_store_n(&rec.state, h + 1, __ATOMIC_RELEASE);
+    st(r.head, h + 1);
+    __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
+    return;
+  }
+}
+
+#else  // !CAPHEAP_RECORDER_THREAD_RINGS: one ring shared by every task
+
+__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
+  // Read first: the counter's latency overlaps the reservation.
+  const std::uint64_t stamp = capheap_port_timestamp();
+  Ring &ring = g_rings[0];
+  std::uint64_t h = __atomic_load_n(&ring.head, __ATOMIC_ACQUIRE);
+  std::uint64_t t;
+  std::uint64_t mask;
+  for (;;) {
+    t = h & kTicketMask;
+    mask = ld(g.mask);
+    if (CAPHEAP_LIKELY((h & kClosed) == 0 &&
+                       t - __atomic_load_n(&ring.tail, __ATOMIC_ACQUIRE) <= mask)) {
+      if (__atomic_compare_exchange_n(&ring.head, &h, h + 1, true, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_ACQUIRE))
+        break;
+    } else {
+      if ((h & kClosed) != 0) return;
+      if ((ld(g.flags) & CAPHEAP_RECORDER_FLUSH_WHEN_FULL) == 0) {
+        count_drop(ring, t);
+        return;
+      }
+      drain_in_place(h, kClosed | kGenMask, &ring.head);
+      h = __atomic_load_n(&ring.head, __ATOMIC_ACQUIRE);
+    }
+  }
+  // The successful compare-and-swap read this installation's head: records and mask are its own.
+  Record &r = ld(ring.records)[t & mask];
+  fill(r, event, stamp, capheap_port_task_owner());
   __atomic_store_n(&r.state, t + 1, __ATOMIC_RELEASE);
+}
+
+#endif  // CAPHEAP_RECORDER_THREAD_RINGS
+
+}  // namespace
+
+void recorder_on_event(const AllocEvent &event) noexcept {
+  record(event);
+}
+
+void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alignment,
+                       std::uint32_t caps, void *caller) noexcept {
+  record(AllocEvent{op, ptr, nullptr, size, alignment, caps, caller});
+}
+
+void recorder_on_free(void *ptr, void *caller) noexcept {
+  record(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
 }
 
 }  // namespace capi
@@ -300,76 +668,155 @@ extern "C" {
 esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *config) {
   if (config == nullptr || config->callback == nullptr) return ESP_ERR_INVALID_ARG;
   Record *records = nullptr;
-  std::size_t capacity = 0;
+  std::size_t capacity = 0;  // per ring
+  std::size_t rings = 1;
+  std::uintptr_t *live = nullptr;
+  std::size_t live_slots = 0;
   if (config->buffer == nullptr) {
 #if CAPHEAP_RECORDER_DEFAULT_EVENTS > 0
     records = g_default_records;
     capacity = CAPHEAP_RECORDER_DEFAULT_EVENTS;
+    rings = kDefaultRings;
+#if CAPHEAP_RECORDER_THREAD_RINGS
+    live = g_default_live;
+    live_slots = CAPHEAP_RECORDER_DEFAULT_LIVE_SLOTS;
+#endif
 #endif
   } else if (reinterpret_cast<std::uintptr_t>(config->buffer) % CAPHEAP_RECORDER_BUFFER_ALIGN ==
              0) {
+    const auto floor2 = [](std::size_t v) {
+      return v == 0 ? std::size_t(0) : std::size_t(1) << (63 - __builtin_clzll(v));
+    };
     records = static_cast<Record *>(config->buffer);
-    const std::size_t fit = config->buffer_size / sizeof(Record);
-    capacity = fit == 0 ? 0 : std::size_t(1) << (63 - __builtin_clzll(fit));
+    std::size_t bytes = config->buffer_size;
+#if CAPHEAP_RECORDER_THREAD_RINGS
+    const std::uint32_t log2 = (config->flags & CAPHEAP_RECORDER_RING_EVENTS_MASK) >> 8;
+    if (log2 != 0) {
+      capacity = log2 <= 30 ? std::size_t(1) << log2 : 0;
+      live_slots = floor2(bytes / 8 / sizeof(std::uintptr_t));
+      if (live_slots < 2) {
+        records = nullptr;
+      } else {
+        bytes -= live_slots * sizeof(std::uintptr_t);
+        live = reinterpret_cast<std::uintptr_t *>(static_cast<unsigned char *>(config->buffer) +
+                                                  bytes);
+        rings = capacity < 2 ? 0 : bytes / (capacity * sizeof(Record));
+        if (rings > kMaxRings) rings = kMaxRings;
+      }
+    } else {
+      capacity = floor2(bytes / sizeof(Record));
+    }
+#else
+    capacity = floor2(bytes / sizeof(Record));
+#endif
   }
-  if (records == nullptr || capacity < 2) return ESP_ERR_INVALID_ARG;
+  if (records == nullptr || capacity < 2 || rings < 1) return ESP_ERR_INVALID_ARG;
 
-  lock();
-  const std::uint64_t head = __atomic_load_n(&g_prod.head, __ATOMIC_RELAXED);
-  if ((head & kClosed) == 0) {
-    unlock();
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  capheap_port_coarse_clock_start();  // before the lock: it may create a thread (and allocate)
+#endif
+  lock(g_cons.lock);
+  const std::uint64_t state = ld(g.state);
+  if ((state & kClosed) == 0) {
+    unlock(g_cons.lock);
+#if CAPHEAP_RECORDER_THREAD_RINGS
+    capheap_port_coarse_clock_stop();
+#endif
     return ESP_ERR_INVALID_STATE;
   }
-  for (std::size_t i = 0; i < capacity; ++i)
-    __atomic_store_n(&records[i].state, std::uint64_t(0), __ATOMIC_RELAXED);
-  __atomic_store_n(&g_prod.records, records, __ATOMIC_RELAXED);
-  __atomic_store_n(&g_prod.mask, std::uint64_t(capacity - 1), __ATOMIC_RELAXED);
-  __atomic_store_n(&g_prod.flags, config->flags, __ATOMIC_RELAXED);
+  lock(g_cons.attach_lock);
+  for (std::size_t i = 0; i < kMaxRings; ++i) {
+    Ring &r = g_rings[i];
+    st(r.head, std::uint64_t(0));
+    st(r.tail_seen, std::uint64_t(0));
+    st(r.dropped, std::uint64_t(0));
+    st(r.drop_at, kNoDrop);
+    st(r.records, i < rings ? records + i * capacity : static_cast<Record *>(nullptr));
+    st(r.owner, 0u);
+    st(r.busy, 0u);
+    st(r.used, 0u);
+    st(r.tail, std::uint64_t(0));
+    r.dropped_reported = 0;
+  }
+  st(g.mask, std::uint64_t(capacity - 1));
+  st(g.flags, config->flags);
+  st(g.rings, static_cast<std::uint32_t>(rings));
   g_cons.callback = config->callback;
   g_cons.user = config->user;
-  __atomic_store_n(&g_cons.tail, std::uint64_t(0), __ATOMIC_RELAXED);
-  __atomic_store_n(&g_cons.dropped, std::uint64_t(0), __ATOMIC_RELAXED);
-  __atomic_store_n(&g_cons.drop_at, kNoDrop, __ATOMIC_RELAXED);
-  g_cons.dropped_reported = 0;
-  __atomic_store_n(&g_cons.delivered, std::uint64_t(0), __ATOMIC_RELAXED);
-  // Opens the ring: a new generation, ticket 0. Publishes everything above (release).
-  const std::uint64_t gen = ((head & kGenMask) + (1ull << kGenShift)) & kGenMask;
-  __atomic_store_n(&g_prod.head, gen, __ATOMIC_RELEASE);
+  st(g_cons.delivered, std::uint64_t(0));
+  st(g_cons.orphan_dropped, std::uint64_t(0));
+  g_cons.orphan_reported = 0;
+  g_cons.live = live;
+  g_cons.live_mask = live_slots == 0 ? 0 : live_slots - 1;
+  g_cons.live_count = 0;
+  g_cons.live_overflow = false;
+  for (std::size_t i = 0; i < live_slots; ++i)
+    live[i] = 0;
+  const std::uint64_t gen = ((state & kGenMask) + (1ull << kGenShift)) & kGenMask;
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  st(g_cons.rings_seen, 0u);
+  unlock(g_cons.attach_lock);
+  __atomic_store_n(&g.state, gen, __ATOMIC_RELEASE);  // opens: publishes everything above
+#else
+  for (std::uint64_t i = 0; i < capacity; ++i)
+    st(records[i].state, std::uint64_t(0));
+  st(g_cons.rings_seen, 1u);
+  unlock(g_cons.attach_lock);
+  __atomic_store_n(&g.state, gen, __ATOMIC_RELEASE);
+  __atomic_store_n(&g_rings[0].head, gen, __ATOMIC_RELEASE);  // opens the shared ring
+#endif
   set_event_sink(kSinkRecorder, true);
-  unlock();
+  unlock(g_cons.lock);
   return ESP_OK;
 }
 
 esp_err_t capheap_recorder_install(capheap_recorder_cb_t callback, void *user) {
-  const capheap_recorder_config_t config = {callback, user, nullptr, 0, 0};
+  capheap_recorder_config_t config = {};
+  config.callback = callback;
+  config.user = user;
   return capheap_recorder_install_config(&config);
 }
 
 esp_err_t capheap_recorder_uninstall(void) {
-  lock();
-  const std::uint64_t head = __atomic_fetch_or(&g_prod.head, kClosed, __ATOMIC_ACQ_REL);
-  if ((head & kClosed) != 0) {
-    unlock();
+  lock(g_cons.lock);
+  const std::uint64_t state = ld(g.state);
+  if ((state & kClosed) != 0) {
+    unlock(g_cons.lock);
     return ESP_ERR_INVALID_STATE;
   }
+  __atomic_store_n(&g.state, state | kClosed, __ATOMIC_SEQ_CST);
   set_event_sink(kSinkRecorder, false);
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  // No producer starts an event after the barrier; wait for those inside one.
+  capheap_port_thread_barrier();
+  const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
+  for (std::size_t i = 0; i < rings; ++i)
+    wait_idle(g_rings[i]);
+  drain_locked(~std::size_t(0), true);
+#else
   // Every ticket below `end` was reserved before the ring closed: wait for each and deliver it.
+  const std::uint64_t head = __atomic_fetch_or(&g_rings[0].head, kClosed, __ATOMIC_ACQ_REL);
   const std::uint64_t end = head & kTicketMask;
-  while (g_cons.tail != end)
+  while (g_rings[0].tail != end)
     drain_locked(~std::size_t(0));
-  report_drops(kNoDrop - 1);
+#endif
+  for (std::size_t i = 0; i < kMaxRings; ++i)
+    report_drops(g_rings[i], kNoDrop - 1);
+  report_orphans();
   g_cons.callback = nullptr;
   g_cons.user = nullptr;
-  unlock();
+  unlock(g_cons.lock);
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  capheap_port_coarse_clock_stop();
+#endif
   return ESP_OK;
 }
 
 size_t capheap_recorder_drain(size_t max_events) {
-  if (max_events == 0 || !try_lock()) return 0;
+  if (max_events == 0 || !try_lock(g_cons.lock)) return 0;
   std::size_t n = 0;
-  if ((__atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE) & kClosed) == 0)
-    n = drain_locked(max_events);
-  unlock();
+  if ((__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) & kClosed) == 0) n = drain_locked(max_events);
+  unlock(g_cons.lock);
   return n;
 }
 
@@ -379,17 +826,24 @@ size_t capheap_recorder_flush(void) {
 
 esp_err_t capheap_recorder_get_stats(capheap_recorder_stats_t *stats) {
   if (stats == nullptr) return ESP_ERR_INVALID_ARG;
-  const std::uint64_t head = __atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE);
-  if ((head & kClosed) != 0) return ESP_ERR_INVALID_STATE;
-  stats->recorded = head & kTicketMask;
+  if ((__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) & kClosed) != 0) return ESP_ERR_INVALID_STATE;
+  std::uint64_t recorded = 0, dropped = __atomic_load_n(&g_cons.orphan_dropped, __ATOMIC_RELAXED);
+  const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
+  for (std::size_t i = 0; i < rings; ++i) {
+    recorded += ticket_of(__atomic_load_n(&g_rings[i].head, __ATOMIC_RELAXED));
+    dropped += __atomic_load_n(&g_rings[i].dropped, __ATOMIC_RELAXED);
+  }
+  stats->recorded = recorded;
   stats->delivered = __atomic_load_n(&g_cons.delivered, __ATOMIC_RELAXED);
-  stats->dropped = __atomic_load_n(&g_cons.dropped, __ATOMIC_RELAXED);
-  stats->capacity = static_cast<std::size_t>(__atomic_load_n(&g_prod.mask, __ATOMIC_RELAXED) + 1);
+  stats->dropped = dropped;
+  stats->capacity = static_cast<std::size_t>(ld(g.mask) + 1);
+  stats->rings = ld(g.rings);
+  stats->rings_attached = rings;
   return ESP_OK;
 }
 
 bool capheap_recorder_active(void) {
-  return (__atomic_load_n(&g_prod.head, __ATOMIC_ACQUIRE) & kClosed) == 0;
+  return (__atomic_load_n(&g.state, __ATOMIC_ACQUIRE) & kClosed) == 0;
 }
 
 }  // extern "C"
@@ -399,6 +853,8 @@ bool capheap_recorder_active(void) {
 namespace capheap {
 namespace capi {
 void recorder_on_event(const AllocEvent &) noexcept {}
+void recorder_on_alloc(EventOp, void *, std::size_t, std::size_t, std::uint32_t, void *) noexcept {}
+void recorder_on_free(void *, void *) noexcept {}
 }  // namespace capi
 }  // namespace capheap
 

@@ -1,11 +1,11 @@
 // sim/trace_file.cpp — CAPHEAP_TRACE_FILE (see trace_file.hpp).
 //
-// The recorder stores events in its ring (kTraceFileEvents records,
-// CAPHEAP_RECORDER_FLUSH_WHEN_FULL so that nothing is lost); a background thread drains it every
-// kDrainPeriodMs, and uninstall drains the rest. The callback runs under the recorder's drain lock
-// (one at a time), possibly inside malloc itself when the ring is full and the C library is mapped
-// onto capheap: it must not allocate. Lines are appended to a static buffer and written with
-// write(2); no stdio.
+// The recorder stores events in per-thread rings (kTraceFileBytes,
+// CAPHEAP_RECORDER_FLUSH_WHEN_FULL so that nothing is lost while a ring is free for the thread); a
+// background thread drains it every kDrainPeriodMs, and uninstall drains the rest. The callback
+// runs under the recorder's drain lock (one at a time), possibly inside malloc itself when the ring
+// is full and the C library is mapped onto capheap: it must not allocate. Lines are appended to a
+// static buffer and written with write(2); no stdio.
 
 #include "sim/trace_file.hpp"
 
@@ -24,7 +24,10 @@
 namespace capheap::sim {
 namespace {
 
-constexpr std::size_t kTraceFileEvents = 65536;
+// Per-thread rings of 4096 records carved from 10 MiB (the last eighth is the drain's live-address
+// table): 36 rings, so 36 threads record at once (threads that end give theirs back).
+constexpr unsigned kTraceFileRingLog2 = 12;
+constexpr std::size_t kTraceFileBytes = std::size_t(10) << 20;
 constexpr long kDrainPeriodMs = 2;
 
 pthread_mutex_t g_mutex = PTHREAD_MUTEX_INITIALIZER;  // start / stop; the thread's state
@@ -35,8 +38,7 @@ bool g_thread_running = false;
 pthread_t g_thread;
 char g_buf[kTraceFileFlushAt + CAPHEAP_RECORDER_MAX_LINE];
 std::size_t g_used = 0;  // owned by whoever holds the recorder's drain lock (or g_mutex when off)
-alignas(CAPHEAP_RECORDER_BUFFER_ALIGN) unsigned char g_ring[kTraceFileEvents *
-                                                            CAPHEAP_RECORDER_EVENT_SIZE];
+alignas(CAPHEAP_RECORDER_BUFFER_ALIGN) unsigned char g_ring[kTraceFileBytes];
 
 void write_all(const char *p, std::size_t n) {
   while (n > 0 && g_fd >= 0) {
@@ -105,8 +107,9 @@ esp_err_t start_trace_file_from_env(const char *chip) {
   pthread_mutex_unlock(&g_mutex);
   static const bool registered = [] { return std::atexit(flush_at_exit) == 0; }();
   (void)registered;
-  const capheap_recorder_config_t config = {on_line, nullptr, g_ring, sizeof g_ring,
-                                            CAPHEAP_RECORDER_FLUSH_WHEN_FULL};
+  const capheap_recorder_config_t config = {
+      on_line, nullptr, g_ring, sizeof g_ring,
+      CAPHEAP_RECORDER_FLUSH_WHEN_FULL | CAPHEAP_RECORDER_RING_EVENTS_LOG2(kTraceFileRingLog2)};
   const esp_err_t err = capheap_recorder_install_config(&config);
   if (err != ESP_OK) {
     stop_trace_file();

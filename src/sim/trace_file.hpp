@@ -14,7 +14,8 @@ inline constexpr std::size_t kTraceFileFlushAt = 60 * 1024;
 
 /// If $CAPHEAP_TRACE_FILE is set and not empty: creates (truncates) that file, writes the header
 /// (`# heap-trace v1`, `# workload: capheap recording`, `# chip: CHIP`), installs the recorder on a
-/// static ring of 65536 records with CAPHEAP_RECORDER_FLUSH_WHEN_FULL (no event is lost) and starts
+/// static 10 MiB pool of per-thread rings (4096 records each, up to 36 threads at once) with
+/// CAPHEAP_RECORDER_FLUSH_WHEN_FULL (no event of a thread with a ring is lost) and starts
 /// a thread that drains it every 2 ms; lines are buffered and written when kTraceFileFlushAt bytes
 /// are pending, at exit and on stop_trace_file(). Returns ESP_OK (also when the variable is unset);
 /// ESP_ERR_INVALID_ARG after printing "capheap: cannot open CAPHEAP_TRACE_FILE 'PATH': REASON" to

@@ -6,8 +6,13 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
-#include <cstdint>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +27,7 @@
 #include "capheap_port.h"
 #include "capheap_recorder.h"
 #include "esp_heap_caps.h"
+#include "port/port.h"
 #include "sim/trace.hpp"
 
 namespace capheap::sim {
@@ -473,6 +479,220 @@ TEST(RecorderThreaded, ProducersWithConcurrentDrain) {
   }
   EXPECT_EQ(events, st.recorded);
   EXPECT_EQ(dropped, st.dropped);
+}
+
+/// A pool of per-thread rings of 2^log2 records: `rings` of them plus the live-address table.
+struct Pool {
+  Pool(unsigned log2, std::size_t rings)
+      : mem(((std::size_t(1) << log2) * CAPHEAP_RECORDER_EVENT_SIZE * rings) * 8 / 7 / 8 + 64),
+        log2_(log2) {}
+  std::vector<std::uint64_t> mem;
+  unsigned log2_;
+  capheap_recorder_config_t config(std::string *out, std::uint32_t flags = 0) {
+    return capheap_recorder_config_t{to_string, out, mem.data(), mem.size() * 8,
+                                     flags | CAPHEAP_RECORDER_RING_EVENTS_LOG2(log2_)};
+  }
+};
+
+/// Checks the binding rules of the recorded lines: an `a`/`z`/`m` names an unbound ID, an `f` a
+/// bound one, `r ... to=` a bound source and an unbound target. Returns the number of events.
+std::size_t check_bindings(const std::string &lines) {
+  std::set<std::string> bound;
+  std::size_t events = 0;
+  for (const std::string &line : split_lines(lines)) {
+    if (line[0] == '#') continue;
+    const std::string id = line.substr(2, line.find(' ', 2) - 2);
+    EXPECT_EQ(field(line, "seq"), std::to_string(events)) << line;
+    ++events;
+    if (line[0] == 'f') {
+      EXPECT_EQ(bound.erase(id), 1u) << "freed before produced: " << line;
+    } else if (line[0] == 'r' && !field(line, "to").empty()) {
+      EXPECT_EQ(bound.erase(id), 1u) << line;
+      EXPECT_TRUE(bound.insert(field(line, "to")).second) << line;
+    } else if (line[0] != 'r') {
+      EXPECT_TRUE(bound.insert(id).second) << "produced while live: " << line;
+    }
+  }
+  return events;
+}
+
+// Blocks allocated on producer threads are freed on consumer threads while a
+// drain runs: the merged output never frees an address before the event that produced it, seq
+// counts the output, and the trace parser (and capheap_trace_replay's parser) accepts it.
+TEST(RecorderThreaded, CrossThreadFreesFollowTheirAllocation) {
+  reinit();
+  constexpr int kProducers = 2, kConsumers = 2, kBlocks = 3000;
+  std::string lines;
+  Pool pool(14, 8);
+  capheap_recorder_config_t c = pool.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  std::mutex m;
+  std::deque<void *> queue;
+  std::atomic<int> producing{kProducers}, running{kProducers + kConsumers};
+  std::thread drainer([&] {
+    while (running.load() > 0)
+      capheap_recorder_drain(128);
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kProducers; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kBlocks; ++i) {
+        void *p = heap_caps_malloc(static_cast<std::size_t>(16 + (i + t) % 48), MALLOC_CAP_DEFAULT);
+        if (p == nullptr) continue;
+        std::lock_guard<std::mutex> g(m);
+        queue.push_back(p);
+      }
+      producing.fetch_sub(1);
+      running.fetch_sub(1);
+    });
+  for (int t = 0; t < kConsumers; ++t)
+    threads.emplace_back([&] {
+      for (;;) {
+        void *p = nullptr;
+        {
+          std::lock_guard<std::mutex> g(m);
+          if (!queue.empty()) {
+            p = queue.front();
+            queue.pop_front();
+          }
+        }
+        if (p == nullptr) {
+          if (producing.load() == 0) {
+            std::lock_guard<std::mutex> g(m);
+            if (queue.empty()) break;
+          }
+          continue;
+        }
+        heap_caps_free(p);
+      }
+      running.fetch_sub(1);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  drainer.join();
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.dropped, 0u);
+  EXPECT_GE(st.rings, 4u);
+  EXPECT_GE(st.rings_attached, 2u);  // producers, consumers that freed (ended ones are reused)
+  EXPECT_LE(st.rings_attached, 4u);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  const std::size_t events = check_bindings(lines);
+  EXPECT_EQ(events, st.recorded);
+  EXPECT_EQ(events, 2u * kProducers * kBlocks);  // a + f each
+  const ParseResult parsed = parse_trace(CAPHEAP_RECORDER_HEADER + lines, "cross-thread");
+  ASSERT_TRUE(parsed.ok()) << parsed.error;
+  EXPECT_EQ(compute_stats(parsed.trace).final_live_blocks, 0u);
+}
+
+// Each thread's ring overflows on its own: drop-newest per ring, counted per ring and in total.
+TEST(RecorderThreaded, OverflowIsCountedPerThreadRing) {
+  reinit();
+  std::string lines;
+  Pool pool(2, 4);  // rings of 4 records
+  capheap_recorder_config_t c = pool.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  const auto five_pairs = [](std::size_t size) {
+    void *p[5];
+    for (auto &q : p)
+      q = heap_caps_malloc(size, MALLOC_CAP_DEFAULT);
+    for (auto &q : p)
+      heap_caps_free(q);  // 10 events, 4 records: 6 dropped
+  };
+  std::thread a(five_pairs, 24), b(five_pairs, 40);
+  a.join();
+  b.join();
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.capacity, 4u);
+  EXPECT_EQ(st.rings_attached, 2u);
+  EXPECT_EQ(st.recorded, 8u);
+  EXPECT_EQ(st.dropped, 12u);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  std::size_t drop_lines = 0, events = 0;
+  for (const std::string &line : split_lines(lines)) {
+    if (line[0] == '#') {
+      EXPECT_EQ(line, "# recorder: dropped 6 events (ring full)");
+      ++drop_lines;
+    } else {
+      EXPECT_EQ(line.substr(0, 2), "a ") << line;  // the oldest four of each thread
+      ++events;
+    }
+  }
+  EXPECT_EQ(drop_lines, 2u);
+  EXPECT_EQ(events, 8u);
+}
+
+// A thread that ends with events still in its ring: they are delivered by the next drain, and its
+// ring then goes back to the pool for the next thread.
+TEST(RecorderThreaded, ThreadExitWithUndrainedEvents) {
+  reinit();
+  std::string lines;
+  Pool pool(4, 1);  // one ring
+  capheap_recorder_config_t c = pool.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  std::uint32_t owner1 = 0, owner2 = 0;
+  std::thread([&] {
+    owner1 = capheap_port_task_owner();
+    for (int i = 0; i < 3; ++i)
+      heap_caps_free(heap_caps_malloc(32, MALLOC_CAP_DEFAULT));
+  }).join();
+  EXPECT_EQ(lines, "");
+  EXPECT_EQ(capheap_recorder_flush(), 6u);  // and recycles the ended thread's ring
+  std::thread([&] {
+    owner2 = capheap_port_task_owner();
+    heap_caps_free(heap_caps_malloc(48, MALLOC_CAP_DEFAULT));
+  }).join();
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.rings, 1u);
+  EXPECT_EQ(st.rings_attached, 1u);
+  EXPECT_EQ(st.recorded, 8u);
+  EXPECT_EQ(st.dropped, 0u);
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  const std::vector<std::string> got = split_lines(lines);
+  ASSERT_EQ(got.size(), 8u) << lines;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(field(got[i], "task"), hex(i < 6 ? owner1 : owner2)) << got[i];
+    EXPECT_EQ(field(got[i], "seq"), std::to_string(i));
+  }
+}
+
+// The coarse clock: t= never goes back within a thread's events and stays within a few ticks of
+// CLOCK_MONOTONIC.
+TEST(RecorderThreaded, CoarseClockIsMonotonicPerThread) {
+  reinit();
+  std::string lines;
+  Pool pool(13, 4);
+  capheap_recorder_config_t c = pool.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  const std::uint64_t before = capheap_port_time_ns();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([] {
+      for (int i = 0; i < 1000; ++i) {
+        heap_caps_free(heap_caps_malloc(64, MALLOC_CAP_DEFAULT));
+        if (i % 100 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+      }
+    });
+  for (std::thread &t : threads)
+    t.join();
+  const std::uint64_t after = capheap_port_time_ns();
+  ASSERT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  std::map<std::string, std::uint64_t> last;
+  std::size_t events = 0;
+  for (const std::string &line : split_lines(lines)) {
+    ASSERT_NE(line[0], '#') << line;
+    const std::uint64_t t = std::stoull(field(line, "t"));
+    std::uint64_t &prev = last[field(line, "task")];
+    EXPECT_GE(t, prev) << line;
+    prev = t;
+    EXPECT_GE(t + 2 * CAPHEAP_PORT_COARSE_PERIOD_NS + 50000000u, before) << line;
+    EXPECT_LE(t, after) << line;
+    ++events;
+  }
+  EXPECT_EQ(events, 6000u);
+  EXPECT_EQ(last.size(), 3u);
 }
 
 TEST(Recorder, BadTraceFileFailsInitialisation) {

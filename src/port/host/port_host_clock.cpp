@@ -2,8 +2,17 @@
 // counter where there is one (x86-64 TSC, aarch64 CNTVCT_EL0), converted to CLOCK_MONOTONIC
 // nanoseconds with a rate measured once, when the first timestamp is converted (off the
 // allocation path). Elsewhere the timestamp is CLOCK_MONOTONIC itself.
+//
+// Also the event recorder's coarse clock (port/port.h): a ticker thread stores CLOCK_MONOTONIC
+// into capheap_port_coarse_ns every millisecond while the recorder is installed, so that recording
+// an event costs one load instead of a (virtualised) counter read; and the process-wide memory
+// barrier (membarrier) that lets the recorder's producers do without atomic read-modify-writes.
 
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdint>
 
@@ -73,9 +82,110 @@ Calibration calibrate() noexcept {
 
 #endif  // CAPHEAP_HOST_COUNTER
 
+pthread_mutex_t g_ticker_mutex = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t g_ticker_cond = PTHREAD_COND_INITIALIZER;
+int g_ticker_users = 0;  // outstanding starts
+bool g_ticker_stop = false;
+bool g_ticker_running = false;
+pthread_t g_ticker;
+
+void *ticker(void *) {
+  pthread_mutex_lock(&g_ticker_mutex);
+  while (!g_ticker_stop) {
+    __atomic_store_n(&capheap_port_coarse_ns, monotonic_ns(), __ATOMIC_RELAXED);
+    timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += CAPHEAP_PORT_COARSE_PERIOD_NS;
+    if (until.tv_nsec >= 1000000000) {
+      until.tv_nsec -= 1000000000;
+      ++until.tv_sec;
+    }
+    pthread_cond_timedwait(&g_ticker_cond, &g_ticker_mutex, &until);
+  }
+  pthread_mutex_unlock(&g_ticker_mutex);
+  return nullptr;
+}
+
+pthread_condattr_t monotonic_condattr() noexcept {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  return a;
+}
+
+enum class Barrier { kUnknown, kExpedited, kGlobal, kNone };
+Barrier g_barrier = Barrier::kUnknown;  // under g_ticker_mutex
+
+long membarrier(int cmd) noexcept {
+  return syscall(__NR_membarrier, cmd, 0, 0);
+}
+
 }  // namespace
 
 extern "C" {
+
+uint64_t capheap_port_coarse_ns = 0;
+
+void capheap_port_coarse_clock_start(void) {
+  pthread_mutex_lock(&g_ticker_mutex);
+  if (g_ticker_users++ == 0) {
+    static bool cond_ready = [] {
+      pthread_condattr_t a = monotonic_condattr();
+      pthread_cond_destroy(&g_ticker_cond);
+      pthread_cond_init(&g_ticker_cond, &a);
+      pthread_condattr_destroy(&a);
+      return true;
+    }();
+    (void)cond_ready;
+    const std::uint64_t now = monotonic_ns();
+    if (now > __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED))
+      __atomic_store_n(&capheap_port_coarse_ns, now, __ATOMIC_RELAXED);
+    g_ticker_stop = false;
+    // Without the thread the clock stays at the start value (events keep their order by seq).
+    g_ticker_running = pthread_create(&g_ticker, nullptr, ticker, nullptr) == 0;
+  }
+  pthread_mutex_unlock(&g_ticker_mutex);
+}
+
+void capheap_port_coarse_clock_stop(void) {
+  pthread_mutex_lock(&g_ticker_mutex);
+  if (g_ticker_users == 0 || --g_ticker_users != 0) {
+    pthread_mutex_unlock(&g_ticker_mutex);
+    return;
+  }
+  const bool running = g_ticker_running;
+  g_ticker_running = false;
+  g_ticker_stop = true;
+  pthread_cond_signal(&g_ticker_cond);
+  pthread_mutex_unlock(&g_ticker_mutex);
+  if (running) pthread_join(g_ticker, nullptr);
+}
+
+void capheap_port_thread_barrier(void) {
+  pthread_mutex_lock(&g_ticker_mutex);
+  if (g_barrier == Barrier::kUnknown) {
+    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    if (cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+        membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
+      g_barrier = Barrier::kExpedited;
+    else if (cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL) != 0)
+      g_barrier = Barrier::kGlobal;
+    else
+      g_barrier = Barrier::kNone;
+  }
+  const Barrier b = g_barrier;
+  pthread_mutex_unlock(&g_ticker_mutex);
+  if (b == Barrier::kExpedited) (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+  if (b == Barrier::kGlobal) (void)membarrier(MEMBARRIER_CMD_GLOBAL);
+  static unsigned fence_word = 0;  // a locked read-modify-write: a full barrier here too
+  (void)__atomic_fetch_add(&fence_word, 0u, __ATOMIC_SEQ_CST);
+  // kNone (a kernel without membarrier): a short sleep lets producers that are between their flag
+  // store and their check finish (best effort; documented in docs/debugging.md).
+  if (b == Barrier::kNone) {
+    const timespec ms = {0, 1000000};
+    nanosleep(&ms, nullptr);
+  }
+}
 
 uint64_t capheap_port_timestamp(void) {
 #if CAPHEAP_HOST_COUNTER
