@@ -29,10 +29,25 @@
 
 namespace {
 
-constexpr int kBatch = 4096;  // pairs between drains: 8192 events, half the built-in ring
+// Pairs between drains (default 4096: 8192 events, half the built-in ring). CAPHEAP_BENCH_BATCH
+// overrides it: a small batch keeps the ring and the sink cache-resident, as an idle task draining
+// often would.
+int batch_from_env() {
+  const char *s = std::getenv("CAPHEAP_BENCH_BATCH");
+  const int v = s != nullptr ? std::atoi(s) : 0;
+  return v > 0 ? v : 4096;
+}
+const int kBatch = batch_from_env();
+
+std::size_t sink_bytes() {
+  const char *s = std::getenv("CAPHEAP_BENCH_SINK_KIB");
+  const long v = s != nullptr ? std::atol(s) : 0;
+  return v > 0 ? static_cast<std::size_t>(v) << 10 : std::size_t(64) << 20;
+}
 
 struct Sink {
-  std::vector<char> buf = std::vector<char>(std::size_t(64) << 20);
+  // 64 MiB by default; CAPHEAP_BENCH_SINK_KIB shrinks it (a sink that stays in cache).
+  std::vector<char> buf = std::vector<char>(sink_bytes());
   std::size_t used = 0;
 };
 Sink g_sink;
