@@ -37,8 +37,8 @@ typedef enum {
  * value means "the default". Later versions only append fields. */
 typedef struct capheap_heap_config {
   /* Alignment granule in bytes: 4, 8 or 16; 0 = platform default (alignof(max_align_t) on 64-bit
-   * builds, 4 on 32-bit ones: MCUs and 32-bit hosts alike). Every returned pointer is a multiple of it and every
-   * block size is rounded to it. 4 is ESP-IDF's behaviour. */
+   * builds, 4 on 32-bit ones: MCUs and 32-bit hosts alike). Every returned pointer is a multiple of
+   * it and every block size is rounded to it. 4 is ESP-IDF's behaviour. */
   size_t granule;
   /* Poisoning level (default none). Builds configured without decoration support
    * (CAPHEAP_DECORATION=OFF) refuse anything but NONE. */

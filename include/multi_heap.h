@@ -169,8 +169,8 @@ bool multi_heap_is_free(const multi_heap_block_handle_t block);
 void *multi_heap_get_block_address(multi_heap_block_handle_t block);
 
 /* Owner of an allocation in a heap with task tracking (capheap_heap_config_t.task_tracking): the
- * task's handle (the owner word as a pointer; NULL = before the scheduler). NULL for free blocks and
- * heaps without task tracking. */
+ * task's handle (the owner word as a pointer; NULL = before the scheduler). NULL for free blocks
+ * and heaps without task tracking. */
 void *multi_heap_get_block_owner(multi_heap_block_handle_t block);
 
 /* Take / release the heap's lock around a sequence of block-level calls. */
