@@ -79,6 +79,11 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_destroy(&records_[i].lock_storage);
   if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
+  // Forget every record, not just the count: free's hint checks a record's own bounds, so a stale
+  // record from before (its memory may now belong to new heaps) must never match a pointer.
+  for (auto &r : records_)
+    r = Record{};
+  free_hint_ = 0;
   count_ = 0;
   boot_count_ = 0;
   iram_low_ = iram_high_ = 0;

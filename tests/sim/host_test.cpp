@@ -430,6 +430,39 @@ INSTANTIATE_TEST_SUITE_P(Chips, HostPsramTest,
 // Placement elsewhere
 // ================================================================================================
 
+// Regression (fuzzer): free's hint named a heap record by index and checked the pointer against
+// that record's own bounds. Reinitialising forgot the heap count but left the records, so after a
+// restart with fewer heaps a stale pointer into the old PSRAM matched the stale record and free
+// dereferenced an unmapped control structure. Now the records are cleared and the stray pointer is
+// reported.
+int g_stale_fails = 0;
+const void *g_stale_addr = nullptr;
+std::string g_stale_what;
+void stale_fail(const char *what, const void *addr, const void *) {
+  ++g_stale_fails;
+  g_stale_addr = addr;
+  g_stale_what = what;
+}
+
+TEST_F(HostTest, RestartForgetsTheHeapsOfTheLastRun) {
+  capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
+  cfg.psram_size = 4u << 20;
+  ASSERT_EQ(capheap_host_init("esp32", &cfg), ESP_OK);
+  void *p = heap_caps_malloc(100, MALLOC_CAP_SPIRAM);
+  ASSERT_NE(p, nullptr);
+  heap_caps_free(p);  // the hint now names the PSRAM heap's record
+  capheap_host_deinit();
+  cfg.psram_size = 0;
+  ASSERT_EQ(capheap_host_init("esp32", &cfg), ESP_OK);
+  const capheap_fail_hook_t old = capheap_set_fail_hook(stale_fail);
+  heap_caps_free(p);  // no heap holds it any more
+  capheap_set_fail_hook(old);
+  EXPECT_EQ(g_stale_fails, 1);
+  EXPECT_EQ(g_stale_addr, p);
+  EXPECT_EQ(g_stale_what, "free() target pointer is outside heap areas");
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
 TEST_F(HostTest, ElsewherePlacementStillReportsChipAddresses) {
   capheap_host_config_t cfg = config();
   cfg.chip_addresses = false;
