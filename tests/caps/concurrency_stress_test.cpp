@@ -157,8 +157,13 @@ TEST_P(ConcurrencyStress, MixedOperationsReturnEveryByte) {
     const auto new_key = [&] { return (t << 24) ^ (serial.fetch_add(1) * 2654435761u); };
     const auto check_caps = [&](const void *p, std::uint32_t caps) {
       const void *data = reg.is_iram_alias(p) ? reg.data_address_of_alias(p) : p;
-      const int h = reg.find_heap(data);
-      if (h < 0 || !reg.heap_matches(static_cast<unsigned>(h), capheap::Caps(caps))) ++wrong_caps;
+      // One consistent pass: a region added by another thread between the lookup and the caps
+      // check would shift list positions and make the check look at another heap.
+      const bool ok = reg.consistent([&] {
+        const int h = reg.find_heap(data);
+        return h >= 0 && reg.heap_matches(static_cast<unsigned>(h), capheap::Caps(caps));
+      });
+      if (!ok) ++wrong_caps;
     };
     for (int i = 0; i < kOpsPerThread; ++i) {
       ++ops;
