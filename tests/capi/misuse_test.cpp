@@ -25,6 +25,12 @@
 
 namespace {
 
+/// 2^bits as a size_t, or SIZE_MAX where size_t is narrower (32-bit builds).
+constexpr std::size_t pow2_or_max(unsigned bits) {
+  return bits < sizeof(std::size_t) * 8 ? std::size_t(1) << (bits % (sizeof(std::size_t) * 8))
+                                        : ~std::size_t(0);
+}
+
 // ---- Recording hooks ----------------------------------------------------------------------------
 
 struct Report {
@@ -342,14 +348,9 @@ TEST_P(MultiHeapMisuseSuite, CorruptedFooterIsFoundByCheckAndTheNextOperation) {
 }
 
 TEST_P(MultiHeapMisuseSuite, HugeSizesAndBadAlignmentsReturnNull) {
-  const std::size_t sizes[] = {SIZE_MAX,
-                               SIZE_MAX - 1,
-                               SIZE_MAX - 15,
-                               SIZE_MAX / 2 + 1,
-                               std::size_t(1) << 32,
-                               std::size_t(1) << 31,
-                               sizeof mem_,
-                               multi_heap_free_size(h_) + 1};
+  const std::size_t sizes[] = {
+      SIZE_MAX,        SIZE_MAX - 1,         SIZE_MAX - 15, SIZE_MAX / 2 + 1,
+      pow2_or_max(32), std::size_t(1) << 31, sizeof mem_,   multi_heap_free_size(h_) + 1};
   for (std::size_t s : sizes) {
     SCOPED_TRACE(s);
     EXPECT_EQ(multi_heap_malloc(h_, s), nullptr);
@@ -359,7 +360,7 @@ TEST_P(MultiHeapMisuseSuite, HugeSizesAndBadAlignmentsReturnNull) {
     EXPECT_EQ(multi_heap_realloc(h_, nullptr, s), nullptr);
   }
   for (std::size_t al : {std::size_t(0), std::size_t(3), std::size_t(24), std::size_t(100),
-                         SIZE_MAX, std::size_t(1) << 20, std::size_t(1) << 63}) {
+                         SIZE_MAX, std::size_t(1) << 20, pow2_or_max(63)}) {
     SCOPED_TRACE(al);
     EXPECT_EQ(multi_heap_aligned_alloc(h_, 16, al), nullptr);
     EXPECT_EQ(multi_heap_aligned_alloc_offs(h_, 16, al, 4), nullptr);
@@ -616,7 +617,8 @@ TEST_P(CapsMisuseSuite, HugeSizesReturnNullWithTheCallback) {
 
 TEST_P(CapsMisuseSuite, CallocOverflowReturnsNullWithoutCallback) {
   const std::size_t half = SIZE_MAX / 2 + 1;
-  for (std::size_t n : {half, SIZE_MAX, (std::size_t(1) << 63) + 1}) {
+  for (std::size_t n :
+       {half, SIZE_MAX, (pow2_or_max(63) == SIZE_MAX ? SIZE_MAX / 2 + 2 : pow2_or_max(63) + 1)}) {
     SCOPED_TRACE(n);
     EXPECT_EQ(heap_caps_calloc(n, 2, k8), nullptr);
     EXPECT_EQ(heap_caps_calloc(2, n, k8), nullptr);
@@ -641,7 +643,7 @@ TEST_P(CapsMisuseSuite, BadAlignmentsReturnNull) {
   expect_no_alloc_failure();  // argument errors: no callback (as in ESP-IDF)
   // Powers of two larger than every heap: a valid request that fails, with the callback.
   for (std::size_t al :
-       {std::size_t(1) << 20, std::size_t(1) << 31, std::size_t(1) << 40, std::size_t(1) << 63}) {
+       {std::size_t(1) << 20, std::size_t(1) << 31, pow2_or_max(40), pow2_or_max(63)}) {
     SCOPED_TRACE(al);
     EXPECT_EQ(heap_caps_aligned_alloc(al, 64, k8), nullptr);
     expect_one_alloc_failure(64, k8, "heap_caps_aligned_alloc");

@@ -169,7 +169,8 @@ TEST_P(ConcurrencyStress, MixedOperationsReturnEveryByte) {
       ++ops;
       const unsigned op = static_cast<unsigned>(rng() % 100);
       const std::uint32_t caps = kCapsMix[rng() % kNumCaps];
-      const std::size_t size = 1 + rng() % ((rng() % 16 == 0) ? 4096 : 200);
+      const std::size_t size =
+          1 + static_cast<std::size_t>(rng() % ((rng() % 16 == 0) ? 4096 : 200));
       if (op < 30 || mine.empty()) {  // malloc / calloc / aligned
         Block b;
         b.size = size;
@@ -196,7 +197,7 @@ TEST_P(ConcurrencyStress, MixedOperationsReturnEveryByte) {
         fill(b);
         mine.push_back(b);
       } else if (op < 45) {  // realloc (maybe to other caps)
-        const std::size_t k = rng() % mine.size();
+        const std::size_t k = static_cast<std::size_t>(rng() % mine.size());
         Block &b = mine[k];
         if (!intact(b, b.size)) ++corrupt;
         auto *q = static_cast<unsigned char *>(heap_caps_realloc(b.p, size, caps));
@@ -208,14 +209,14 @@ TEST_P(ConcurrencyStress, MixedOperationsReturnEveryByte) {
         fill(nb);
         b = nb;
       } else if (op < 70) {  // free one of ours
-        const std::size_t k = rng() % mine.size();
+        const std::size_t k = static_cast<std::size_t>(rng() % mine.size());
         if (!intact(mine[k], mine[k].size)) ++corrupt;
         heap_caps_free(mine[k].p);
         mine[k] = mine.back();
         mine.pop_back();
       } else if (op < 80) {  // hand one over / take one from another thread
         if (rng() % 2 == 0) {
-          const std::size_t k = rng() % mine.size();
+          const std::size_t k = static_cast<std::size_t>(rng() % mine.size());
           exchange.put(mine[k]);
           mine[k] = mine.back();
           mine.pop_back();

@@ -176,7 +176,11 @@ std::size_t decode_size(Reader &in, const capheap::Heap &heap) {
       return 0;
     default: {
       static const std::size_t kHuge[] = {
-          SIZE_MAX,   SIZE_MAX - 3, SIZE_MAX / 2, std::size_t{1} << 32, (std::size_t{1} << 31) + 1,
+          SIZE_MAX,
+          SIZE_MAX - 3,
+          SIZE_MAX / 2,
+          static_cast<std::size_t>(std::uint64_t{1} << (sizeof(std::size_t) > 4 ? 32 : 31)),
+          (std::size_t{1} << 31) + 1,
           0xFFFFFFFFu};
       return kHuge[in.u8() % (sizeof kHuge / sizeof kHuge[0])];
     }

@@ -106,7 +106,7 @@ void *ticker(void *) {
     __atomic_store_n(&capheap_port_coarse_ns, monotonic_ns(), __ATOMIC_RELAXED);
     timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += CAPHEAP_PORT_COARSE_PERIOD_NS;
+    until.tv_nsec += static_cast<long>(CAPHEAP_PORT_COARSE_PERIOD_NS);
     if (until.tv_nsec >= 1000000000) {
       until.tv_nsec -= 1000000000;
       ++until.tv_sec;
