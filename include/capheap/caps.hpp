@@ -226,6 +226,10 @@ class Registry {
   unsigned count() const noexcept { return __atomic_load_n(&count_, __ATOMIC_ACQUIRE); }
   /// The heap at list position i (0 <= i < count()).
   HeapView view(unsigned i) const noexcept;
+  /// The view of the heap whose region contains p (data-bus address), read consistently (a list
+  /// position from find_heap may name another heap once a heap is added); an empty view (null
+  /// heap, registered false) if none. O(log heaps), lock-free.
+  HeapView view_of(const void *p) const noexcept;
   /// True if heap i has every bit of caps over its three levels (the query rule; caps 0 matches).
   bool heap_matches(unsigned i, Caps caps) const noexcept;
   /// Runs f() under heap i's lock.
@@ -273,6 +277,7 @@ class Registry {
     std::uint32_t w[kWords] = {};
   };
 
+  HeapView view_of_record(const Record &r) const noexcept;
   // (acquire: pairs with the release that publishes a record, add_region running concurrently
   // with queries that walk the positions.)
   const Record &record(unsigned pos) const noexcept {

@@ -27,9 +27,8 @@ Released capture_release_slow(void *ptr) noexcept {
   Released r;
   if (ptr == nullptr) return r;
   Registry &reg = registry();
-  const int i = reg.find_heap(ptr);
-  if (i < 0) return r;
-  const capheap::HeapView v = reg.view(static_cast<unsigned>(i));
+  const capheap::HeapView v = reg.view_of(ptr);
+  if (!v.heap) return r;
   const Heap heap = v.heap;
   // Under the heap's lock: a neighbour's free or allocation rewrites flag bits in this block's
   // header, which owner_of / block_size read.
@@ -40,7 +39,7 @@ Released capture_release_slow(void *ptr) noexcept {
   });
   if (block < 4) return Released{};
   r.ptr = ptr;
-  r.heap = i;
+  r.heap = v.start;
   r.bytes = block - 4;
   return r;
 }

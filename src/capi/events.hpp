@@ -47,7 +47,7 @@ struct AllocEvent {
 /// A block about to be released (free, or the source of a realloc), captured before the release.
 struct Released {
   void *ptr = nullptr;      ///< user pointer (null: nothing captured)
-  int heap = -1;            ///< registry index of its heap
+  std::uintptr_t heap = 0;  ///< start of its heap (0: none)
   std::uint32_t owner = 0;  ///< owner word (0 when the heap does not track tasks)
   std::size_t bytes = 0;    ///< bytes the block takes in its heap (what task statistics count)
 };

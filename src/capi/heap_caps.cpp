@@ -957,10 +957,8 @@ bool heap_caps_check_integrity_all(bool print_errors) {
 
 bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors) {
   ensure_init();
-  const int pos = g_registry.find_heap(reinterpret_cast<void *>(addr));
-  if (pos < 0) return false;
-  const unsigned i = static_cast<unsigned>(pos);
-  const HeapView v = g_registry.view(i);
+  const HeapView v = g_registry.view_of(reinterpret_cast<void *>(addr));
+  if (!v.heap) return false;
   capheap::Validation res;
   g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
   if (!res.ok() && print_errors)
@@ -1058,13 +1056,11 @@ size_t heap_caps_get_allocated_size(void *ptr) {
 
 size_t heap_caps_get_containing_block_size(void *ptr) {
   ensure_init();
-  const int pos = g_registry.find_heap(ptr);
-  if (pos < 0) {
+  const HeapView v = g_registry.view_of(ptr);
+  if (!v.heap) {
     capheap_port_fail("pointer is outside heap areas", ptr, nullptr);
     return 0;
   }
-  const unsigned i = static_cast<unsigned>(pos);
-  const HeapView v = g_registry.view(i);
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   size_t size = 0;
   g_registry.with_heap_locked(v, [&] {

@@ -338,9 +338,8 @@ enum class Region { kNone, kInternal, kPsram };
 
 Region region_of(const void *p) noexcept {
   Registry &reg = registry();
-  const int i = reg.find_heap(p);
-  if (i < 0) return Region::kNone;
-  const HeapView v = reg.view(static_cast<unsigned>(i));
+  const HeapView v = reg.view_of(p);
+  if (!v.heap) return Region::kNone;
   for (std::uint32_t c : v.caps) {
     if ((c & MALLOC_CAP_SPIRAM) != 0) return Region::kPsram;
   }

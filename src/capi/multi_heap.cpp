@@ -80,12 +80,8 @@ Heap decorated_heap_of(const void *block) {
   for (unsigned i = 0; i < g_decorated_count; ++i)
     if (a >= g_decorated_start[i] && a < g_decorated_end[i]) return g_decorated_heap[i];
   capheap::Registry &reg = capheap::capi::registry();
-  const int pos = reg.find_heap(block);
-  if (pos >= 0) {
-    const Heap h = reg.view(static_cast<unsigned>(pos)).heap;
-    if (h.decoration_before() != 0) return h;
-  }
-  return Heap();
+  const Heap h = reg.view_of(block).heap;
+  return h && h.decoration_before() != 0 ? h : Heap();
 }
 
 multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig cfg) {

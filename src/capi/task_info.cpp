@@ -429,9 +429,8 @@ void task_stats_on_event(const AllocEvent &event, const Released &released) noex
   std::size_t add_bytes = 0;
   Registry &reg = registry();
   if (event.op != EventOp::kFree && event.ptr != nullptr) {
-    const int pos = reg.find_heap(event.ptr);
-    if (pos >= 0) {
-      const HeapView v = reg.view(static_cast<unsigned>(pos));
+    {
+      const HeapView v = reg.view_of(event.ptr);
       if (v.heap && v.heap.tracks_owner()) {
         reg.with_heap_locked(v, [&] {
           const std::size_t block = v.heap.block_size(event.ptr);
@@ -447,9 +446,9 @@ void task_stats_on_event(const AllocEvent &event, const Released &released) noex
   }
   bool removed = false;
   std::uintptr_t rel_heap = 0;
-  if (released.ptr != nullptr && released.heap >= 0) {
-    const HeapView v = reg.view(static_cast<unsigned>(released.heap));
-    if (v.heap && v.heap.tracks_owner()) {
+  if (released.ptr != nullptr && released.heap != 0) {
+    const HeapView v = reg.view_of(released.ptr);
+    if (v.heap && v.heap.tracks_owner() && v.start == released.heap) {
       removed = true;
       rel_heap = v.start;
     }

@@ -551,12 +551,14 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
   void *data = ptr;
   if (is_iram_alias(ptr)) data = data_address_of_alias(ptr);
-  const int pos = find_heap(data);
-  if (pos < 0) {
+  // The record index comes from inside find_heap's sequence window: a list position read there
+  // may name another heap by the time it is used (positions shift when a heap is added).
+  unsigned rec = 0;
+  if (find_heap(data, &rec) < 0) {
     capheap_port_fail("free() target pointer is outside heap areas", ptr, nullptr);
     return;
   }
-  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  Record &r = const_cast<Record &>(records_[rec]);
   lock(r);
   r.heap.deallocate(data);
   unlock(r);
@@ -570,12 +572,14 @@ std::size_t Registry::usable_size(const void *p) const noexcept {
     data = data_address_of_alias(p);
     extra = kAliasWord;
   }
-  const int pos = find_heap(data);
-  if (pos < 0) {
+  // The record index comes from inside find_heap's sequence window: a list position read there
+  // may name another heap by the time it is used (positions shift when a heap is added).
+  unsigned rec = 0;
+  if (find_heap(data, &rec) < 0) {
     capheap_port_fail("pointer is outside heap areas", p, nullptr);
     return 0;
   }
-  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  Record &r = const_cast<Record &>(records_[rec]);
   lock(r);
   const std::size_t s = r.heap.usable_size(data);
   unlock(r);
@@ -594,12 +598,14 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   }
   const bool alias = is_iram_alias(ptr);
   void *data = alias ? data_address_of_alias(ptr) : ptr;
-  const int pos = find_heap(data);
-  if (pos < 0) {
+  // The record index comes from inside find_heap's sequence window: a list position read there
+  // may name another heap by the time it is used (positions shift when a heap is added).
+  unsigned rec = 0;
+  if (find_heap(data, &rec) < 0) {
     capheap_port_fail("realloc() pointer is outside heap areas", ptr, nullptr);
     return nullptr;
   }
-  Record &r = const_cast<Record &>(record(static_cast<unsigned>(pos)));
+  Record &r = const_cast<Record &>(records_[rec]);
   u32 c = caps.bits();
   if ((c & MALLOC_CAP_INVALID) != 0) return nullptr;
   // A pointer that is not a live, intact block is reported once (by the heap, with its exact
@@ -637,9 +643,18 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
 // ================================================================================================
 
 HeapView Registry::view(unsigned i) const noexcept {
+  if (i >= ld(count_)) return HeapView{};
+  return view_of_record(record(i));
+}
+
+HeapView Registry::view_of(const void *p) const noexcept {
+  unsigned rec = 0;
+  if (find_heap(p, &rec) < 0) return HeapView{};
+  return view_of_record(records_[rec]);
+}
+
+HeapView Registry::view_of_record(const Record &r) const noexcept {
   HeapView v;
-  if (i >= ld(count_)) return v;
-  const Record &r = record(i);
   v.name = r.name;
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
     v.caps[l] = r.caps[l];

@@ -36,7 +36,12 @@ bool parse_byte_size(const char *text, std::size_t *out) noexcept {
     ++p;
   }
   if (*p != '\0') return false;
-  return !__builtin_mul_overflow(v, mult, out);
+  // (Through a local: the builtin stores the wrapped product even when it reports overflow, and a
+  // failed parse must leave *out alone.)
+  std::size_t bytes;
+  if (__builtin_mul_overflow(v, mult, &bytes)) return false;
+  *out = bytes;
+  return true;
 }
 
 }  // namespace capheap::sim

@@ -2,6 +2,7 @@
 // message with its exact FILE:LINE text, statistics, the writer's round trip, and the shared and
 // bench workloads.
 #include "sim/trace.hpp"
+#include "sim/size_text.hpp"
 
 #include <gtest/gtest.h>
 
@@ -30,6 +31,18 @@ std::string parse_error(const std::string &text) {
 }
 
 // ---- Operations ------------------------------------------------------------------------------
+
+// Regression (trace_fuzz): a size whose K/M multiplication overflows was refused but the wrapped
+// product was still stored.
+TEST(SizeText, OverflowLeavesTheOutputAlone) {
+  std::size_t out = 12345;
+  EXPECT_FALSE(capheap::sim::parse_byte_size("077777777777777777M", &out));
+  EXPECT_EQ(out, 12345u);
+  EXPECT_FALSE(capheap::sim::parse_byte_size("0xFFFFFFFFFFFFFFFFK", &out));
+  EXPECT_EQ(out, 12345u);
+  EXPECT_TRUE(capheap::sim::parse_byte_size("4M", &out));
+  EXPECT_EQ(out, 4u << 20);
+}
 
 TEST(TraceParse, EveryOperationKind) {
   const Trace t = parse_ok(
