@@ -95,7 +95,8 @@ struct Trace {
   std::string_view string_at(std::uint32_t index) const;
 };
 
-/// Structural equality: ops (ignoring line numbers), ids, strings and metadata.
+/// Structural equality: ops (ignoring line numbers; task= and site= compared by their text, not by
+/// their index in the interned table), ids and metadata.
 bool operator==(const Trace &a, const Trace &b) noexcept;
 inline bool operator!=(const Trace &a, const Trace &b) noexcept {
   return !(a == b);

@@ -44,6 +44,20 @@ TEST(SizeText, OverflowLeavesTheOutputAlone) {
   EXPECT_EQ(out, 4u << 20);
 }
 
+// Regression (trace_fuzz): `site=` before `task=` on a line interned the strings in another order
+// than write_trace() writes them, so a written trace compared unequal to its source.
+TEST(TraceWrite, FieldOrderWithinALineDoesNotMatter) {
+  const capheap::sim::ParseResult r = capheap::sim::parse_trace(
+      "# heap-trace v1\na 1 16 site=s1 task=t1\nf 1 task=t2 site=s2\n", "t.trace");
+  ASSERT_TRUE(r.ok()) << r.error;
+  const std::string written = capheap::sim::write_trace(r.trace);
+  const capheap::sim::ParseResult again = capheap::sim::parse_trace(written, "w.trace");
+  ASSERT_TRUE(again.ok()) << again.error;
+  EXPECT_TRUE(again.trace == r.trace) << written;
+  EXPECT_EQ(again.trace.string_at(again.trace.ops[0].site), "s1");
+  EXPECT_EQ(again.trace.string_at(again.trace.ops[1].task), "t2");
+}
+
 TEST(TraceParse, EveryOperationKind) {
   const Trace t = parse_ok(
       "a x 16\n"
