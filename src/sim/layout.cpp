@@ -927,7 +927,19 @@ LoadResult parse_layout(std::string_view json_text, std::string_view filename,
     Parser parser(filename, options, expected_chip);
     result.layout = LayoutLoader::make(parser.run(root));
   } catch (const LayoutError &e) {
-    result.error = e.message;
+    // Messages quote names from the file: control characters in them are escaped, so that an
+    // error stays one line (found by layout_fuzz: a key with a newline).
+    for (const char ch : e.message) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u >= 0x20 && u != 0x7F) {
+        result.error += ch;
+      } else {
+        static const char kHex[] = "0123456789abcdef";
+        result.error += "\\x";
+        result.error += kHex[u >> 4];
+        result.error += kHex[u & 0xFu];
+      }
+    }
   }
   return result;
 }
