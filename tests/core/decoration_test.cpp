@@ -16,6 +16,7 @@
 
 #include "capheap.h"
 #include "capheap/heap.hpp"
+#include "support/fail_recorder.hpp"
 #include "capheap_port.h"
 #include "core/block_layout.hpp"
 
@@ -54,29 +55,9 @@ std::uint32_t word_at(const void *p) {
   return v;
 }
 
-struct FailRecord {
-  int calls = 0;
-  std::string what;
-  const void *addr = nullptr;
-  const void *heap = nullptr;
-};
-FailRecord g_fail;
-void record_fail(const char *what, const void *addr, const void *heap) {
-  ++g_fail.calls;
-  g_fail.what = what;
-  g_fail.addr = addr;
-  g_fail.heap = heap;
-}
-
-class Decoration : public ::testing::Test {
- protected:
-  void SetUp() override {
-    g_fail = FailRecord{};
-    old_ = capheap_set_fail_hook(record_fail);
-  }
-  void TearDown() override { capheap_set_fail_hook(old_); }
-  capheap_fail_hook_t old_ = nullptr;
-};
+using capheap::testing::FailRecord;
+using capheap::testing::g_fail;
+class Decoration : public capheap::testing::FailRecorderTest {};
 
 // ---- Layout -------------------------------------------------------------------------------------
 

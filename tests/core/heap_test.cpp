@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "capheap/heap.hpp"
+#include "support/fail_recorder.hpp"
 #include "capheap.h"
 #include "core/block_layout.hpp"
 #include "support/checked_heap.hpp"
@@ -659,29 +660,9 @@ TEST(HeapValidate, ReportsTheBadBlockAndReason) {
 
 // ---- Misuse: always-on checks -------------------------------------------------------------------
 
-struct FailRecord {
-  int calls = 0;
-  std::string what;
-  const void *addr = nullptr;
-  const void *heap = nullptr;
-};
-FailRecord g_fail;
-void record_fail(const char *what, const void *addr, const void *heap) {
-  ++g_fail.calls;
-  g_fail.what = what;
-  g_fail.addr = addr;
-  g_fail.heap = heap;
-}
-
-class HeapMisuse : public ::testing::Test {
- protected:
-  void SetUp() override {
-    g_fail = FailRecord{};
-    old_ = capheap_set_fail_hook(record_fail);
-  }
-  void TearDown() override { capheap_set_fail_hook(old_); }
-  capheap_fail_hook_t old_ = nullptr;
-};
+using capheap::testing::FailRecord;
+using capheap::testing::g_fail;
+class HeapMisuse : public capheap::testing::FailRecorderTest {};
 
 TEST_F(HeapMisuse, DoubleFreeIsReportedAndIgnored) {
   Region r(4096);
