@@ -9,34 +9,44 @@
 // CAPHEAP_RECORDER_THREAD_RINGS=1 (host builds): every thread appends to a ring of its own (single
 // producer). A thread_local pointer names it; the first event of a thread (or the first after a
 // reinstall) attaches a free ring from the pool under a small spin lock. An event is written with
-// plain stores, published by a release store of `ticket + 1` into the record's `state`, and the
-// ring's head is advanced with a relaxed store: no atomic read-modify-write. The time is one
-// relaxed load of the port's coarse clock (capheap_port_coarse_ns, refreshed every millisecond by a
-// ticker thread while the recorder is installed). Uninstall and ring recycling need to know that no
-// producer is inside an event: a producer sets its ring's `busy` word, then (after a compiler
-// barrier only) re-checks the global state and its ring's owner; the other side changes the state
-// or owner, runs capheap_port_thread_barrier() (membarrier: every thread executes a full barrier)
-// and then waits for `busy` to be 0. Rings of threads that ended are recycled by the drain once
-// they are empty (their tickets continue, so a stale record can never look published).
+// plain stores and published by a release store of its order into the record's `state`; the
+// order is one relaxed fetch-add on a global counter (g_order), the only read-modify-write of an
+// event. The ring's head is advanced with a relaxed store. The time is one relaxed load of the
+// port's coarse clock (capheap_port_coarse_ns, refreshed every millisecond by a ticker thread while
+// the recorder is installed): too coarse to order events, which is why the counter exists.
+// Uninstall and ring recycling need to know that no producer is inside an event: a producer sets
+// its ring's `busy` word, then (after a compiler barrier only) re-checks the global state and its
+// ring's owner; the other side changes the state or owner, runs capheap_port_thread_barrier()
+// (membarrier: every thread executes a full barrier) and then waits for `busy` to be 0. Rings of
+// threads that ended are recycled by the drain once they are empty (orders only grow, so a stale
+// record can never look published).
 //
 // CAPHEAP_RECORDER_THREAD_RINGS=0 (bare metal, no thread API in capi): one ring shared by every
-// task, as before: `head` = [63] closed | [62:48] install generation | [47:0] next ticket; a
-// producer reserves ticket t with one compare-and-swap while t - tail < capacity. The clock is the
-// port's capheap_port_timestamp() (the clock hook; a cycle counter read is cheap there).
+// task: `head` = [63] closed | [62:48] install generation | [47:0] next ticket; a producer reserves
+// ticket t with one compare-and-swap while t - tail < capacity, and its order is t + 1. The clock
+// is the port's capheap_port_timestamp() (the clock hook; a cycle counter read is cheap there).
 //
-// The drain is a k-way merge over the rings' heads by (stamp, ring index); within a ring the order
-// is the ticket order. It is dependency-aware: a table of the addresses live in the output so far
-// (open addressing, in the recorder's memory) holds back a head that frees (or reallocs from) an
-// address not yet produced in the output, or produces an address still live there; the producing
-// or freeing event is already published in another ring (it happened before), so the merge takes
-// from the other rings first. When every available head is held back (a block allocated before
-// recording started, a dropped event), the earliest is emitted anyway. The output's seq= is the
-// output order.
+// The drain is a k-way merge over the rings' heads by order; within a ring the order is the
+// ticket order. A record is published when its state exceeds the ring's `last` (the state of the
+// record the drain took before). Orders are consistent with causality: an allocation takes its
+// order after the memory was acquired, a free before it is released, so an event that depends on
+// another (the same address) has the higher order. One scan of the heads is not a snapshot, so
+// before a chosen head goes out, the rings that were empty when read are read again; if one has
+// published since (perhaps the event the head depends on), the scan is repeated.
+//
+// The merge is also dependency-aware, for what the order cannot settle: a table of the addresses
+// live in the output so far (open addressing, in the recorder's memory) holds back a head that
+// frees (or reallocs from) an address not yet produced in the output, or produces an address still
+// live there (a realloc records its move after the fact, so its order can be later than that of a
+// reuse of its old block); the merge takes from the other rings first. When every available head
+// is held back (a block allocated before recording started, a dropped event), the earliest is
+// emitted anyway. The output's seq= is the output order.
 
 #include "capheap_recorder.h"
 
 #include "capi/capi_internal.hpp"
 #include "capi/events.hpp"
+#include "capi/recorder_internal.hpp"
 #include "port/port.h"
 
 #ifndef CAPHEAP_RECORDER
@@ -71,7 +81,7 @@ namespace {
 
 /// One event as the producer stores it (CAPHEAP_RECORDER_EVENT_SIZE bytes).
 struct alignas(8) Record {
-  std::uint64_t state;      ///< ticket + 1 once complete (0: never written)
+  std::uint64_t state;      ///< the event's order once complete (see g_order; 0: never written)
   std::uint64_t stamp;      ///< event time (coarse ns on thread-ring hosts, else port timestamp)
   std::uintptr_t id;        ///< display address of the block the line names
   std::uintptr_t to;        ///< kRealloc that moved: display address of the new block; else 0
@@ -95,6 +105,7 @@ constexpr std::uint64_t kPrefetchAhead = 8;  ///< records
 
 #if CAPHEAP_RECORDER_THREAD_RINGS
 constexpr std::size_t kMaxRings = CAPHEAP_RECORDER_MAX_RINGS;
+static_assert(kMaxRings <= 64, "the drain keeps a 64-bit mask of rings");
 #else
 constexpr std::size_t kMaxRings = 1;
 #endif
@@ -110,6 +121,7 @@ struct alignas(64) Ring {
   std::uint32_t busy = 0;   ///< thread ring: 1 while the owner records an event
   std::uint32_t used = 0;   ///< attached since install (its records are cleared)
   alignas(64) std::uint64_t tail = 0;  ///< next ticket to drain
+  std::uint64_t last = 0;              ///< state of the last record delivered (published: > last)
   std::uint64_t dropped_reported = 0;
 };
 
@@ -123,6 +135,13 @@ struct alignas(64) Global {
 Global g;
 
 Ring g_rings[kMaxRings];
+
+#if CAPHEAP_RECORDER_THREAD_RINGS
+/// The order of events over all rings: every event takes the next value (one relaxed fetch-add)
+/// and stores it in its record's state. It is never reset, so a record left from an earlier owner
+/// of a ring is always <= the ring's `last`.
+alignas(64) std::uint64_t g_order = 0;
+#endif
 
 // Drain side (lock held), install and stats.
 struct alignas(64) ConsumerSide {
@@ -140,6 +159,9 @@ struct alignas(64) ConsumerSide {
   int attach_lock = 0;         ///< thread rings: attaching and recycling
 };
 ConsumerSide g_cons;
+
+RecorderScanHook g_scan_hook = nullptr;  ///< tests only (recorder_internal.hpp)
+void *g_scan_hook_user = nullptr;
 
 #if CAPHEAP_RECORDER_DEFAULT_EVENTS > 0
 static_assert((CAPHEAP_RECORDER_DEFAULT_EVENTS & (CAPHEAP_RECORDER_DEFAULT_EVENTS - 1)) == 0,
@@ -394,24 +416,42 @@ inline std::uint64_t ticket_of(std::uint64_t head) noexcept {
 void recycle_dead_rings() noexcept;
 #endif
 
+/// True if a ring that had nothing published when a scan read it (bit i of `empty`), or one
+/// attached since (beyond `rings`), has published since. One scan is not a snapshot: an event
+/// published into a ring read early may be one the chosen head depends on (it happened before the
+/// head, whose publication the scan acquired, so a read after the scan sees it), and the choice is
+/// made again.
+bool published_since(std::uint64_t empty, std::size_t rings, std::uint64_t mask) noexcept {
+  if (__atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE) != rings) return true;
+  for (; empty != 0; empty &= empty - 1) {
+    const Ring &r = g_rings[__builtin_ctzll(empty)];
+    if (__atomic_load_n(&r.records[r.tail & mask].state, __ATOMIC_ACQUIRE) > r.last) return true;
+  }
+  return false;
+}
+
 /// Delivers up to max events, merged over the rings. Lock held, recorder installed. When every
 /// available head is held back: the earliest that frees an unknown address goes out (a block from
 /// before the recording); heads that would produce a still-live address wait for the event that
 /// releases it (a realloc records its move after the fact) unless `final`.
 std::size_t drain_locked(std::size_t max, bool final = false) noexcept {
   const std::uint64_t mask = ld(g.mask);
-  const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
   std::size_t n = 0;
   char buf[CAPHEAP_RECORDER_MAX_LINE];
   while (n < max) {
+    const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
+    std::uint64_t empty = 0;  // rings with nothing published when scanned
     std::size_t best = kMaxRings, any = kMaxRings, unknown = kMaxRings;
     std::uint64_t best_key = 0, any_key = 0, unknown_key = 0;
     for (std::size_t i = 0; i < rings; ++i) {
+      if (CAPHEAP_UNLIKELY(g_scan_hook != nullptr)) g_scan_hook(i, g_scan_hook_user);
       const Ring &r = g_rings[i];
-      const std::uint64_t t = r.tail;
-      const Record &rec = r.records[t & mask];
-      if (__atomic_load_n(&rec.state, __ATOMIC_ACQUIRE) != t + 1) continue;
-      const std::uint64_t key = rec.stamp;
+      const Record &rec = r.records[r.tail & mask];
+      const std::uint64_t key = __atomic_load_n(&rec.state, __ATOMIC_ACQUIRE);
+      if (key <= r.last) {
+        empty |= std::uint64_t(1) << i;
+        continue;
+      }
       if (any == kMaxRings || key < any_key) {
         any = i;
         any_key = key;
@@ -431,17 +471,20 @@ std::size_t drain_locked(std::size_t max, bool final = false) noexcept {
     if (g_cons.live != nullptr) {
       pick = best != kMaxRings ? best : unknown != kMaxRings ? unknown : final ? any : kMaxRings;
       if (pick == kMaxRings) break;
+      if (CAPHEAP_UNLIKELY(published_since(empty, rings, mask))) continue;
     }
     Ring &r = g_rings[pick];
     const std::uint64_t t = r.tail;
     report_drops(r, t);  // before the first record reserved after them
     const Record rec = r.records[t & mask];
+    r.last = rec.state;
     __atomic_store_n(&r.tail, t + 1, __ATOMIC_RELEASE);  // the slot is free again
     if (g_cons.live != nullptr) live_apply(rec);
     const std::size_t len = format(rec, g_cons.delivered + n, buf);
     g_cons.callback(buf, len, g_cons.user);
     ++n;
   }
+  const std::size_t rings = __atomic_load_n(&g_cons.rings_seen, __ATOMIC_ACQUIRE);
   for (std::size_t i = 0; i < rings; ++i)
     report_drops(g_rings[i], g_rings[i].tail);
   report_orphans();
@@ -601,7 +644,8 @@ __attribute__((always_inline)) inline void record(const AllocEvent &event) noexc
     __builtin_prefetch(&r.records[(h + kPrefetchAhead) & mask], 1, 3);
     Record &rec = r.records[h & mask];
     fill(rec, event, __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED), t_ring.owner);
-    __atomic_store_n(&rec.state, h + 1, __ATOMIC_RELEASE);
+    const std::uint64_t order = __atomic_fetch_add(&g_order, 1, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
     st(r.head, h + 1);
     __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
     return;
@@ -656,6 +700,11 @@ void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alig
 
 void recorder_on_free(void *ptr, void *caller) noexcept {
   record(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
+}
+
+void recorder_set_scan_hook(RecorderScanHook hook, void *user) noexcept {
+  g_scan_hook = hook;
+  g_scan_hook_user = user;
 }
 
 }  // namespace capi
@@ -736,6 +785,7 @@ esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *confi
     st(r.busy, 0u);
     st(r.used, 0u);
     st(r.tail, std::uint64_t(0));
+    r.last = 0;
     r.dropped_reported = 0;
   }
   st(g.mask, std::uint64_t(capacity - 1));
@@ -855,6 +905,7 @@ namespace capi {
 void recorder_on_event(const AllocEvent &) noexcept {}
 void recorder_on_alloc(EventOp, void *, std::size_t, std::size_t, std::uint32_t, void *) noexcept {}
 void recorder_on_free(void *, void *) noexcept {}
+void recorder_set_scan_hook(RecorderScanHook, void *) noexcept {}
 }  // namespace capi
 }  // namespace capheap
 
