@@ -30,15 +30,15 @@
  *
  * Recording (inside heap_caps_*, any task, also concurrently on several cores): host builds give
  * each thread its own ring (single producer, plain stores published by one release store of the
- * event's order, taken with one relaxed fetch-add; see CAPHEAP_RECORDER_RING_EVENTS_LOG2); bare-metal builds share one ring in which one
- * compare-and-swap reserves the next record. No formatting, no lock, no allocation; a drain never
- * reads a half-written record.
+ * event's order, taken with one relaxed fetch-add; see CAPHEAP_RECORDER_RING_EVENTS_LOG2);
+ * bare-metal builds share one ring in which one compare-and-swap reserves the next record. No
+ * formatting, no lock, no allocation; a drain never reads a half-written record.
  *
- * Drain: the rings are merged by the events' order (host: one relaxed fetch-add per event on a
- * global counter; bare metal: the shared ring's ticket), which agrees with causality: an
- * allocation takes it after the memory was acquired, a free before it is released. A free is never
- * emitted before the event that produced its address when that event was recorded (a live-address table carved from
- * the buffer, or a built-in one; when it is full, ordering falls back to time for the addresses it
+ * Drain: the rings are merged by the events' order (host: a global counter; bare metal: the shared
+ * ring's ticket), which agrees with causality: an allocation takes it after the memory was
+ * acquired, a free before the memory is released. A free is never emitted before the event that
+ * produced its address when that event was recorded (a live-address table carved from the buffer,
+ * or a built-in one; when it is full, ordering falls back to the event order for the addresses it
  * could not hold). seq= numbers the output.
  *
  * Overflow: when every record of a thread's ring holds an event not yet drained, that thread's new
