@@ -121,6 +121,15 @@ struct Ctx {
   }
   CAPHEAP_INLINE u32 list_index(SizeClass k) const noexcept { return (k.fl << sl_log2) + k.sl; }
 
+  /// list_index(class_of(size)) without a branch: with m = floor(log2(size | small_limit)), sizes
+  /// in the linear row get m = small_log2, where (m - fl_shift) << sl_log2 is SL and size >> (m -
+  /// sl_log2) is size >> g_log2, so the sum less SL is the row's index; larger sizes get the
+  /// two-level index (first level m - fl_shift, second level the bits below the top one).
+  CAPHEAP_INLINE u32 index_of(u32 size) const noexcept {
+    const u32 m = msb_index(size | small_limit);
+    return ((m - fl_shift) << sl_log2) + (size >> (m - sl_log2)) - (1u << sl_log2);
+  }
+
   /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
   CAPHEAP_INLINE u32 block_for_request(std::size_t request) const noexcept {
     if (request > span()) return 0;  // keeps the arithmetic below far from overflow
@@ -147,30 +156,46 @@ struct Ctx {
     return (h & kFree) != 0 && size >= kMinBlockBytes && size <= end - blk;
   }
 
-  /// O(1) check of a listed free block's links (blk passed free_entry_ok, `size` is its size)
-  /// before anything follows them: its successor is a sane free block that points back to it, and
-  /// its predecessor is one that points to it (or, without one, its class's list starts at it).
-  CAPHEAP_INLINE bool links_ok(u32 blk, u32 size) const noexcept {
-    const u32 nf = next_free(blk), pf = prev_free(blk);
-    if (nf != 0 && (!free_entry_ok(nf) || prev_free(nf) != blk)) return false;
-    if (pf == 0) return heads[list_index(class_of(size))] == blk;
-    return free_entry_ok(pf) && next_free(pf) == blk;
+  /// True if a free-list link may be followed: a 4-aligned header offset with room for a whole
+  /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
+  /// inside the region. Whether it really is a free block is not looked at: links_ok() asks that it
+  /// points back, which a damaged link practically never does.
+  CAPHEAP_INLINE bool link_target_ok(u32 t) const noexcept {
+    return t - first <= span() - kMinBlockBytes && (t & 3u) == 0;
   }
 
-  // ---- Free lists --------------------------------------------------------------------------
+  /// O(1) check of a listed free block's links (`size` is its sane size) before anything follows
+  /// them: its successor points back to it, and its predecessor points to it (or, without one, its
+  /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
+  /// it on every split and merge).
+  CAPHEAP_INLINE bool links_ok(u32 blk, u32 size) const noexcept {
+    return links_ok_at(blk, index_of(size));
+  }
+  /// links_ok() for a block filed under list idx.
+  CAPHEAP_INLINE bool links_ok_at(u32 blk, u32 idx) const noexcept {
+    const u32 nf = next_free(blk), pf = prev_free(blk);
+    if (nf != 0 && (!link_target_ok(nf) || prev_free(nf) != blk)) return false;
+    if (pf == 0) return heads[idx] == blk;
+    return link_target_ok(pf) && next_free(pf) == blk;
+  }
 
-  CAPHEAP_INLINE void insert(u32 blk, SizeClass k) const noexcept {
-    const u32 idx = list_index(k);
+  // ---- Free lists (by flat list index: first level idx >> sl_log2, second idx & (SL - 1)) ----
+
+  CAPHEAP_INLINE void insert(u32 blk, u32 idx) const noexcept {
     const u32 old = heads[idx];
     set_word(blk + kNextFreeField, old);
     set_word(blk + kPrevFreeField, 0);
-    if (old != 0) set_word(old + kPrevFreeField, blk);
     heads[idx] = blk;
-    slmaps[k.fl] |= 1u << k.sl;
-    c->fl_bitmap |= 1u << k.fl;
+    if (old != 0) {
+      set_word(old + kPrevFreeField, blk);  // the list was not empty: its bits are set already
+      return;
+    }
+    const u32 fl = idx >> sl_log2;
+    slmaps[fl] |= 1u << (idx & ((1u << sl_log2) - 1));
+    c->fl_bitmap |= 1u << fl;
   }
 
-  CAPHEAP_INLINE void remove(u32 blk, SizeClass k) const noexcept {
+  CAPHEAP_INLINE void remove(u32 blk, u32 idx) const noexcept {
     const u32 next = next_free(blk);
     const u32 prev = prev_free(blk);
     if (next != 0) set_word(next + kPrevFreeField, prev);
@@ -178,17 +203,32 @@ struct Ctx {
       set_word(prev + kNextFreeField, next);
       return;
     }
-    heads[list_index(k)] = next;
+    heads[idx] = next;
     if (next == 0) {
-      u32 &slmap = slmaps[k.fl];
-      slmap &= ~(1u << k.sl);
-      if (slmap == 0) c->fl_bitmap &= ~(1u << k.fl);
+      const u32 fl = idx >> sl_log2;
+      u32 &slmap = slmaps[fl];
+      slmap &= ~(1u << (idx & ((1u << sl_log2) - 1)));
+      if (slmap == 0) c->fl_bitmap &= ~(1u << fl);
     }
   }
 
-  /// Puts free block `fresh` in the list position of `old` (both of class k): what a split or a
-  /// merge that stays within one class needs, without touching the bitmaps.
-  CAPHEAP_INLINE void replace(u32 old, u32 fresh, SizeClass k) const noexcept {
+  /// remove() for the first block of list idx (no predecessor to update).
+  CAPHEAP_INLINE void remove_head(u32 blk, u32 idx) const noexcept {
+    const u32 next = next_free(blk);
+    heads[idx] = next;
+    if (next != 0) {
+      set_word(next + kPrevFreeField, 0);
+      return;
+    }
+    const u32 fl = idx >> sl_log2;
+    u32 &slmap = slmaps[fl];
+    slmap &= ~(1u << (idx & ((1u << sl_log2) - 1)));
+    if (slmap == 0) c->fl_bitmap &= ~(1u << fl);
+  }
+
+  /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
+  /// a merge that stays within one class needs, without touching the bitmaps.
+  CAPHEAP_INLINE void replace(u32 old, u32 fresh, u32 idx) const noexcept {
     const u32 next = next_free(old);
     const u32 prev = prev_free(old);
     set_word(fresh + kNextFreeField, next);
@@ -197,7 +237,7 @@ struct Ctx {
     if (prev != 0) {
       set_word(prev + kNextFreeField, fresh);
     } else {
-      heads[list_index(k)] = fresh;
+      heads[idx] = fresh;
     }
   }
 
@@ -208,7 +248,7 @@ struct Ctx {
   }
 };
 
-CAPHEAP_INLINE bool same_class(SizeClass a, SizeClass b) noexcept {
+inline bool same_class(SizeClass a, SizeClass b) noexcept {
   return a.fl == b.fl && a.sl == b.sl;
 }
 
@@ -242,26 +282,42 @@ inline bool free_entry_ok(const Control *c, u32 blk) noexcept {
 // Allocation and free internals
 // ================================================================================================
 
-/// A free block found for a request, with the class whose list holds it.
+/// A free block found for a request, with the list that holds it.
 struct Found {
-  u32 blk;  ///< header offset; 0 if none
-  SizeClass k;
-  bool bad;  ///< a list entry or its links failed their sanity check (blk: the entry to blame)
+  u32 blk;    ///< header offset; 0 if none
+  u32 idx;    ///< its list
+  u32 size;   ///< its size (valid when blk != 0 and !bad)
+  bool head;  ///< blk is the first block of its list
+  bool bad;   ///< a list entry or its links failed their sanity check (blk: the entry to blame)
 };
 
-/// Finds a free block of at least `b` bytes: a bounded best fit in b's own class (its blocks may
-/// be smaller than b), else the head of the first non-empty larger class (all of whose blocks are
-/// at least b).
+/// The first block of list idx, checked before it is used: a sane free block whose successor
+/// points back to it (its own predecessor link is not followed: a head has none).
+CAPHEAP_INLINE Found list_head(const Ctx &x, u32 idx) noexcept {
+  const u32 blk = x.heads[idx];
+  if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {blk, idx, 0, true, true};
+  const u32 nf = x.next_free(blk);
+  const bool bad = nf != 0 && (!x.link_target_ok(nf) || x.prev_free(nf) != blk);
+  return {blk, idx, x.size_at(blk), true, bad};
+}
+
+/// Finds a free block of at least `b` bytes: the head of b's own list when it fits closely, else a
+/// bounded best fit in that list (its blocks may be smaller than b), else the head of the first
+/// non-empty larger list (all of whose blocks are at least b). The chosen block's links are
+/// checked, as take() and carve() follow them.
 CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
-  const SizeClass k = x.class_of(b);
-  u32 blk = x.heads[x.list_index(k)];
-  if (blk != 0) {
-    u32 best = 0;
-    u32 best_size = ~0u;
-    u32 prev = 0;
-    for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+  const u32 idx = x.index_of(b);
+  const u32 first = x.heads[idx];
+  if (first != 0) {
+    const Found h = list_head(x, idx);
+    if (h.bad || (h.size >= b && h.size - b < kMinBlockBytes)) return h;  // the usual case
+    u32 best = h.size >= b ? first : 0;
+    u32 best_size = h.size >= b ? h.size : ~0u;
+    u32 prev = first;
+    u32 blk = x.next_free(first);
+    for (u32 n = 1; blk != 0 && n < kFitScan; ++n) {
       // A bad entry past the head: the link of the entry before it is what is damaged.
-      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {prev != 0 ? prev : blk, k, true};
+      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {prev, idx, 0, false, true};
       const u32 s = x.size_at(blk);
       if (s >= b && s < best_size) {
         best = blk;
@@ -271,43 +327,51 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
       prev = blk;
       blk = x.next_free(blk);
     }
-    // take() and carve() follow the chosen block's links: check them first.
-    if (best != 0) return {best, k, !x.links_ok(best, best_size)};
+    if (best == first) return h;
+    if (best != 0) return {best, idx, best_size, false, !x.links_ok_at(best, idx)};
   }
   // ~1u << i keeps the bits above i (and is 0 for i = 31).
-  u32 fl = k.fl;
-  u32 slmap = x.slmaps[fl] & (~1u << k.sl);
+  const u32 sl_mask = (1u << x.sl_log2) - 1;
+  u32 fl = idx >> x.sl_log2;
+  u32 slmap = x.slmaps[fl] & (~1u << (idx & sl_mask));
   if (slmap == 0) {
-    const u32 flmap = x.c->fl_bitmap & (~1u << k.fl);
-    if (flmap == 0) return {0, k, false};
+    const u32 flmap = x.c->fl_bitmap & (~1u << fl);
+    if (flmap == 0) return {0, idx, 0, false, false};
     fl = lsb_index(flmap);
     slmap = x.slmaps[fl];
   }
-  const SizeClass found{fl, lsb_index(slmap)};
-  const u32 head = x.heads[x.list_index(found)];
-  return {head, found, !x.free_entry_ok(head) || !x.links_ok(head, x.size_at(head))};
+  return list_head(x, (fl << x.sl_log2) + lsb_index(slmap));
 }
 
-/// Allocates `b` bytes from the listed free block f.blk of `size` bytes (class f.k, previous block
-/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same class
-/// it simply takes the block's place in the list.
-CAPHEAP_INLINE void take(const Ctx &x, const Found &f, u32 size, u32 b) noexcept {
+/// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
+/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
+/// it simply takes the block's place there.
+CAPHEAP_INLINE void take(const Ctx &x, const Found &f, u32 b) noexcept {
   const u32 blk = f.blk;
+  u32 size = f.size;
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated
     x.set_footer(tail, rest);
-    const SizeClass kr = x.class_of(rest);
-    if (same_class(kr, f.k)) {
-      x.replace(blk, tail, kr);
+    const u32 ri = x.index_of(rest);
+    if (ri == f.idx) {
+      x.replace(blk, tail, ri);
     } else {
-      x.remove(blk, f.k);
-      x.insert(tail, kr);  // the block after `tail` keeps its kPrevFree flag
+      if (f.head) {
+        x.remove_head(blk, f.idx);
+      } else {
+        x.remove(blk, f.idx);
+      }
+      x.insert(tail, ri);  // the block after `tail` keeps its kPrevFree flag
     }
     size = b;
   } else {
-    x.remove(blk, f.k);
+    if (f.head) {
+      x.remove_head(blk, f.idx);
+    } else {
+      x.remove(blk, f.idx);
+    }
     const u32 next = blk + size;
     x.set_header(next, x.header(next) & ~kPrevFree);
     --x.c->free_blocks;
@@ -326,7 +390,7 @@ void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);
     x.set_footer(tail, rest);
-    x.insert(tail, x.class_of(rest));  // the block after `tail` already has kPrevFree set
+    x.insert(tail, x.index_of(rest));  // the block after `tail` already has kPrevFree set
     ++x.c->free_blocks;
     size = b;
   } else {
@@ -339,13 +403,13 @@ void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   x.note_allocation(size);
 }
 
-/// The free block `blk` (listed, `old_size` bytes, previous block in use) grows in place to
-/// `new_size`: it keeps its list position when it stays in its class.
-CAPHEAP_INLINE void grow_free_block(const Ctx &x, u32 blk, u32 old_size, u32 new_size) noexcept {
-  const SizeClass ko = x.class_of(old_size), kn = x.class_of(new_size);
-  if (!same_class(ko, kn)) {
-    x.remove(blk, ko);
-    x.insert(blk, kn);
+/// The free block `blk` (listed under `idx`, previous block in use) grows in place to `new_size`:
+/// it keeps its list position when it stays in its list.
+CAPHEAP_INLINE void grow_free_block(const Ctx &x, u32 blk, u32 idx, u32 new_size) noexcept {
+  const u32 ni = x.index_of(new_size);
+  if (ni != idx) {
+    x.remove(blk, idx);
+    x.insert(blk, ni);
   }
   x.set_header(blk, new_size | kFree);
   x.set_footer(blk, new_size);
@@ -355,7 +419,10 @@ const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
 /// Reports a free-list entry that find_free refused: a block that is not a sane free block, or a
 /// sane one whose links are damaged (the same text as multi_heap_check's, at the same address).
-CAPHEAP_COLD void report_bad_free_entry(const Ctx &x, u32 blk) noexcept {
+// Cold paths take the Control pointer, not the hot path's Ctx: a Ctx passed by reference would
+// have to live in memory, and the hot paths would build it on the stack on every call.
+CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
+  const Ctx x(c);
   detail::check_failed(x.free_entry_ok(blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
                        x.data(blk), x.id());
 }
@@ -378,7 +445,9 @@ CAPHEAP_COLD Place locate(const Ctx &x, u32 blk) noexcept {
 /// The O(1) check only saw the words around p; here, off the fast path, the chain is walked to
 /// tell a pointer into the middle of a block (or into memory freed and merged since) from a
 /// damaged header.
-CAPHEAP_COLD void report_bad_live_block(const Ctx &x, const void *p, u32 blk, const char *op_name) {
+CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk,
+                                        const char *op_name) {
+  const Ctx x(c);
   const bool realloc = op_name == detail::kReallocOfBadPointer;
   const char *const already_free = realloc ? "realloc of a freed block (block is already free)"
                                            : "double free (block is already free)";
@@ -408,39 +477,56 @@ CAPHEAP_COLD void report_bad_live_block(const Ctx &x, const void *p, u32 blk, co
   detail::check_failed(what, p, x.id());
 }
 
+/// A live block and its neighbours, as checked_live_block() found them.
+struct Live {
+  u32 blk;        ///< header offset (0: the check failed and was reported)
+  u32 h;          ///< its header
+  u32 size;       ///< its size
+  u32 next_size;  ///< size of the next block if it is free, else 0
+  u32 next_idx;   ///< list of the next block if it is free
+  u32 prev_size;  ///< size of the previous block if it is free, else 0
+  u32 prev_idx;   ///< list of the previous block if it is free
+};
+
 /// O(1) checks (always on) that p is a live block of this heap whose neighbours agree with it:
 /// inside the block area and granule-aligned; not free; a sane size; the next block does not think
-/// this one is free and, if free itself, has a sane size; a free previous block's footer and header
-/// agree. Returns the header offset, or 0 after reporting through the fail hook.
-CAPHEAP_INLINE u32 checked_live_block(const Ctx &x, const void *p, const char *op_name,
-                                      const void *report) noexcept {
-  const u32 blk = x.block_of_pointer(p);
-  bool ok = blk != 0;
-  if (CAPHEAP_LIKELY(ok)) {
-    const u32 h = x.header(blk);
-    const u32 size = h & kSizeMask;
+/// this one is free and, if free itself, has a sane size and links; a free previous block's footer
+/// and header agree and its links are sane. On failure reports through the fail hook and returns
+/// blk == 0. The neighbours' lists are computed once here for the caller's merges.
+CAPHEAP_INLINE Live checked_live_block(const Ctx &x, const void *p, const char *op_name,
+                                       const void *report) noexcept {
+  Live l{x.block_of_pointer(p), 0, 0, 0, 0, 0, 0};
+  const u32 blk = l.blk;
+  if (CAPHEAP_LIKELY(blk != 0)) {
+    l.h = x.header(blk);
+    l.size = l.h & kSizeMask;
     // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
-    ok = (h & ((x.granule() - 1) & ~kPrevFree)) == 0 && size >= kMinBlockBytes &&
-         size <= x.end - blk;
+    bool ok = (l.h & ((x.granule() - 1) & ~kPrevFree)) == 0 && l.size >= kMinBlockBytes &&
+              l.size <= x.end - blk;
     if (CAPHEAP_LIKELY(ok)) {
-      const u32 next_h = x.header(blk + size);
+      const u32 next = blk + l.size;
+      const u32 next_h = x.header(next);
       ok = (next_h & kPrevFree) == 0;
       // A free neighbour is merged with: its size and links must be sane before they are used.
       if ((next_h & kFree) != 0) {
-        const u32 next_size = next_h & kSizeMask;
-        ok = ok && next_size >= kMinBlockBytes && next_size <= x.end - (blk + size) &&
-             x.links_ok(blk + size, next_size);
+        l.next_size = next_h & kSizeMask;
+        l.next_idx = x.index_of(l.next_size);
+        ok = ok && l.next_size >= kMinBlockBytes && l.next_size <= x.end - next &&
+             x.links_ok_at(next, l.next_idx);
       }
-      if (ok && (h & kPrevFree) != 0) {
+      if (ok && (l.h & kPrevFree) != 0) {
         const u32 psize = x.word(blk - 4);
+        l.prev_size = psize;
+        l.prev_idx = x.index_of(psize);
         ok = psize >= kMinBlockBytes && psize <= blk - x.first &&
-             x.header(blk - psize) == (psize | kFree) && x.links_ok(blk - psize, psize);
+             x.header(blk - psize) == (psize | kFree) && x.links_ok_at(blk - psize, l.prev_idx);
       }
+      if (CAPHEAP_LIKELY(ok)) return l;
     }
   }
-  if (CAPHEAP_LIKELY(ok)) return blk;
-  report_bad_live_block(x, report, blk, op_name);
-  return 0;
+  report_bad_live_block(x.c, report, blk, op_name);
+  l.blk = 0;
+  return l;
 }
 
 Granule granule_default() noexcept {
@@ -553,7 +639,7 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   x.set_header(first, area | kFree);
   x.set_footer(first, area);
   x.set_header(end, kPrevFree);  // sentinel: size 0, in use, previous block free
-  x.insert(first, x.class_of(area));
+  x.insert(first, x.index_of(area));
   c->free_bytes = area;
   c->min_free_bytes = area;
   c->free_blocks = 1;
@@ -588,10 +674,10 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
   const Found f = find_free(x, b);
   if (f.blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
-    report_bad_free_entry(x, f.blk);
+    report_bad_free_entry(x.c, f.blk);
     return nullptr;
   }
-  take(x, f, x.size_at(f.blk), b);
+  take(x, f, b);
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
                           "heap invalid after allocate", x.data(f.blk), x.id());
   return x.data(f.blk);
@@ -620,18 +706,18 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
   // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a
   // leading gap that is either 0 or large enough to be a free block of its own.
-  Found f{0, {0, 0}, false};
+  Found f{0, 0, 0, false, false};
   const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
   if (padded <= span) f = find_free(x, static_cast<u32>(padded));
   if (f.blk == 0) f = find_free(x, b);  // a smaller block may still fit by luck
   const u32 blk = f.blk;
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
-    report_bad_free_entry(x, blk);
+    report_bad_free_entry(x.c, blk);
     return nullptr;
   }
 
-  const u32 size_found = x.size_at(blk);
+  const u32 size_found = f.size;
   const std::uintptr_t data = addr_of(x.data(blk));
   std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
   while (target != data && target - data < kMinBlockBytes)
@@ -639,7 +725,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const u32 gap = static_cast<u32>(target - data);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
-  x.remove(blk, f.k);
+  x.remove(blk, f.idx);
   u32 prev_flag = 0;
   u32 at = blk;
   u32 avail = size_found;
@@ -647,7 +733,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
     // The leading gap becomes a free block; its previous block is in use (blk was free).
     x.set_header(blk, gap | kFree);
     x.set_footer(blk, gap);
-    x.insert(blk, x.class_of(gap));
+    x.insert(blk, x.index_of(gap));
     ++x.c->free_blocks;
     at = blk + gap;
     avail = size_found - gap;
@@ -663,55 +749,53 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
-  const u32 blk = checked_live_block(x, p, detail::kFreeOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kFreeOfBadPointer, p);
+  const u32 blk = l.blk;
   if (blk == 0) return;
-  // checked_live_block verified both neighbours' sizes and the previous block's footer.
+  // checked_live_block verified both neighbours' sizes, links and the previous block's footer.
   Control *c = x.c;
-  const u32 h = x.header(blk);
-  const u32 size = h & kSizeMask;
+  const u32 size = l.size;
   set_counter(c->free_bytes, c->free_bytes + size);
   --c->used_blocks;
   const u32 next = blk + size;
-  const u32 next_h = x.header(next);
 
-  // Four cases by the neighbours' state. A merged block that files under the class of the free
+  // Four cases by the neighbours' state. A merged block that files under the list of the free
   // neighbour it grows from keeps that neighbour's list position (no bitmap work).
-  if ((next_h & kFree) != 0) {
-    const u32 next_size = next_h & kSizeMask;
-    if ((h & kPrevFree) != 0) {
+  if (l.next_size != 0) {
+    if (l.prev_size != 0) {
       // free | this | free  ->  one block at prev.
-      const u32 psize = x.word(blk - 4);
-      x.remove(next, x.class_of(next_size));
-      grow_free_block(x, blk - psize, psize, psize + size + next_size);
+      const u32 prev = blk - l.prev_size;
+      x.remove(next, l.next_idx);
+      grow_free_block(x, prev, l.prev_idx, l.prev_size + size + l.next_size);
       --c->free_blocks;
-      retarget_cursor(c, blk, blk - psize);
-      retarget_cursor(c, next, blk - psize);
+      retarget_cursor(c, blk, prev);
+      retarget_cursor(c, next, prev);
     } else {
       // used | this | free  ->  one block at this.
-      const u32 total = size + next_size;
-      const SizeClass kn = x.class_of(next_size), kt = x.class_of(total);
+      const u32 total = size + l.next_size;
+      const u32 ti = x.index_of(total);
       x.set_header(blk, total | kFree);
       x.set_footer(blk, total);
-      if (same_class(kn, kt)) {
-        x.replace(next, blk, kt);
+      if (ti == l.next_idx) {
+        x.replace(next, blk, ti);
       } else {
-        x.remove(next, kn);
-        x.insert(blk, kt);
+        x.remove(next, l.next_idx);
+        x.insert(blk, ti);
       }
       retarget_cursor(c, next, blk);
     }
   } else {
-    x.set_header(next, next_h | kPrevFree);
-    if ((h & kPrevFree) != 0) {
+    x.set_header(next, x.header(next) | kPrevFree);
+    if (l.prev_size != 0) {
       // free | this | used  ->  prev grows in place.
-      const u32 psize = x.word(blk - 4);
-      grow_free_block(x, blk - psize, psize, psize + size);
-      retarget_cursor(c, blk, blk - psize);
+      const u32 prev = blk - l.prev_size;
+      grow_free_block(x, prev, l.prev_idx, l.prev_size + size);
+      retarget_cursor(c, blk, prev);
     } else {
       // used | this | used  ->  a new free block.
       x.set_header(blk, size | kFree);
       x.set_footer(blk, size);
-      x.insert(blk, x.class_of(size));
+      x.insert(blk, x.index_of(size));
       ++c->free_blocks;
     }
   }
@@ -730,34 +814,32 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Ctx x(control_);
-  const u32 blk = checked_live_block(x, p, detail::kReallocOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kReallocOfBadPointer, p);
+  const u32 blk = l.blk;
   if (blk == 0) return nullptr;
   const u32 b = x.block_for_request(size);
   if (b == 0) return nullptr;
   Control *c = x.c;
-  const u32 h = x.header(blk);
-  const u32 cur = h & kSizeMask;
-  const u32 prev_flag = h & kPrevFree;
+  const u32 cur = l.size;
+  const u32 prev_flag = l.h & kPrevFree;
   const u32 next = blk + cur;
-  const u32 next_h = x.header(next);
-  const bool next_is_free = (next_h & kFree) != 0;
-  const u32 next_size = next_is_free ? (next_h & kSizeMask) : 0;
+  const u32 next_size = l.next_size;
 
   if (b <= cur) {
     // Shrink in place. The freed tail joins a free successor, or stands alone if big enough.
     const u32 rest = cur - b + next_size;
     if (rest >= kMinBlockBytes) {
-      if (next_is_free) {
-        x.remove(next, x.class_of(next_size));
+      if (next_size != 0) {
+        x.remove(next, l.next_idx);
         --c->free_blocks;
         retarget_cursor(c, next, blk + b);
       } else {
-        x.set_header(next, next_h | kPrevFree);
+        x.set_header(next, x.header(next) | kPrevFree);
       }
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);
       x.set_footer(tail, rest);
-      x.insert(tail, x.class_of(rest));
+      x.insert(tail, x.index_of(rest));
       ++c->free_blocks;
       x.set_header(blk, b | prev_flag);
       set_counter(c->free_bytes, c->free_bytes + (cur - b));
@@ -765,9 +847,9 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return p;
   }
 
-  if (next_is_free && cur + next_size >= b) {
+  if (next_size != 0 && cur + next_size >= b) {
     // Grow in place into the free successor.
-    x.remove(next, x.class_of(next_size));
+    x.remove(next, l.next_idx);
     retarget_cursor(c, next, blk);
     const u32 total = cur + next_size;
     const u32 rest = total - b;
@@ -776,7 +858,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
       x.set_footer(tail, rest);
-      x.insert(tail, x.class_of(rest));
+      x.insert(tail, x.index_of(rest));
       now = b;
     } else {
       x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
@@ -827,7 +909,7 @@ std::size_t raw_usable_size(const Control *c, const void *p) noexcept {
 }
 u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
                       const char *op_name) noexcept {
-  return checked_live_block(Ctx(c), p, op_name, report_addr);
+  return checked_live_block(Ctx(c), p, op_name, report_addr).blk;
 }
 }  // namespace detail
 
@@ -860,7 +942,7 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 bool Heap::verify_live(void *p) noexcept {
   if (p == nullptr || control_ == nullptr) return false;
   if (CAPHEAP_DECORATED(control_)) return detail::deco_verify_live(control_, p);
-  return checked_live_block(Ctx(control_), p, detail::kReallocOfBadPointer, p) != 0;
+  return checked_live_block(Ctx(control_), p, detail::kReallocOfBadPointer, p).blk != 0;
 }
 
 // ================================================================================================
