@@ -8,11 +8,11 @@
 //   start (4-byte aligned)
 //   |
 //   v
-//   +------------------+---------------+-------------------------+-----+----------+----------+----+
-//   | Control (44 B)   | sl_bitmap[F]  | heads[F << sl_log2]     | pad | block 0  | block 1  |....|
-//   +------------------+---------------+-------------------------+-----+----------+----------+----+
-//   ^ offset 0          u32 each        u32 offsets, 0 = empty          ^ first               ^ end
-//                                                                                 (sentinel header)
+//   +------------------+-------------------------+---------------+-----+----------+----------+----+
+//   | Control (44 B)   | heads[L]                | class_bits[W] | pad | block 0  | block 1  |....|
+//   +------------------+-------------------------+---------------+-----+----------+----------+----+
+//   ^ offset 0          u32 offsets, 0 = empty    u32 each              ^ first               ^ end
+//                       L = F << sl_log2 lists    W = ceil(L / 32)                (sentinel header)
 //
 // Every position inside a region is a 32-bit byte offset from `start`. Offsets and sizes are the
 // same on a 32-bit MCU and a 64-bit host, so a heap's layout, overhead and fragmentation are
@@ -59,9 +59,12 @@
 // ## Size classes (two-level segregated fit, after Masmano et al., "TLSF: a new dynamic memory
 // allocator for real-time systems", ECRTS 2004)
 //
-// Free blocks are kept in LIFO lists, one per size class; a bitmap per first level marks non-empty
-// second-level lists and one more bitmap marks non-empty first levels, so the first non-empty class
-// at or above any class is found with two count-trailing-zeros.
+// Free blocks are kept in LIFO lists, one per size class. Classes are numbered by a flat index,
+// (first level << sl_log2) + second level, which orders them by size. One bit per class (bit i of
+// class_bits[i / 32]) marks the non-empty lists, and Control::word_bitmap has bit w set iff
+// class_bits[w] != 0, so the first non-empty class above any class is found with two
+// count-trailing-zeros, using only shifts by constants (where a bitmap per first level would
+// shift by sl_log2).
 // - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the region
 // size
 //   so that small regions do not pay for a large table).
@@ -129,7 +132,7 @@ constexpr u32 kPrevFreeField = 8;
 // ----------------------------------------------------------------------------
 
 /// The heap's control structure at offset 0 of its region. Followed in memory by
-/// `u32 sl_bitmap[fl_count]` and `u32 heads[fl_count << sl_log2]`.
+/// `u32 heads[fl_count << sl_log2]` and `u32 class_bits[bitmap_words(fl_count, sl_log2)]`.
 struct Control {
   std::uint8_t magic;         ///< kControlMagic
   std::uint8_t debug;         ///< decoration: kDebugPoisonMask level | kDebugOwner (0 = none)
@@ -146,7 +149,7 @@ struct Control {
   u32 min_free_bytes;         ///< low-water mark of free_bytes
   u32 free_blocks;            ///< number of free blocks
   u32 used_blocks;            ///< number of allocated blocks
-  u32 fl_bitmap;              ///< bit f set iff sl_bitmap[f] != 0
+  u32 word_bitmap;            ///< bit w set iff class_bits[w] != 0
   u32 check_cursor;           ///< header offset where the next incremental check step starts
                               ///< (0 = the first block); always a block boundary (see
                               ///< Heap::validate_step: merges move it back to the merged block)
@@ -163,9 +166,15 @@ static_assert(kMinBlockBytes == kHeaderBytes + 2 * sizeof(u32) + sizeof(u32),
 static_assert((kMinBlockBytes & kFlagMask) == 0, "block sizes leave the flag bits free");
 static_assert((1u << kMaxSlLog2) <= 32, "a second-level bitmap must fit a u32");
 
-/// Bytes of the control structure for a configuration (Control + bitmaps + list heads).
+/// Words of the class bitmap for a configuration (one bit per size class).
+constexpr u32 bitmap_words(u32 fl_count, u32 sl_log2) noexcept {
+  return ((fl_count << sl_log2) + 31u) / 32u;
+}
+
+/// Bytes of the control structure for a configuration (Control + list heads + class bitmap).
 constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
-  return static_cast<u32>(sizeof(Control)) + 4u * fl_count + 4u * (fl_count << sl_log2);
+  return static_cast<u32>(sizeof(Control)) + 4u * (fl_count << sl_log2) +
+         4u * bitmap_words(fl_count, sl_log2);
 }
 
 // ---- Raw access
@@ -237,17 +246,17 @@ inline void store_word(Control *c, u32 off, u32 v) noexcept {
   __builtin_memcpy(__builtin_assume_aligned(bytes_of(c) + off, 4), &v, sizeof v);
 }
 
-inline u32 *sl_bitmaps(Control *c) noexcept {
+inline u32 *list_heads(Control *c) noexcept {
   return static_cast<u32 *>(static_cast<void *>(bytes_of(c) + sizeof(Control)));
 }
-inline const u32 *sl_bitmaps(const Control *c) noexcept {
+inline const u32 *list_heads(const Control *c) noexcept {
   return static_cast<const u32 *>(static_cast<const void *>(bytes_of(c) + sizeof(Control)));
 }
-inline u32 *list_heads(Control *c) noexcept {
-  return sl_bitmaps(c) + c->fl_count;
+inline u32 *class_bits(Control *c) noexcept {
+  return list_heads(c) + (u32(c->fl_count) << c->sl_log2);
 }
-inline const u32 *list_heads(const Control *c) noexcept {
-  return sl_bitmaps(c) + c->fl_count;
+inline const u32 *class_bits(const Control *c) noexcept {
+  return list_heads(c) + (u32(c->fl_count) << c->sl_log2);
 }
 
 inline u32 header_size(u32 header) noexcept {

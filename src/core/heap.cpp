@@ -75,21 +75,19 @@ CAPHEAP_INLINE u32 read_counter(const u32 &field) noexcept {
 struct Ctx {
   Control *c;
   unsigned char *base;
-  u32 *slmaps;
   u32 *heads;
-  u32 first, end;
-  u32 g_log2, sl_log2, small_limit, fl_shift;
+  const u32 &first, &end;
+  const std::uint8_t &g_log2, &sl_log2, &small_log2, &fl_shift;
 
   CAPHEAP_INLINE explicit Ctx(const Control *control) noexcept
       : c(const_cast<Control *>(control)),
         base(detail::bytes_of(c)),
-        slmaps(detail::sl_bitmaps(c)),
         heads(detail::list_heads(c)),
         first(c->first),
         end(c->end),
         g_log2(c->granule_log2),
         sl_log2(c->sl_log2),
-        small_limit(1u << c->small_log2),
+        small_log2(c->small_log2),
         fl_shift(c->fl_shift) {}
 
   CAPHEAP_INLINE u32 span() const noexcept { return end - first; }
@@ -115,7 +113,7 @@ struct Ctx {
 
   /// The size class a block of `size` bytes is filed under.
   CAPHEAP_INLINE SizeClass class_of(u32 size) const noexcept {
-    if (size < small_limit) return {0, size >> g_log2};
+    if (size < (1u << small_log2)) return {0, size >> g_log2};
     const u32 m = msb_index(size);
     return {m - fl_shift, (size >> (m - sl_log2)) ^ (1u << sl_log2)};
   }
@@ -126,7 +124,7 @@ struct Ctx {
   /// sl_log2) is size >> g_log2, so the sum less SL is the row's index; larger sizes get the
   /// two-level index (first level m - fl_shift, second level the bits below the top one).
   CAPHEAP_INLINE u32 index_of(u32 size) const noexcept {
-    const u32 m = msb_index(size | small_limit);
+    const u32 m = msb_index(size | (1u << small_log2));
     return ((m - fl_shift) << sl_log2) + (size >> (m - sl_log2)) - (1u << sl_log2);
   }
 
@@ -190,9 +188,18 @@ struct Ctx {
       set_word(old + kPrevFreeField, blk);  // the list was not empty: its bits are set already
       return;
     }
-    const u32 fl = idx >> sl_log2;
-    slmaps[fl] |= 1u << (idx & ((1u << sl_log2) - 1));
-    c->fl_bitmap |= 1u << fl;
+    set_class_bit(idx);
+  }
+
+  CAPHEAP_INLINE u32 *bits() const noexcept { return heads + (u32(c->fl_count) << sl_log2); }
+  CAPHEAP_INLINE void set_class_bit(u32 idx) const noexcept {
+    bits()[idx / 32] |= 1u << (idx % 32);
+    c->word_bitmap |= 1u << (idx / 32);
+  }
+  CAPHEAP_INLINE void clear_class_bit(u32 idx) const noexcept {
+    u32 &w = bits()[idx / 32];
+    w &= ~(1u << (idx % 32));
+    if (w == 0) c->word_bitmap &= ~(1u << (idx / 32));
   }
 
   CAPHEAP_INLINE void remove(u32 blk, u32 idx) const noexcept {
@@ -204,12 +211,7 @@ struct Ctx {
       return;
     }
     heads[idx] = next;
-    if (next == 0) {
-      const u32 fl = idx >> sl_log2;
-      u32 &slmap = slmaps[fl];
-      slmap &= ~(1u << (idx & ((1u << sl_log2) - 1)));
-      if (slmap == 0) c->fl_bitmap &= ~(1u << fl);
-    }
+    if (next == 0) clear_class_bit(idx);
   }
 
   /// remove() for the first block of list idx (no predecessor to update).
@@ -220,10 +222,7 @@ struct Ctx {
       set_word(next + kPrevFreeField, 0);
       return;
     }
-    const u32 fl = idx >> sl_log2;
-    u32 &slmap = slmaps[fl];
-    slmap &= ~(1u << (idx & ((1u << sl_log2) - 1)));
-    if (slmap == 0) c->fl_bitmap &= ~(1u << fl);
+    clear_class_bit(idx);
   }
 
   /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
@@ -330,17 +329,17 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
     if (best == first) return h;
     if (best != 0) return {best, idx, best_size, false, !x.links_ok_at(best, idx)};
   }
-  // ~1u << i keeps the bits above i (and is 0 for i = 31).
-  const u32 sl_mask = (1u << x.sl_log2) - 1;
-  u32 fl = idx >> x.sl_log2;
-  u32 slmap = x.slmaps[fl] & (~1u << (idx & sl_mask));
-  if (slmap == 0) {
-    const u32 flmap = x.c->fl_bitmap & (~1u << fl);
-    if (flmap == 0) return {0, idx, 0, false, false};
-    fl = lsb_index(flmap);
-    slmap = x.slmaps[fl];
+  // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
+  const u32 *bits = x.bits();
+  u32 w = idx / 32;
+  u32 word = bits[w] & (~1u << (idx % 32));
+  if (word == 0) {
+    const u32 words = x.c->word_bitmap & (~1u << w);
+    if (words == 0) return {0, idx, 0, false, false};
+    w = lsb_index(words);
+    word = bits[w];
   }
-  return list_head(x, (fl << x.sl_log2) + lsb_index(slmap));
+  return list_head(x, w * 32 + lsb_index(word));
 }
 
 /// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
@@ -1004,12 +1003,11 @@ std::uint32_t Heap::owner_of(const void *p) const noexcept {
 
 std::size_t Heap::largest_free_block() const noexcept {
   const Control *c = control_;
-  if (c == nullptr || c->fl_bitmap == 0) return 0;
+  if (c == nullptr || c->word_bitmap == 0) return 0;
   // Only the top non-empty class can hold the largest fitting block, and allocate() looks at no
   // more than its first kFitScan entries, so neither does this (see the contract in heap.hpp).
-  const u32 fl = msb_index(c->fl_bitmap);
-  const u32 sl = msb_index(detail::sl_bitmaps(c)[fl]);
-  u32 blk = detail::list_heads(c)[(fl << c->sl_log2) + sl];
+  const u32 w = msb_index(c->word_bitmap);
+  u32 blk = detail::list_heads(c)[w * 32 + msb_index(detail::class_bits(c)[w])];
   u32 best = 0;
   for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
     if (!free_entry_ok(c, blk)) break;
@@ -1210,15 +1208,20 @@ Validation Heap::validate() const noexcept {
 
   // 2. Free lists and bitmaps.
   const u32 *heads = detail::list_heads(c);
-  const u32 *slmaps = detail::sl_bitmaps(c);
+  const u32 *bits = detail::class_bits(c);
   const u32 sl_count = 1u << c->sl_log2;
+  const u32 classes = u32(c->fl_count) << c->sl_log2;
+  const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
+  for (u32 w = 0; w < words; ++w)
+    if (((c->word_bitmap >> w) & 1u) != (bits[w] != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
+  if (words < 32 && (c->word_bitmap >> words) != 0) return {Fault::kBadBitmap, c};
+  if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0) return {Fault::kBadBitmap, c};
   u32 listed = 0;
   for (u32 fl = 0; fl < c->fl_count; ++fl) {
-    if (((c->fl_bitmap >> fl) & 1u) != (slmaps[fl] != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
-    if (sl_count < 32 && (slmaps[fl] >> sl_count) != 0) return {Fault::kBadBitmap, c};
     for (u32 sl = 0; sl < sl_count; ++sl) {
-      u32 e = heads[(fl << c->sl_log2) + sl];
-      if (((slmaps[fl] >> sl) & 1u) != (e != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
+      const u32 i = (fl << c->sl_log2) + sl;
+      u32 e = heads[i];
+      if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
       u32 back = 0;
       while (e != 0) {
         if (listed >= free_count)
@@ -1244,7 +1247,6 @@ Validation Heap::validate() const noexcept {
       }
     }
   }
-  if (c->fl_count < 32 && (c->fl_bitmap >> c->fl_count) != 0) return {Fault::kBadBitmap, c};
   if (listed != free_count) return {Fault::kFreeListMismatch, c};
 
   // 3. Counters.
@@ -1289,7 +1291,9 @@ Validation check_one_block(const Control *c, u32 blk) noexcept {
     } else if (detail::list_heads(c)[x.list_index(k)] != blk) {
       return {Fault::kBadFreeListClass, where};
     }
-    if (((detail::sl_bitmaps(c)[k.fl] >> k.sl) & 1u) == 0 || ((c->fl_bitmap >> k.fl) & 1u) == 0)
+    const u32 i = x.list_index(k);
+    if (((detail::class_bits(c)[i / 32] >> (i % 32)) & 1u) == 0 ||
+        ((c->word_bitmap >> (i / 32)) & 1u) == 0)
       return {Fault::kBadBitmap, where};
   }
   if (c->debug != 0) return detail::deco_check_block(c, blk);
@@ -1346,8 +1350,9 @@ bool Heap::invariants_hold() const noexcept {
     return false;
   const u32 span = c->end - c->first;
   if (c->free_bytes > span || c->min_free_bytes > c->free_bytes) return false;
-  if ((c->free_blocks == 0) != (c->fl_bitmap == 0)) return false;
-  if (c->fl_count < 32 && (c->fl_bitmap >> c->fl_count) != 0) return false;
+  if ((c->free_blocks == 0) != (c->word_bitmap == 0)) return false;
+  const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
+  if (words < 32 && (c->word_bitmap >> words) != 0) return false;
   if (std::size_t(c->free_blocks) * kMinBlockBytes > span) return false;
   if (std::size_t(c->used_blocks) * kMinBlockBytes + c->free_bytes > span) return false;
   const u32 sentinel = header(c, c->end);
@@ -1355,11 +1360,11 @@ bool Heap::invariants_hold() const noexcept {
   const u32 first_h = header(c, c->first);
   const u32 first_size = first_h & kSizeMask;
   if (first_size < kMinBlockBytes || first_size > span || (first_h & kPrevFree) != 0) return false;
-  if (c->fl_bitmap != 0) {
-    const u32 fl = msb_index(c->fl_bitmap);
-    const u32 slmap = detail::sl_bitmaps(c)[fl];
-    if (slmap == 0) return false;
-    const u32 top = detail::list_heads(c)[(fl << c->sl_log2) + msb_index(slmap)];
+  if (c->word_bitmap != 0) {
+    const u32 w = msb_index(c->word_bitmap);
+    const u32 word = detail::class_bits(c)[w];
+    if (word == 0) return false;
+    const u32 top = detail::list_heads(c)[w * 32 + msb_index(word)];
     if (!free_entry_ok(c, top)) return false;
   }
   return true;

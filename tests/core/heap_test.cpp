@@ -99,11 +99,12 @@ TEST(HeapCreate, ControlStructureIsSizedToTheRegion) {
   Heap hm = Heap::create(medium.data(), medium.size, granule(Granule::k4));
   Heap hl = Heap::create(large.data(), large.size, granule(Granule::k4));
   ASSERT_TRUE(hs && hm && hl);
-  EXPECT_EQ(hs.control_size(), 204u);   // 44 + 8 levels x (4 + 4 x 4)
-  EXPECT_EQ(hm.control_size(), 928u);   // 44 + 13 levels x (4 + 16 x 4)
-  EXPECT_EQ(hl.control_size(), 2684u);  // 44 + 20 levels x (4 + 32 x 4)
+  // 44 + lists x 4 + one bit per list, rounded up to words.
+  EXPECT_EQ(hs.control_size(), 176u);   // 44 + 8 levels x 4 lists x 4 + 1 word
+  EXPECT_EQ(hm.control_size(), 904u);   // 44 + 13 levels x 16 lists x 4 + 7 words
+  EXPECT_EQ(hl.control_size(), 2684u);  // 44 + 20 levels x 32 lists x 4 + 20 words
   // Everything but control, alignment padding and the 4-byte end marker is one free block.
-  EXPECT_EQ(hs.free_bytes(), 4096u - 204 - 4);
+  EXPECT_EQ(hs.free_bytes(), 4096u - 176 - 4);
   EXPECT_EQ(hs.info().free_blocks, 1u);
   EXPECT_EQ(hs.largest_free_block(), hs.free_bytes() - 4);
 }
