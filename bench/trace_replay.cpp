@@ -49,6 +49,7 @@
 
 #include <malloc.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,6 +79,48 @@ using sim::OpKind;
 // Replay program: the trace compiled to a flat array with recycled slots
 // ================================================================================================
 
+/// Allocator of the replay's big arrays (operations, latency samples): 2 MiB-aligned and on
+/// transparent huge pages when at least 1 MiB, so that streaming through them per replay neither
+/// misses in the TLB nor pushes the heap's own translations out (see LatencyPlaces).
+template <class T>
+struct HugeAllocator {
+  using value_type = T;
+  HugeAllocator() = default;
+  template <class U>
+  HugeAllocator(const HugeAllocator<U> &) noexcept {}
+  T *allocate(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T);
+    constexpr std::size_t kHuge = std::size_t{2} << 20;
+    void *p = nullptr;
+    if (bytes >= (std::size_t{1} << 20)) {
+      p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+#ifdef MADV_HUGEPAGE
+      if (p != nullptr) madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+#endif
+    } else {
+      p = std::malloc(bytes == 0 ? 1 : bytes);
+    }
+    if (p == nullptr) {
+      std::fprintf(stderr, "capheap_trace_replay: out of memory (%zu bytes)\n", bytes);
+      std::exit(2);
+    }
+    return static_cast<T *>(p);
+  }
+  void deallocate(T *p, std::size_t) noexcept {
+    std::free(p);
+  }
+  template <class U>
+  bool operator==(const HugeAllocator<U> &) const noexcept {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const HugeAllocator<U> &) const noexcept {
+    return false;
+  }
+};
+template <class T>
+using BigVector = std::vector<T, HugeAllocator<T>>;
+
 /// One operation, ready to replay. Slots are recycled: a slot freed by `f` is reused by the next
 /// binding, so the slot table holds only peak-live-blocks entries and stays in cache.
 struct ReplayOp {
@@ -99,7 +142,7 @@ struct Slot {
 struct Program {
   std::string name;
   const sim::Trace *trace = nullptr;
-  std::vector<ReplayOp> ops;
+  BigVector<ReplayOp> ops;
   std::uint32_t slots = 0;  ///< size of the slot table (peak bound IDs)
   sim::TraceStats stats;
 };
@@ -615,19 +658,26 @@ class Region {
   /// request fits depends on where the aligned addresses fall, i.e. on start mod alignment.
   static constexpr std::size_t kAlign = 4096;
 
-  /// A kAlign-aligned buffer of at least n bytes (contents unspecified).
-  unsigned char *get(std::size_t n) {
+  /// A kAlign-aligned buffer of at least n bytes (contents unspecified). huge: on 2 MiB pages
+  /// where the kernel gives them (transparent huge pages on request), which is still
+  /// kAlign-aligned.
+  unsigned char *get(std::size_t n, bool huge = false) {
     if (n > size_) {
       std::free(data_);
-      size_ = (n + kAlign - 1) / kAlign * kAlign;
-      data_ = static_cast<unsigned char *>(std::aligned_alloc(kAlign, size_));
+      const std::size_t align = huge ? kHugePage : kAlign;
+      size_ = (n + align - 1) / align * align;
+      data_ = static_cast<unsigned char *>(std::aligned_alloc(align, size_));
       if (data_ == nullptr) {
         std::fprintf(stderr, "capheap_trace_replay: cannot allocate a %zu-byte region\n", size_);
         std::exit(2);
       }
+#ifdef MADV_HUGEPAGE
+      if (huge) madvise(data_, size_, MADV_HUGEPAGE);  // a hint: failure only costs the benefit
+#endif
     }
     return data_;
   }
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
  private:
   unsigned char *data_ = nullptr;
@@ -637,7 +687,9 @@ class Region {
 struct Options {
   Granule granule = Granule::k4;
   int repeat = 5;
-  int latency_repeat = 15;           ///< latency replays per trace and allocator (0: none)
+  int latency_repeat = 9;            ///< latency replays per round, trace and allocator (0: none)
+  int latency_placements = 3;        ///< groups of latency replays per round (LatencyPlaces)
+  int latency_rounds = 3;            ///< rounds over all traces (main)
   int cpu = -1;                      ///< pin the process to this CPU (-1: no pinning)
   std::size_t region = 0;            ///< timing region; 0 = timing_region()
   std::size_t stable_window = 4096;  ///< see search_region(); 0 = no stability scan
@@ -807,13 +859,13 @@ Timer calibrate_timer(int replays) {
 struct LatencyTables {
   std::size_t ops = 0;
   int replays = 0;
-  std::vector<std::uint32_t> ticks;
-  std::vector<std::uint32_t> bytes;
-  std::vector<std::uint8_t> outcome;
-  std::vector<std::uint8_t> split;  ///< per op: run as its parts in the split replays
-  std::vector<std::uint32_t> part;  ///< split replays: ticks of the memcpy / memset
-  std::vector<std::uint32_t> scratch_ticks, scratch_bytes;  // what split replays record otherwise
-  std::vector<std::uint8_t> scratch_outcome;
+  BigVector<std::uint32_t> ticks;
+  BigVector<std::uint32_t> bytes;
+  BigVector<std::uint8_t> outcome;
+  BigVector<std::uint8_t> split;  ///< per op: run as its parts in the split replays
+  BigVector<std::uint32_t> part;  ///< split replays: ticks of the allocator's parts
+  BigVector<std::uint32_t> scratch_ticks, scratch_bytes;  // what split replays record otherwise
+  BigVector<std::uint8_t> scratch_outcome;
   LatencyTables(std::size_t n, int r)
       : ops(n),
         replays(r),
@@ -901,34 +953,70 @@ double nearest_rank(const std::vector<double> &sorted, double q) {
   return sorted[std::min(sorted.size(), std::max<std::size_t>(rank, 1)) - 1];
 }
 
-Latency analyse(const Program &prog, const LatencyTables &t, const Timer &timer) {
+/// Per-operation latency estimates of one allocator on one trace, merged over rounds.
+struct OpLatency {
+  std::vector<double> est;            ///< the call's ticks (NaN: no call)
+  std::vector<double> mine;           ///< the allocator's own part ("-own"; = est if not split)
+  std::vector<std::uint8_t> outcome;  ///< realloc outcome in the replay that gave est
+  std::size_t split_ops = 0;
+  bool empty() const { return est.empty(); }
+  /// Keeps the better estimate of each operation.
+  void merge(const OpLatency &o) {
+    if (empty()) {
+      *this = o;
+      return;
+    }
+    for (std::size_t i = 0; i < est.size(); ++i) {
+      if (std::isnan(est[i]) || (!std::isnan(o.est[i]) && o.est[i] < est[i])) {
+        est[i] = o.est[i];
+        outcome[i] = o.outcome[i];
+      }
+      if (std::isnan(mine[i]) || (!std::isnan(o.mine[i]) && o.mine[i] < mine[i])) {
+        mine[i] = o.mine[i];
+      }
+    }
+    split_ops = std::max(split_ops, o.split_ops);
+  }
+};
+
+OpLatency estimate_ops(const Program &prog, const LatencyTables &t, const Timer &timer) {
   const std::size_t n = t.ops;
-  Latency out;
-  out.measured = true;
-  std::vector<double> est(n, kNaN);
-  std::vector<double> own(n, kNaN);
-  std::vector<std::uint8_t> outcome(n, 0);
+  OpLatency out;
+  out.est.assign(n, kNaN);
+  out.mine.assign(n, kNaN);
+  out.outcome.assign(n, 0);
   for (std::size_t i = 0; i < n; ++i) {
     const double e = estimate_best(&t.ticks[i], n, t.replays, timer.step);
     if (std::isnan(e)) continue;
-    est[i] = std::max(0.0, e - timer.overhead);
-    outcome[i] = t.outcome[t.best_at(i)];
+    out.est[i] = std::max(0.0, e - timer.overhead);
+    out.mine[i] = out.est[i];
+    out.outcome[i] = t.outcome[t.best_at(i)];
     if (t.split[i] != 0) {
       // One bracket (calloc: malloc) or two (moving realloc: malloc, free), each with the
       // overhead of an empty bracket.
       const double brackets = prog.ops[i].kind == OpKind::kRealloc ? 2.0 : 1.0;
       const double c = estimate_best(&t.part[i], n, t.replays, timer.step);
       if (!std::isnan(c)) {
-        own[i] = std::max(0.0, c - brackets * timer.overhead);
+        out.mine[i] = std::max(0.0, c - brackets * timer.overhead);
         ++out.split_ops;
       }
     }
   }
+  return out;
+}
+
+Latency summarise(const Program &prog, const OpLatency &ops) {
+  const std::size_t n = ops.est.size();
+  Latency out;
+  out.measured = true;
+  out.split_ops = ops.split_ops;
+  const std::vector<double> &est = ops.est;
+  const std::vector<std::uint8_t> &outcome = ops.outcome;
   std::array<std::vector<std::pair<double, std::uint32_t>>, kCatCount> cats;
   for (std::size_t i = 0; i < n; ++i) {
     if (std::isnan(est[i])) continue;
     const double v = est[i];
-    const double mine = std::isnan(own[i]) ? v : own[i];
+    const double mine = ops.mine[i];
     const std::uint32_t line = prog.trace->ops[i].line;
     switch (prog.ops[i].kind) {
       case OpKind::kMalloc:
@@ -994,7 +1082,9 @@ struct Result {
   double sys_ns_per_op = 0;
   std::size_t sys_footprint = 0;                          ///< see system_footprint() (0: unknown)
   std::array<std::size_t, sim::kOpKindCount> kind_ops{};  ///< operations per kind
-  Latency lat_capheap;
+  OpLatency ops_capheap;  ///< per-operation latency, merged over the rounds
+  OpLatency ops_system;
+  Latency lat_capheap;  ///< summarise(ops_capheap)
   Latency lat_system;
 };
 
@@ -1047,6 +1137,39 @@ std::size_t system_footprint(const Program &prog) {
 #endif
 }
 
+/// Where the latency replays run. Within one placement of the heap region and of the replay's own
+/// arrays (program, slot table), an operation whose memory collides with other memory in a
+/// physically indexed cache is slow in every replay, which the best-of cannot remove; such
+/// operations differed from run to run (maxima 160..250 ticks for the same malloc). So the replays
+/// come in `count` consecutive groups, each with its own region (same 4096-aligned layout: the
+/// engine works in offsets and behaves identically) and its own copies of the arrays, all
+/// allocated side by side (different pages). Groups rather than turns: the first replay after
+/// switching places pays for it (the place's pages and lines are cold), and only once per group.
+/// Each round (main) makes new places.
+class LatencyPlaces {
+ public:
+  struct Place {
+    Region region;
+    Program prog;
+    std::vector<Slot> slots;
+  };
+  LatencyPlaces(const Program &prog, int count, std::size_t region_bytes)
+      : places_(static_cast<std::size_t>(count)) {
+    for (Place &pl : places_) {
+      if (region_bytes != 0) std::memset(pl.region.get(region_bytes, true), 0, region_bytes);
+      pl.prog = prog;
+      pl.slots.assign(prog.slots, Slot{});
+    }
+  }
+  Place &for_replay(int r, int replays) {
+    const auto k = static_cast<std::size_t>(r) * places_.size() / static_cast<std::size_t>(replays);
+    return places_[k];
+  }
+
+ private:
+  std::vector<Place> places_;
+};
+
 /// The region of the timed, latency and callgrind replays: --region, else twice the binary
 /// search's minimum (a heap with room to spare, as on a device, but not so much that the large
 /// free block sits in a class real heaps never reach), else 64 MiB when the search is off or
@@ -1056,7 +1179,40 @@ std::size_t timing_region(const Options &opt, const RegionSearch &search) {
   return search.min != 0 ? 2 * search.min : kDefaultRegion;
 }
 
-Result measure(const Program &prog, const Options &opt, const Timer &timer, Region &region) {
+/// One round of latency replays of prog on capheap (heaps of region_bytes) or, with
+/// region_bytes 0, on the system malloc: opt.latency_repeat normal replays, then as many split
+/// replays, in LatencyPlaces groups. Every replay runs on a fresh heap, so for capheap every
+/// replay runs the same operations on the same heap state.
+OpLatency latency_round(const Program &prog, const Options &opt, const Timer &timer,
+                        std::size_t region_bytes) {
+  LatencyPlaces places(prog, opt.latency_placements, region_bytes);
+  LatencyTables tables(prog.ops.size(), opt.latency_repeat);
+  SystemAlloc sys;
+  for (int split = 0; split < 2; ++split) {
+    if (split != 0) tables.plan_split(prog);
+    for (int r = 0; r < opt.latency_repeat; ++r) {
+      LatencyPlaces::Place &pl = places.for_replay(r, opt.latency_repeat);
+      std::fill(pl.slots.begin(), pl.slots.end(), Slot{});
+      const LatencyProbe probe = split != 0 ? tables.split_row(r) : tables.row(r);
+      if (region_bytes != 0) {
+        CapheapAlloc alloc{make_heap(pl.region, region_bytes, opt)};
+        replay_with<false>(alloc, pl.prog, pl.slots.data(), probe);
+      } else {
+        replay_with<false>(sys, pl.prog, pl.slots.data(), probe);
+        release_system(sys, pl.slots);
+      }
+    }
+  }
+  return estimate_ops(prog, tables, timer);
+}
+
+/// One latency round of prog on capheap and (unless --no-system) the system malloc, merged into r.
+void latency_round_of(Result &r, const Program &prog, const Options &opt, const Timer &timer) {
+  r.ops_capheap.merge(latency_round(prog, opt, timer, r.region));
+  if (opt.system) r.ops_system.merge(latency_round(prog, opt, timer, 0));
+}
+
+Result measure(const Program &prog, const Options &opt, Region &region) {
   Result res;
   res.name = prog.name;
   res.ops = prog.ops.size();
@@ -1097,24 +1253,6 @@ Result measure(const Program &prog, const Options &opt, const Timer &timer, Regi
   }
   if (!times.empty()) res.capheap_ns_per_op = median(times) / static_cast<double>(res.ops);
 
-  // Latency: the same replay on a fresh heap over the same region, so every replay runs the same
-  // operations on the same heap state at the same addresses.
-  if (opt.latency_repeat > 0) {
-    LatencyTables tables(prog.ops.size(), opt.latency_repeat);
-    for (int r = 0; r < opt.latency_repeat; ++r) {
-      CapheapAlloc alloc{make_heap(region, res.region, opt)};
-      std::fill(slots.begin(), slots.end(), Slot{});
-      replay_with<false>(alloc, prog, slots.data(), tables.row(r));
-    }
-    tables.plan_split(prog);
-    for (int r = 0; r < opt.latency_repeat; ++r) {
-      CapheapAlloc alloc{make_heap(region, res.region, opt)};
-      std::fill(slots.begin(), slots.end(), Slot{});
-      replay_with<false>(alloc, prog, slots.data(), tables.split_row(r));
-    }
-    res.lat_capheap = analyse(prog, tables, timer);
-  }
-
   if (opt.system) {
     res.system = true;
     SystemAlloc sys;
@@ -1132,21 +1270,6 @@ Result measure(const Program &prog, const Options &opt, const Timer &timer, Regi
       }
     }
     if (!times.empty()) res.sys_ns_per_op = median(times) / static_cast<double>(res.ops);
-    if (opt.latency_repeat > 0) {
-      LatencyTables tables(prog.ops.size(), opt.latency_repeat);
-      for (int r = 0; r < opt.latency_repeat; ++r) {
-        std::fill(slots.begin(), slots.end(), Slot{});
-        replay_with<false>(sys, prog, slots.data(), tables.row(r));
-        release_system(sys, slots);
-      }
-      tables.plan_split(prog);
-      for (int r = 0; r < opt.latency_repeat; ++r) {
-        std::fill(slots.begin(), slots.end(), Slot{});
-        replay_with<false>(sys, prog, slots.data(), tables.split_row(r));
-        release_system(sys, slots);
-      }
-      res.lat_system = analyse(prog, tables, timer);
-    }
     res.sys_footprint = system_footprint(prog);
   }
   return res;
@@ -1254,10 +1377,12 @@ void print_latency(const std::vector<Result> &results, const Options &opt, const
   if (opt.latency_repeat <= 0) return;
   std::printf(
       "latency per call in %s (%.3f per ns, counter step %" PRIu64
-      "): per operation the best of %d replays (see --help),\n  less the empty bracket's %.1f; "
+      "): per operation the best of %d replays in rounds (see --help),\n  less the empty bracket's "
+      "%.1f; "
       "-own: without the copy / zero-fill (split replays: a moving realloc's malloc + free, a "
       "calloc's malloc)\n",
-      timer.tsc ? "TSC ticks" : "ns", timer.ghz, timer.step, opt.latency_repeat, timer.overhead);
+      timer.tsc ? "TSC ticks" : "ns", timer.ghz, timer.step,
+      opt.latency_repeat * opt.latency_rounds, timer.overhead);
   std::printf("capheap\n");
   print_latency_block(results, true);
   if (opt.system) {
@@ -1291,8 +1416,9 @@ bool write_json(const std::string &path, const std::vector<Result> &results, con
   if (f == nullptr) return false;
   std::fprintf(f,
                "{\n  \"granule\": %d,\n  \"repeat\": %d,\n  \"stable_window\": %zu,\n"
-               "  \"latency_replays\": %d,\n",
-               static_cast<int>(opt.granule), opt.repeat, opt.stable_window, opt.latency_repeat);
+               "  \"latency_replays\": %d,\n  \"latency_rounds\": %d,\n",
+               static_cast<int>(opt.granule), opt.repeat, opt.stable_window,
+               opt.latency_repeat * opt.latency_rounds, opt.latency_rounds);
   std::fprintf(f,
                "  \"timer\": {\"source\": \"%s\", \"step\": %" PRIu64
                ", \"overhead\": %.2f, \"ticks_per_ns\": %.4f},\n  \"traces\": [\n",
@@ -1358,10 +1484,15 @@ void usage(std::FILE *out) {
       "  --granule 4|8|16   heap granule (default 4, ESP-IDF's)\n"
       "  --repeat N         timed replays per trace and allocator; the median is reported "
       "(default 5)\n"
-      "  --latency-repeat N replays that time every call (default 15, 0 = no latency): an\n"
-      "                     operation's latency is its best over them; on a counter that advances\n"
+      "  --latency-repeat N replays per round that time every call (default 9, 0 = no\n"
+      "                     latency): an operation's latency is its best over all rounds' "
+      "replays;\n"
+      "                     on a counter that advances\n"
       "                     in steps (the TSC of AMD processors and many VMs) the mean of its\n"
       "                     samples within one step of its minimum, less the empty bracket\n"
+      "  --latency-rounds N rounds over all traces (default 3): see main()\n"
+      "  --latency-places N the latency replays run in N groups, each with its own heap region\n"
+      "                     and replay arrays at other pages (default 3; see LatencyPlaces)\n"
       "  --cpu N            pin the process to CPU N (sched_setaffinity)\n"
       "  --region BYTES     region for the timed, latency and callgrind capheap replays\n"
       "                     (default: 2 x the binary search's minimum; 64 MiB without search)\n"
@@ -1429,6 +1560,20 @@ int parse_options(int argc, char **argv, Options &opt) {
         return 2;
       }
       opt.latency_repeat = static_cast<int>(n);
+    } else if (arg == "--latency-rounds") {
+      std::size_t n = 0;
+      if (!parse_size(value("--latency-rounds"), n) || n == 0 || n > 100) {
+        std::fprintf(stderr, "capheap_trace_replay: --latency-rounds must be 1..100\n");
+        return 2;
+      }
+      opt.latency_rounds = static_cast<int>(n);
+    } else if (arg == "--latency-places") {
+      std::size_t n = 0;
+      if (!parse_size(value("--latency-places"), n) || n == 0 || n > 64) {
+        std::fprintf(stderr, "capheap_trace_replay: --latency-places must be 1..64\n");
+        return 2;
+      }
+      opt.latency_placements = static_cast<int>(n);
     } else if (arg == "--cpu") {
       std::size_t n = 0;
       if (!parse_size(value("--cpu"), n) || n >= CPU_SETSIZE) {
@@ -1540,16 +1685,32 @@ int main(int argc, char **argv) {
     traces.push_back(std::move(parsed.trace));
   }
   Region region;
+  std::vector<Program> programs;
   std::vector<Result> results;
   for (std::size_t t = 0; t < traces.size(); ++t) {
-    const Program prog = compile(base_name(opt.traces[t]), traces[t]);
+    programs.push_back(compile(base_name(opt.traces[t]), traces[t]));
     if (!opt.callgrind.empty()) {
-      if (const int rc = run_callgrind(prog, opt, region); rc != 0) return rc;
+      if (const int rc = run_callgrind(programs.back(), opt, region); rc != 0) return rc;
       continue;
     }
-    results.push_back(measure(prog, opt, timer, region));
+    results.push_back(measure(programs.back(), opt, region));
+    if (opt.latency_repeat > 0) latency_round_of(results.back(), programs.back(), opt, timer);
   }
   if (!opt.callgrind.empty()) return 0;
+  // Latency in rounds: the first of each trace right after its measurement above, the others at
+  // the end, so that the samples of one operation are spread over the whole run rather than taken
+  // in one phase in which the whole (shared, virtual) machine may run slower.
+  if (opt.latency_repeat > 0) {
+    for (int round = 1; round < opt.latency_rounds; ++round) {
+      for (std::size_t t = 0; t < programs.size(); ++t)
+        latency_round_of(results[t], programs[t], opt, timer);
+    }
+    for (std::size_t t = 0; t < programs.size(); ++t) {
+      Result &r = results[t];
+      r.lat_capheap = summarise(programs[t], r.ops_capheap);
+      if (opt.system) r.lat_system = summarise(programs[t], r.ops_system);
+    }
+  }
   print_table(results, opt);
   print_latency(results, opt, timer);
   if (!opt.json.empty() && !write_json(opt.json, results, opt, timer)) {
