@@ -3,7 +3,7 @@
 
 Usage:
   callgrind_replay.py [-b BUILD_DIR] [-j JOBS] [--json FILE] [--allocators capheap,system]
-                      [-- REPLAY_OPTIONS... --] TRACE...
+                      [--keep DIR] [-- REPLAY_OPTIONS... --] TRACE...
 
 Runs `capheap_trace_replay --callgrind ALLOCATOR TRACE` under valgrind's callgrind tool, collecting
 only inside the replay loop (--toggle-collect='*replay_loop_*', instrumentation switched on around
@@ -24,7 +24,10 @@ Columns, instructions per call (Ir / calls):
 A memset / memcpy function is charged to the kind from which alone it is reachable in the call
 graph; if several kinds reach it, the "-own" column shows "?".
 
---json FILE writes the figures for bench/report.py. Exit status: 0; 1 if valgrind or the replay
+--json FILE writes the figures for bench/report.py. --keep DIR keeps the profiles there
+(callgrind.TRACE.ALLOCATOR.out) for callgrind_annotate; with a build that has debug information
+(e.g. -DCMAKE_CXX_FLAGS_RELEASE="-O3 -DNDEBUG -g", the same code as Release) `callgrind_annotate
+--auto=yes --show-percs=no FILE src/core/heap.cpp` attributes the engine's instructions to lines. Exit status: 0; 1 if valgrind or the replay
 failed (its stderr is shown: a bad trace reports FILE:LINE); 2 on usage errors.
 BUILD_DIR defaults to $CAPHEAP_BUILD_DIR, else build-rel/, else build/ in the repository root.
 Stdlib only (python3 >= 3.7) plus valgrind.
@@ -69,14 +72,14 @@ def default_build():
 
 def parse_args(argv):
     args = {"build": None, "jobs": 1, "json": None, "allocators": ["capheap", "system"],
-            "replay_opts": [], "traces": []}
+            "replay_opts": [], "traces": [], "keep": None}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             print(__doc__)
             sys.exit(0)
-        elif a in ("-b", "-j", "--json", "--allocators"):
+        elif a in ("-b", "-j", "--json", "--allocators", "--keep"):
             if i + 1 >= len(argv):
                 usage("%s needs a value" % a)
             v = argv[i + 1]
@@ -89,6 +92,8 @@ def parse_args(argv):
                 args["jobs"] = int(v)
             elif a == "--json":
                 args["json"] = v
+            elif a == "--keep":
+                args["keep"] = v
             else:
                 allocs = [x for x in v.split(",") if x]
                 if not allocs or any(x not in ("capheap", "system") for x in allocs):
@@ -147,7 +152,10 @@ def own_cost(prof, wrappers, kind_of_wrapper):
 
 
 def run_one(tool, alloc, trace, replay_opts, tmpdir, index):
-    out = os.path.join(tmpdir, "callgrind.%d.%s.out" % (index, alloc))
+    name = os.path.basename(trace)
+    if name.endswith(".trace"):
+        name = name[:-6]
+    out = os.path.join(tmpdir, "callgrind.%s.%s.out" % (name, alloc))
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no",
            "--toggle-collect=*replay_loop_*", tool, "--callgrind", alloc] + replay_opts + [trace]
     env = dict(os.environ, LD_BIND_NOW="1")  # no lazy symbol binding inside the loop
@@ -228,7 +236,10 @@ def main(argv):
             sys.stderr.write("callgrind_replay.py: %s: no such file\n" % t)
             return 1
     results = [{"trace": os.path.basename(t)} for t in args["traces"]]
-    with tempfile.TemporaryDirectory() as tmp:
+    if args["keep"]:
+        os.makedirs(args["keep"], exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args["keep"] or scratch
         jobs = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=args["jobs"]) as pool:
             for i, t in enumerate(args["traces"]):
