@@ -3,7 +3,7 @@
 
 Usage:
   report.py [--replay FILE] [--callgrind FILE] [--caps FILE] [--bench FILE]... [--label TEXT]
-            [--output FILE] [--check]
+            [--title TEXT] [--level N] [--output FILE] [--check]
 
 Inputs (each optional; a section is printed for every input given):
   --replay     capheap_trace_replay --json: memory, ns per op, per-call latency
@@ -331,8 +331,10 @@ class Report:
                 "its size between live ones (no split, no merge).", "",
                 table(["size", "capheap", "system malloc", "ratio"], [r for _, r in rows])]))
 
-    def render(self, title, label):
-        out = ["# %s" % title, ""]
+    def render(self, title, label, level=2):
+        out = []
+        if title:
+            out += ["#" * max(1, level - 1) + " " + title, ""]
         if label:
             out += [label, ""]
         if self.checks:
@@ -342,7 +344,11 @@ class Report:
                     table(["criterion", "subject", "measured", "limit", "passes"],
                           [[c[0], c[1], c[2], c[3], ok(c[4])] for c in self.checks]), ""]
         out += [s + "\n" for s in self.sections]
-        return "\n".join(out)
+        text = "\n".join(out)
+        if level != 2:  # sections are written at level 2
+            text = "\n".join("#" * (level - 2) + line if line.startswith("## ") else line
+                             for line in text.split("\n"))
+        return text
 
 
 def main():
@@ -352,7 +358,10 @@ def main():
     ap.add_argument("--caps")
     ap.add_argument("--bench", action="append", default=[])
     ap.add_argument("--label", default="")
-    ap.add_argument("--title", default="capheap benchmark report")
+    ap.add_argument("--title", default="capheap benchmark report",
+                    help="title line (empty: none)")
+    ap.add_argument("--level", type=int, default=2, choices=range(2, 7),
+                    help="heading level of the sections (default 2; 3 to paste under a section)")
     ap.add_argument("--output")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
@@ -374,7 +383,7 @@ def main():
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         sys.stderr.write("report.py: unexpected content in an input file: %r\n" % (e,))
         return 2
-    text = rep.render(args.title, args.label)
+    text = rep.render(args.title, args.label, args.level)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
