@@ -3,7 +3,8 @@
 #   make test                 Debug build in build/ + ctest (installs missing Debian packages first)
 #   make build                the same build without running the tests
 #   make demo                 Release build in build/, runs build/examples/capheap_demo
-#   make bench                Release build, trace replay on bench/traces + ../shared/data/traces, benchmarks
+#   make bench                Release build in build-rel/: trace replay (memory, latency), callgrind
+#                             instruction counts, Google Benchmark; report in build-rel/bench-results/
 #   make asan                 ASan+UBSan build in build-asan/ + ctest (make tsan: ThreadSanitizer)
 #   make fuzz                 clang libFuzzer build in build-fuzz/, runs every fuzzer FUZZ_SECONDS
 #   make release-test         Release build in build-release/ + ctest
@@ -16,8 +17,9 @@
 #   make clean
 #
 # Variables: BUILD_DIR, ASAN_DIR, JOBS (2), PREFIX, CMAKE_ARGS (extra configure arguments),
-#            TEST_BUILD_TYPE (Debug), BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS,
-#            REPLAY_ARGS (extra capheap_trace_replay options), SHARED_TRACES (../shared/data/traces),
+#            TEST_BUILD_TYPE (Debug), BENCH_DIR (build-rel), BENCH_OUT (BENCH_DIR/bench-results),
+#            BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS, REPLAY_ARGS (extra
+#            capheap_trace_replay options, e.g. --cpu 0), SHARED_TRACES (../shared/data/traces),
 #            FUZZ_DIR (build-fuzz), FUZZ_SECONDS (60 per fuzzer), FUZZERS, FUZZ_ARGS.
 
 BUILD_DIR ?= build
@@ -31,6 +33,8 @@ CLANG_FORMAT ?= clang-format
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 TEST_BUILD_TYPE ?= Debug
+BENCH_DIR ?= build-rel
+BENCH_OUT ?= $(BENCH_DIR)/bench-results
 BENCH_MIN_TIME ?= 0.05
 REPLAY_ARGS ?=
 SHARED_TRACES ?= ../shared/data/traces
@@ -63,7 +67,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 all: build
 
 help:
-	@sed -n "2,16p" Makefile | sed 's/^# \{0,1\}//'
+	@sed -n "2,17p" Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@bash scripts/install-deps.sh
@@ -86,18 +90,35 @@ demo: deps
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_demo
 	$(BUILD_DIR)/examples/capheap_demo
 
+# The whole measurement (docs/performance.md, "Method"): every trace of bench/traces (but
+# edge-cases, a functional check) and $(SHARED_TRACES); JSON results and report.md in $(BENCH_OUT).
+BENCH_TARGETS := capheap_trace_replay capheap_bench capheap_caps_bench capheap_info_bench capheap_ir_caps
 bench: deps
-	$(call configure,$(BUILD_DIR),Release,-DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF -DCAPHEAP_BUILD_BENCH=ON)
-	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target capheap_trace_replay capheap_bench capheap_caps_bench
+	$(call configure,$(BENCH_DIR),Release,-DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF -DCAPHEAP_BUILD_BENCH=ON -DCAPHEAP_BUILD_TESTS=OFF)
+	$(CMAKE) --build $(BENCH_DIR) -j $(JOBS) --target $(BENCH_TARGETS)
+	@mkdir -p $(BENCH_OUT)
 	@set -e; traces=""; \
 	for t in bench/traces/*.trace $(SHARED_TRACES)/*.trace; do \
+	  case "$$t" in */edge-cases.trace) continue ;; esac; \
 	  if [ -f "$$t" ]; then traces="$$traces $$t"; fi; \
 	done; \
 	if [ -z "$$traces" ]; then echo "bench: no traces found"; exit 1; fi; \
-	echo "$(BUILD_DIR)/bench/capheap_trace_replay $(strip $(REPLAY_ARGS))$$traces"; \
-	$(BUILD_DIR)/bench/capheap_trace_replay $(REPLAY_ARGS) $$traces
-	$(BUILD_DIR)/bench/capheap_bench --benchmark_min_time=$(BENCH_MIN_TIME)
-	$(BUILD_DIR)/bench/capheap_caps_bench --benchmark_min_time=$(BENCH_MIN_TIME)
+	echo "== trace replay: memory, time, latency"; \
+	echo "$(BENCH_DIR)/bench/capheap_trace_replay $(strip $(REPLAY_ARGS)) --json $(BENCH_OUT)/replay.json$$traces"; \
+	$(BENCH_DIR)/bench/capheap_trace_replay $(REPLAY_ARGS) --json $(BENCH_OUT)/replay.json $$traces; \
+	echo "== instructions per call (callgrind)"; \
+	python3 bench/callgrind_replay.py -b $(BENCH_DIR) -j $(JOBS) --json $(BENCH_OUT)/callgrind.json $$traces
+	python3 bench/callgrind_caps.py -b $(BENCH_DIR) -j $(JOBS) --json $(BENCH_OUT)/caps.json
+	@echo "== Google Benchmark"
+	$(BENCH_DIR)/bench/capheap_bench --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_out_format=json --benchmark_out=$(BENCH_OUT)/heap_bench.json
+	$(BENCH_DIR)/bench/capheap_caps_bench --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_out_format=json --benchmark_out=$(BENCH_OUT)/caps_bench.json
+	$(BENCH_DIR)/bench/capheap_info_bench --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_out_format=json --benchmark_out=$(BENCH_OUT)/info_bench.json
+	@python3 bench/report.py --replay $(BENCH_OUT)/replay.json --callgrind $(BENCH_OUT)/callgrind.json \
+	  --caps $(BENCH_OUT)/caps.json --bench $(BENCH_OUT)/heap_bench.json --bench $(BENCH_OUT)/info_bench.json \
+	  --label "Measured at commit $$(git describe --always --dirty 2>/dev/null || echo unknown), $$(date -u +%Y-%m-%d)." \
+	  --output $(BENCH_OUT)/report.md
+	@echo "== report ($(BENCH_OUT)/report.md)"
+	@cat $(BENCH_OUT)/report.md
 
 install:
 	@if [ ! -f $(BUILD_DIR)/CMakeCache.txt ]; then \
@@ -138,7 +159,7 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) build-release build-cross build-clang build-m32 build-cov
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-cov
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
 # starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).

@@ -7,10 +7,17 @@
 //   BM_MallocFree_SplitMerge/R   the longest path: split the large free block, merge it back
 //   BM_MallocFree_LiveBlocks/N   random-size (16..256 B) allocate+deallocate with N live blocks
 //                                left by allocating 2N and freeing a random half (64 MiB region)
+//   BM_MallocFree_SizeClass/S    allocate(S)+deallocate(S) when S's own size class holds free
+//                                blocks of exactly that size between live ones (the common path:
+//                                no split, no merge), S = 8 B .. 64 KiB
+//   BM_Free_Coalesce3            three neighbours freed, the last merging on both sides, then
+//                                allocated again by splitting the merged block (6 items)
 //   BM_AlignedAlloc/A            allocate_aligned(100, A) + deallocate among 1000 live blocks
 //   BM_Realloc_InPlace           grow 64→256 into the free successor and shrink back (2 items)
 //   BM_Realloc_Move              realloc 64→256 that must move, then malloc+free to restore
-//   BM_Info/N                    info() with N live blocks (capheap keeps counters: O(1))
+//   BM_Info/N, BM_LargestFreeBlock/N
+//                                info() / largest_free_block() with N = 10 .. 100 000 live blocks
+//                                in info_fixture.hpp's worst case (N free blocks in the top class)
 //   BM_System_*                  the same malloc/free patterns on the system allocator
 // All random choices use fixed seeds; items processed = allocator calls measured.
 #include <benchmark/benchmark.h>
@@ -23,6 +30,7 @@
 #include <vector>
 
 #include "capheap/heap.hpp"
+#include "info_fixture.hpp"
 
 namespace {
 
@@ -166,6 +174,73 @@ void BM_MallocFree_LiveBlocks(benchmark::State &state) {
 }
 BENCHMARK(BM_MallocFree_LiveBlocks)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000)->Arg(100000);
 
+// The size classes of BM_MallocFree_SizeClass: small classes densely, then powers of two.
+void size_classes(benchmark::internal::Benchmark *b) {
+  for (std::int64_t s : {8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 4096, 16384, 65536})
+    b->Arg(s);
+  b->ArgName("size");
+}
+
+constexpr int kClassHoles = 64;  ///< free blocks of the measured size, each between live pins
+
+void BM_MallocFree_SizeClass(benchmark::State &state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  Heap heap = fresh_heap(16 << 20);
+  std::vector<void *> holes;
+  for (int i = 0; i < kClassHoles && heap; ++i) {
+    holes.push_back(heap.allocate(size));
+    if (heap.allocate(16) == nullptr) holes.push_back(nullptr);  // pin: keeps the holes apart
+  }
+  for (void *p : holes) {
+    if (p == nullptr) {
+      state.SkipWithError("setup failed");
+      return;
+    }
+    heap.deallocate(p);
+  }
+  for (auto _ : state) {
+    void *p = heap.allocate(size);
+    benchmark::DoNotOptimize(p);
+    heap.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_MallocFree_SizeClass)->Apply(size_classes);
+
+/// Free's longest path: a block whose both neighbours are free (three blocks merge into one);
+/// the three blocks are then allocated again from the merged block (each a split), which restores
+/// the layout. One iteration = 3 frees + 3 mallocs.
+void BM_Free_Coalesce3(benchmark::State &state) {
+  Heap heap = fresh_heap(1 << 20);
+  constexpr std::size_t kSizes[3] = {72, 136, 200};
+  void *blocks[3];
+  for (std::size_t s : random_sizes(100, 16, 256, kSeed))  // some live blocks before
+    heap.allocate(s);
+  for (int i = 0; i < 3; ++i)
+    blocks[i] = heap.allocate(kSizes[i]);
+  void *after = heap.allocate(16);  // keeps the merged block from joining the free tail
+  if (!heap || after == nullptr || blocks[2] == nullptr) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  for (auto _ : state) {
+    heap.deallocate(blocks[0]);
+    heap.deallocate(blocks[2]);
+    heap.deallocate(blocks[1]);  // merges with both neighbours
+    for (int i = 0; i < 3; ++i) {
+      void *p = heap.allocate(kSizes[i]);
+      benchmark::DoNotOptimize(p);
+      if (p != blocks[i]) {
+        state.SkipWithError("the layout was not restored");
+        return;
+      }
+    }
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 6);
+  state.SetLabel("item = 1 of 3 frees (last merges both sides) + 3 splitting mallocs");
+}
+BENCHMARK(BM_Free_Coalesce3);
+
 void BM_AlignedAlloc(benchmark::State &state) {
   const auto align = static_cast<std::size_t>(state.range(0));
   Heap heap = fresh_heap(16 << 20);
@@ -240,11 +315,23 @@ void BM_Realloc_Move(benchmark::State &state) {
 }
 BENCHMARK(BM_Realloc_Move);
 
+/// info_fixture.hpp's worst case with `live` live blocks in a 64 MiB region.
+bool populate_worst_case(Heap &heap, std::size_t live) {
+  std::vector<void *> keep;
+  return capheap::bench::fill_worst_case(
+      live, [&heap](std::size_t n) { return heap.allocate(n); },
+      [&heap](void *p) { heap.deallocate(p); }, [&heap] { return heap.largest_free_block(); },
+      keep);
+}
+
+void info_counts(benchmark::internal::Benchmark *b) {
+  for (std::size_t n : capheap::bench::kInfoCounts)
+    b->Arg(static_cast<std::int64_t>(n));
+}
+
 void BM_Info(benchmark::State &state) {
-  const auto live = static_cast<std::size_t>(state.range(0));
   Heap heap = fresh_heap(kBigRegion);
-  std::vector<void *> blocks;
-  if (!heap || !populate_live(heap, live, blocks)) {
+  if (!heap || !populate_worst_case(heap, static_cast<std::size_t>(state.range(0)))) {
     state.SkipWithError("setup failed");
     return;
   }
@@ -254,7 +341,21 @@ void BM_Info(benchmark::State &state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
-BENCHMARK(BM_Info)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_Info)->Apply(info_counts);
+
+void BM_LargestFreeBlock(benchmark::State &state) {
+  Heap heap = fresh_heap(kBigRegion);
+  if (!heap || !populate_worst_case(heap, static_cast<std::size_t>(state.range(0)))) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  for (auto _ : state) {
+    std::size_t largest = heap.largest_free_block();
+    benchmark::DoNotOptimize(largest);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(BM_LargestFreeBlock)->Apply(info_counts);
 
 // ---- System allocator (reference) --------------------------------------------------------------
 
@@ -267,6 +368,27 @@ void BM_System_MallocFree64(benchmark::State &state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
 }
 BENCHMARK(BM_System_MallocFree64);
+
+void BM_System_MallocFree_SizeClass(benchmark::State &state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  std::vector<void *> holes;
+  std::vector<void *> pins;
+  for (int i = 0; i < kClassHoles; ++i) {
+    holes.push_back(std::malloc(size));
+    pins.push_back(std::malloc(16));
+  }
+  for (void *p : holes)
+    std::free(p);
+  for (auto _ : state) {
+    void *p = std::malloc(size);
+    benchmark::DoNotOptimize(p);
+    std::free(p);
+  }
+  for (void *p : pins)
+    std::free(p);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_System_MallocFree_SizeClass)->Apply(size_classes);
 
 void BM_System_MallocFree_LiveBlocks(benchmark::State &state) {
   const auto live = static_cast<std::size_t>(state.range(0));

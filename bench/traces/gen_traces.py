@@ -21,7 +21,10 @@ computed with the trace format's binding rules (capheap::sim::compute_stats comp
 Workloads:
   aligned-heavy  many `m` ops (alignments 8..4096) with mixed sizes among small objects
   large-buffers  a few 4-256 KiB buffers alive among churning small objects
-  fragmenting    adversarial: alternating sizes, free every other block, then ask for larger ones
+  fragmenting    alternating sizes, free every other block, then ask for larger ones (mild:
+                 the holes merge back within two rounds)
+  adversarial    interleaved lifetimes of alternating sizes with sawtooth size growth: every
+                 round's requests are larger than the holes the previous rounds left pinned
   small-uniform  sizes uniform 16..128 with calloc mixed in, random free order, steady live set
 Stdlib only.
 """
@@ -226,6 +229,43 @@ def fragmenting():
     return t
 
 
+def adversarial():
+    rng = random.Random(0xAD7E)
+    t = TraceBuilder(
+        "adversarial",
+        "designed to fragment a segregated-fit (TLSF-class) heap: rounds of 60 pairs of "
+        "alternating sizes with interleaved lifetimes (the short one of each pair freed at the "
+        "end of its round, the long one living 3 rounds), sizes growing 12% per round from 24 B "
+        "to ~800 B and falling back (sawtooth), so each round's requests are larger than the "
+        "holes pinned by the previous rounds; plus a few multi-KiB requests at each round's peak",
+    )
+    generations = []  # long-lived IDs of the last rounds, oldest first
+    base = 24.0
+    while t.ops < 60000:
+        short_size = int(base)
+        long_size = int(base * rng.uniform(0.6, 1.4))
+        shorts = []
+        longs = []
+        for _ in range(60):
+            shorts.append(t.malloc(short_size + rng.randint(0, 3) * 4))
+            longs.append(t.malloc(max(8, long_size + rng.randint(-2, 2) * 4)))
+        # At the round's peak: a few large requests that need contiguous memory.
+        big = [t.malloc(rng.randint(3, 6) * int(base) * 4 + rng.randint(0, 64))
+               for _ in range(rng.randint(1, 3))]
+        for ident in shorts:
+            t.free(ident)
+        for ident in big:
+            t.free(ident)
+        generations.append(longs)
+        if len(generations) > 3:
+            old = generations.pop(0)
+            rng.shuffle(old)
+            for ident in old:
+                t.free(ident)
+        base = base * 1.12 if base < 768 else 24.0
+    return t
+
+
 def small_uniform():
     rng = random.Random(0x5A11)
     t = TraceBuilder(
@@ -253,6 +293,7 @@ WORKLOADS = {
     "aligned-heavy": aligned_heavy,
     "large-buffers": large_buffers,
     "fragmenting": fragmenting,
+    "adversarial": adversarial,
     "small-uniform": small_uniform,
 }
 
