@@ -119,10 +119,12 @@ struct Ctx {
   }
   CAPHEAP_INLINE u32 list_index(SizeClass k) const noexcept { return (k.fl << sl_log2) + k.sl; }
 
-  /// list_index(class_of(size)) without a branch: with m = floor(log2(size | small_limit)), sizes
-  /// in the linear row get m = small_log2, where (m - fl_shift) << sl_log2 is SL and size >> (m -
-  /// sl_log2) is size >> g_log2, so the sum less SL is the row's index; larger sizes get the
-  /// two-level index (first level m - fl_shift, second level the bits below the top one).
+  /// list_index(class_of(size)) without a branch. With m = floor(log2(size | 2^small_log2)):
+  /// sizes at or above 2^small_log2 keep their own m and get the two-level index (first level
+  /// m - fl_shift, second level the sl_log2 bits below the top one, whose top bit SL the final
+  /// "- SL" removes). Sizes in the linear row (only where it exists: small_log2 = sl_log2 + g_log2,
+  /// fl_shift = small_log2 - 1) get m = small_log2, so the first term is SL and the second is
+  /// size >> g_log2: the row's own index.
   CAPHEAP_INLINE u32 index_of(u32 size) const noexcept {
     const u32 m = msb_index(size | (1u << small_log2));
     return ((m - fl_shift) << sl_log2) + (size >> (m - sl_log2)) - (1u << sl_log2);
