@@ -56,11 +56,13 @@ function(capheap_link_check_file name file)
 endfunction()
 capheap_link_check_file(capheap $<TARGET_FILE:capheap> capheap)
 
+# ctest runs programs under QEMU (CMAKE_CROSSCOMPILING_EMULATOR): the target tests and size_ram.
+enable_testing()
+
 # Size probes (make size, scripts/size-report.sh): small programs that use one part of the API,
 # linked like firmware (picolibc's plain crt0, no OS library, --gc-sections) with a map file.
 add_subdirectory(${PROJECT_SOURCE_DIR}/tests/baremetal/size ${CMAKE_BINARY_DIR}/size)
 
 if(CAPHEAP_BUILD_TESTS)
-  enable_testing()
   add_subdirectory(${PROJECT_SOURCE_DIR}/tests/baremetal ${CMAKE_BINARY_DIR}/target-tests)
 endif()
