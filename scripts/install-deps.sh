@@ -25,7 +25,9 @@ CI_PACKAGES=(clang llvm libclang-rt-14-dev g++-multilib qemu-user)
 # --cross: every bare-metal target of `make target-test` / `make size` (docs/porting.md): Cortex-M
 # (arm-none-eabi + picolibc, qemu-system-arm) and RV32 (riscv64-unknown-elf + picolibc, whose C++
 # headers are borrowed from libstdc++-arm-none-eabi-dev, qemu-system-misc).
-CROSS_PACKAGES=(gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev
+# (make, cmake and ninja too: `make target-test` and `make size` need nothing else on a fresh machine.)
+CROSS_PACKAGES=(make cmake ninja-build
+  gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev
   qemu-system-arm gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
 
 mode=host

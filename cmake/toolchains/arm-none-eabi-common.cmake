@@ -22,6 +22,8 @@ set(CMAKE_CXX_COMPILER arm-none-eabi-g++)
 set(CMAKE_ASM_COMPILER arm-none-eabi-gcc)
 set(CMAKE_AR arm-none-eabi-ar CACHE FILEPATH "")
 set(CMAKE_RANLIB arm-none-eabi-ranlib CACHE FILEPATH "")
+set(CMAKE_OBJCOPY arm-none-eabi-objcopy CACHE FILEPATH "")
+set(CMAKE_OBJDUMP arm-none-eabi-objdump CACHE FILEPATH "")
 set(CAPHEAP_NM arm-none-eabi-nm CACHE FILEPATH "nm of the target toolchain (link check, size report)")
 set(CAPHEAP_SIZE_TOOL arm-none-eabi-size CACHE FILEPATH "size of the target toolchain")
 
