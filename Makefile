@@ -10,7 +10,7 @@
 #   make clang-test           clang Debug build in build-clang/ + ctest
 #   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
 #   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
-#   make target-test          bare-metal builds (Cortex-M0+/M4F/M33, RV32IMC/IMAC) + target tests under
+#   make target-test          bare-metal builds (Cortex-M0+/M4F/M33, RV32IMC/IMAC, Xtensa lx106) + tests under
 #                             QEMU, then the link check's self-test (installs the cross packages first)
 #   make size                 code size per target (engine, multi_heap, heap_caps) and RAM per heap:
 #                             build/size-report.txt and build/size-report.json
@@ -46,7 +46,7 @@ FUZZERS ?= engine_fuzz caps_fuzz trace_fuzz layout_fuzz
 FUZZ_ARGS ?=
 FUZZ_CC ?= clang
 FUZZ_CXX ?= clang++
-TARGETS ?= cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac
+TARGETS ?= cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac xtensa-lx106
 TARGET_SEED ?=
 
 FORMAT_DIRS := src include tests bench examples tools

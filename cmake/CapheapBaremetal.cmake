@@ -41,6 +41,41 @@ if(CAPHEAP_LINK_CHECK_INJECT)
     COMPILE_DEFINITIONS CAPHEAP_INJECT_${CAPHEAP_LINK_CHECK_INJECT}=1)
 endif()
 
+# Xtensa lx106 on QEMU's sim machine (cmake/toolchains/xtensa-lx106.cmake): picolibc's linker script
+# with L32R literals first and the DoubleExceptionVector placed, generated from the installed script
+# (not kept in this repository); libgcc's missing division helpers with libcapheap.a; the sim
+# run-time glue for the programs that run (CAPHEAP_TARGET_RUN_LIBS).
+set(CAPHEAP_TARGET_RUN_LIBS "")
+if(CAPHEAP_XTENSA_SIM)
+  set(_picolibc_ld /usr/lib/xtensa-lx106-elf/lib/picolibc.ld)
+  if(NOT EXISTS ${_picolibc_ld})
+    message(FATAL_ERROR "${_picolibc_ld} not found (install picolibc-xtensa-lx106-elf)")
+  endif()
+  file(READ ${_picolibc_ld} _ld)
+  macro(_capheap_ld_edit from to)
+    string(FIND "${_ld}" "${from}" _at)
+    if(_at EQUAL -1)
+      message(FATAL_ERROR "xtensa: ${_picolibc_ld} does not have the expected layout")
+    endif()
+    string(REPLACE "${from}" "${to}" _ld "${_ld}")
+  endmacro()
+  _capheap_ld_edit("\ttls PT_TLS;\n" "\ttls PT_TLS;\n\tvec PT_LOAD;\n")
+  _capheap_ld_edit("\tPROVIDE(__stack = "
+                   "\t.capheap_dblexc 0x40000070 : { KEEP (*(.capheap_dblexc)) } :vec\n\tPROVIDE(__stack = ")
+  _capheap_ld_edit("\t\tKEEP (*(.text.init.enter))\n"
+                   "\t\tKEEP (*(.text.init.enter))\n\t\t*(.init.literal .fini.literal)\n")
+  _capheap_ld_edit("\t.text : {\n" "\t.text : {\n\t\t*(.literal .literal.*)\n")
+  file(WRITE ${CMAKE_BINARY_DIR}/xtensa_sim.ld "/* Generated from ${_picolibc_ld} by cmake/CapheapBaremetal.cmake */\n${_ld}")
+  add_link_options(-T ${CMAKE_BINARY_DIR}/xtensa_sim.ld)
+
+  add_library(capheap_libgcc_extra STATIC ${PROJECT_SOURCE_DIR}/tests/baremetal/xtensa/libgcc_extra.c)
+  target_compile_options(capheap_libgcc_extra PRIVATE -O2)
+  # After libcapheap.a on every link line (the library's own divisions need it).
+  target_link_libraries(capheap PUBLIC capheap_libgcc_extra)
+  add_library(capheap_sim_runtime STATIC ${PROJECT_SOURCE_DIR}/tests/baremetal/xtensa/sim_runtime.c)
+  set(CAPHEAP_TARGET_RUN_LIBS capheap_sim_runtime)
+endif()
+
 # capheap_link_check_file(NAME FILE DEPENDS...): a stamp written only when FILE passes the check,
 # so a failed check fails every build until it is fixed.
 function(capheap_link_check_file name file)

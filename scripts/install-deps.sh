@@ -23,12 +23,14 @@ HOST_PACKAGES=(
 # and libstdc++-arm-none-eabi-dev the header-only C++ parts (<cstddef>, <type_traits>, ...).
 CI_PACKAGES=(clang llvm libclang-rt-14-dev g++-multilib qemu-user)
 # --cross: every bare-metal target of `make target-test` / `make size` (docs/porting.md): Cortex-M
-# (arm-none-eabi + picolibc, qemu-system-arm) and RV32 (riscv64-unknown-elf + picolibc, whose C++
-# headers are borrowed from libstdc++-arm-none-eabi-dev, qemu-system-misc).
+# (arm-none-eabi + picolibc, qemu-system-arm), RV32 and Xtensa lx106 (riscv64-unknown-elf and
+# xtensa-lx106-elf + picolibc, whose C++ headers are borrowed from libstdc++-arm-none-eabi-dev,
+# qemu-system-misc).
 # (make, cmake and ninja too: `make target-test` and `make size` need nothing else on a fresh machine.)
 CROSS_PACKAGES=(make cmake ninja-build
   gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev
-  qemu-system-arm gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
+  qemu-system-arm gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+  gcc-xtensa-lx106 picolibc-xtensa-lx106-elf)
 
 mode=host
 check_only=0

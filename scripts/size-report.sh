@@ -20,7 +20,7 @@ cd "$root"
 
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac)
+  targets=(cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac xtensa-lx106)
 fi
 jobs=${JOBS:-2}
 out=${CAPHEAP_SIZE_OUT:-build}
@@ -68,7 +68,8 @@ json="$out/size-report.json"
 {
   echo "capheap size report ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo
-  echo "Compilers: $(arm-none-eabi-gcc --version | head -n1); $(riscv64-unknown-elf-gcc --version | head -n1)"
+  echo "Compilers: $(arm-none-eabi-gcc --version | head -n1); $(riscv64-unknown-elf-gcc --version | head -n1);"
+  echo "           $(xtensa-lx106-elf-gcc --version | head -n1)"
   echo "Flags: -Os -ffunction-sections -fdata-sections -fno-exceptions -fno-rtti, -Wl,--gc-sections,"
   echo "       picolibc, CAPHEAP_HARDENING_LEVEL=1 (MinSizeRel)"
   echo "Minimal firmware: ${min_opts[*]}"

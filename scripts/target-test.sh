@@ -4,7 +4,7 @@
 # and ctest, which runs each test program under QEMU. Prints one summary line per target and exits
 # non-zero if any target failed to configure, build (link check included) or pass its tests.
 #
-#   scripts/target-test.sh [TARGET...]      default: cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac
+#   scripts/target-test.sh [TARGET...]      default: cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac xtensa-lx106
 # Environment: CAPHEAP_TARGET_SEED (seed of the randomised tests; default: the build's, printed),
 #              CAPHEAP_NO_INSTALL=1 (do not install missing packages), JOBS (2).
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$root"
 
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac)
+  targets=(cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac xtensa-lx106)
 fi
 jobs=${JOBS:-2}
 if [[ ${CAPHEAP_NO_INSTALL:-0} != 1 ]]; then

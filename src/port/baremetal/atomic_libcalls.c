@@ -8,7 +8,8 @@
  * capi layers use 32-bit read-modify-write operations (the initialisation state, the event seam)
  * and the event recorder 64-bit ones.
  *
- * Each operation here runs with interrupts masked (Cortex-M PRIMASK, RISC-V mstatus.MIE), which
+ * Each operation here runs with interrupts masked (Cortex-M PRIMASK, RISC-V mstatus.MIE, Xtensa
+ * PS.INTLEVEL), which
  * makes it atomic on a single core, including against interrupt handlers. It is NOT atomic between
  * cores: a multi-core port must supply its own versions (spinlock or hardware semaphore); every
  * definition is weak, so a strong definition elsewhere (or a libatomic linked before capheap) takes
@@ -44,6 +45,15 @@ static inline __attribute__((always_inline)) void irq_restore(uint32_t mstatus) 
                    :
                    : "r"(mstatus & 8u)
                    : "memory");
+}
+#elif defined(__XTENSA__)
+static inline __attribute__((always_inline)) uint32_t irq_save(void) {
+  uint32_t ps;
+  __asm__ volatile("rsil %0, 15" : "=r"(ps) : : "memory"); /* PS.INTLEVEL = 15, old PS returned */
+  return ps;
+}
+static inline __attribute__((always_inline)) void irq_restore(uint32_t ps) {
+  __asm__ volatile("wsr %0, ps\n\trsync" : : "r"(ps) : "memory");
 }
 #else
 #error "atomic_libcalls.c: no interrupt masking for this architecture; provide __atomic_* calls"
