@@ -11,6 +11,10 @@
 #   make clang-test           clang Debug build in build-clang/ + ctest
 #   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
 #   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
+#   make target-test          bare-metal builds (Cortex-M0+/M4F/M33, RV32IMC/IMAC, Xtensa lx106) + tests under
+#                             QEMU, then the link check's self-test (installs the cross packages first)
+#   make size                 code size per target (engine, multi_heap, heap_caps) and RAM per heap:
+#                             build/size-report.txt and build/size-report.json
 #   make install PREFIX=/opt/capheap
 #   make format | format-check
 #   make check-layers | check-freestanding | install-test | ci
@@ -20,7 +24,9 @@
 #            TEST_BUILD_TYPE (Debug), BENCH_DIR (build-rel), BENCH_OUT (BENCH_DIR/bench-results),
 #            BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS, REPLAY_ARGS (extra
 #            capheap_trace_replay options, e.g. --cpu 0), SHARED_TRACES (../shared/data/traces),
-#            FUZZ_DIR (build-fuzz), FUZZ_SECONDS (60 per fuzzer), FUZZERS, FUZZ_ARGS.
+#            FUZZ_DIR (build-fuzz), FUZZ_SECONDS (60 per fuzzer), FUZZERS, FUZZ_ARGS,
+#            TARGETS (the bare-metal targets of target-test and size), TARGET_SEED (seed of the
+#            randomised target tests).
 
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
@@ -44,6 +50,8 @@ FUZZERS ?= engine_fuzz caps_fuzz trace_fuzz layout_fuzz
 FUZZ_ARGS ?=
 FUZZ_CC ?= clang
 FUZZ_CXX ?= clang++
+TARGETS ?= cortex-m0plus cortex-m4f cortex-m33 rv32imc rv32imac xtensa-lx106
+TARGET_SEED ?=
 
 FORMAT_DIRS := src include tests bench examples tools
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' -o -name '*.cc' \
@@ -62,12 +70,12 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
         check-layers check-freestanding install-test ci clean help \
-        release-test clang-test m32-test coverage deps-ci fuzz
+        release-test clang-test m32-test coverage deps-ci fuzz target-test link-check-selftest size
 
 all: build
 
 help:
-	@sed -n "2,17p" Makefile | sed 's/^# \{0,1\}//'
+	@sed -n "2,29p" Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@bash scripts/install-deps.sh
@@ -159,7 +167,8 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-cov
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-cov \
+	  build-target build-size
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
 # starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).
@@ -203,3 +212,18 @@ m32-test: deps-ci
 
 coverage: deps-ci
 	@bash .ci/coverage build-cov
+
+# ---- Bare-metal targets (docs/porting.md) -------------------------------------------------------
+
+# Target tests under QEMU on every target (scripts/target-test.sh), then the proof that the link
+# check fails the build on a printf or malloc in the library.
+target-test: deps-cross
+	CAPHEAP_NO_INSTALL=1 CAPHEAP_TARGET_SEED=$(TARGET_SEED) JOBS=$(JOBS) bash scripts/target-test.sh $(TARGETS)
+	JOBS=$(JOBS) bash tests/baremetal/link_check_selftest.sh
+
+link-check-selftest: deps-cross
+	JOBS=$(JOBS) bash tests/baremetal/link_check_selftest.sh
+
+# Size report (scripts/size-report.sh): build/size-report.txt, build/size-report.json.
+size: deps-cross
+	CAPHEAP_NO_INSTALL=1 JOBS=$(JOBS) bash scripts/size-report.sh $(TARGETS)

@@ -2,7 +2,8 @@
 # Installs the Debian packages capheap needs, skipping what is already there.
 #
 #   scripts/install-deps.sh            host toolchain + libraries (build, tests, bench, tools, format)
-#   scripts/install-deps.sh --cross    the Cortex-M cross toolchain used by .ci/check-freestanding
+#   scripts/install-deps.sh --cross    the bare-metal cross toolchains and QEMU (Cortex-M, RV32): used by
+#                                      .ci/check-freestanding, make target-test and make size
 #   scripts/install-deps.sh --ci       host packages + the CI matrix's: clang/LLVM (clang build, libFuzzer,
 #                                      llvm-cov coverage), g++-multilib and qemu-user (32-bit tests)
 #   scripts/install-deps.sh --check    report what is missing (exit 1 if anything is), install nothing
@@ -21,7 +22,15 @@ HOST_PACKAGES=(
 # gcc-arm-none-eabi only *recommends* newlib; picolibc provides the C headers (--specs=picolibc.specs)
 # and libstdc++-arm-none-eabi-dev the header-only C++ parts (<cstddef>, <type_traits>, ...).
 CI_PACKAGES=(clang llvm libclang-rt-14-dev g++-multilib qemu-user)
-CROSS_PACKAGES=(gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev)
+# --cross: every bare-metal target of `make target-test` / `make size` (docs/porting.md): Cortex-M
+# (arm-none-eabi + picolibc, qemu-system-arm), RV32 and Xtensa lx106 (riscv64-unknown-elf and
+# xtensa-lx106-elf + picolibc, whose C++ headers are borrowed from libstdc++-arm-none-eabi-dev,
+# qemu-system-misc).
+# (make, cmake and ninja too: `make target-test` and `make size` need nothing else on a fresh machine.)
+CROSS_PACKAGES=(make cmake ninja-build
+  gcc-arm-none-eabi binutils-arm-none-eabi picolibc-arm-none-eabi libstdc++-arm-none-eabi-dev
+  qemu-system-arm gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc
+  gcc-xtensa-lx106 picolibc-xtensa-lx106-elf)
 
 mode=host
 check_only=0

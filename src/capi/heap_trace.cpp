@@ -17,6 +17,8 @@
 
 #include "esp_heap_trace.h"
 
+#include <type_traits>
+
 #include "capheap/caps.hpp"
 #include "capi/capi_internal.hpp"
 #include "capi/events.hpp"
@@ -434,8 +436,10 @@ esp_err_t heap_trace_init_tohost(void) {
 
 esp_err_t heap_trace_start(heap_trace_mode_t mode) {
   // C callers may pass any integer: inspect its bytes, never use an out-of-range enum value in C++.
-  int raw;
-  static_assert(sizeof raw == sizeof mode, "heap_trace_mode_t is an int-sized enum");
+  // The enum's size is the ABI's: an int on most targets, one byte with arm-none-eabi's short
+  // enums.
+  std::underlying_type_t<heap_trace_mode_t> raw;
+  static_assert(sizeof raw == sizeof mode, "raw holds the enum's bytes");
   __builtin_memcpy(&raw, &mode, sizeof raw);
   if (raw != HEAP_TRACE_ALL && raw != HEAP_TRACE_LEAKS) return ESP_ERR_INVALID_ARG;
   capheap::capi::prime_backtrace();

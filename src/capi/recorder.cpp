@@ -600,7 +600,7 @@ void recycle_dead_rings() noexcept {
     if (owner == 0 || capheap_port_task_alive(owner)) continue;
     if (ld(r.head) != r.tail || ld(r.dropped) != r.dropped_reported) continue;
     lock(g_cons.attach_lock);
-    st(r.owner, 0u);
+    st(r.owner, std::uint32_t{0});
     capheap_port_thread_barrier();
     // A thread still running after its owner word ended (its other thread_local destructors)
     // finishes its event first; if it is inside one, keep the ring for it this time.
@@ -781,9 +781,9 @@ esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *confi
     st(r.dropped, std::uint64_t(0));
     st(r.drop_at, kNoDrop);
     st(r.records, i < rings ? records + i * capacity : static_cast<Record *>(nullptr));
-    st(r.owner, 0u);
-    st(r.busy, 0u);
-    st(r.used, 0u);
+    st(r.owner, std::uint32_t{0});
+    st(r.busy, std::uint32_t{0});
+    st(r.used, std::uint32_t{0});
     st(r.tail, std::uint64_t(0));
     r.last = 0;
     r.dropped_reported = 0;
@@ -810,7 +810,7 @@ esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *confi
 #else
   for (std::uint64_t i = 0; i < capacity; ++i)
     st(records[i].state, std::uint64_t(0));
-  st(g_cons.rings_seen, 1u);
+  st(g_cons.rings_seen, std::uint32_t{1});
   unlock(g_cons.attach_lock);
   __atomic_store_n(&g.state, gen, __ATOMIC_RELEASE);
   __atomic_store_n(&g_rings[0].head, gen, __ATOMIC_RELEASE);  // opens the shared ring

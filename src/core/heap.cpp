@@ -35,7 +35,11 @@ namespace {
 // Small helpers
 // ================================================================================================
 
+// Forced inlining of the hot-path helpers (host speed). Firmware builds optimised for size define
+// CAPHEAP_INLINE as plain `inline` (CMake option CAPHEAP_FORCE_INLINE=OFF, docs/porting.md).
+#ifndef CAPHEAP_INLINE
 #define CAPHEAP_INLINE inline __attribute__((always_inline))
+#endif
 
 #ifndef CAPHEAP_WITH_DECORATION
 #define CAPHEAP_WITH_DECORATION 1

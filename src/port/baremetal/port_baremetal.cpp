@@ -33,7 +33,9 @@ struct Out {
   }
 };
 
-void put_number(Out &out, unsigned long long v, unsigned base, bool upper, int width, char pad,
+// Numbers are formatted in the machine word (unsigned long: 32 bits on the MCUs): 64-bit division
+// would pull libgcc's __udivmoddi4 (about 700 bytes on a Cortex-M) into every firmware image.
+void put_number(Out &out, unsigned long v, unsigned base, bool upper, int width, char pad,
                 bool negative) {
   char digits[24];
   int n = 0;
@@ -189,26 +191,24 @@ void capheap_port_printf(const char *fmt, ...) {
     switch (*f) {
       case 'd':
       case 'i': {
-        long long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
+        const long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
         const bool neg = v < 0;
-        put_number(
-            out,
-            neg ? 0ull - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v),
-            10, false, width, pad, neg);
+        put_number(out, neg ? 0ul - static_cast<unsigned long>(v) : static_cast<unsigned long>(v),
+                   10, false, width, pad, neg);
         break;
       }
       case 'u':
       case 'x':
       case 'X': {
-        unsigned long long v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
+        const unsigned long v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
         put_number(out, v, *f == 'u' ? 10u : 16u, *f == 'X', width, pad, false);
         break;
       }
       case 'p':
         out.put('0');
         out.put('x');
-        put_number(out, reinterpret_cast<unsigned long long>(va_arg(ap, void *)), 16, false, 8, '0',
-                   false);
+        put_number(out, static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *))),
+                   16, false, 8, '0', false);
         break;
       case 's':
         for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
