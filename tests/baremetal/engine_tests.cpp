@@ -47,10 +47,10 @@ TARGET_TEST(Engine, GeometryMatchesTheHost) {
     std::size_t control, free_bytes;
   } const rows[] = {
       {88, Granule::k4, 52, 28},         {88, Granule::k16, 52, 16},
-      {4096, Granule::k4, 204, 3888},    {4096, Granule::k16, 184, 3904},
-      {8192, Granule::k4, 368, 7820},    {8192, Granule::k8, 332, 7856},
-      {8192, Granule::k16, 296, 7888},   {65536, Granule::k4, 792, 64740},
-      {65536, Granule::k16, 656, 64864}, {262144, Granule::k4, 928, 261212},
+      {4096, Granule::k4, 176, 3916},    {4096, Granule::k16, 160, 3920},
+      {8192, Granule::k4, 344, 7844},    {8192, Granule::k8, 308, 7880},
+      {8192, Granule::k16, 276, 7904},   {65536, Granule::k4, 772, 64760},
+      {65536, Granule::k16, 640, 64880}, {262144, Granule::k4, 904, 261236},
   };
   for (const Row &r : rows) {
     Heap h = Heap::create(g_region, r.region, config(r.g));
@@ -85,36 +85,36 @@ TARGET_TEST(Engine, AllocationsLandAtExactOffsets) {
   void *b = h.allocate(1);
   void *d = h.allocate(13);
   REQUIRE(a != nullptr && b != nullptr && d != nullptr);
-  CHECK_EQ(offset_of(a, g_region), 372u);  // control 368 + header 4
-  CHECK_EQ(offset_of(b, g_region), 476u);  // a's block: 104 bytes
-  CHECK_EQ(offset_of(d, g_region), 492u);  // b's block: the 16-byte minimum
+  CHECK_EQ(offset_of(a, g_region), 348u);  // control 344 + header 4
+  CHECK_EQ(offset_of(b, g_region), 452u);  // a's block: 104 bytes
+  CHECK_EQ(offset_of(d, g_region), 468u);  // b's block: the 16-byte minimum
   CHECK_EQ(h.usable_size(a), 100u);
   CHECK_EQ(h.usable_size(b), 12u);
   CHECK_EQ(h.usable_size(d), 16u);
-  CHECK_EQ(h.free_bytes(), 7680u);
-  // The next free data address is offset 512: aligning to 1024 leaves a 512-byte gap in front,
+  CHECK_EQ(h.free_bytes(), 7704u);
+  // The next free data address is offset 488: aligning to 1024 leaves a 536-byte gap in front,
   // which becomes a free block of its own.
   void *e = h.allocate_aligned(64, 1024);
   REQUIRE(e != nullptr);
   CHECK_EQ(reinterpret_cast<std::uintptr_t>(e) % 1024, 0u);
   CHECK_EQ(offset_of(e, g_region), 1024u);
   const capheap::HeapInfo i = h.info();
-  CHECK_EQ(i.total_free_bytes, 7612u);
+  CHECK_EQ(i.total_free_bytes, 7636u);
   CHECK_EQ(i.total_allocated_bytes, 192u);
-  CHECK_EQ(i.largest_free_block, 7096u);  // 7680 - 512 (gap) - 68 (e) - 4 (header)
-  CHECK_EQ(i.minimum_free_bytes, 7612u);
+  CHECK_EQ(i.largest_free_block, 7096u);  // 7704 - 536 (gap) - 68 (e) - 4 (header)
+  CHECK_EQ(i.minimum_free_bytes, 7636u);
   CHECK_EQ(i.allocated_blocks, 4u);
   CHECK_EQ(i.free_blocks, 2u);
   CHECK_EQ(i.total_blocks, 6u);
   for (void *p : {a, b, d, e})
     h.deallocate(p);
-  CHECK_EQ(h.free_bytes(), 7820u);
+  CHECK_EQ(h.free_bytes(), 7844u);
   CHECK_EQ(h.info().free_blocks, 1u);
-  CHECK_EQ(h.minimum_free_bytes(), 7612u);
+  CHECK_EQ(h.minimum_free_bytes(), 7636u);
   CHECK(h.validate().ok());
   // Nothing left for a request one granule above the largest block.
-  CHECK(h.allocate(7817) == nullptr);
-  void *all = h.allocate(7816);
+  CHECK(h.allocate(7841) == nullptr);
+  void *all = h.allocate(7840);
   CHECK(all != nullptr);
   CHECK_EQ(h.free_bytes(), 0u);
   h.deallocate(all);
@@ -134,7 +134,7 @@ TARGET_TEST(Engine, ReallocGrowsShrinksAndMoves) {
   // Shrinks in place; the tail returns to the free lists.
   CHECK(h.reallocate(p, 20) == p);
   CHECK_EQ(h.usable_size(p), 20u);
-  CHECK_EQ(h.free_bytes(), 3888u - 24u);
+  CHECK_EQ(h.free_bytes(), 3916u - 24u);
   // A neighbour in the way: realloc moves and keeps the data.
   void *q = h.allocate(16);
   REQUIRE(q != nullptr);
@@ -150,7 +150,7 @@ TARGET_TEST(Engine, ReallocGrowsShrinksAndMoves) {
   CHECK_EQ(h.usable_size(r), 1000u);
   CHECK(h.reallocate(r, 0) == nullptr);  // frees
   h.deallocate(q);
-  CHECK_EQ(h.free_bytes(), 3888u);
+  CHECK_EQ(h.free_bytes(), 3916u);
   CHECK(h.validate().ok());
 }
 
@@ -180,7 +180,7 @@ TARGET_TEST(Engine, AlwaysOnChecksReportMisuse) {
   CHECK(fails.last_is("realloc of a pointer that is not a block of this heap"));
   CHECK(h.validate().ok());
   h.deallocate(b);
-  CHECK_EQ(h.free_bytes(), 3888u);
+  CHECK_EQ(h.free_bytes(), 3916u);
 }
 
 // validate() names the damage: a header's size, a free block's footer, a free-list link.
