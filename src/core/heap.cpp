@@ -651,7 +651,7 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->used_blocks = 0;
   c->debug = debug;
   c->geometry_check = detail::geometry_word(c);
-  if (debug != 0) detail::deco_init(c);
+  if (CAPHEAP_WITH_DECORATION && debug != 0) detail::deco_init(c);
   return Heap(c);
 }
 
@@ -1095,7 +1095,7 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
     if (view.used) {
       view.user = view.data;
       view.requested = view.size;
-      if (c->debug != 0) detail::deco_view(c, blk, view);
+      if (CAPHEAP_DECORATED(c)) detail::deco_view(c, blk, view);
     }
     if (!fn(view, user)) return;
     blk += size;
@@ -1194,7 +1194,7 @@ Validation Heap::validate() const noexcept {
     }
     // Decoration right away: a canary that fails here also tells a walk that went astray (a damaged
     // size) from a real block, and `previous` then names the culprit.
-    if (c->debug != 0) {
+    if (CAPHEAP_DECORATED(c)) {
       Validation v = detail::deco_check_block(c, blk);
       if (!v.ok()) {
         v.previous = previous;
@@ -1302,7 +1302,7 @@ Validation check_one_block(const Control *c, u32 blk) noexcept {
         ((c->word_bitmap >> (i / 32)) & 1u) == 0)
       return {Fault::kBadBitmap, where};
   }
-  if (c->debug != 0) return detail::deco_check_block(c, blk);
+  if (CAPHEAP_DECORATED(c)) return detail::deco_check_block(c, blk);
   return {};
 }
 
