@@ -9,8 +9,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <deque>
+#include <iterator>
+#include <map>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "tlsf_model.hpp"
@@ -355,6 +360,260 @@ TEST(TlsfModel, MultiHeapCounters) {
   EXPECT_EQ(m.free_size(), before);
   EXPECT_EQ(m.minimum_free_size(), minimum);
   EXPECT_TRUE(Valid(m));
+}
+
+// ---- Differential: the same policy written naively -----------------------------------------
+
+/// The policy of the spec written the slow, obvious way: blocks in an ordered map by data offset,
+/// one deque per (fl, sl) class, classes searched in order from the good-fit class up. Shares only
+/// tlsf_config with TlsfModel (checked by exact values above). Offsets are data offsets from the
+/// region start; a block's size word sits 4 bytes before its data.
+class NaiveTlsf {
+ public:
+  NaiveTlsf(std::uintptr_t base, std::size_t region, bool round_aligned)
+      : base_(base), round_(round_aligned) {
+    cfg_ = tlsf_config(region - 20);
+    const std::size_t pool = region - 20 - cfg_.control_size;
+    const std::size_t first = 20 + cfg_.control_size + 4;
+    add_free(first, (pool - 8) / 4 * 4);
+  }
+  std::size_t malloc(std::size_t n) {
+    const std::size_t a = adjust(n);
+    if (a == 0) return 0;
+    const std::size_t d = take(a);
+    return d == 0 ? 0 : use(d, a);
+  }
+  std::size_t memalign(std::size_t align, std::size_t n) {
+    if (align <= 4) return malloc(n);
+    const std::size_t a = adjust(n);
+    if (a == 0) return 0;
+    std::size_t want = a + align + 16;
+    if (round_) want = (want + align - 1) / align * align;
+    if (want >= (std::size_t{1} << cfg_.fl_max)) return 0;
+    std::size_t d = take(want);
+    if (d == 0) return 0;
+    std::size_t target = d;
+    while ((base_ + target) % align != 0 || (target != d && target - d < 16))
+      target += 4;
+    if (target != d) {  // leading gap: a free block of gap - 4
+      const std::size_t size = blocks_[d].size;
+      blocks_[d].size = target - d - 4;
+      add_list(d);
+      blocks_[target] = {size - (target - d), false};
+      d = target;
+    }
+    return use(d, a);
+  }
+  void free(std::size_t d) {
+    blocks_[d].free = true;
+    auto it = blocks_.find(d);
+    if (it != blocks_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->second.free) {
+        remove_list(prev->first);
+        prev->second.size += it->second.size + 4;
+        blocks_.erase(it);
+        it = prev;
+      }
+    }
+    auto next = std::next(it);
+    if (next != blocks_.end() && next->second.free) {
+      remove_list(next->first);
+      it->second.size += next->second.size + 4;
+      blocks_.erase(next);
+    }
+    add_list(it->first);
+  }
+  std::size_t realloc(std::size_t d, std::size_t n) {
+    const std::size_t a = adjust(n);
+    if (a == 0) return 0;
+    auto it = blocks_.find(d);
+    auto next = std::next(it);
+    const bool next_free = next != blocks_.end() && next->second.free;
+    const std::size_t cur = it->second.size;
+    if (a > cur && (!next_free || a > cur + next->second.size + 4)) {
+      const std::size_t q = malloc(n);
+      if (q != 0) free(d);
+      return q;
+    }
+    if (a > cur) {
+      remove_list(next->first);
+      it->second.size += next->second.size + 4;
+      blocks_.erase(next);
+    }
+    if (it->second.size >= a + 16) {
+      const std::size_t tail = d + a + 4;
+      blocks_[tail] = {it->second.size - a - 4, false};
+      it->second.size = a;
+      free(tail);  // merges with a free successor
+    }
+    return d;
+  }
+  std::size_t size_of(std::size_t d) const { return blocks_.at(d).size; }
+  /// (data offset, size) of every free block, in address order.
+  std::vector<std::pair<std::size_t, std::size_t>> free_blocks() const {
+    std::vector<std::pair<std::size_t, std::size_t>> out;
+    for (const auto &b : blocks_)
+      if (b.second.free) out.emplace_back(b.first, b.second.size);
+    return out;
+  }
+
+ private:
+  struct Block {
+    std::size_t size;
+    bool free;
+  };
+  std::size_t adjust(std::size_t n) const {
+    if (n == 0 || n > (std::size_t{1} << 40)) return 0;
+    const std::size_t a = std::max<std::size_t>((n + 3) / 4 * 4, 12);
+    return a >= (std::size_t{1} << cfg_.fl_max) ? 0 : a;
+  }
+  /// Class number of a size: (fl, sl) flattened; the top bit found by a loop.
+  std::size_t class_of(std::size_t size) const {
+    if (size < cfg_.small_block_size) return size / 4;
+    unsigned top = 0;
+    while ((std::size_t{2} << top) <= size)
+      ++top;
+    const std::size_t sl = (size - (std::size_t{1} << top)) >> (top - cfg_.sl_log2);
+    return (top - cfg_.fl_shift + 1) * cfg_.sl_count + sl;
+  }
+  /// Good fit: the class of the smallest class boundary at or above size.
+  std::size_t search_class(std::size_t size) const {
+    if (size < cfg_.small_block_size) return size / 4;
+    unsigned top = 0;
+    while ((std::size_t{2} << top) <= size)
+      ++top;
+    const std::size_t step = std::size_t{1} << (top - cfg_.sl_log2);
+    return class_of((size + step - 1) / step * step);
+  }
+  std::size_t take(std::size_t size) {
+    const std::size_t limit = cfg_.fl_count * cfg_.sl_count;
+    for (std::size_t c = search_class(size); c < limit; ++c) {
+      auto it = lists_.find(c);
+      if (it == lists_.end() || it->second.empty()) continue;
+      const std::size_t d = it->second.front();
+      it->second.pop_front();
+      blocks_[d].free = false;
+      return d;
+    }
+    return 0;
+  }
+  std::size_t use(std::size_t d, std::size_t a) {
+    Block &b = blocks_[d];
+    b.free = false;
+    if (b.size >= a + 16) {
+      const std::size_t tail = d + a + 4;
+      blocks_[tail] = {b.size - a - 4, true};
+      b.size = a;
+      add_list(tail);
+    }
+    return d;
+  }
+  void add_free(std::size_t d, std::size_t size) {
+    blocks_[d] = {size, true};
+    add_list(d);
+  }
+  void add_list(std::size_t d) {
+    blocks_[d].free = true;
+    lists_[class_of(blocks_[d].size)].push_front(d);
+  }
+  void remove_list(std::size_t d) {
+    auto &l = lists_[class_of(blocks_[d].size)];
+    l.erase(std::find(l.begin(), l.end(), d));
+  }
+
+  std::uintptr_t base_;
+  bool round_;
+  TlsfConfig cfg_;
+  std::map<std::size_t, Block> blocks_;
+  std::map<std::size_t, std::deque<std::size_t>> lists_;
+};
+
+std::vector<std::pair<std::size_t, std::size_t>> model_free_blocks(const TlsfModel &m) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  m.walk(
+      [](std::size_t off, std::size_t size, bool used, void *u) {
+        if (!used) {
+          static_cast<std::vector<std::pair<std::size_t, std::size_t>> *>(u)->emplace_back(off,
+                                                                                           size);
+        }
+        return true;
+      },
+      &out);
+  return out;
+}
+
+TEST(TlsfModel, MatchesNaivePolicy) {
+  std::uint64_t seed = std::random_device{}();
+  if (const char *s = std::getenv("CAPHEAP_TLSF_SEED")) seed = std::strtoull(s, nullptr, 0);
+  std::printf("TlsfModel differential seed %llu (CAPHEAP_TLSF_SEED to repeat)\n",
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  // Pools with 8, 16 and 32 second-level classes.
+  for (const std::size_t region : {std::size_t{6000}, std::size_t{90000}, std::size_t{400000}}) {
+    for (const bool round : {false, true}) {
+      Region r(region);
+      TlsfModel m;
+      TlsfModel::Options o;
+      o.round_aligned_search = round;
+      ASSERT_TRUE(m.create(r.mem, r.size, o));
+      NaiveTlsf n(reinterpret_cast<std::uintptr_t>(r.mem), region, round);
+      std::vector<std::size_t> live;
+      auto size_of = [&]() -> std::size_t {
+        switch (rng() % 4) {
+          case 0:
+            return 1 + rng() % 64;
+          case 1:
+            return 1 + rng() % 600;
+          case 2:
+            return 1 + rng() % 5000;
+          default:
+            return 1 + rng() % (region / 3);
+        }
+      };
+      for (int op = 0; op < 6000; ++op) {
+        const unsigned kind = static_cast<unsigned>(rng() % 10);
+        std::size_t got = 0;
+        std::size_t want = 0;
+        if (kind < 4 || live.empty()) {
+          const std::size_t sz = size_of();
+          void *p = m.malloc(sz);
+          got = p == nullptr ? 0 : m.offset_of(p);
+          want = n.malloc(sz);
+          if (got != 0) live.push_back(got);
+        } else if (kind < 5) {
+          const std::size_t align = std::size_t{8} << (rng() % 10);
+          const std::size_t sz = size_of();
+          void *p = m.memalign(align, sz);
+          got = p == nullptr ? 0 : m.offset_of(p);
+          want = n.memalign(align, sz);
+          if (got != 0) live.push_back(got);
+        } else if (kind < 7) {
+          const std::size_t i = rng() % live.size();
+          const std::size_t sz = size_of();
+          void *p = m.realloc(r.mem + live[i], sz);
+          got = p == nullptr ? 0 : m.offset_of(p);
+          want = n.realloc(live[i], sz);
+          if (got != 0) live[i] = got;
+        } else {
+          const std::size_t i = rng() % live.size();
+          m.free(r.mem + live[i]);
+          n.free(live[i]);
+          live[i] = live.back();
+          live.pop_back();
+        }
+        ASSERT_EQ(got, want) << "op " << op << " kind " << kind << " region " << region << " seed "
+                             << seed;
+        if (got != 0) {
+          ASSERT_EQ(m.usable_size(r.mem + got), n.size_of(got)) << "op " << op;
+        }
+        if (op % 50 == 0) {
+          ASSERT_EQ(model_free_blocks(m), n.free_blocks()) << "op " << op << " seed " << seed;
+          ASSERT_TRUE(Valid(m));
+        }
+      }
+    }
+  }
 }
 
 // ---- Randomised stress ---------------------------------------------------------------------
