@@ -717,6 +717,9 @@ struct Options {
   std::size_t model_stable_window = 0;  ///< the model's stability scan (0: none)
   std::string json;
   std::string callgrind;  ///< "", "capheap" or "system"
+  double scan_lo = 0;     ///< --scan: region sizes from scan_lo to scan_hi x peak live (0: no scan)
+  double scan_hi = 0;
+  int scan_steps = 0;
   std::vector<std::string> traces;
 };
 
@@ -1645,6 +1648,9 @@ void usage(std::FILE *out) {
       "  --model-stable-window B\n"
       "                     the stability scan for the model too (default 0: binary search only)\n"
       "  --json FILE        also write the results as JSON\n"
+      "  --scan LO,HI,STEPS only this: replay each trace at STEPS + 1 region sizes from LO to HI "
+      "x\n"
+      "                     peak live on capheap and the ESP-IDF model; print which work\n"
       "  --callgrind capheap|system\n"
       "                     replay each trace once on one allocator through the cgop_* functions\n"
       "                     (after the region search, without the stability scan), nothing else;\n"
@@ -1738,6 +1744,17 @@ int parse_options(int argc, char **argv, Options &opt) {
       opt.search = false;
     } else if (arg == "--no-system") {
       opt.system = false;
+    } else if (arg == "--scan") {
+      const char *v = value("--scan");
+      char *end = nullptr;
+      opt.scan_lo = std::strtod(v, &end);
+      if (*end == ',') opt.scan_hi = std::strtod(end + 1, &end);
+      if (*end == ',') opt.scan_steps = static_cast<int>(std::strtol(end + 1, &end, 10));
+      if (*end != '\0' || !(opt.scan_lo > 0) || !(opt.scan_hi > opt.scan_lo) ||
+          opt.scan_steps < 1 || opt.scan_steps > 100000) {
+        std::fprintf(stderr, "capheap_trace_replay: --scan takes LO,HI,STEPS (e.g. 1,1.6,120)\n");
+        return 2;
+      }
     } else if (arg == "--no-model") {
       opt.model = false;
     } else if (arg == "--model-round-aligned") {
@@ -1773,6 +1790,44 @@ int parse_options(int argc, char **argv, Options &opt) {
 std::string base_name(const std::string &path) {
   const std::size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+/// --scan: whether each of scan_steps + 1 evenly spaced region sizes (multiples of 4 between
+/// scan_lo and scan_hi x peak live) replays prog without a failure, on capheap and on the ESP-IDF
+/// model, as one character per size ('#' works, '.' fails), with the smallest working size, the
+/// size from which every scanned size works and the fraction that work. Shows how far the binary
+/// search's answer depends on where its probes fall (success is not monotonic in the size).
+void run_scan(const Program &prog, const Options &opt, Region &region) {
+  std::vector<Slot> slots(prog.slots);
+  const double peak = static_cast<double>(prog.stats.peak_live_bytes);
+  const auto lo = static_cast<std::size_t>(opt.scan_lo * peak) / 4 * 4;
+  const auto hi = static_cast<std::size_t>(opt.scan_hi * peak) / 4 * 4;
+  const std::size_t step =
+      std::max<std::size_t>(4, (hi - lo) / static_cast<std::size_t>(opt.scan_steps) / 4 * 4);
+  std::printf("%s: peak live %" PRIu64 ", region sizes %zu..%zu step %zu\n", prog.name.c_str(),
+              prog.stats.peak_live_bytes, lo, hi, step);
+  for (int which = 0; which < 2; ++which) {
+    std::string marks;
+    std::size_t first = 0;
+    std::size_t from = 0;
+    std::size_t works = 0;
+    for (std::size_t size = lo; size <= hi; size += step) {
+      const bool ok = which == 0 ? replays_cleanly(region, size, opt, prog, slots)
+                                 : model_replays_cleanly(region, size, opt, prog, slots);
+      marks += ok ? '#' : '.';
+      if (ok) {
+        ++works;
+        if (first == 0) first = size;
+        if (from == 0) from = size;
+      } else {
+        from = 0;
+      }
+    }
+    std::printf("  %-13s %s\n  %-13s first works %.3f, all work from %.3f, %.0f%% work\n",
+                which == 0 ? "capheap" : "ESP-IDF model", marks.c_str(), "",
+                static_cast<double>(first) / peak, static_cast<double>(from) / peak,
+                100.0 * static_cast<double>(works) / static_cast<double>(marks.size()));
+  }
 }
 
 int run_callgrind(const Program &prog, const Options &opt, Region &region) {
@@ -1841,6 +1896,10 @@ int main(int argc, char **argv) {
   std::vector<Result> results;
   for (std::size_t t = 0; t < traces.size(); ++t) {
     programs.push_back(compile(base_name(opt.traces[t]), traces[t]));
+    if (opt.scan_steps != 0) {
+      run_scan(programs.back(), opt, region);
+      continue;
+    }
     if (!opt.callgrind.empty()) {
       if (const int rc = run_callgrind(programs.back(), opt, region); rc != 0) return rc;
       continue;
@@ -1848,7 +1907,7 @@ int main(int argc, char **argv) {
     results.push_back(measure(programs.back(), opt, region));
     if (opt.latency_repeat > 0) latency_round_of(results.back(), programs.back(), opt, timer);
   }
-  if (!opt.callgrind.empty()) return 0;
+  if (!opt.callgrind.empty() || opt.scan_steps != 0) return 0;
   // Latency in rounds: the first of each trace right after its measurement above, the others at
   // the end, so that the samples of one operation are spread over the whole run rather than taken
   // in one phase in which the whole (shared, virtual) machine may run slower.
