@@ -9,6 +9,11 @@
 // region works; see search_region) with its ratio to the peak live bytes. Run with --help for the
 // options; docs/trace-format.md explains the trace columns, docs/performance.md the method.
 //
+// The same binary search runs on a model of ESP-IDF's multi_heap (bench/tlsf_model.hpp: TLSF with
+// the 32-bit layout, placing real blocks in the region), once per trace and without the stability
+// scan: its `esp_idf_model` minimum region is the figure capheap's is judged against
+// (bench/report.py). --no-model skips it.
+//
 // Per-call latency (--latency-repeat replays, default 15): every allocator call is bracketed by
 // the time-stamp counter (lfence; rdtsc; lfence on both sides) and each operation's latency is the
 // best over the replays of the same trace on the same heap state (estimate_best() explains "best"
@@ -55,6 +60,7 @@
 
 #include "capheap/heap.hpp"
 #include "sim/trace.hpp"
+#include "tlsf_model.hpp"
 
 #if defined(CAPHEAP_HAVE_CALLGRIND_H) && CAPHEAP_HAVE_CALLGRIND_H
 #include <valgrind/callgrind.h>
@@ -222,6 +228,17 @@ struct CapheapAlloc {
   void *realloc(void *p, std::size_t n) noexcept { return heap.reallocate(p, n); }
   void free(void *p) noexcept { heap.deallocate(p); }
   /// Bytes a moving realloc of p copies at most (the engine copies min(usable, new size)).
+  std::size_t usable(const void *p) const noexcept { return heap.usable_size(p); }
+};
+
+/// ESP-IDF multi_heap as modelled by TlsfModel (memory behaviour only; never timed).
+struct ModelAlloc {
+  TlsfModel heap;
+  void *malloc(std::size_t n) noexcept { return heap.malloc(n); }
+  void *calloc(std::size_t count, std::size_t size) noexcept { return heap.calloc(count, size); }
+  void *aligned(std::size_t align, std::size_t n) noexcept { return heap.memalign(align, n); }
+  void *realloc(void *p, std::size_t n) noexcept { return heap.realloc(p, n); }
+  void free(void *p) noexcept { heap.free(p); }
   std::size_t usable(const void *p) const noexcept { return heap.usable_size(p); }
 };
 
@@ -695,8 +712,14 @@ struct Options {
   std::size_t stable_window = 4096;  ///< see search_region(); 0 = no stability scan
   bool search = true;
   bool system = true;
+  bool model = true;                    ///< search the ESP-IDF model's minimum region too
+  bool model_round_aligned = false;     ///< TlsfModel::Options::round_aligned_search
+  std::size_t model_stable_window = 0;  ///< the model's stability scan (0: none)
   std::string json;
   std::string callgrind;  ///< "", "capheap" or "system"
+  double scan_lo = 0;     ///< --scan: region sizes from scan_lo to scan_hi x peak live (0: no scan)
+  double scan_hi = 0;
+  int scan_steps = 0;
   std::vector<std::string> traces;
 };
 
@@ -717,25 +740,42 @@ bool replays_cleanly(Region &region, std::size_t size, const Options &opt, const
   return replay<true>(alloc, prog, slots.data()).failed == 0;
 }
 
+TlsfModel make_model(Region &region, std::size_t size, const Options &opt) {
+  TlsfModel::Options o;
+  o.round_aligned_search = opt.model_round_aligned;
+  TlsfModel m;
+  m.create(region.get(size), size, o);
+  return m;
+}
+
+bool model_replays_cleanly(Region &region, std::size_t size, const Options &opt,
+                           const Program &prog, std::vector<Slot> &slots) {
+  ModelAlloc alloc{make_model(region, size, opt)};
+  if (!alloc.heap) return false;
+  std::fill(slots.begin(), slots.end(), Slot{});
+  return replay<true>(alloc, prog, slots.data()).failed == 0;
+}
+
 struct RegionSearch {
   std::size_t min = 0;     ///< binary-search result: a size that replays cleanly (0: none found)
   std::size_t stable = 0;  ///< every scanned size from here up replays cleanly (0: not scanned)
   std::size_t probes = 0;  ///< replays run
 };
 
-/// Region sizes (bytes, multiples of the granule) that replay prog without a failure.
-/// `min`: binary search between 0 and a doubling upper bound (≤ 1 GiB). Success is not monotonic
-/// in the region size (a different size moves block boundaries and size classes, so a slightly
-/// larger region can fail where a smaller one succeeded), so the search only finds *a* working
-/// size inside the boundary zone. `stable`: scanning every granule step upwards from `min` until
-/// opt.stable_window bytes pass without a failure; the smallest size above the last failure seen.
-RegionSearch search_region(Region &region, const Options &opt, const Program &prog,
-                           std::vector<Slot> &slots) {
-  const auto g = static_cast<std::size_t>(opt.granule);
+/// Region sizes (bytes, multiples of the granule g) for which works(size) holds: a replay of prog
+/// without a failure. `min`: binary search between 0 and a doubling upper bound (≤ 1 GiB). Success
+/// is not monotonic in the region size (a different size moves block boundaries and size classes,
+/// so a slightly larger region can fail where a smaller one succeeded), so the search only finds
+/// *a* working size inside the boundary zone. `stable`: scanning every granule step upwards from
+/// `min` until stable_window bytes pass without a failure; the smallest size above the last failure
+/// seen.
+template <class Works>
+RegionSearch search_sizes(std::size_t g, std::size_t stable_window, const Program &prog,
+                          Works &&works) {
   RegionSearch out;
   auto clean = [&](std::size_t size) {
     ++out.probes;
-    return replays_cleanly(region, size, opt, prog, slots);
+    return works(size);
   };
   std::size_t lo = 0;  // known to fail (or not to make a heap)
   std::size_t hi = std::max<std::size_t>(4096, (prog.stats.peak_live_bytes * 2 + g - 1) / g * g);
@@ -753,13 +793,30 @@ RegionSearch search_region(Region &region, const Options &opt, const Program &pr
     }
   }
   out.min = hi;
-  if (opt.stable_window != 0) {
+  if (stable_window != 0) {
     out.stable = hi;
-    for (std::size_t s = hi + g; s <= out.stable + opt.stable_window && s < kSearchCap; s += g) {
+    for (std::size_t s = hi + g; s <= out.stable + stable_window && s < kSearchCap; s += g) {
       if (!clean(s)) out.stable = s + g;
     }
   }
   return out;
+}
+
+/// capheap's region search (granule opt.granule, scan of opt.stable_window).
+RegionSearch search_region(Region &region, const Options &opt, const Program &prog,
+                           std::vector<Slot> &slots) {
+  return search_sizes(
+      static_cast<std::size_t>(opt.granule), opt.stable_window, prog,
+      [&](std::size_t size) { return replays_cleanly(region, size, opt, prog, slots); });
+}
+
+/// The ESP-IDF model's region search: 4-byte steps (TLSF's alignment), the same binary search;
+/// the stability scan only on request (--model-stable-window), since it costs about 1000 replays.
+RegionSearch search_model_region(Region &region, const Options &opt, const Program &prog,
+                                 std::vector<Slot> &slots) {
+  return search_sizes(TlsfModel::kAlign, opt.model_stable_window, prog, [&](std::size_t size) {
+    return model_replays_cleanly(region, size, opt, prog, slots);
+  });
 }
 
 double median(std::vector<double> v) {
@@ -1080,7 +1137,14 @@ struct Result {
   bool system = false;
   Counts sys;
   double sys_ns_per_op = 0;
-  std::size_t sys_footprint = 0;                          ///< see system_footprint() (0: unknown)
+  std::size_t sys_footprint = 0;  ///< see system_footprint() (0: unknown)
+  // ESP-IDF model (TlsfModel)
+  bool model = false;
+  RegionSearch model_search;      ///< all 0: not searched or nothing found
+  std::size_t model_control = 0;  ///< TLSF control bytes at model_search.min
+  Counts model_counts;            ///< the full replay at model_search.min
+  bool model_validated = false;   ///< TlsfModel::check() after that replay
+  std::string model_validation;
   std::array<std::size_t, sim::kOpKindCount> kind_ops{};  ///< operations per kind
   OpLatency ops_capheap;  ///< per-operation latency, merged over the rounds
   OpLatency ops_system;
@@ -1226,6 +1290,23 @@ Result measure(const Program &prog, const Options &opt, Region &region) {
       res.control_bytes = make_heap(region, res.search.min, opt).control_size();
     }
   }
+  if (opt.model && opt.search) {
+    res.model = true;
+    res.model_search = search_model_region(region, opt, prog, slots);
+    // One full replay at the found size, then the model's own consistency walk.
+    const std::size_t size = res.model_search.min != 0 ? res.model_search.min : kDefaultRegion;
+    ModelAlloc alloc{make_model(region, size, opt)};
+    if (alloc.heap) {
+      res.model_control = alloc.heap.control_size();
+      std::fill(slots.begin(), slots.end(), Slot{});
+      res.model_counts = replay<false>(alloc, prog, slots.data());
+      const TlsfModel::Check c = alloc.heap.check();
+      res.model_validated = c.ok;
+      res.model_validation = c.error;
+    } else {
+      res.model_validation = "TlsfModel::create failed";
+    }
+  }
   res.region = timing_region(opt, res.search);
   for (const ReplayOp &op : prog.ops)
     ++res.kind_ops[static_cast<std::size_t>(op.kind)];
@@ -1317,6 +1398,31 @@ void print_table(const std::vector<Result> &results, const Options &opt) {
                 r.ops, r.peak_live_bytes, r.capheap.failed, r.capheap_ns_per_op, r.search.min,
                 ratio(r.search.min, r.peak_live_bytes), stable, stable_ratio, r.region);
   }
+  if (opt.model && opt.search) {
+    std::printf(
+        "\nESP-IDF multi_heap model (bench/tlsf_model.hpp; TLSF, 32-bit layout, 4-byte "
+        "steps%s)\n",
+        opt.model_round_aligned ? ", memalign search rounded to the alignment" : "");
+    std::printf("%-24s %10s %11s %6s %11s %6s %8s %13s\n", "trace", "peak_live", "min_region",
+                "ratio", "stable", "ratio", "control", "capheap/model");
+    for (const Result &r : results) {
+      char stable[32] = "-";
+      char stable_ratio[16] = "-";
+      if (r.model_search.stable != 0) {
+        std::snprintf(stable, sizeof stable, "%zu", r.model_search.stable);
+        std::snprintf(stable_ratio, sizeof stable_ratio, "%.2f",
+                      ratio(r.model_search.stable, r.peak_live_bytes));
+      }
+      char versus[16] = "-";
+      if (r.model_search.min != 0 && r.search.min != 0) {
+        std::snprintf(versus, sizeof versus, "%.3f", ratio(r.search.min, r.model_search.min));
+      }
+      std::printf("%-24s %10" PRIu64 " %11zu %6.2f %11s %6s %8zu %13s\n", r.name.c_str(),
+                  r.peak_live_bytes, r.model_search.min,
+                  ratio(r.model_search.min, r.peak_live_bytes), stable, stable_ratio,
+                  r.model_control, versus);
+    }
+  }
   if (opt.system) {
     std::printf("\nsystem malloc (ns/op: median of %d replays)\n", opt.repeat);
     std::printf("%-24s %8s %10s %6s %8s %11s %6s\n", "trace", "ops", "peak_live", "fail", "ns/op",
@@ -1346,12 +1452,31 @@ void print_table(const std::vector<Result> &results, const Options &opt) {
     if (opt.search && r.search.min == 0) {
       std::printf("WARNING %s: no region up to 1 GiB replays without failures\n", r.name.c_str());
     }
+    if (r.model && !r.model_validated) {
+      std::printf("WARNING %s: the ESP-IDF model failed its check after replay: %s\n",
+                  r.name.c_str(), r.model_validation.c_str());
+    }
+    if (r.model && r.model_search.min == 0) {
+      std::printf(
+          "WARNING %s: no region up to 1 GiB replays without failures on the ESP-IDF "
+          "model\n",
+          r.name.c_str());
+    }
+    if (r.model && r.model_counts.unexpected != 0) {
+      std::printf(
+          "WARNING %s: the ESP-IDF model returned %zu non-NULL results for invalid "
+          "requests\n",
+          r.name.c_str(), r.model_counts.unexpected);
+    }
   }
   std::printf(
       "min_region: a region size (bytes, control structure included, start 4096-aligned) with "
       "zero failed allocations,\n  found by binary search; success is not monotonic in the size, "
       "so see stable.\nstable: every size from here to %zu bytes beyond the last failure "
       "replays cleanly.\nratio: size / peak_live. region: the region of the timed replays.\n"
+      "ESP-IDF model: the same binary search on the model of multi_heap (heap header, TLSF "
+      "control and pool\n  overhead included); capheap/model: capheap's min_region over the "
+      "model's.\n"
       "footprint: peak bytes glibc took from the OS (fresh arena + mmapped, M_TOP_PAD 0, "
       "page-granular).\n",
       opt.stable_window);
@@ -1438,6 +1563,19 @@ bool write_json(const std::string &path, const std::vector<Result> &results, con
                  r.search.min, ratio(r.search.min, r.peak_live_bytes), r.search.stable,
                  ratio(r.search.stable, r.peak_live_bytes), r.search.probes, r.control_bytes,
                  r.validated ? "true" : "false");
+    if (r.model) {
+      std::fprintf(f,
+                   ",\n     \"esp_idf_model\": {\"min_region\": %zu, \"min_region_ratio\": %.4f, "
+                   "\"stable_region\": %zu, \"stable_region_ratio\": %.4f, "
+                   "\"search_probes\": %zu, \"control_bytes\": %zu, \"failed\": %zu, "
+                   "\"unexpected_non_null\": %zu, \"round_aligned_search\": %s, "
+                   "\"validated\": %s}",
+                   r.model_search.min, ratio(r.model_search.min, r.peak_live_bytes),
+                   r.model_search.stable, ratio(r.model_search.stable, r.peak_live_bytes),
+                   r.model_search.probes, r.model_control, r.model_counts.failed,
+                   r.model_counts.unexpected, opt.model_round_aligned ? "true" : "false",
+                   r.model_validated ? "true" : "false");
+    }
     if (r.system) {
       std::fprintf(f,
                    ",\n     \"system\": {\"failed\": %zu, \"unexpected_non_null\": %zu, "
@@ -1502,14 +1640,25 @@ void usage(std::FILE *out) {
       "                     0 = no scan)\n"
       "  --no-search        skip the minimum-region search (timing region: --region or 64 MiB)\n"
       "  --no-system        skip the system malloc\n"
+      "  --no-model         skip the ESP-IDF multi_heap model's region search (also off with\n"
+      "                     --no-search)\n"
+      "  --model-round-aligned\n"
+      "                     the model's memalign searches for size + align + 16 rounded up to a\n"
+      "                     multiple of align (TLSF 3.1's adjustment) instead of the spec's sum\n"
+      "  --model-stable-window B\n"
+      "                     the stability scan for the model too (default 0: binary search only)\n"
       "  --json FILE        also write the results as JSON\n"
+      "  --scan LO,HI,STEPS only this: replay each trace at STEPS + 1 region sizes from LO to HI "
+      "x\n"
+      "                     peak live on capheap and the ESP-IDF model; print which work\n"
       "  --callgrind capheap|system\n"
       "                     replay each trace once on one allocator through the cgop_* functions\n"
       "                     (after the region search, without the stability scan), nothing else;\n"
       "                     for valgrind --tool=callgrind --toggle-collect='*replay_loop_*'\n"
       "                     (bench/callgrind_replay.py); prints 'ops N' and 'region B' per trace\n"
-      "Exit status: 0; 1 if a trace cannot be read or parsed (FILE:LINE: message), a heap fails\n"
-      "validation after a replay, or the JSON file cannot be written; 2 on usage errors.\n");
+      "Exit status: 0; 1 if a trace cannot be read or parsed (FILE:LINE: message), a heap (or the\n"
+      "ESP-IDF model) fails validation after a replay, or the JSON file cannot be written; 2 on\n"
+      "usage errors.\n");
 }
 
 bool parse_size(const char *text, std::size_t &out) {
@@ -1595,6 +1744,26 @@ int parse_options(int argc, char **argv, Options &opt) {
       opt.search = false;
     } else if (arg == "--no-system") {
       opt.system = false;
+    } else if (arg == "--scan") {
+      const char *v = value("--scan");
+      char *end = nullptr;
+      opt.scan_lo = std::strtod(v, &end);
+      if (*end == ',') opt.scan_hi = std::strtod(end + 1, &end);
+      if (*end == ',') opt.scan_steps = static_cast<int>(std::strtol(end + 1, &end, 10));
+      if (*end != '\0' || !(opt.scan_lo > 0) || !(opt.scan_hi > opt.scan_lo) ||
+          opt.scan_steps < 1 || opt.scan_steps > 100000) {
+        std::fprintf(stderr, "capheap_trace_replay: --scan takes LO,HI,STEPS (e.g. 1,1.6,120)\n");
+        return 2;
+      }
+    } else if (arg == "--no-model") {
+      opt.model = false;
+    } else if (arg == "--model-round-aligned") {
+      opt.model_round_aligned = true;
+    } else if (arg == "--model-stable-window") {
+      if (!parse_size(value("--model-stable-window"), opt.model_stable_window)) {
+        std::fprintf(stderr, "capheap_trace_replay: bad --model-stable-window\n");
+        return 2;
+      }
     } else if (arg == "--json") {
       opt.json = value("--json");
     } else if (arg == "--callgrind") {
@@ -1621,6 +1790,44 @@ int parse_options(int argc, char **argv, Options &opt) {
 std::string base_name(const std::string &path) {
   const std::size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+/// --scan: whether each of scan_steps + 1 evenly spaced region sizes (multiples of 4 between
+/// scan_lo and scan_hi x peak live) replays prog without a failure, on capheap and on the ESP-IDF
+/// model, as one character per size ('#' works, '.' fails), with the smallest working size, the
+/// size from which every scanned size works and the fraction that work. Shows how far the binary
+/// search's answer depends on where its probes fall (success is not monotonic in the size).
+void run_scan(const Program &prog, const Options &opt, Region &region) {
+  std::vector<Slot> slots(prog.slots);
+  const double peak = static_cast<double>(prog.stats.peak_live_bytes);
+  const auto lo = static_cast<std::size_t>(opt.scan_lo * peak) / 4 * 4;
+  const auto hi = static_cast<std::size_t>(opt.scan_hi * peak) / 4 * 4;
+  const std::size_t step =
+      std::max<std::size_t>(4, (hi - lo) / static_cast<std::size_t>(opt.scan_steps) / 4 * 4);
+  std::printf("%s: peak live %" PRIu64 ", region sizes %zu..%zu step %zu\n", prog.name.c_str(),
+              prog.stats.peak_live_bytes, lo, hi, step);
+  for (int which = 0; which < 2; ++which) {
+    std::string marks;
+    std::size_t first = 0;
+    std::size_t from = 0;
+    std::size_t works = 0;
+    for (std::size_t size = lo; size <= hi; size += step) {
+      const bool ok = which == 0 ? replays_cleanly(region, size, opt, prog, slots)
+                                 : model_replays_cleanly(region, size, opt, prog, slots);
+      marks += ok ? '#' : '.';
+      if (ok) {
+        ++works;
+        if (first == 0) first = size;
+        if (from == 0) from = size;
+      } else {
+        from = 0;
+      }
+    }
+    std::printf("  %-13s %s\n  %-13s first works %.3f, all work from %.3f, %.0f%% work\n",
+                which == 0 ? "capheap" : "ESP-IDF model", marks.c_str(), "",
+                static_cast<double>(first) / peak, static_cast<double>(from) / peak,
+                100.0 * static_cast<double>(works) / static_cast<double>(marks.size()));
+  }
 }
 
 int run_callgrind(const Program &prog, const Options &opt, Region &region) {
@@ -1689,6 +1896,10 @@ int main(int argc, char **argv) {
   std::vector<Result> results;
   for (std::size_t t = 0; t < traces.size(); ++t) {
     programs.push_back(compile(base_name(opt.traces[t]), traces[t]));
+    if (opt.scan_steps != 0) {
+      run_scan(programs.back(), opt, region);
+      continue;
+    }
     if (!opt.callgrind.empty()) {
       if (const int rc = run_callgrind(programs.back(), opt, region); rc != 0) return rc;
       continue;
@@ -1696,7 +1907,7 @@ int main(int argc, char **argv) {
     results.push_back(measure(programs.back(), opt, region));
     if (opt.latency_repeat > 0) latency_round_of(results.back(), programs.back(), opt, timer);
   }
-  if (!opt.callgrind.empty()) return 0;
+  if (!opt.callgrind.empty() || opt.scan_steps != 0) return 0;
   // Latency in rounds: the first of each trace right after its measurement above, the others at
   // the end, so that the samples of one operation are spread over the whole run rather than taken
   // in one phase in which the whole (shared, virtual) machine may run slower.
@@ -1718,7 +1929,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   for (const Result &r : results) {
-    if (!r.validated) return 1;
+    if (!r.validated || (r.model && !r.model_validated)) return 1;
   }
   return 0;
 }

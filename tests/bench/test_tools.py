@@ -171,6 +171,43 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(verdicts[("| (4) Ir, 100000 blocks / 10 blocks",
                                    "heap_caps_get_largest_free_block(DEFAULT)")], "**NO**")
 
+    def test_model_is_the_memory_limit(self):
+        def trace(name, cap, model):
+            t = {"trace": name + ".trace", "ops": 60000, "peak_live_bytes": 100000,
+                 "capheap": {"ns_per_op": 30.0, "min_region": cap,
+                             "min_region_ratio": cap / 100000.0}}
+            if model is not None:
+                t["esp_idf_model"] = {"min_region": model, "min_region_ratio": model / 100000.0}
+            return t
+        replay = self.write("replay.json", {
+            "granule": 4, "repeat": 5, "stable_window": 4096,
+            "traces": [
+                # aligned-heavy: 10% below the model's 1.40 (<= 1.26); the peer's 1.73 - 10% would
+                # pass 1.30.
+                trace("aligned-heavy", 130000, 140000),
+                # No workload class: judged against the model alone.
+                trace("small-uniform", 118800, 118796),
+                # Equal to the model passes; the peer (large 1.25) would fail it.
+                trace("large-buffers", 136000, 136000),
+                # No model figure: the peer figure is the limit (churn 1.16).
+                trace("w2-churn-uniform", 115000, None)]})
+        rc, out, err = run_report(["--replay", replay, "--check"])
+        self.assertEqual(rc, 1, err)
+        verdicts = {}
+        for line in out.splitlines():
+            if line.startswith("| (2)"):
+                cells = line.strip("| ").split(" | ")
+                verdicts[cells[1]] = (cells[3], cells[4])
+        self.assertEqual(verdicts["aligned-heavy"],
+                         ("<= 1.2600 (ESP-IDF model 1.4000 - 10%)", "**NO**"))
+        self.assertEqual(verdicts["small-uniform"][1], "**NO**")  # 4 bytes above the model
+        self.assertEqual(verdicts["large-buffers"], ("<= 1.3600 (ESP-IDF model 1.3600)", "yes"))
+        self.assertEqual(verdicts["w2-churn-uniform"], ("<= 1.1600 (ESP-IDF 1.16)", "yes"))
+        # The memory table keeps the peer figure and its own verdict.
+        row = [line for line in out.splitlines() if line.startswith("| aligned-heavy | 100000")]
+        self.assertEqual(len(row), 1)
+        self.assertIn("| 1.40 | 0.929 | 1.2600 | **NO** | aligned 1.73 | yes |", row[0])
+
     def test_bad_input(self):
         rc, _, err = run_report(["--replay", os.path.join(self.dir.name, "missing.json")])
         self.assertEqual(rc, 2)
