@@ -74,11 +74,12 @@ class TlsfModel {
   static constexpr std::uint32_t kControlFixed = 36;  ///< sizeof(control_t) without the arrays
 
   struct Options {
-    /// memalign's search size. false (default): request + align + 16, as the spec states it.
-    /// true: that sum rounded up to a multiple of the alignment, as TLSF 3.1's memalign adjusts
-    /// it (recalled from the TLSF 3.1 sources' behaviour, not stated by the spec; more waste on
-    /// large alignments, so the default is the model that is harder for capheap to beat).
-    bool round_aligned_search = false;
+    /// memalign's search size. true (default): request + align + 16 rounded up to a multiple of
+    /// the alignment, as TLSF 3.1's memalign (and espressif/tlsf's memalign_offs) computes it:
+    /// the size with gap goes through the same request adjustment, aligned to `align` (checked in
+    /// the public TLSF 3.1 sources, session 3; the spec states only the sum). false: the sum
+    /// unrounded, the spec's wording (less waste on large alignments).
+    bool round_aligned_search = true;
   };
 
   /// Counters and a physical walk's totals (multi_heap_get_info's inputs).

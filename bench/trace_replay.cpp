@@ -713,7 +713,7 @@ struct Options {
   bool search = true;
   bool system = true;
   bool model = true;                    ///< search the ESP-IDF model's minimum region too
-  bool model_round_aligned = false;     ///< TlsfModel::Options::round_aligned_search
+  bool model_round_aligned = true;      ///< TlsfModel::Options::round_aligned_search
   std::size_t model_stable_window = 0;  ///< the model's stability scan (0: none)
   std::string json;
   std::string callgrind;  ///< "", "capheap" or "system"
@@ -1402,7 +1402,7 @@ void print_table(const std::vector<Result> &results, const Options &opt) {
     std::printf(
         "\nESP-IDF multi_heap model (bench/tlsf_model.hpp; TLSF, 32-bit layout, 4-byte "
         "steps%s)\n",
-        opt.model_round_aligned ? ", memalign search rounded to the alignment" : "");
+        opt.model_round_aligned ? "" : ", memalign search unrounded (--model-spec-aligned)");
     std::printf("%-24s %10s %11s %6s %11s %6s %8s %13s\n", "trace", "peak_live", "min_region",
                 "ratio", "stable", "ratio", "control", "capheap/model");
     for (const Result &r : results) {
@@ -1642,9 +1642,10 @@ void usage(std::FILE *out) {
       "  --no-system        skip the system malloc\n"
       "  --no-model         skip the ESP-IDF multi_heap model's region search (also off with\n"
       "                     --no-search)\n"
-      "  --model-round-aligned\n"
-      "                     the model's memalign searches for size + align + 16 rounded up to a\n"
-      "                     multiple of align (TLSF 3.1's adjustment) instead of the spec's sum\n"
+      "  --model-spec-aligned\n"
+      "                     the model's memalign searches for size + align + 16 as the spec words\n"
+      "                     it, instead of that sum rounded up to a multiple of align (TLSF 3.1's\n"
+      "                     adjustment, the default)\n"
       "  --model-stable-window B\n"
       "                     the stability scan for the model too (default 0: binary search only)\n"
       "  --json FILE        also write the results as JSON\n"
@@ -1757,8 +1758,8 @@ int parse_options(int argc, char **argv, Options &opt) {
       }
     } else if (arg == "--no-model") {
       opt.model = false;
-    } else if (arg == "--model-round-aligned") {
-      opt.model_round_aligned = true;
+    } else if (arg == "--model-spec-aligned") {
+      opt.model_round_aligned = false;
     } else if (arg == "--model-stable-window") {
       if (!parse_size(value("--model-stable-window"), opt.model_stable_window)) {
         std::fprintf(stderr, "capheap_trace_replay: bad --model-stable-window\n");
