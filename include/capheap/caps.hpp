@@ -187,15 +187,6 @@ class Registry {
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
   /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept;
-  /// allocate() in two steps, for callers that want the fast path without a stack frame of their
-  /// own: first_choice() is 1 + the record of the heap allocate() tries first when that heap alone
-  /// decides (one capability bit, or two of the low 16, no alignment or alias work; sizes
-  /// 1 .. 2^30 - 1), else 0; allocate_from(first, ...) then does what allocate() does from there
-  /// (that heap under its lock, the general walk without it if it is full). O(1), lock-free.
-  __attribute__((always_inline)) inline unsigned first_choice(std::size_t size,
-                                                              Caps caps) const noexcept;
-  __attribute__((always_inline)) inline void *allocate_from(unsigned first, std::size_t size,
-                                                            Caps caps) noexcept;
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
@@ -363,7 +354,7 @@ class Registry {
 // word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
 // out-of-line paths in registry.cpp, which implement the same rules in full.
 
-inline unsigned Registry::first_choice(std::size_t size, Caps caps) const noexcept {
+inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
   const std::uint32_t c = caps.bits();
   // Fast path: one capability bit, or two of the low 16, with no alignment or alias work on this
   // chip (fast_caps_; 0 while more than 32 heaps exist): go straight to the first heap of ESP-IDF's
@@ -376,28 +367,23 @@ inline unsigned Registry::first_choice(std::size_t size, Caps caps) const noexce
     // No sequence check here: the byte names a record, and records are never moved, removed or
     // unregistered, so a value read during a table change still names a heap that was the right
     // first choice an instant earlier. (acquire: pairs with the release store in rebuild_tables.)
-    if (rest == 0) return __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
-    if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
-        (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM))
-      return __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
+    unsigned first = 0;
+    if (rest == 0) {
+      first = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
+    } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
+               (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) {
+      first = __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
+    }
+    if (first != 0) {
+      const std::size_t want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
+      Record &r = records_[first - 1];
+      lock(r);
+      void *p = r.heap.allocate(want);
+      unlock(r);
+      if (CAPHEAP_LIKELY(p != nullptr)) return p;
+      return allocate_slow(size, caps, first);
+    }
   }
-  return 0;
-}
-
-inline void *Registry::allocate_from(unsigned first, std::size_t size, Caps caps) noexcept {
-  const std::size_t want =
-      (caps.bits() & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
-  Record &r = records_[first - 1];
-  lock(r);
-  void *p = r.heap.allocate(want);
-  unlock(r);
-  if (CAPHEAP_LIKELY(p != nullptr)) return p;
-  return allocate_slow(size, caps, first);
-}
-
-inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
-  const unsigned first = first_choice(size, caps);
-  if (first != 0) return allocate_from(first, size, caps);
   return allocate_slow(size, caps);
 }
 

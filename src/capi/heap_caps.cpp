@@ -422,29 +422,6 @@ __attribute__((always_inline)) inline void free_with_event(void *ptr, void *call
   hook_free(ptr);
 }
 
-/// heap_caps_malloc's fast path after the heap choice (see there).
-__attribute__((noinline)) void *malloc_from(unsigned first, size_t size, uint32_t caps) {
-  void *p = g_registry.allocate_from(first, size, Caps(caps));
-  if (CAPHEAP_UNLIKELY(p == nullptr)) {
-    report_failure(size, caps, "heap_caps_malloc");
-    return p;
-  }
-  hook_alloc(p, size, caps);
-  return p;
-}
-
-/// heap_caps_malloc's every other case: initialisation, events, the general walk.
-__attribute__((noinline)) void *malloc_general(size_t size, uint32_t caps, void *caller) {
-  if (size == 0) return nullptr;
-  void *p = capheap::capi::malloc_base(size, caps);
-  if (p == nullptr) {
-    report_failure(size, caps, "heap_caps_malloc");
-    return p;
-  }
-  note_alloc(EventOp::kMalloc, p, size, 0, caps, caller);
-  return p;
-}
-
 Released capture_if_on(void *ptr) {
   return events_on() ? capheap::capi::capture_release(ptr) : Released{};
 }
@@ -497,15 +474,14 @@ void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
 // ---- Public allocation -------------------------------------------------------------------------
 
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
-  // The common case (initialised, no event consumer, a request whose first heap alone decides)
-  // tail-calls malloc_from with the heap chosen: this frame saves no registers, and the callee
-  // keeps only what multi_heap_malloc keeps. Everything else takes malloc_general.
-  if (CAPHEAP_LIKELY(__atomic_load_n(&capheap::capi::g_init_state, __ATOMIC_ACQUIRE) == 2 &&
-                     !events_on())) {
-    const unsigned first = g_registry.first_choice(size, Caps(caps));
-    if (CAPHEAP_LIKELY(first != 0)) return malloc_from(first, size, caps);
+  if (size == 0) return nullptr;
+  void *p = capheap::capi::malloc_base(size, caps);
+  if (p == nullptr) {
+    report_failure(size, caps, __func__);
+    return p;
   }
-  return malloc_general(size, caps, CAPHEAP_CALLER());
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
+  return p;
 }
 
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
