@@ -193,8 +193,20 @@ struct TaskRecord {
   std::uint32_t last = kNone;
 };
 
-TaskRecord g_tasks[kMaxTasks];
-HeapEntry g_entries[kMaxEntries];
+// The pools live in zero-initialised storage (.bss): their elements' defaults are not all zero,
+// and arrays of them would be constant-initialised into .data (flash as well as RAM on a device:
+// 3.4 KiB). Every element is used only after pool_reset() assigned it its default, which begins
+// its lifetime as the union's member; g_pool_ready guards the queries.
+template <class T, std::size_t N>
+union ZeroPool {
+  constexpr ZeroPool() noexcept : raw{} {}
+  unsigned char raw[sizeof(T) * N];
+  T items[N];
+};
+ZeroPool<TaskRecord, kMaxTasks> g_task_pool;
+ZeroPool<HeapEntry, kMaxEntries> g_entry_pool;
+constexpr TaskRecord (&g_tasks)[kMaxTasks] = g_task_pool.items;
+constexpr HeapEntry (&g_entries)[kMaxEntries] = g_entry_pool.items;
 std::uint32_t g_free_entries = kNone;
 bool g_pool_ready = false;
 bool g_enabled = false;
