@@ -48,15 +48,6 @@ CAPS_PAIRS = [("default", "DEFAULT"), ("dma", "DMA"), ("32bit", "32BIT"),
 REGISTRY_HEAPS = [2, 4, 8, 16, 32, 64]
 
 
-def default_build():
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.normpath(os.path.join(here, ".."))
-    if os.environ.get("CAPHEAP_BUILD_DIR"):
-        return os.environ["CAPHEAP_BUILD_DIR"]
-    for name in ("build-rel", "build"):
-        if os.access(os.path.join(root, name, "bench", "capheap_ir_caps"), os.X_OK):
-            return os.path.join(root, name)
-    return os.path.join(root, "build-rel")
 
 
 def profile_loops(tool, args, out):
@@ -108,7 +99,7 @@ def main():
         ap.error("--counts takes numbers separated by commas")
     if not counts or any(c <= 0 for c in counts) or args.iterations <= 0 or args.jobs <= 0:
         ap.error("counts, iterations and jobs must be positive")
-    build = args.build or default_build()
+    build = args.build or cgprof.default_build("capheap_ir_caps")
     tool = os.path.join(build, "bench", "capheap_ir_caps")
     if not os.access(tool, os.X_OK):
         sys.stderr.write("callgrind_caps.py: %s not found (build the capheap_ir_caps target)\n"

@@ -59,15 +59,6 @@ def usage(msg=None):
     sys.exit(2)
 
 
-def default_build():
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.normpath(os.path.join(here, ".."))
-    if os.environ.get("CAPHEAP_BUILD_DIR"):
-        return os.environ["CAPHEAP_BUILD_DIR"]
-    for name in ("build-rel", "build"):
-        if os.access(os.path.join(root, name, "bench", "capheap_trace_replay"), os.X_OK):
-            return os.path.join(root, name)
-    return os.path.join(root, "build-rel")
 
 
 def parse_args(argv):
@@ -222,7 +213,7 @@ def print_table(results, alloc):
 
 def main(argv):
     args = parse_args(argv)
-    build = args["build"] or default_build()
+    build = args["build"] or cgprof.default_build("capheap_trace_replay")
     tool = os.path.join(build, "bench", "capheap_trace_replay")
     if not os.access(tool, os.X_OK):
         sys.stderr.write("callgrind_replay.py: %s not found (build the capheap_trace_replay "

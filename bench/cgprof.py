@@ -7,6 +7,7 @@ handled; file and object names are ignored.
 """
 
 import collections
+import os
 
 
 class Profile:
@@ -96,3 +97,16 @@ def parse(path):
             elif line.startswith("totals:") or line.startswith("summary:"):
                 prof.total = int(line.split(":", 1)[1].split()[0])
     return prof
+
+
+def default_build(tool):
+    """The build directory whose bench/TOOL exists: $CAPHEAP_BUILD_DIR, else build-rel/ or build/
+    in the repository root (build-rel/ when neither has it)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.normpath(os.path.join(here, ".."))
+    if os.environ.get("CAPHEAP_BUILD_DIR"):
+        return os.environ["CAPHEAP_BUILD_DIR"]
+    for name in ("build-rel", "build"):
+        if os.access(os.path.join(root, name, "bench", tool), os.X_OK):
+            return os.path.join(root, name)
+    return os.path.join(root, "build-rel")

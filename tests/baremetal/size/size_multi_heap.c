@@ -10,32 +10,7 @@ void capheap_link_check_injected(void);
 #endif
 
 static const uintptr_t g_api[] = {
-    (uintptr_t)&multi_heap_register,
-    (uintptr_t)&multi_heap_set_lock,
-    (uintptr_t)&multi_heap_malloc,
-    (uintptr_t)&multi_heap_aligned_alloc,
-    (uintptr_t)&multi_heap_aligned_alloc_offs,
-    (uintptr_t)&multi_heap_free,
-    (uintptr_t)&multi_heap_aligned_free,
-    (uintptr_t)&multi_heap_realloc,
-    (uintptr_t)&multi_heap_get_allocated_size,
-    (uintptr_t)&multi_heap_check,
-    (uintptr_t)&multi_heap_dump,
-    (uintptr_t)&multi_heap_free_size,
-    (uintptr_t)&multi_heap_minimum_free_size,
-    (uintptr_t)&multi_heap_get_info,
-    (uintptr_t)&multi_heap_reset_minimum_free_bytes,
-    (uintptr_t)&multi_heap_restore_minimum_free_bytes,
-    (uintptr_t)&multi_heap_walk,
-    (uintptr_t)&multi_heap_get_full_block_size,
-    (uintptr_t)&multi_heap_find_containing_block,
-    (uintptr_t)&multi_heap_get_first_block,
-    (uintptr_t)&multi_heap_get_next_block,
-    (uintptr_t)&multi_heap_is_free,
-    (uintptr_t)&multi_heap_get_block_address,
-    (uintptr_t)&multi_heap_get_block_owner,
-    (uintptr_t)&multi_heap_internal_lock,
-    (uintptr_t)&multi_heap_internal_unlock,
+#include "multi_heap_api.inc"
     (uintptr_t)&capheap_heap_register,
 };
 
