@@ -148,6 +148,41 @@ BENCHMARK(BM_Engine_MallocFree);
 namespace {
 /// The engine alone on the simulated chip's first DEFAULT heap (its memory is a memfd mapping),
 /// to separate the cost of the memory from the cost of dispatch.
+/// The chip's first DEFAULT heap through multi_heap-style locking with its own registry lock:
+/// the lock and engine share of BM_HeapCaps_MallocFree/caps:4096, without the dispatch.
+void BM_OnChip_LockedEngine(benchmark::State &state) {
+  ensure_chip();
+  void *p0 = heap_caps_malloc(kRequest, MALLOC_CAP_DEFAULT);
+  capheap::Registry &reg = capheap::capi::registry();
+  const capheap::HeapView v = reg.view(static_cast<unsigned>(reg.find_heap(p0)));
+  capheap::Heap heap = v.heap;
+  heap_caps_free(p0);
+  for (auto _ : state) {
+    capheap_port_lock_acquire(v.lock);
+    void *p = heap.allocate(kRequest);
+    capheap_port_lock_release(v.lock);
+    benchmark::DoNotOptimize(p);
+    capheap_port_lock_acquire(v.lock);
+    heap.deallocate(p);
+    capheap_port_lock_release(v.lock);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_OnChip_LockedEngine);
+
+/// The registry's C++ entry points (dispatch, lookup, lock, engine) without the C API layer.
+void BM_Registry_MallocFree(benchmark::State &state) {
+  ensure_chip();
+  capheap::Registry &reg = capheap::capi::registry();
+  for (auto _ : state) {
+    void *p = reg.allocate(kRequest, capheap::Caps(MALLOC_CAP_DEFAULT));
+    benchmark::DoNotOptimize(p);
+    reg.deallocate(p);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
+}
+BENCHMARK(BM_Registry_MallocFree);
+
 void BM_Engine_OnChipHeap(benchmark::State &state) {
   ensure_chip();
   void *p0 = heap_caps_malloc(kRequest, MALLOC_CAP_DEFAULT);

@@ -23,6 +23,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "capheap_recorder.h"
 #include "esp_heap_caps.h"
@@ -170,9 +173,20 @@ int main(int argc, char **argv) {
     capheap_recorder_uninstall();
     return 0;
   }
+  // CAPHEAP_BENCH_THREADS=1: a second (idle) thread exists while every benchmark runs, as in a
+  // program that already has threads: the baseline then pays glibc's multi-threaded locking too.
+  std::thread idle;
+  std::atomic<bool> stop{false};
+  if (const char *t = std::getenv("CAPHEAP_BENCH_THREADS"); t != nullptr && std::atoi(t) != 0)
+    idle = std::thread([&stop] {
+      while (!stop.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  stop.store(true);
+  if (idle.joinable()) idle.join();
   return 0;
 }

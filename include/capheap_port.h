@@ -31,12 +31,14 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define CAPHEAP_HOT __attribute__((hot))
 #define CAPHEAP_COLD __attribute__((cold, noinline))
+#define CAPHEAP_NOINLINE __attribute__((noinline))
 #define CAPHEAP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CAPHEAP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define CAPHEAP_PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #else
 #define CAPHEAP_HOT
 #define CAPHEAP_COLD
+#define CAPHEAP_NOINLINE
 #define CAPHEAP_LIKELY(x) (x)
 #define CAPHEAP_UNLIKELY(x) (x)
 #define CAPHEAP_PRINTF_LIKE(f, a)

@@ -296,6 +296,12 @@ class Registry {
   void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias,
                   unsigned tried = 0) noexcept;
   void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
+  // The inline fast paths' out-of-line halves: the locked engine call lives here so that the C
+  // API's entry points keep no values across calls (no register saves) and end in a tail call.
+  void *allocate_in(Record &r, std::size_t size) noexcept;
+  void free_in(Record &r, void *ptr) noexcept;
+  // Null, instruction aliases, a miss of the hint (looks the heap up and moves the hint), stray
+  // pointers (reported).
   void deallocate_slow(void *ptr) noexcept;
   int find_heap_slow(const void *p) const noexcept;
   void *alloc_in(Record &r, std::size_t size, std::size_t alignment, bool exec_alias) noexcept;
@@ -376,10 +382,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
     }
     if (first != 0) {
       const std::size_t want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
-      Record &r = records_[first - 1];
-      lock(r);
-      void *p = r.heap.allocate(want);
-      unlock(r);
+      void *p = allocate_in(records_[first - 1], want);
       if (CAPHEAP_LIKELY(p != nullptr)) return p;
       return allocate_slow(size, caps, first);
     }
@@ -418,35 +421,18 @@ inline int Registry::find_heap(const void *p, unsigned *record_index) const noex
 }
 
 inline void Registry::deallocate(void *ptr) noexcept {
-  if (ptr == nullptr) return;
-  // (An instruction alias never lies inside a heap's data range, so the hint check below cannot
-  // match one; aliases are handled after it.)
+  // (A null pointer, an instruction alias or a stray pointer never lies inside a heap's data
+  // range, so the hint check below cannot match one; deallocate_slow handles them.)
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
-  {
-    // (acquire: pairs with the release store below, so the record's fields, written before the
-    // record was published, are visible here.)
-    Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
-    if (a - r.start < r.end - r.start && __atomic_load_n(&r.nested, __ATOMIC_ACQUIRE) == 0) {
-      lock(r);
-      r.heap.deallocate(ptr);
-      unlock(r);
-      return;
-    }
-  }
-  if (CAPHEAP_UNLIKELY(is_iram_alias(ptr))) {
-    deallocate_slow(ptr);
+  // (acquire: pairs with the release store in deallocate_slow, so the record's fields, written
+  // before the record was published, are visible here.)
+  Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
+  if (CAPHEAP_LIKELY(a - r.start < r.end - r.start &&
+                     __atomic_load_n(&r.nested, __ATOMIC_ACQUIRE) == 0)) {
+    free_in(r, ptr);
     return;
   }
-  unsigned rec = 0;
-  if (CAPHEAP_UNLIKELY(find_heap(ptr, &rec) < 0)) {
-    deallocate_slow(ptr);  // reports the stray pointer
-    return;
-  }
-  __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(rec), __ATOMIC_RELEASE);
-  Record &r = records_[rec];
-  lock(r);
-  r.heap.deallocate(ptr);
-  unlock(r);
+  deallocate_slow(ptr);
 }
 
 inline std::uint32_t Registry::read_seq_begin() const noexcept {

@@ -411,15 +411,40 @@ CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
                       capheap::capi::capture_release(ptr));
 }
 
-__attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
-  if (events_on() && ptr != nullptr) {
+/// free with its event (events on): out of line, so that the common path below keeps no values
+/// across a call and ends in a tail call.
+CAPHEAP_NOINLINE void free_reporting(void *ptr, void *caller) {
+  if (ptr != nullptr) {
     if (capheap::capi::recorder_only())
       capheap::capi::recorder_on_free(ptr, caller);
     else
       emit_free(ptr, caller);
   }
   g_registry.deallocate(ptr);
+}
+
+__attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
+#if CAPHEAP_USE_HOOKS
+  if (events_on())
+    free_reporting(ptr, caller);
+  else
+    g_registry.deallocate(ptr);
   hook_free(ptr);
+#else
+  if (events_on()) return free_reporting(ptr, caller);
+  g_registry.deallocate(ptr);
+#endif
+}
+
+/// heap_caps_malloc after the allocation when something is left to do: the failure report (not
+/// for size 0, as ESP-IDF), the event, the hook.
+CAPHEAP_NOINLINE void *malloc_finish(void *p, size_t size, uint32_t caps, void *caller) {
+  if (p == nullptr) {
+    if (size != 0) report_failure(size, caps, "heap_caps_malloc");
+    return p;
+  }
+  note_alloc(EventOp::kMalloc, p, size, 0, caps, caller);
+  return p;
 }
 
 Released capture_if_on(void *ptr) {
@@ -474,13 +499,10 @@ void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
 // ---- Public allocation -------------------------------------------------------------------------
 
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
-  if (size == 0) return nullptr;
+  // (malloc_base returns NULL for size 0.)
   void *p = capheap::capi::malloc_base(size, caps);
-  if (p == nullptr) {
-    report_failure(size, caps, __func__);
-    return p;
-  }
-  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
+  if (CAPHEAP_UNLIKELY(p == nullptr || events_on() || CAPHEAP_USE_HOOKS))
+    return malloc_finish(p, size, caps, CAPHEAP_CALLER());
   return p;
 }
 

@@ -547,10 +547,24 @@ void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps c
   return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
 }
 
+void *Registry::allocate_in(Record &r, std::size_t size) noexcept {
+  lock(r);
+  void *p = r.heap.allocate(size);
+  unlock(r);
+  return p;
+}
+
+void Registry::free_in(Record &r, void *ptr) noexcept {
+  lock(r);
+  r.heap.deallocate(ptr);
+  unlock(r);
+}
+
 void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
   void *data = ptr;
-  if (is_iram_alias(ptr)) data = data_address_of_alias(ptr);
+  const bool alias = is_iram_alias(ptr);
+  if (alias) data = data_address_of_alias(ptr);
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
@@ -558,10 +572,10 @@ void Registry::deallocate_slow(void *ptr) noexcept {
     capheap_port_fail("free() target pointer is outside heap areas", ptr, nullptr);
     return;
   }
-  Record &r = const_cast<Record &>(records_[rec]);
-  lock(r);
-  r.heap.deallocate(data);
-  unlock(r);
+  // Consecutive frees mostly hit the same heap: the next one checks this record first. (release:
+  // pairs with the acquire load in deallocate.)
+  if (!alias) __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(rec), __ATOMIC_RELEASE);
+  free_in(records_[rec], data);
 }
 
 std::size_t Registry::usable_size(const void *p) const noexcept {
