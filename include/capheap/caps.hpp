@@ -183,10 +183,22 @@ class Registry {
 
   // ---- Allocation: ESP-IDF's heap_caps_*_base semantics (no failure callback) ----
 
+  /// Turns the inline fast path of allocate() on or off (default on; init() keeps the setting).
+  /// While it is off every request takes allocate()'s `before_slow` hook and the general walk: the
+  /// C API keeps it off while it initialises, so that its initialisation check sits on the slow
+  /// path only. Not thread-safe against itself.
+  void set_fast_path(bool on) noexcept;
+
   /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
   /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
-  __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept;
+  /// `before_slow()` runs first whenever the request leaves the inline fast path.
+  template <class BeforeSlow>
+  __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps,
+                                                       BeforeSlow &&before_slow) noexcept;
+  __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept {
+    return allocate(size, caps, [] {});
+  }
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
@@ -333,7 +345,7 @@ class Registry {
   // For a request of the single capability bit b: the record index (+1; 0 = none) of the first
   // heap ESP-IDF's walk would try. Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
   // case; this skips the mask work for their first attempt.
-  std::uint8_t first_single_[kCapBits] = {};
+  Record *first_single_[kCapBits] = {};
   // The same for requests of exactly two of the low 16 capability bits (INTERNAL|8BIT,
   // DEFAULT|INTERNAL, DMA|INTERNAL, SPIRAM|8BIT ...): first_pair_[low bit][high bit].
   static constexpr unsigned kPairBits = 16;
@@ -345,7 +357,11 @@ class Registry {
   // Capability bits the inline fast path of allocate() handles itself (no alignment, no alias).
   std::uint32_t fast_caps_ = 0;
   std::uint32_t fast_caps_base_ = 0;  // fast_caps_ while at most 32 heaps exist
-  std::uint32_t seq_ = 0;             // seqlock: odd while the tables change
+  bool fast_off_ = false;             // set_fast_path(false): fast_caps_ stays 0
+  std::uint32_t fast_caps_value() const noexcept {
+    return !fast_off_ && count_ <= 32 ? fast_caps_base_ : 0u;
+  }
+  std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
   // All-zero until init() sets it (granule 0 becomes 4 there): a registry whose constant
@@ -360,33 +376,40 @@ class Registry {
 // word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
 // out-of-line paths in registry.cpp, which implement the same rules in full.
 
-inline void *Registry::allocate(std::size_t size, Caps caps) noexcept {
+template <class BeforeSlow>
+inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before_slow) noexcept {
   const std::uint32_t c = caps.bits();
   // Fast path: one capability bit, or two of the low 16, with no alignment or alias work on this
   // chip (fast_caps_; 0 while more than 32 heaps exist): go straight to the first heap of ESP-IDF's
   // walk, precomputed when the tables change. Everything else, including a full first heap, takes
   // the one general walk (allocate_slow -> try_heaps), which applies every rule.
-  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
-                     size - 1 < (std::size_t(1) << 30))) {
+  // (No size check: the engine returns null for 0 and for anything larger than its region, and
+  // 32BIT's rounding of a size near SIZE_MAX wraps to 0; allocate_slow then refuses the request.)
+  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0)) {
     const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
-    // No sequence check here: the byte names a record, and records are never moved, removed or
-    // unregistered, so a value read during a table change still names a heap that was the right
-    // first choice an instant earlier. (acquire: pairs with the release store in rebuild_tables.)
-    unsigned first = 0;
-    if (rest == 0) {
-      first = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
+    // No sequence check here: a table entry names a record, and records are never moved, removed
+    // or unregistered, so a value read during a table change still names a heap that was the
+    // right first choice an instant earlier. (acquire: pairs with the release store in
+    // rebuild_tables.)
+    Record *r = nullptr;
+    if (CAPHEAP_LIKELY(rest == 0)) {
+      r = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
     } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
                (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) {
-      first = __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
+      const unsigned first =
+          __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
+      if (first != 0) r = &records_[first - 1];
     }
-    if (first != 0) {
+    if (CAPHEAP_LIKELY(r != nullptr)) {
       const std::size_t want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
-      void *p = allocate_in(records_[first - 1], want);
+      void *p = allocate_in(*r, want);
       if (CAPHEAP_LIKELY(p != nullptr)) return p;
-      return allocate_slow(size, caps, first);
+      before_slow();
+      return allocate_slow(size, caps, static_cast<unsigned>(r - records_) + 1);
     }
   }
+  before_slow();
   return allocate_slow(size, caps);
 }
 

@@ -65,6 +65,7 @@ void ensure_init_slow() noexcept {
       heap_caps_init();
     }
     __atomic_store_n(&g_init_owner, nullptr, __ATOMIC_RELEASE);
+    g_registry.set_fast_path(true);
     __atomic_store_n(&g_init_state, 2, __ATOMIC_RELEASE);
     return;
   }
@@ -94,10 +95,11 @@ void report_failure(std::size_t size, std::uint32_t caps, const char *function) 
 /// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path).
 __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
                                                         std::uint32_t caps) noexcept {
-  ensure_init();
-  // (No size check here: the fast path takes sizes below 2^30 only and the slow path refuses
-  // anything above kHeapSizeMax.)
-  return g_registry.allocate(size, Caps(caps));
+  // The initialisation check is on the slow path only: the registry's fast path is off until the
+  // initialisation has finished (heap_caps_init / ensure_init_slow turn it on), so a request it
+  // serves comes after that. (No size check here: the slow path refuses anything above
+  // kHeapSizeMax.)
+  return g_registry.allocate(size, Caps(caps), [] { ensure_init(); });
 }
 
 /// The _prefer variants' loop: tries each of the `num` caps masks of `ap` in order until `attempt`
@@ -261,12 +263,16 @@ esp_err_t capheap_set_caps_heap_config(const capheap_heap_config_t *cfg) {
 }
 
 void heap_caps_init(void) {
+  // The registry's fast path stays off until the initialisation is complete (see malloc_base).
+  g_registry.set_fast_path(false);
   g_registry.init(capheap::capi::g_heap_config);
   if (capheap::capi::g_layout != nullptr) g_registry.build_from_layout(*capheap::capi::g_layout);
-  // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now.
+  // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now
+  // (which turns the fast path on when it has finished).
   int expected = 0;
-  __atomic_compare_exchange_n(&capheap::capi::g_init_state, &expected, 2, false, __ATOMIC_ACQ_REL,
-                              __ATOMIC_ACQUIRE);
+  if (__atomic_compare_exchange_n(&capheap::capi::g_init_state, &expected, 2, false,
+                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    g_registry.set_fast_path(true);
 }
 
 void heap_caps_enable_nonos_stack_heaps(void) {

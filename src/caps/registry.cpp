@@ -97,14 +97,25 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   for (auto &m : any_masks_)
     m = Mask{};
   registered_ = Mask{};
+  // The fast path's first-heap tables name records: none until a heap is registered.
+  for (auto &f : first_single_)
+    f = nullptr;
+  for (auto &row : first_pair_)
+    for (auto &f : row)
+      f = 0;
   capheap_lock_init(&table_lock_);
   table_lock_ready_ = true;
   iram_span_ = 0;
   fast_caps_base_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
                       MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
-  fast_caps_ = fast_caps_base_;
+  fast_caps_ = fast_caps_value();
   for (unsigned k = 0; k < kMaxHeaps; ++k)
     st(addr_start_[k], ~std::uintptr_t(0));
+}
+
+void Registry::set_fast_path(bool on) noexcept {
+  fast_off_ = !on;
+  st(fast_caps_, fast_caps_value());
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -150,11 +161,11 @@ void Registry::rebuild_tables() noexcept {
   // First heap of the walk for each single-bit request: the lowest position among registered
   // heaps with the bit at level 0, else level 1, else level 2.
   for (unsigned b = 0; b < kCapBits; ++b) {
-    std::uint8_t first = 0;
-    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == 0; ++l)
-      for (unsigned w = 0; w < kWords && first == 0; ++w) {
+    Record *first = nullptr;
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == nullptr; ++l)
+      for (unsigned w = 0; w < kWords && first == nullptr; ++w) {
         const u32 m = level[l][b].w[w] & reg.w[w];
-        if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
+        if (m != 0) first = &records_[order_[w * 32 + lsb(m)]];
       }
     __atomic_store_n(&first_single_[b], first, __ATOMIC_RELEASE);
   }
@@ -172,7 +183,7 @@ void Registry::rebuild_tables() noexcept {
     }
   st(iram_span_, iram_high_ - iram_low_);
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
-  st(fast_caps_, count_ <= 32 ? fast_caps_base_ : u32(0));
+  st(fast_caps_, fast_caps_value());
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
@@ -274,7 +285,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   // DMA requests need the slow path when this chip aligns internal DMA buffers.
   if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4) {
     fast_caps_base_ &= ~u32(MALLOC_CAP_DMA);
-    st(fast_caps_, fast_caps_base_);
+    st(fast_caps_, fast_caps_value());
   }
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.

@@ -136,6 +136,66 @@ TEST(Registry, ImpossibleRequestsReturnNull) {
   EXPECT_EQ(f.reg.allocate(SIZE_MAX, Caps(kD)), nullptr);
 }
 
+// The inline fast path has no size check of its own: sizes the engine cannot hold, and 32BIT's
+// rounding of a size near SIZE_MAX (which wraps to 0), must still fail.
+TEST(Registry, HugeRequestsFailOnTheFastPathToo) {
+  Fixture f;
+  for (const std::uint32_t caps : {kD, k32, k8, kI, kD | kI, k32 | kI}) {
+    SCOPED_TRACE(caps);
+    for (const std::size_t size :
+         {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 2, SIZE_MAX - 3, SIZE_MAX - 4, std::size_t(1) << 31,
+          (std::size_t(1) << 30) + 1, std::size_t(65536)}) {
+      SCOPED_TRACE(size);
+      EXPECT_EQ(f.reg.allocate(size, Caps(caps)), nullptr);
+    }
+  }
+  // Nothing was taken: a request of most of a heap still succeeds.
+  void *p = f.reg.allocate(60000, Caps(kD));
+  EXPECT_NE(p, nullptr);
+  f.reg.deallocate(p);
+}
+
+// set_fast_path(false) sends every request through allocate()'s before_slow hook and the general
+// walk, which chooses the same heaps; init() keeps the setting.
+TEST(Registry, FastPathSwitchKeepsTheChoiceAndRunsTheSlowHook) {
+  Fixture f;
+  int slow = 0;
+  const auto count = [&slow] { ++slow; };
+  std::vector<int> chosen_fast, chosen_slow;
+  const std::uint32_t sets[] = {kD, k8, k32, kI, kDma, kD | kI, kI | k8, kDma | kI, kX};
+  for (const std::uint32_t caps : sets) {
+    void *p = f.reg.allocate(100, Caps(caps), count);
+    ASSERT_NE(p, nullptr) << caps;
+    chosen_fast.push_back(f.reg.find_heap(p));
+    f.reg.deallocate(p);
+  }
+  EXPECT_EQ(slow, 1);  // EXEC only (alias work): every other set took the fast path
+  f.reg.set_fast_path(false);
+  slow = 0;
+  for (const std::uint32_t caps : sets) {
+    void *p = f.reg.allocate(100, Caps(caps), count);
+    ASSERT_NE(p, nullptr) << caps;
+    chosen_slow.push_back(f.reg.find_heap(p));
+    f.reg.deallocate(p);
+  }
+  EXPECT_EQ(slow, static_cast<int>(sizeof sets / sizeof sets[0]));
+  EXPECT_EQ(chosen_fast, chosen_slow);
+  // init() keeps the switch off; the layout's heaps come back, still through the slow path.
+  f.reg.init(4);
+  ASSERT_EQ(f.reg.build_from_layout(f.layout), Status::kOk);
+  slow = 0;
+  void *p = f.reg.allocate(100, Caps(kD), count);
+  EXPECT_NE(p, nullptr);
+  EXPECT_EQ(slow, 1);
+  f.reg.deallocate(p);
+  f.reg.set_fast_path(true);
+  slow = 0;
+  p = f.reg.allocate(100, Caps(kD), count);
+  EXPECT_NE(p, nullptr);
+  EXPECT_EQ(slow, 0);
+  f.reg.deallocate(p);
+}
+
 TEST(Registry, Bit32RoundsSizesToWords) {
   Fixture f;
   void *p = f.reg.allocate(13, Caps(k32));

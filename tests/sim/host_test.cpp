@@ -18,6 +18,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+#include <atomic>
+#include <thread>
 
 #include "capheap.h"
 #include "capheap_host.h"
@@ -765,6 +767,48 @@ TEST_F(HostTest, AutomaticInitialisationOnFirstUse) {
   unsetenv("CAPHEAP_PSRAM");
   EXPECT_EQ(heap_caps_get_total_size(MALLOC_CAP_SPIRAM), 0u);
   EXPECT_STREQ(capheap_host_chip(), "esp32");
+}
+
+// Threads whose first heap_caps_* calls race: one initialises, the others wait for it (the
+// registry's fast path stays off until the initialisation has finished, so no request is served
+// by a half-built system), and the result is the same system a single first call builds.
+TEST_F(HostTest, ConcurrentFirstUseInitialisesOnce) {
+  setenv("CAPHEAP_CHIP", "esp32s3", 1);
+  setenv("CAPHEAP_PSRAM", "2M", 1);
+  heap_caps_free(heap_caps_malloc(1, MALLOC_CAP_DEFAULT));
+  const std::size_t total = heap_caps_get_total_size(MALLOC_CAP_DEFAULT);
+  const std::size_t free_single = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
+  const std::size_t internal_single = heap_caps_get_free_size(MALLOC_CAP_INTERNAL);
+  capheap_host_deinit();
+
+  for (int round = 0; round < 20; ++round) {
+    SCOPED_TRACE(round);
+    constexpr int kThreads = 8;
+    std::atomic<int> ready{0};
+    std::vector<void *> got(kThreads, nullptr);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) {
+        }
+        got[static_cast<std::size_t>(t)] =
+            heap_caps_malloc(64, t % 2 == 0 ? MALLOC_CAP_DEFAULT : MALLOC_CAP_INTERNAL);
+      });
+    for (std::thread &th : threads)
+      th.join();
+    for (void *p : got)
+      EXPECT_NE(p, nullptr);
+    EXPECT_STREQ(capheap_host_chip(), "esp32s3");
+    for (void *p : got)
+      heap_caps_free(p);
+    EXPECT_EQ(heap_caps_get_total_size(MALLOC_CAP_DEFAULT), total);
+    EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_DEFAULT), free_single);
+    EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_INTERNAL), internal_single);
+    capheap_host_deinit();
+  }
+  unsetenv("CAPHEAP_CHIP");
+  unsetenv("CAPHEAP_PSRAM");
 }
 
 TEST_F(HostTest, AutomaticInitialisationFailureAborts) {
