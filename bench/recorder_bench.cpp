@@ -148,12 +148,13 @@ BENCHMARK(BM_MallocFree_RecorderRecord);
 BENCHMARK(BM_MallocFree_RecorderEndToEnd);
 BENCHMARK(BM_Recorder_DrainToMemory);
 
-// For callgrind: the pairs of each mode in their own function (--toggle-collect).
-__attribute__((noinline)) void pairs_recorder_on(long n) {
+// For callgrind: the pairs of each mode in their own function (--toggle-collect); noipa keeps the
+// compiler from folding the two identical bodies into one.
+__attribute__((noinline, noipa)) void pairs_recorder_on(long n) {
   for (long i = 0; i < n; ++i)
     pair();
 }
-__attribute__((noinline)) void pairs_recorder_off(long n) {
+__attribute__((noinline, noipa)) void pairs_recorder_off(long n) {
   for (long i = 0; i < n; ++i)
     pair();
 }

@@ -11,9 +11,10 @@
 // reinstall) attaches a free ring from the pool under a small spin lock. An event is written with
 // plain stores and published by a release store of its order into the record's `state`; the
 // order is one relaxed fetch-add on a global counter (g_order), the only read-modify-write of an
-// event. The ring's head is advanced with a relaxed store. The time is one relaxed load of the
-// port's coarse clock (capheap_port_coarse_ns, refreshed every millisecond by a ticker thread while
-// the recorder is installed): too coarse to order events, which is why the counter exists.
+// event (a plain increment while the process is single-threaded). The ring's head is advanced with
+// a relaxed store. The time is the port's coarse clock (capheap_port_coarse_now: a load of the
+// ticker's value, or CLOCK_MONOTONIC_COARSE in a single-threaded process, which gets no ticker):
+// too coarse to order events, which is why the counter exists.
 // Uninstall and ring recycling need to know that no producer is inside an event: a producer sets
 // its ring's `busy` word, then (after a compiler barrier only) re-checks the global state and its
 // ring's owner; the other side changes the state or owner, runs capheap_port_thread_barrier()
@@ -643,8 +644,17 @@ __attribute__((always_inline)) inline void record(const AllocEvent &event) noexc
     // such as the heap's mutex, would wait for the store buffer to drain).
     __builtin_prefetch(&r.records[(h + kPrefetchAhead) & mask], 1, 3);
     Record &rec = r.records[h & mask];
-    fill(rec, event, __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED), t_ring.owner);
-    const std::uint64_t order = __atomic_fetch_add(&g_order, 1, __ATOMIC_RELAXED) + 1;
+    fill(rec, event, capheap_port_coarse_now(), t_ring.owner);
+    // While the process has one thread nothing can race the counter: a plain increment (a locked
+    // one costs more than the rest of the event). The flag turns false before a second thread
+    // starts, and what this thread did before happens-before that thread's first event.
+    std::uint64_t order;
+    if (capheap_port_single_threaded()) {
+      order = ld(g_order) + 1;
+      st(g_order, order);
+    } else {
+      order = __atomic_fetch_add(&g_order, 1, __ATOMIC_RELAXED) + 1;
+    }
     __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
     st(r.head, h + 1);
     __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);

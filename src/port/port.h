@@ -13,14 +13,48 @@ extern "C" {
  * Used by src/capi/recorder.cpp only when CAPHEAP_RECORDER_THREAD_RINGS is 1 (host builds); bare-
  * metal ports need not define them. */
 
-/* Coarse event clock: CLOCK_MONOTONIC nanoseconds refreshed by a ticker thread every
- * CAPHEAP_PORT_COARSE_PERIOD_NS while at least one start is outstanding. Read with one relaxed
- * load; monotonic (one writer). */
+/* Coarse event clock, CLOCK_MONOTONIC nanoseconds at about 1 ms resolution, while at least one
+ * start is outstanding; read it with capheap_port_coarse_now(). Two modes, chosen by the first
+ * start:
+ * - the process already has several threads: a ticker thread stores CLOCK_MONOTONIC into
+ *   capheap_port_coarse_ns every CAPHEAP_PORT_COARSE_PERIOD_NS; a read is one relaxed load;
+ * - the process is single-threaded (glibc's __libc_single_threaded): no thread is created, because
+ *   a second thread would switch glibc (the host port's pthread mutexes, stdio) to its atomic
+ *   multi-threaded paths for the rest of the program, which costs more than the clock; a read is
+ *   CLOCK_MONOTONIC_COARSE (the vDSO: no system call).
+ * Monotonic within a thread in both modes. */
 #define CAPHEAP_PORT_COARSE_PERIOD_NS 1000000u
 extern uint64_t capheap_port_coarse_ns;
-/* Counted: the first start sets the value and starts the ticker, the last stop joins it. */
+extern int capheap_port_coarse_direct; /* 1: the single-threaded mode (no ticker) */
+uint64_t capheap_port_coarse_read(void);
+static inline uint64_t capheap_port_coarse_now(void) {
+  if (__atomic_load_n(&capheap_port_coarse_direct, __ATOMIC_RELAXED) != 0)
+    return capheap_port_coarse_read();
+  return __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED);
+}
+/* Counted: the first start chooses the mode, sets the value and starts the ticker if any; the last
+ * stop joins it. */
 void capheap_port_coarse_clock_start(void);
 void capheap_port_coarse_clock_stop(void);
+
+/* True while the process has a single thread (glibc's __libc_single_threaded; false where that is
+ * unknown). While it is true no other thread can run, so shared counters need no atomic
+ * read-modify-write; it turns false (for good) before a second thread starts. */
+static inline int capheap_port_single_threaded(void);
+
+#if defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define CAPHEAP_PORT_HAVE_SINGLE_THREADED 1
+#endif
+#endif
+static inline int capheap_port_single_threaded(void) {
+#if defined(CAPHEAP_PORT_HAVE_SINGLE_THREADED)
+  return __libc_single_threaded != 0;
+#else
+  return 0;
+#endif
+}
 
 /* Makes every running thread of the process execute a full memory barrier before it returns
  * (Linux membarrier). Lets producers publish with plain stores on their side. */

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -802,6 +803,76 @@ TEST(RecorderThreaded, CoarseClockIsMonotonicPerThread) {
   }
   EXPECT_EQ(events, 6000u);
   EXPECT_EQ(last.size(), 3u);
+}
+
+// A single-threaded program gets no ticker thread (one would switch glibc to its atomic
+// multi-threaded paths for good): installing creates no thread, the events take their time from
+// CLOCK_MONOTONIC_COARSE (it advances across a sleep, never goes back) and their order from a plain
+// counter, and a thread started while recording (the process is multi-threaded from then on)
+// still gets orders after everything before it. Runs in its own process (death-test style fork),
+// since the gtest process may already have threads.
+/// The body of SingleThreadedProcessGetsNoTickerThread (in a child process); 0 when it holds, else
+/// the number of the check that failed.
+int single_threaded_recording() {
+  const auto threads_now = [] {
+    std::size_t n = 0;
+    std::ifstream status("/proc/self/status");
+    for (std::string l; std::getline(status, l);)
+      if (l.rfind("Threads:", 0) == 0) n = std::stoul(l.substr(8));
+    return n;
+  };
+  if (threads_now() != 1 || !capheap_port_single_threaded()) return 3;
+  reinit();
+  std::string lines;
+  Pool pool(13, 4);
+  capheap_recorder_config_t c = pool.config(&lines);
+  if (capheap_recorder_install_config(&c) != ESP_OK) return 4;
+  if (threads_now() != 1) return 5;  // no ticker
+  const std::uint64_t before = capheap_port_time_ns();
+  for (int i = 0; i < 10; ++i)
+    heap_caps_free(heap_caps_malloc(64, MALLOC_CAP_DEFAULT));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  for (int i = 0; i < 10; ++i)
+    heap_caps_free(heap_caps_malloc(64, MALLOC_CAP_DEFAULT));
+  std::thread([] {
+    for (int i = 0; i < 10; ++i)
+      heap_caps_free(heap_caps_malloc(32, MALLOC_CAP_DEFAULT));
+  }).join();
+  heap_caps_free(heap_caps_malloc(16, MALLOC_CAP_DEFAULT));
+  const std::uint64_t after = capheap_port_time_ns();
+  if (capheap_recorder_uninstall() != ESP_OK) return 6;
+  const std::vector<std::string> got = split_lines(lines);
+  if (got.size() != 62) return 7;
+  std::uint64_t first_t = 0, last_t = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const std::uint64_t t = std::stoull(field(got[i], "t"));
+    if (field(got[i], "seq") != std::to_string(i)) return 8;
+    if (i < 40 && t < last_t) return 9;  // the main thread's first 40 events
+    if (t + 20000000u < before || t > after) return 10;
+    if (i == 0) first_t = t;
+    if (i < 40) last_t = t;
+  }
+  if (last_t < first_t + 20000000u) return 11;  // the 30 ms sleep shows
+  // Program order across the thread start: 64-byte lines, then 32, then 16.
+  for (std::size_t i = 0; i < got.size(); i += 2) {
+    const char *want = i < 40 ? " 64 " : i < 60 ? " 32 " : " 16 ";
+    if (got[i].find(want) == std::string::npos) return 12;
+  }
+  return 0;
+}
+
+TEST(Recorder, SingleThreadedProcessGetsNoTickerThread) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(single_threaded_recording());
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  // 3: the child was not single-threaded (forked from a process with other threads, or a
+  // sanitizer's runtime thread): the mode cannot be exercised there. ctest runs each test in its
+  // own single-threaded process.
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "the process is not single-threaded here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
 }
 
 TEST(Recorder, BadTraceFileFailsInitialisation) {

@@ -3,9 +3,11 @@
 // nanoseconds with a rate measured once, when the first timestamp is converted (off the
 // allocation path). Elsewhere the timestamp is CLOCK_MONOTONIC itself.
 //
-// Also the event recorder's coarse clock (port/port.h): a ticker thread stores CLOCK_MONOTONIC
-// into capheap_port_coarse_ns every millisecond while the recorder is installed, so that recording
-// an event costs one load instead of a (virtualised) counter read; and the process-wide memory
+// Also the event recorder's coarse clock (port/port.h): in a process with several threads a ticker
+// thread stores CLOCK_MONOTONIC into capheap_port_coarse_ns every millisecond while the recorder
+// is installed, so that recording an event costs one load instead of a (virtualised) counter read;
+// a single-threaded process gets no ticker (a thread would switch glibc to its atomic paths) and
+// reads CLOCK_MONOTONIC_COARSE per event instead; and the process-wide memory
 // barrier (membarrier) that lets the recorder's producers do without atomic read-modify-writes.
 
 #include <linux/membarrier.h>
@@ -136,10 +138,27 @@ long membarrier(int cmd) noexcept {
 extern "C" {
 
 uint64_t capheap_port_coarse_ns = 0;
+int capheap_port_coarse_direct = 0;
+
+uint64_t capheap_port_coarse_read(void) {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
 
 void capheap_port_coarse_clock_start(void) {
   pthread_mutex_lock(&g_ticker_mutex);
+  if (g_ticker_users == 0 && capheap_port_single_threaded()) {
+    // No ticker: see port/port.h. The value stays readable for code that loads it directly.
+    ++g_ticker_users;
+    __atomic_store_n(&capheap_port_coarse_ns, capheap_port_coarse_read(), __ATOMIC_RELAXED);
+    __atomic_store_n(&capheap_port_coarse_direct, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&g_ticker_mutex);
+    return;
+  }
   if (g_ticker_users++ == 0) {
+    __atomic_store_n(&capheap_port_coarse_direct, 0, __ATOMIC_RELAXED);
     static bool cond_ready = [] {
       pthread_condattr_t a = monotonic_condattr();
       pthread_cond_destroy(&g_ticker_cond);
@@ -166,6 +185,7 @@ void capheap_port_coarse_clock_stop(void) {
   }
   const bool running = g_ticker_running;
   g_ticker_running = false;
+  __atomic_store_n(&capheap_port_coarse_direct, 0, __ATOMIC_RELAXED);
   g_ticker_stop = true;
   pthread_cond_signal(&g_ticker_cond);
   pthread_mutex_unlock(&g_ticker_mutex);
