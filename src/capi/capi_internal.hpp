@@ -17,7 +17,12 @@ Registry &registry() noexcept;
 /// place a region elsewhere). Used by every printed report.
 using DisplayMapper = std::uintptr_t (*)(std::uintptr_t host_address);
 void set_display_mapper(DisplayMapper mapper) noexcept;
-std::uintptr_t display_address(const void *p) noexcept;
+extern DisplayMapper g_mapper;
+inline std::uintptr_t display_address(const void *p) noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  const DisplayMapper m = g_mapper;
+  return m != nullptr ? m(a) : a;
+}
 
 /// Prints a failed validation as ESP-IDF's integrity check does ("CORRUPT HEAP: Bad head at ...
 /// Expected 0x... got 0x..."), naming the heap. chip_addresses: print 32-bit chip addresses through

@@ -27,7 +27,6 @@ bool g_abort_on_failure = false;
 // ESP-IDF keeps the limit as an int with -1 meaning "external allocations disabled".
 constexpr long kExtmemDisabled = -1;
 long g_extmem_limit = kExtmemDisabled;
-DisplayMapper g_mapper = nullptr;
 // 0 = not initialised, 1 = initialising, 2 = ready.
 int g_init_state = 0;
 
@@ -127,17 +126,14 @@ unsigned display32(std::uintptr_t a) noexcept {
 
 }  // namespace
 
+DisplayMapper g_mapper = nullptr;
+
 Registry &registry() noexcept {
   return g_registry;
 }
 
 void set_display_mapper(DisplayMapper mapper) noexcept {
   g_mapper = mapper;
-}
-
-std::uintptr_t display_address(const void *p) noexcept {
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
-  return g_mapper != nullptr ? g_mapper(a) : a;
 }
 
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {

@@ -611,6 +611,27 @@ void recycle_dead_rings() noexcept {
 }
 
 __attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
+  // A single-threaded process: nothing can run concurrently with this event (no drain, uninstall
+  // or ring recycling on another thread; this thread's ring is never recycled while it lives), so
+  // the busy word, the re-checks and the atomic counter are not needed. Attaching, a full ring and
+  // a changed installation take the general path below.
+  if (capheap_port_single_threaded()) {
+    const std::uint64_t state = ld(g.state);
+    if (CAPHEAP_LIKELY(state == t_ring.gen)) {
+      Ring &r = *t_ring.ring;
+      const std::uint64_t h = ld(r.head);
+      const std::uint64_t mask = ld(g.mask);
+      if (CAPHEAP_LIKELY(h - ld(r.tail_seen) <= mask)) {
+        Record &rec = r.records[h & mask];
+        fill(rec, event, capheap_port_coarse_now(), t_ring.owner);
+        const std::uint64_t order = ld(g_order) + 1;
+        st(g_order, order);
+        __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
+        st(r.head, h + 1);
+        return;
+      }
+    }
+  }
   for (;;) {
     const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
     if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
@@ -649,7 +670,7 @@ __attribute__((always_inline)) inline void record(const AllocEvent &event) noexc
     // one costs more than the rest of the event). The flag turns false before a second thread
     // starts, and what this thread did before happens-before that thread's first event.
     std::uint64_t order;
-    if (capheap_port_single_threaded()) {
+    if (capheap_port_single_threaded()) {  // (a full ring or a new attachment)
       order = ld(g_order) + 1;
       st(g_order, order);
     } else {
