@@ -13,6 +13,10 @@
 //   taskset -c 0 build/bench/capheap_recorder_bench --benchmark_repetitions=9
 //       --benchmark_report_aggregates_only=true      (one command line)
 //
+// CAPHEAP_BENCH_RATIO=ROUNDS: instead of the benchmarks, the recorder's cost as the median of
+// per-round ratios (recording / off, timed side by side; see ratio_mode). With
+// CAPHEAP_BENCH_THREADS=1 an idle second thread exists throughout.
+//
 // CAPHEAP_BENCH_PAIRS=N in the environment: instead of the benchmarks, runs N malloc + free pairs
 // with the recorder on (drained every 4096 pairs) and N with it off, for callgrind
 // (`valgrind --tool=callgrind --toggle-collect=...`, see docs/debugging.md).
@@ -23,12 +27,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+#include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "capheap_recorder.h"
 #include "esp_heap_caps.h"
+#include "port/port.h"
 
 namespace {
 
@@ -161,7 +168,70 @@ __attribute__((noinline, noipa)) void pairs_recorder_off(long n) {
 
 }  // namespace
 
+/// CAPHEAP_BENCH_RATIO=ROUNDS: the recorder's cost as a ratio measured side by side. Each round
+/// times kBatch pairs with the recorder off and kBatch pairs recording (installed before, drained
+/// and uninstalled after the timed part), in alternating order; prints the median and quartiles of
+/// the per-round ratio. Robust against this machine's speed drift, unlike two benchmarks run one
+/// after the other.
+int ratio_mode(long rounds) {
+  init();
+  std::vector<double> ratio, off_ns, on_ns;
+  const auto time_pairs = [](long n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pairs_recorder_off(n);
+    const auto t1 = std::chrono::steady_clock::now();
+    return std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n);
+  };
+  const auto time_recording = [](long n) {
+    capheap_recorder_install(append, &g_sink);
+    pair();  // attaches the thread's ring (clears it): not part of the per-pair cost
+    const auto t0 = std::chrono::steady_clock::now();
+    pairs_recorder_on(n);
+    const auto t1 = std::chrono::steady_clock::now();
+    capheap_recorder_uninstall();  // delivers everything
+    return std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(n);
+  };
+  time_pairs(kBatch);
+  time_recording(kBatch);
+  for (long r = 0; r < rounds; ++r) {
+    double off, on;
+    if (r % 2 == 0) {
+      off = time_pairs(kBatch);
+      on = time_recording(kBatch);
+    } else {
+      on = time_recording(kBatch);
+      off = time_pairs(kBatch);
+    }
+    ratio.push_back(on / off);
+    off_ns.push_back(off);
+    on_ns.push_back(on);
+  }
+  const auto q = [](std::vector<double> v, double f) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<std::size_t>(f * static_cast<double>(v.size() - 1) + 0.5)];
+  };
+  std::printf(
+      "recorder on / off, %ld rounds of %d pairs: ratio p25 %.3f median %.3f p75 %.3f; "
+      "off %.1f ns, on %.1f ns per pair (medians); threads: %s\n",
+      rounds, kBatch, q(ratio, 0.25), q(ratio, 0.5), q(ratio, 0.75), q(off_ns, 0.5), q(on_ns, 0.5),
+      capheap_port_single_threaded() ? "one" : "several");
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (const char *rounds = std::getenv("CAPHEAP_BENCH_RATIO")) {
+    std::thread idle;
+    std::atomic<bool> stop{false};
+    if (const char *t = std::getenv("CAPHEAP_BENCH_THREADS"); t != nullptr && std::atoi(t) != 0)
+      idle = std::thread([&stop] {
+        while (!stop.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      });
+    const int rc = ratio_mode(std::atol(rounds) > 0 ? std::atol(rounds) : 41);
+    stop.store(true);
+    if (idle.joinable()) idle.join();
+    return rc;
+  }
   if (const char *pairs = std::getenv("CAPHEAP_BENCH_PAIRS")) {
     const long n = std::atol(pairs);
     init();
