@@ -74,8 +74,15 @@ void remember_decorated(void *start, size_t size, Heap heap) {
   if (slot == g_decorated_count) ++g_decorated_count;
 }
 
-/// The heap holding a block handle's block, if it is decorated; a null handle otherwise.
+#ifndef CAPHEAP_WITH_DECORATION
+#define CAPHEAP_WITH_DECORATION 1
+#endif
+
+/// The heap holding a block handle's block, if it is decorated; a null handle otherwise. (Without
+/// decoration support no heap is decorated: the engine refuses to create one, so neither these
+/// tables nor the registry are needed.)
 Heap decorated_heap_of(const void *block) {
+  if (!CAPHEAP_WITH_DECORATION) return Heap();
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(block);
   for (unsigned i = 0; i < g_decorated_count; ++i)
     if (a >= g_decorated_start[i] && a < g_decorated_end[i]) return g_decorated_heap[i];
@@ -93,7 +100,8 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
       Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
   if (!heap) return nullptr;
   set_lock_of(start, nullptr);
-  if (heap.decoration_total() != 0) remember_decorated(start, size, heap);
+  if (CAPHEAP_WITH_DECORATION && heap.decoration_total() != 0)
+    remember_decorated(start, size, heap);
   return static_cast<multi_heap_handle_t>(start);
 }
 
