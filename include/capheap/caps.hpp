@@ -199,6 +199,9 @@ class Registry {
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept {
     return allocate(size, caps, [] {});
   }
+  /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
+  /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
+  void *allocate_general(std::size_t size, Caps caps) noexcept { return allocate_slow(size, caps); }
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
@@ -354,7 +357,6 @@ class Registry {
   // hit is checked against the record itself, without the sequence counter or the tables.
   std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
-  unsigned boot_count_ = 0;
   // Per capability bit b: heaps (list positions) with b at level l (masks_[l][b]), and with b at
   // any level (masks_[kAny][b]).
   Mask masks_[CAPHEAP_PRIORITY_LEVELS + 1][kCapBits] = {};

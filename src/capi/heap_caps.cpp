@@ -117,10 +117,11 @@ __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
   return g_registry.allocate(size, Caps(caps), [] { ensure_init(); });
 }
 
-/// malloc_base out of line, for the functions off the hot path (one copy of the inline fast path
-/// instead of one per caller).
-CAPHEAP_NOINLINE void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
-  return malloc_base(size, caps);
+/// malloc_base for the functions off the hot path: the registry's general walk, which makes the
+/// same choice as its inline fast path (no copy of the fast path in each caller).
+void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
+  ensure_init();
+  return g_registry.allocate_general(size, Caps(caps));
 }
 
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
@@ -820,14 +821,14 @@ size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, siz
 namespace {
 
 /// The figures of one heap, read under its lock.
-capheap::HeapInfo locked_info(const HeapView &v) {
+CAPHEAP_NOINLINE capheap::HeapInfo locked_info(const HeapView &v) {
   capheap::HeapInfo hi;
   g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
   return hi;
 }
 
 /// Adds one heap's figures to a total (the largest free block is the largest of all).
-void add_info(multi_heap_info_t &total, const capheap::HeapInfo &hi) {
+CAPHEAP_NOINLINE void add_info(multi_heap_info_t &total, const capheap::HeapInfo &hi) {
   total.total_free_bytes += hi.total_free_bytes;
   total.total_allocated_bytes += hi.total_allocated_bytes;
   total.minimum_free_bytes += hi.minimum_free_bytes;

@@ -91,7 +91,6 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   registered_ = Mask{};
   free_hint_ = 0;
   count_ = 0;
-  boot_count_ = 0;
   iram_low_ = iram_high_ = iram_span_ = 0;
   layout_ = nullptr;
   heap_config_ = heap_config;
@@ -155,14 +154,11 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
   // Release stores (not only the fence above): readers that walk positions (heap_caps queries)
   // load order_ and count_ with acquire and then read the record, without the sequence check.
   if (added != kMaxHeaps) {
-    if (where == Placement::kRuntime) {
-      for (unsigned p = count_; p > 0; --p)
-        __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
-      __atomic_store_n(&order_[0], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
-    } else {
-      __atomic_store_n(&order_[count_], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
-      ++boot_count_;
-    }
+    // Runtime heaps go to the head of the list, boot heaps to its end.
+    const unsigned at = where == Placement::kRuntime ? 0 : count_;
+    for (unsigned p = count_; p > at; --p)
+      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
+    __atomic_store_n(&order_[at], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
     __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
   }
   const unsigned n = count_;
