@@ -125,8 +125,8 @@ void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
 }
 
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
-  if ((caps & MALLOC_CAP_INVALID) != 0) return g_registry.view(i).registered;
-  return g_registry.heap_matches(i, Caps(caps));
+  // (MALLOC_CAP_INVALID: every registered heap, i.e. those matching no bits at all.)
+  return g_registry.heap_matches(i, Caps((caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps));
 }
 
 unsigned display32(std::uintptr_t a) noexcept {
@@ -451,6 +451,11 @@ __attribute__((always_inline)) inline void free_with_event(void *ptr, void *call
 #endif
 }
 
+/// free_with_event out of line, for realloc to size 0 (one copy of the inline free path).
+CAPHEAP_NOINLINE void free_cold(void *ptr, void *caller) {
+  free_with_event(ptr, caller);
+}
+
 /// heap_caps_malloc after the allocation when something is left to do: the failure report (not
 /// for size 0, as ESP-IDF), the event, the hook.
 CAPHEAP_NOINLINE void *malloc_finish(void *p, size_t size, uint32_t caps, void *caller) {
@@ -533,7 +538,7 @@ void heap_caps_aligned_free(void *ptr) {
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
   if (ptr != nullptr && size == 0) {
-    free_with_event(ptr, CAPHEAP_CALLER());
+    free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
   if (ptr == nullptr && size == 0) return nullptr;
@@ -673,7 +678,7 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
   if (ptr != nullptr && size == 0) {
-    free_with_event(ptr, CAPHEAP_CALLER());
+    free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
   const Released pre = capture_if_on(ptr);
@@ -1092,19 +1097,8 @@ size_t heap_caps_get_containing_block_size(void *ptr) {
     capheap_port_fail("pointer is outside heap areas", ptr, nullptr);
     return 0;
   }
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   size_t size = 0;
-  g_registry.with_heap_locked(v, [&] {
-    v.heap.for_each_block([&](const capheap::BlockView &b) {
-      const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(b.data);
-      if (a < s) return false;
-      if (a < s + b.size) {
-        if (b.used) size = b.size;
-        return false;
-      }
-      return true;
-    });
-  });
+  g_registry.with_heap_locked(v, [&] { capheap::capi::containing_block(v.heap, ptr, &size); });
   if (size == 0)
     capheap_port_fail("pointer is not inside an allocated block", ptr,
                       reinterpret_cast<void *>(v.start));

@@ -107,6 +107,31 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
 
 }  // namespace
 
+void *capheap::capi::containing_block(Heap h, const void *p, std::size_t *size) noexcept {
+  struct Ctx {
+    std::uintptr_t target;
+    void *found;
+    std::size_t size;
+  } ctx{reinterpret_cast<std::uintptr_t>(p), nullptr, 0};
+  h.walk(
+      [](const capheap::BlockView &b, void *u) -> bool {
+        Ctx *cx = static_cast<Ctx *>(u);
+        const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(b.data);
+        if (cx->target < start) return false;  // inside a header: no block contains it
+        if (cx->target < start + b.size) {
+          if (b.used) {
+            cx->found = b.data;
+            cx->size = b.size;
+          }
+          return false;
+        }
+        return true;
+      },
+      &ctx);
+  if (size != nullptr) *size = ctx.size;
+  return ctx.found;
+}
+
 extern "C" {
 
 multi_heap_handle_t multi_heap_register(void *start, size_t size) {
@@ -301,24 +326,8 @@ void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_fun
 
 void *multi_heap_find_containing_block(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return nullptr;
-  struct Ctx {
-    std::uintptr_t target;
-    void *found;
-  } ctx{reinterpret_cast<std::uintptr_t>(p), nullptr};
   Guard g(heap);
-  heap_of(heap).walk(
-      [](const capheap::BlockView &b, void *u) -> bool {
-        Ctx *cx = static_cast<Ctx *>(u);
-        const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(b.data);
-        if (cx->target < start) return false;  // inside a header: no block contains it
-        if (cx->target < start + b.size) {
-          if (b.used) cx->found = b.data;
-          return false;
-        }
-        return true;
-      },
-      &ctx);
-  return ctx.found;
+  return capheap::capi::containing_block(heap_of(heap), p, nullptr);
 }
 
 // Block handles point at a block's header word inside the region.

@@ -170,8 +170,9 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
       st(masks[k].w[w], u32(0));
   Mask reg{};
   std::uintptr_t low = 0, high = 0;
+  Record *at[kMaxHeaps];  // the record at each list position
   for (unsigned pos = 0; pos < n; ++pos) {
-    const Record &r = records_[order_[pos]];
+    const Record &r = *(at[pos] = &records_[order_[pos]]);
     const u32 word = pos / 32, bit = 1u << (pos % 32);
     if (r.registered) reg.w[word] |= bit;
     for (unsigned l = 0; l <= kAny; ++l)
@@ -209,10 +210,10 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
   std::uint8_t sorted[kMaxHeaps];
   for (unsigned i = 0; i < n; ++i) {
-    const Record &a = records_[order_[i]];
+    const Record &a = *at[i];
     unsigned j = i;
     for (; j > 0; --j) {
-      const Record &b = records_[order_[sorted[j - 1]]];
+      const Record &b = *at[sorted[j - 1]];
       if (!(a.start < b.start || (a.start == b.start && a.end > b.end))) break;
       sorted[j] = sorted[j - 1];
     }
@@ -224,10 +225,10 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
       st(addr_start_[k], ~std::uintptr_t(0));
       continue;
     }
-    const Record &r = records_[order_[sorted[k]]];
+    const Record &r = *at[sorted[k]];
     std::uint8_t parent = 0;
     for (unsigned j = k; j > 0 && parent == 0; --j) {
-      const Record &o = records_[order_[sorted[j - 1]]];
+      const Record &o = *at[sorted[j - 1]];
       if (o.start <= r.start && r.end <= o.end) parent = static_cast<std::uint8_t>(j);
     }
     st(by_addr_[k], sorted[k]);
@@ -237,8 +238,7 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
     // A heap inside another: frees of the outer heap's range must search (the pointer may be the
     // inner heap's). Set before the tables are published; never cleared (heaps are not removed).
     if (parent != 0)
-      __atomic_store_n(&records_[order_[sorted[parent - 1]]].nested, std::uint8_t(1),
-                       __ATOMIC_RELEASE);
+      __atomic_store_n(&at[sorted[parent - 1]]->nested, std::uint8_t(1), __ATOMIC_RELEASE);
   }
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
