@@ -199,6 +199,9 @@ class Registry {
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept {
     return allocate(size, caps, [] {});
   }
+  /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
+  /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
+  void *allocate_general(std::size_t size, Caps caps) noexcept { return allocate_slow(size, caps); }
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
@@ -269,9 +272,11 @@ class Registry {
   const capheap_layout_t *layout() const noexcept { return layout_; }
 
  private:
+  // Index of the "any level" entry of Record::caps and masks_.
+  static constexpr unsigned kAny = CAPHEAP_PRIORITY_LEVELS;
   struct Record {
-    std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, 0, 0};
-    std::uint32_t all_caps = 0;
+    // caps[l] for the priority levels, caps[kAny]: every level's bits.
+    std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS + 1] = {0, 0, 0, 0};
     std::uintptr_t start = 0;
     std::uintptr_t end = 0;
     std::uintptr_t iram_start = 0;
@@ -290,6 +295,10 @@ class Registry {
   };
 
   HeapView view_of_record(const Record &r) const noexcept;
+  // A record's fields other than its heap and lock, from three levels of caps (`keep`: the caps
+  // bits kept).
+  static Record make_record(const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS], std::uint32_t keep,
+                            std::uintptr_t start, std::uintptr_t end) noexcept;
   // (acquire: pairs with the release that publishes a record, add_region running concurrently
   // with queries that walk the positions.)
   const Record &record(unsigned pos) const noexcept {
@@ -299,9 +308,20 @@ class Registry {
   inline void unlock(Record &r) const noexcept;
   void lock_table() noexcept;
   void unlock_table() noexcept;
-  void rebuild_tables() noexcept;  // caller holds the table lock and has bumped seq_
+  // Publishes a change (caller holds the table lock): makes seq_ odd, puts record `added` (if not
+  // kMaxHeaps) into the list at `where`, rebuilds every derived table, makes seq_ even again.
+  void rebuild_tables(unsigned added, Placement where) noexcept;
+  // Heaps among those with every bit of req at some level (registered ones only) in word w of the
+  // position masks, and those sharing a bit of req at level l.
+  std::uint32_t eligible_in(std::uint32_t req, unsigned w) const noexcept;
+  std::uint32_t level_in(std::uint32_t req, unsigned l, unsigned w) const noexcept;
+  // 1 + the record index of the first heap the walk tries for req (0: none).
+  unsigned first_choice(std::uint32_t req) const noexcept;
   bool register_heap(Record &r) noexcept;
   Status insert(Record &r, Placement where) noexcept;
+  // The record of the heap holding p (alias-aware; data receives the data-bus address), or null
+  // after a fail-hook report with `what`.
+  Record *owner_of(const void *p, void *&data, const char *what) const noexcept;
   // `tried`: 1 + the record the inline fast path already asked for this request (0: none), which
   // the walk skips (a heap that refused once, for lack of memory or because it reported a
   // corruption, is not asked twice).
@@ -337,13 +357,12 @@ class Registry {
   // hit is checked against the record itself, without the sequence counter or the tables.
   std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
-  unsigned boot_count_ = 0;
-  // Per capability bit b: heaps (list positions) with b at level l, and with b at any level.
-  Mask level_masks_[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
-  Mask any_masks_[kCapBits] = {};
+  // Per capability bit b: heaps (list positions) with b at level l (masks_[l][b]), and with b at
+  // any level (masks_[kAny][b]).
+  Mask masks_[CAPHEAP_PRIORITY_LEVELS + 1][kCapBits] = {};
   Mask registered_ = {};
-  // For a request of the single capability bit b: the record index (+1; 0 = none) of the first
-  // heap ESP-IDF's walk would try. Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
+  // For a request of the single capability bit b: the record of the first heap ESP-IDF's walk
+  // would try (null: none). Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
   // case; this skips the mask work for their first attempt.
   Record *first_single_[kCapBits] = {};
   // The same for requests of exactly two of the low 16 capability bits (INTERNAL|8BIT,

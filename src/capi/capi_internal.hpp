@@ -29,6 +29,11 @@ inline std::uintptr_t display_address(const void *p) noexcept {
 /// display_address (heap_caps_*), else host pointers with %p (multi_heap_*).
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept;
 
+/// The data address of the allocated block of h whose usable bytes contain p, or null (p in a
+/// free block, a header or outside h); size (if not null) receives its usable bytes (0 if none).
+/// O(n); the caller holds the heap's lock.
+void *containing_block(Heap h, const void *p, std::size_t *size) noexcept;
+
 /// Forgets every heap and every setting (failure callback, extmem limit, monitor), so that a new
 /// heap_caps_init can run (the host simulator's deinit). Not thread-safe.
 void reset() noexcept;

@@ -74,19 +74,34 @@ void ensure_init_slow() noexcept {
   }
 }
 
+/// Copies s to out; returns the end (not terminated).
+char *append(char *out, const char *s) noexcept {
+  while (*s != '\0')
+    *out++ = *s++;
+  return out;
+}
+
+/// Lower-case hexadecimal of v, at least min_digits digits, NUL-terminated; returns the end.
+char *append_hex(char *out, std::uintptr_t v, unsigned min_digits) noexcept {
+  unsigned n = 1;
+  while (n < sizeof v * 2 && (v >> (4 * n)) != 0)
+    ++n;
+  if (n < min_digits) n = min_digits;
+  while (n-- > 0)
+    *out++ = "0123456789abcdef"[(v >> (4 * n)) & 0xFu];
+  *out = '\0';
+  return out;
+}
+
 void report_failure(std::size_t size, std::uint32_t caps, const char *function) noexcept {
   const esp_alloc_failed_hook_t hook = __atomic_load_n(&g_failed_hook, __ATOMIC_ACQUIRE);
   if (hook != nullptr) hook(size, caps, function);
   if (__atomic_load_n(&g_abort_on_failure, __ATOMIC_RELAXED)) {
-    static const char kDigits[] = "0123456789abcdef";
-    char msg[] = "Mem alloc fail. size 0x00000000 caps 0x00000000";
-    // Positions of the two 8-digit fields in msg.
-    const std::size_t size_at = 18, caps_at = 38;
-    const std::uint32_t s = static_cast<std::uint32_t>(size);
-    for (int i = 0; i < 8; ++i) {
-      msg[size_at + static_cast<std::size_t>(i)] = kDigits[(s >> (28 - 4 * i)) & 0xFu];
-      msg[caps_at + static_cast<std::size_t>(i)] = kDigits[(caps >> (28 - 4 * i)) & 0xFu];
-    }
+    char msg[48];  // "Mem alloc fail. size 0x%08x caps 0x%08x"
+    append_hex(append(append_hex(append(msg, "Mem alloc fail. size 0x"),
+                                 static_cast<std::uint32_t>(size), 8),
+                      " caps 0x"),
+               caps, 8);
     capheap_port_abort(msg);
   }
 }
@@ -101,23 +116,16 @@ __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
   return g_registry.allocate(size, Caps(caps), [] { ensure_init(); });
 }
 
-/// The _prefer variants' loop: tries each of the `num` caps masks of `ap` in order until `attempt`
-/// succeeds; `last` receives the caps tried last (MALLOC_CAP_DEFAULT if num is 0), which ESP-IDF
-/// reports to the failure callback.
-template <class Attempt>
-void *prefer_loop(std::size_t num, va_list ap, std::uint32_t &last, Attempt attempt) noexcept {
-  last = MALLOC_CAP_DEFAULT;
-  void *p = nullptr;
-  while (num-- > 0 && p == nullptr) {
-    last = va_arg(ap, std::uint32_t);
-    p = attempt(last);
-  }
-  return p;
+/// malloc_base for the functions off the hot path: the registry's general walk, which makes the
+/// same choice as its inline fast path (no copy of the fast path in each caller).
+void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
+  ensure_init();
+  return g_registry.allocate_general(size, Caps(caps));
 }
 
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
-  if ((caps & MALLOC_CAP_INVALID) != 0) return g_registry.view(i).registered;
-  return g_registry.heap_matches(i, Caps(caps));
+  // (MALLOC_CAP_INVALID: every registered heap, i.e. those matching no bits at all.)
+  return g_registry.heap_matches(i, Caps((caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps));
 }
 
 unsigned display32(std::uintptr_t a) noexcept {
@@ -137,58 +145,46 @@ void set_display_mapper(DisplayMapper mapper) noexcept {
 }
 
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
-  // Addresses as text: "0x%08x" of the chip address, or "%p" of the host pointer.
-  char at[24], hp[24];
-  const auto fmt = [&](char *out, const void *p) {
-    if (!chip_addresses) {
-      // %p through the port printf is not composable; render the pointer ourselves.
-      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
-      int n = 0;
-      out[n++] = '0';
-      out[n++] = 'x';
-      bool started = false;
-      for (int shift = static_cast<int>(sizeof a * 8) - 4; shift >= 0; shift -= 4) {
-        const unsigned d = static_cast<unsigned>((a >> shift) & 0xFu);
-        if (d != 0 || started || shift == 0) {
-          out[n++] = "0123456789abcdef"[d];
-          started = true;
-        }
-      }
-      out[n] = '\0';
-      return;
-    }
-    const unsigned a = display32(display_address(p));
+  // Addresses as text: "0x%08x" of the chip address, or the host pointer's hexadecimal digits.
+  const auto address = [chip_addresses](char *out, const void *p) {
     out[0] = '0';
     out[1] = 'x';
-    for (int i = 0; i < 8; ++i)
-      out[2 + i] = "0123456789abcdef"[(a >> (28 - 4 * i)) & 0xFu];
-    out[10] = '\0';
+    if (chip_addresses)
+      append_hex(out + 2, display32(display_address(p)), 8);
+    else
+      append_hex(out + 2, reinterpret_cast<std::uintptr_t>(p), 1);
   };
-  fmt(hp, heap);
-  switch (v.fault) {
-    case Fault::kBadHeadCanary:
-    case Fault::kBadTailCanary:
-      fmt(at, v.at);
-      capheap_port_printf("CORRUPT HEAP: Bad %s at %s. Expected 0x%08x got 0x%08x (heap %s)\n",
-                          v.fault == Fault::kBadHeadCanary ? "head" : "tail", at,
-                          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
-      return;
-    case Fault::kBadFreeFill:
-      fmt(at, v.at);
-      capheap_port_printf(
-          "CORRUPT HEAP: Invalid data at %s. Expected 0x%02x got 0x%02x (heap %s)\n", at,
-          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
-      return;
-    case Fault::kBadAllocSize:
-      fmt(at, v.at);
-      capheap_port_printf("CORRUPT HEAP: Size at %s expected <=0x%08x got 0x%08x (heap %s)\n", at,
-                          static_cast<unsigned>(v.expected), static_cast<unsigned>(v.found), hp);
-      return;
-    default:
-      fmt(at, v.block);
-      capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), at, hp);
-      return;
+  // One line for every fault: "CORRUPT HEAP: <what> at <address><expected, found> (heap <heap>)",
+  // where the canary, fill and size faults add ESP-IDF's expected and found values.
+  char at[24], hp[24], expected[12], found[12];
+  address(hp, heap);
+  // (Named arrays: each gets its own section, so that --gc-sections keeps only what is used.)
+  static const char kBadHead[] = "Bad head", kBadTail[] = "Bad tail", kBadFill[] = "Invalid data",
+                    kBadSize[] = "Size", kExpected[] = ". Expected 0x",
+                    kExpectedAtMost[] = " expected <=0x";
+  const char *what = fault_text(v.fault);
+  const char *expect_text = kExpected;
+  unsigned digits = 8;
+  if (v.fault == Fault::kBadHeadCanary) {
+    what = kBadHead;
+  } else if (v.fault == Fault::kBadTailCanary) {
+    what = kBadTail;
+  } else if (v.fault == Fault::kBadFreeFill) {
+    what = kBadFill;
+    digits = 2;
+  } else if (v.fault == Fault::kBadAllocSize) {
+    what = kBadSize;
+    expect_text = kExpectedAtMost;
+  } else {
+    expect_text = nullptr;
   }
+  address(at, expect_text != nullptr ? v.at : v.block);
+  append_hex(expected, static_cast<std::uint32_t>(v.expected), digits);
+  append_hex(found, static_cast<std::uint32_t>(v.found), digits);
+  capheap_port_printf(
+      "CORRUPT HEAP: %s at %s%s%s%s%s (heap %s)\n", what, at,
+      expect_text != nullptr ? expect_text : "", expect_text != nullptr ? expected : "",
+      expect_text != nullptr ? " got 0x" : "", expect_text != nullptr ? found : "", hp);
 }
 
 bool initialised() noexcept {
@@ -386,8 +382,21 @@ void *aligned_base_impl(size_t alignment, size_t size, uint32_t caps) {
 void *calloc_base_impl(size_t n, size_t size, uint32_t caps) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = capheap::capi::malloc_base(total, caps);
+  void *p = capheap::capi::malloc_base_call(total, caps);
   if (p != nullptr) __builtin_memset(p, 0, total);
+  return p;
+}
+
+/// The _prefer variants' loop: tries each of the `num` caps masks of `ap` in order (realloc of ptr
+/// if `realloc`, else malloc) until one succeeds; `last` receives the caps tried last
+/// (MALLOC_CAP_DEFAULT if num is 0), which ESP-IDF reports to the failure callback.
+void *prefer_loop(bool realloc, void *ptr, size_t size, size_t num, va_list ap, uint32_t &last) {
+  last = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  while (num-- > 0 && p == nullptr) {
+    last = va_arg(ap, uint32_t);
+    p = realloc ? realloc_base_impl(ptr, size, last) : capheap::capi::malloc_base_call(size, last);
+  }
   return p;
 }
 
@@ -438,6 +447,11 @@ __attribute__((always_inline)) inline void free_with_event(void *ptr, void *call
 #endif
 }
 
+/// free_with_event out of line, for realloc to size 0 (one copy of the inline free path).
+CAPHEAP_NOINLINE void free_cold(void *ptr, void *caller) {
+  free_with_event(ptr, caller);
+}
+
 /// heap_caps_malloc after the allocation when something is left to do: the failure report (not
 /// for size 0, as ESP-IDF), the event, the hook.
 CAPHEAP_NOINLINE void *malloc_finish(void *p, size_t size, uint32_t caps, void *caller) {
@@ -474,7 +488,7 @@ __attribute__((weak)) void esp_heap_trace_free_hook(void *) {}
 // ---- Base allocation (no failure reporting) ----------------------------------------------------
 
 void *heap_caps_malloc_base(size_t size, uint32_t caps) {
-  void *p = capheap::capi::malloc_base(size, caps);
+  void *p = capheap::capi::malloc_base_call(size, caps);
   note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
   return p;
 }
@@ -520,7 +534,7 @@ void heap_caps_aligned_free(void *ptr) {
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
   if (ptr != nullptr && size == 0) {
-    free_with_event(ptr, CAPHEAP_CALLER());
+    free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
   if (ptr == nullptr && size == 0) return nullptr;
@@ -651,8 +665,7 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(
-      num, ap, caps, [&](uint32_t c) { return capheap::capi::malloc_base(size, c); });
+  void *p = prefer_loop(false, nullptr, size, num, ap, caps);
   va_end(ap);
   if (p == nullptr) report_failure(size, caps, __func__);
   note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
@@ -661,15 +674,14 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
   if (ptr != nullptr && size == 0) {
-    free_with_event(ptr, CAPHEAP_CALLER());
+    free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
   const Released pre = capture_if_on(ptr);
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(num, ap, caps,
-                                       [&](uint32_t c) { return realloc_base_impl(ptr, size, c); });
+  void *p = prefer_loop(true, ptr, size, num, ap, caps);
   va_end(ap);
   if (p == nullptr && size > 0) report_failure(size, caps, __func__);
   note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());
@@ -682,10 +694,13 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
   va_list ap;
   va_start(ap, num);
   uint32_t caps;
-  void *p = capheap::capi::prefer_loop(num, ap, caps,
-                                       [&](uint32_t c) { return calloc_base_impl(n, size, c); });
+  void *p = prefer_loop(false, nullptr, total, num, ap, caps);
   va_end(ap);
-  if (p == nullptr) report_failure(total, caps, __func__);
+  if (p == nullptr) {
+    report_failure(total, caps, __func__);
+    return p;
+  }
+  __builtin_memset(p, 0, total);
   note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   return p;
 }
@@ -805,7 +820,54 @@ size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, siz
 }  // extern "C"
 
 namespace {
+
+/// The figures of one heap, read under its lock.
+CAPHEAP_NOINLINE capheap::HeapInfo locked_info(const HeapView &v) {
+  capheap::HeapInfo hi;
+  g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
+  return hi;
+}
+
+/// Adds one heap's figures to a total (the largest free block is the largest of all).
+CAPHEAP_NOINLINE void add_info(multi_heap_info_t &total, const capheap::HeapInfo &hi) {
+  total.total_free_bytes += hi.total_free_bytes;
+  total.total_allocated_bytes += hi.total_allocated_bytes;
+  total.minimum_free_bytes += hi.minimum_free_bytes;
+  total.allocated_blocks += hi.allocated_blocks;
+  total.free_blocks += hi.free_blocks;
+  total.total_blocks += hi.total_blocks;
+  if (hi.largest_free_block > total.largest_free_block)
+    total.largest_free_block = hi.largest_free_block;
+}
+
+/// Validates one heap under its lock and prints what is wrong (print_errors); true if intact.
+bool check_heap(const HeapView &v, bool print_errors) {
+  capheap::Validation res;
+  g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
+  if (!res.ok() && print_errors)
+    capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
+  return res.ok();
+}
+
 multi_heap_info_t info_pass(uint32_t caps);
+
+enum class Sum { kTotal, kFree, kMinimumFree };
+
+/// The sum of one figure over the heaps matching caps.
+size_t sum_heaps(uint32_t caps, Sum what) {
+  ensure_init();
+  return g_registry.consistent([&] {
+    size_t total = 0;
+    for (unsigned i = 0; i < g_registry.count(); ++i)
+      if (g_registry.heap_matches(i, Caps(caps))) {
+        const HeapView v = g_registry.view(i);
+        total += what == Sum::kTotal  ? v.end - v.start
+                 : what == Sum::kFree ? v.heap.free_bytes()
+                                      : v.heap.minimum_free_bytes();
+      }
+    return total;
+  });
+}
 }  // namespace
 
 extern "C" {
@@ -814,37 +876,15 @@ extern "C" {
 // meanwhile makes the pass start again instead of being counted twice or not at all.
 
 size_t heap_caps_get_total_size(uint32_t caps) {
-  ensure_init();
-  return g_registry.consistent([&] {
-    size_t total = 0;
-    for (unsigned i = 0; i < g_registry.count(); ++i)
-      if (g_registry.heap_matches(i, Caps(caps))) {
-        const HeapView v = g_registry.view(i);
-        total += v.end - v.start;
-      }
-    return total;
-  });
+  return sum_heaps(caps, Sum::kTotal);
 }
 
 size_t heap_caps_get_free_size(uint32_t caps) {
-  ensure_init();
-  return g_registry.consistent([&] {
-    size_t total = 0;
-    for (unsigned i = 0; i < g_registry.count(); ++i)
-      if (g_registry.heap_matches(i, Caps(caps))) total += g_registry.view(i).heap.free_bytes();
-    return total;
-  });
+  return sum_heaps(caps, Sum::kFree);
 }
 
 size_t heap_caps_get_minimum_free_size(uint32_t caps) {
-  ensure_init();
-  return g_registry.consistent([&] {
-    size_t total = 0;
-    for (unsigned i = 0; i < g_registry.count(); ++i)
-      if (g_registry.heap_matches(i, Caps(caps)))
-        total += g_registry.view(i).heap.minimum_free_bytes();
-    return total;
-  });
+  return sum_heaps(caps, Sum::kMinimumFree);
 }
 
 void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
@@ -858,21 +898,8 @@ void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
 namespace {
 multi_heap_info_t info_pass(uint32_t caps) {
   multi_heap_info_t result{};
-  multi_heap_info_t *info = &result;
-  for (unsigned i = 0; i < g_registry.count(); ++i) {
-    if (!g_registry.heap_matches(i, Caps(caps))) continue;
-    const HeapView v = g_registry.view(i);
-    capheap::HeapInfo hi;
-    g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
-    info->total_free_bytes += hi.total_free_bytes;
-    info->total_allocated_bytes += hi.total_allocated_bytes;
-    info->minimum_free_bytes += hi.minimum_free_bytes;
-    info->allocated_blocks += hi.allocated_blocks;
-    info->free_blocks += hi.free_blocks;
-    info->total_blocks += hi.total_blocks;
-    if (hi.largest_free_block > info->largest_free_block)
-      info->largest_free_block = hi.largest_free_block;
-  }
+  for (unsigned i = 0; i < g_registry.count(); ++i)
+    if (g_registry.heap_matches(i, Caps(caps))) add_info(result, locked_info(g_registry.view(i)));
   return result;
 }
 }  // namespace
@@ -892,8 +919,7 @@ void heap_caps_print_heap_info(uint32_t caps) {
   for (unsigned i = 0; i < g_registry.count(); ++i) {
     if (!g_registry.heap_matches(i, Caps(caps))) continue;
     const HeapView v = g_registry.view(i);
-    capheap::HeapInfo hi;
-    g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
+    const capheap::HeapInfo hi = locked_info(v);
     capheap_port_printf("  At 0x%08x len %d free %d allocated %d min_free %d\n",
                         display32(display_address(reinterpret_cast<void *>(v.start))),
                         static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
@@ -903,11 +929,7 @@ void heap_caps_print_heap_info(uint32_t caps) {
         "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
         static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
         static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
-    total.total_free_bytes += hi.total_free_bytes;
-    total.total_allocated_bytes += hi.total_allocated_bytes;
-    total.minimum_free_bytes += hi.minimum_free_bytes;
-    if (hi.largest_free_block > total.largest_free_block)
-      total.largest_free_block = hi.largest_free_block;
+    add_info(total, hi);
   }
   capheap_port_printf("  Totals:\n");
   capheap_port_printf(
@@ -961,17 +983,8 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
 bool heap_caps_check_integrity(uint32_t caps, bool print_errors) {
   ensure_init();
   bool all_ok = true;
-  for (unsigned i = 0; i < g_registry.count(); ++i) {
-    if (!matches_query(i, caps)) continue;
-    const HeapView v = g_registry.view(i);
-    capheap::Validation res;
-    g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
-    if (!res.ok()) {
-      all_ok = false;
-      if (print_errors)
-        capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
-    }
-  }
+  for (unsigned i = 0; i < g_registry.count(); ++i)
+    if (matches_query(i, caps) && !check_heap(g_registry.view(i), print_errors)) all_ok = false;
   return all_ok;
 }
 
@@ -982,12 +995,7 @@ bool heap_caps_check_integrity_all(bool print_errors) {
 bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors) {
   ensure_init();
   const HeapView v = g_registry.view_of(reinterpret_cast<void *>(addr));
-  if (!v.heap) return false;
-  capheap::Validation res;
-  g_registry.with_heap_locked(v, [&] { res = v.heap.validate(); });
-  if (!res.ok() && print_errors)
-    capheap::capi::print_corruption(res, reinterpret_cast<void *>(v.start), true);
-  return res.ok();
+  return v.heap && check_heap(v, print_errors);
 }
 
 bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max_blocks,
@@ -1085,19 +1093,8 @@ size_t heap_caps_get_containing_block_size(void *ptr) {
     capheap_port_fail("pointer is outside heap areas", ptr, nullptr);
     return 0;
   }
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   size_t size = 0;
-  g_registry.with_heap_locked(v, [&] {
-    v.heap.for_each_block([&](const capheap::BlockView &b) {
-      const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(b.data);
-      if (a < s) return false;
-      if (a < s + b.size) {
-        if (b.used) size = b.size;
-        return false;
-      }
-      return true;
-    });
-  });
+  g_registry.with_heap_locked(v, [&] { capheap::capi::containing_block(v.heap, ptr, &size); });
   if (size == 0)
     capheap_port_fail("pointer is not inside an allocated block", ptr,
                       reinterpret_cast<void *>(v.start));

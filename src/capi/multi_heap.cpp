@@ -74,8 +74,15 @@ void remember_decorated(void *start, size_t size, Heap heap) {
   if (slot == g_decorated_count) ++g_decorated_count;
 }
 
-/// The heap holding a block handle's block, if it is decorated; a null handle otherwise.
+#ifndef CAPHEAP_WITH_DECORATION
+#define CAPHEAP_WITH_DECORATION 1
+#endif
+
+/// The heap holding a block handle's block, if it is decorated; a null handle otherwise. (Without
+/// decoration support no heap is decorated: the engine refuses to create one, so neither these
+/// tables nor the registry are needed.)
 Heap decorated_heap_of(const void *block) {
+  if (!CAPHEAP_WITH_DECORATION) return Heap();
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(block);
   for (unsigned i = 0; i < g_decorated_count; ++i)
     if (a >= g_decorated_start[i] && a < g_decorated_end[i]) return g_decorated_heap[i];
@@ -93,11 +100,37 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
       Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
   if (!heap) return nullptr;
   set_lock_of(start, nullptr);
-  if (heap.decoration_total() != 0) remember_decorated(start, size, heap);
+  if (CAPHEAP_WITH_DECORATION && heap.decoration_total() != 0)
+    remember_decorated(start, size, heap);
   return static_cast<multi_heap_handle_t>(start);
 }
 
 }  // namespace
+
+void *capheap::capi::containing_block(Heap h, const void *p, std::size_t *size) noexcept {
+  struct Ctx {
+    std::uintptr_t target;
+    void *found;
+    std::size_t size;
+  } ctx{reinterpret_cast<std::uintptr_t>(p), nullptr, 0};
+  h.walk(
+      [](const capheap::BlockView &b, void *u) -> bool {
+        Ctx *cx = static_cast<Ctx *>(u);
+        const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(b.data);
+        if (cx->target < start) return false;  // inside a header: no block contains it
+        if (cx->target < start + b.size) {
+          if (b.used) {
+            cx->found = b.data;
+            cx->size = b.size;
+          }
+          return false;
+        }
+        return true;
+      },
+      &ctx);
+  if (size != nullptr) *size = ctx.size;
+  return ctx.found;
+}
 
 extern "C" {
 
@@ -293,24 +326,8 @@ void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_fun
 
 void *multi_heap_find_containing_block(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return nullptr;
-  struct Ctx {
-    std::uintptr_t target;
-    void *found;
-  } ctx{reinterpret_cast<std::uintptr_t>(p), nullptr};
   Guard g(heap);
-  heap_of(heap).walk(
-      [](const capheap::BlockView &b, void *u) -> bool {
-        Ctx *cx = static_cast<Ctx *>(u);
-        const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(b.data);
-        if (cx->target < start) return false;  // inside a header: no block contains it
-        if (cx->target < start + b.size) {
-          if (b.used) cx->found = b.data;
-          return false;
-        }
-        return true;
-      },
-      &ctx);
-  return ctx.found;
+  return capheap::capi::containing_block(heap_of(heap), p, nullptr);
 }
 
 // Block handles point at a block's header word inside the region.

@@ -1,10 +1,10 @@
 // registry.cpp — the heap registry: capability matching, heap choice, owner lookup, locking.
 //
 // Choosing heaps without re-evaluating them. For every capability bit b the registry keeps bitmasks
-// over list positions: level_masks_[l][b] (heaps with b at priority level l) and any_masks_[b]
-// (heaps with b at any level). For a request with bits R:
-//   eligible   = AND over b in R of any_masks_[b]          (heaps with every requested bit)
-//   at level l = eligible & OR over b in R of level_masks_[l][b], minus heaps already tried
+// over list positions: masks_[l][b] (heaps with b at priority level l) and masks_[kAny][b] (heaps
+// with b at any level). For a request with bits R:
+//   eligible   = AND over b in R of masks_[kAny][b]        (heaps with every requested bit)
+//   at level l = eligible & OR over b in R of masks_[l][b], minus heaps already tried
 // and the set bits of each level's mask, in ascending position, are ESP-IDF's list order. The cost
 // depends on the number of requested bits, not on the number of heaps.
 //
@@ -29,11 +29,11 @@ namespace {
 using u32 = std::uint32_t;
 
 template <class T>
-inline T ld(const T &x) noexcept {
+__attribute__((always_inline)) inline T ld(const T &x) noexcept {
   return __atomic_load_n(&x, __ATOMIC_RELAXED);
 }
 template <class T>
-inline void st(T &x, T v) noexcept {
+__attribute__((always_inline)) inline void st(T &x, T v) noexcept {
   __atomic_store_n(&x, v, __ATOMIC_RELAXED);
 }
 
@@ -80,37 +80,27 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
     capheap_lock_destroy(&records_[i].lock_storage);
   if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
   // Forget every record, not just the count: free's hint checks a record's own bounds, so a stale
-  // record from before (its memory may now belong to new heaps) must never match a pointer.
-  for (auto &r : records_)
-    r = Record{};
+  // record from before (its memory may now belong to new heaps) must never match a pointer. The
+  // fast path's first-heap tables name records: none until a heap is registered. Unused entries
+  // of addr_start_ hold the largest address (all bits set).
+  __builtin_memset(static_cast<void *>(records_), 0, sizeof records_);
+  __builtin_memset(static_cast<void *>(masks_), 0, sizeof masks_);
+  __builtin_memset(static_cast<void *>(first_single_), 0, sizeof first_single_);
+  __builtin_memset(static_cast<void *>(first_pair_), 0, sizeof first_pair_);
+  __builtin_memset(static_cast<void *>(addr_start_), 0xFF, sizeof addr_start_);
+  registered_ = Mask{};
   free_hint_ = 0;
   count_ = 0;
-  boot_count_ = 0;
-  iram_low_ = iram_high_ = 0;
+  iram_low_ = iram_high_ = iram_span_ = 0;
   layout_ = nullptr;
   heap_config_ = heap_config;
   if (heap_config_.granule == Granule::kPlatformDefault) heap_config_.granule = Granule::k4;
   heap_config_.reserved_prefix = 0;
-  for (auto &lvl : level_masks_)
-    for (auto &m : lvl)
-      m = Mask{};
-  for (auto &m : any_masks_)
-    m = Mask{};
-  registered_ = Mask{};
-  // The fast path's first-heap tables name records: none until a heap is registered.
-  for (auto &f : first_single_)
-    f = nullptr;
-  for (auto &row : first_pair_)
-    for (auto &f : row)
-      f = 0;
   capheap_lock_init(&table_lock_);
   table_lock_ready_ = true;
-  iram_span_ = 0;
   fast_caps_base_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
                       MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
   fast_caps_ = fast_caps_value();
-  for (unsigned k = 0; k < kMaxHeaps; ++k)
-    st(addr_start_[k], ~std::uintptr_t(0));
 }
 
 void Registry::set_fast_path(bool on) noexcept {
@@ -124,92 +114,122 @@ bool Registry::register_heap(Record &r) noexcept {
   return r.registered;
 }
 
-// Rebuilds every derived table from records_ and order_. Caller holds the table lock and has made
-// seq_ odd; readers retry meanwhile.
-void Registry::rebuild_tables() noexcept {
-  Mask level[CAPHEAP_PRIORITY_LEVELS][kCapBits] = {};
-  Mask any[kCapBits] = {};
+Registry::Record Registry::make_record(const u32 caps[CAPHEAP_PRIORITY_LEVELS], u32 keep,
+                                       std::uintptr_t start, std::uintptr_t end) noexcept {
+  Record r;
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+    r.caps[l] = caps[l] & keep;
+    r.caps[kAny] |= r.caps[l];
+  }
+  r.start = start;
+  r.end = end;
+  return r;
+}
+
+u32 Registry::eligible_in(u32 req, unsigned w) const noexcept {
+  u32 m = ld(registered_.w[w]);
+  for (u32 bits = req; bits != 0; bits &= bits - 1)
+    m &= ld(masks_[kAny][lsb(bits)].w[w]);
+  return m;
+}
+
+u32 Registry::level_in(u32 req, unsigned l, unsigned w) const noexcept {
+  u32 m = 0;
+  for (u32 bits = req; bits != 0; bits &= bits - 1)
+    m |= ld(masks_[l][lsb(bits)].w[w]);
+  return m;
+}
+
+unsigned Registry::first_choice(u32 req) const noexcept {
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+    for (unsigned w = 0; w < kWords; ++w)
+      if (const u32 m = eligible_in(req, w) & level_in(req, l, w))
+        return order_[w * 32 + lsb(m)] + 1u;
+  return 0;
+}
+
+void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
+  CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
+  // Release stores (not only the fence above): readers that walk positions (heap_caps queries)
+  // load order_ and count_ with acquire and then read the record, without the sequence check.
+  if (added != kMaxHeaps) {
+    // Runtime heaps go to the head of the list, boot heaps to its end.
+    const unsigned at = where == Placement::kRuntime ? 0 : count_;
+    for (unsigned p = count_; p > at; --p)
+      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
+    __atomic_store_n(&order_[at], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
+    __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
+  }
+  const unsigned n = count_;
+  // Capability masks: every heap's bits at each level and at any level (bit 31, INVALID, is never
+  // a heap capability).
+  Mask *const masks = &masks_[0][0];
+  for (unsigned k = 0; k < (kAny + 1) * kCapBits; ++k)
+    for (unsigned w = 0; w < kWords; ++w)
+      st(masks[k].w[w], u32(0));
   Mask reg{};
-  st(iram_low_, std::uintptr_t(0));
-  st(iram_high_, std::uintptr_t(0));
-  for (unsigned pos = 0; pos < count_; ++pos) {
-    const Record &r = records_[order_[pos]];
+  std::uintptr_t low = 0, high = 0;
+  Record *at[kMaxHeaps];  // the record at each list position
+  for (unsigned pos = 0; pos < n; ++pos) {
+    const Record &r = *(at[pos] = &records_[order_[pos]]);
     const u32 word = pos / 32, bit = 1u << (pos % 32);
     if (r.registered) reg.w[word] |= bit;
-    for (unsigned b = 0; b < kCapBits; ++b) {
-      const u32 cb = 1u << b;
-      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-        if ((r.caps[l] & cb) != 0) level[l][b].w[word] |= bit;
-      if ((r.all_caps & cb) != 0) any[b].w[word] |= bit;
-    }
+    for (unsigned l = 0; l <= kAny; ++l)
+      for (u32 c = r.caps[l] & ~u32(MALLOC_CAP_INVALID); c != 0; c &= c - 1) {
+        u32 &m = masks_[l][lsb(c)].w[word];
+        st(m, ld(m) | bit);
+      }
     if (r.iram_start != 0) {
-      const std::uintptr_t lo = to_iram(r, r.end) < r.iram_start ? to_iram(r, r.end) : r.iram_start;
-      const std::uintptr_t hi = lo + (r.end - r.start);
-      if (iram_low_ == 0 || lo < iram_low_) st(iram_low_, lo);
-      if (hi > iram_high_) st(iram_high_, hi);
+      const std::uintptr_t e = to_iram(r, r.end);
+      const std::uintptr_t lo = e < r.iram_start ? e : r.iram_start;
+      if (low == 0 || lo < low) low = lo;
+      if (lo + (r.end - r.start) > high) high = lo + (r.end - r.start);
     }
   }
-  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-    for (unsigned b = 0; b < kCapBits; ++b)
-      for (unsigned w = 0; w < kWords; ++w)
-        st(level_masks_[l][b].w[w], level[l][b].w[w]);
-  for (unsigned b = 0; b < kCapBits; ++b)
-    for (unsigned w = 0; w < kWords; ++w)
-      st(any_masks_[b].w[w], any[b].w[w]);
   for (unsigned w = 0; w < kWords; ++w)
     st(registered_.w[w], reg.w[w]);
-  // First heap of the walk for each single-bit request: the lowest position among registered
-  // heaps with the bit at level 0, else level 1, else level 2.
-  for (unsigned b = 0; b < kCapBits; ++b) {
-    Record *first = nullptr;
-    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == nullptr; ++l)
-      for (unsigned w = 0; w < kWords && first == nullptr; ++w) {
-        const u32 m = level[l][b].w[w] & reg.w[w];
-        if (m != 0) first = &records_[order_[w * 32 + lsb(m)]];
-      }
-    __atomic_store_n(&first_single_[b], first, __ATOMIC_RELEASE);
+  st(iram_low_, low);
+  st(iram_high_, high);
+  st(iram_span_, high - low);
+  // First heap of the walk for each single-bit request and for each pair of the low 16 bits.
+  // (release: pairs with the acquire loads of the inline fast path.)
+  for (unsigned b0 = 0; b0 < kCapBits; ++b0) {
+    const unsigned first = first_choice(1u << b0);
+    __atomic_store_n(&first_single_[b0], first != 0 ? &records_[first - 1] : nullptr,
+                     __ATOMIC_RELEASE);
+    for (unsigned b1 = b0 + 1; b0 < kPairBits && b1 < kPairBits; ++b1)
+      __atomic_store_n(&first_pair_[b0][b1],
+                       static_cast<std::uint8_t>(first_choice((1u << b0) | (1u << b1))),
+                       __ATOMIC_RELEASE);
   }
-  for (unsigned b0 = 0; b0 < kPairBits; ++b0)
-    for (unsigned b1 = b0 + 1; b1 < kPairBits; ++b1) {
-      std::uint8_t first = 0;
-      // Level by level over all words: the lowest position sharing a bit at the level.
-      for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS && first == 0; ++l)
-        for (unsigned w = 0; w < kWords && first == 0; ++w) {
-          const u32 m =
-              (level[l][b0].w[w] | level[l][b1].w[w]) & reg.w[w] & any[b0].w[w] & any[b1].w[w];
-          if (m != 0) first = static_cast<std::uint8_t>(order_[w * 32 + lsb(m)] + 1);
-        }
-      __atomic_store_n(&first_pair_[b0][b1], first, __ATOMIC_RELEASE);
-    }
-  st(iram_span_, iram_high_ - iram_low_);
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
   st(fast_caps_, fast_caps_value());
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
   std::uint8_t sorted[kMaxHeaps];
-  auto before = [&](unsigned pa, unsigned pb) {
-    const Record &a = records_[order_[pa]], &b = records_[order_[pb]];
-    return a.start < b.start || (a.start == b.start && a.end > b.end);
-  };
-  for (unsigned i = 0; i < count_; ++i) {
-    const std::uint8_t pos = static_cast<std::uint8_t>(i);
+  for (unsigned i = 0; i < n; ++i) {
+    const Record &a = *at[i];
     unsigned j = i;
-    while (j > 0 && before(pos, sorted[j - 1])) {
+    for (; j > 0; --j) {
+      const Record &b = *at[sorted[j - 1]];
+      if (!(a.start < b.start || (a.start == b.start && a.end > b.end))) break;
       sorted[j] = sorted[j - 1];
-      --j;
     }
-    sorted[j] = pos;
+    sorted[j] = static_cast<std::uint8_t>(i);
   }
-  for (unsigned k = 0; k < count_; ++k) {
-    const Record &r = records_[order_[sorted[k]]];
+  // Unused entries sort last: the lookup searches the whole table without a bound.
+  for (unsigned k = 0; k < kMaxHeaps; ++k) {
+    if (k >= n) {
+      st(addr_start_[k], ~std::uintptr_t(0));
+      continue;
+    }
+    const Record &r = *at[sorted[k]];
     std::uint8_t parent = 0;
-    for (unsigned j = k; j > 0; --j) {
-      const Record &o = records_[order_[sorted[j - 1]]];
-      if (o.start <= r.start && r.end <= o.end) {
-        parent = static_cast<std::uint8_t>(j);
-        break;
-      }
+    for (unsigned j = k; j > 0 && parent == 0; --j) {
+      const Record &o = *at[sorted[j - 1]];
+      if (o.start <= r.start && r.end <= o.end) parent = static_cast<std::uint8_t>(j);
     }
     st(by_addr_[k], sorted[k]);
     st(parent_[k], parent);
@@ -218,49 +238,24 @@ void Registry::rebuild_tables() noexcept {
     // A heap inside another: frees of the outer heap's range must search (the pointer may be the
     // inner heap's). Set before the tables are published; never cleared (heaps are not removed).
     if (parent != 0)
-      __atomic_store_n(&records_[order_[sorted[parent - 1]]].nested, std::uint8_t(1),
-                       __ATOMIC_RELEASE);
+      __atomic_store_n(&at[sorted[parent - 1]]->nested, std::uint8_t(1), __ATOMIC_RELEASE);
   }
-  // Unused entries sort last: the lookup searches the whole table without a bound.
-  for (unsigned k = count_; k < kMaxHeaps; ++k)
-    st(addr_start_[k], ~std::uintptr_t(0));
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
 
 Status Registry::insert(Record &r, Placement where) noexcept {
   if (count_ >= kMaxHeaps) return Status::kNoMem;
   const unsigned idx = count_;
   records_[idx] = r;
-  Record &nr = records_[idx];
-  capheap_lock_init(&nr.lock_storage);
-
-  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
-  CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
-  // Release stores (not only the fence above): readers that walk positions (heap_caps queries)
-  // load order_ and count_ with acquire and then read the record, without the sequence check.
-  if (where == Placement::kRuntime) {
-    for (unsigned p = count_; p > 0; --p)
-      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
-    __atomic_store_n(&order_[0], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
-  } else {
-    __atomic_store_n(&order_[count_], static_cast<std::uint8_t>(idx), __ATOMIC_RELEASE);
-    ++boot_count_;
-  }
-  __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
-  rebuild_tables();
-  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
+  capheap_lock_init(&records_[idx].lock_storage);
+  rebuild_tables(idx, where);
   return Status::kOk;
 }
 
 Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintptr_t start,
                             std::uintptr_t end, Placement where, const char *name) noexcept {
   if (caps == nullptr || start == 0 || end == 0 || end <= start) return Status::kInvalidArg;
-  Record r;
-  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
-    r.caps[l] = caps[l] & ~MALLOC_CAP_INVALID;
-    r.all_caps |= r.caps[l];
-  }
-  r.start = start;
-  r.end = end;
+  Record r = make_record(caps, ~u32(MALLOC_CAP_INVALID), start, end);
   r.name = name != nullptr ? name : (where == Placement::kRuntime ? "runtime" : "region");
   r.runtime = where == Placement::kRuntime;
   // A heap registers before it becomes visible; a too-small range fails here without side effects
@@ -300,14 +295,8 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
 
   auto flush = [&](const Piece &p) {
     if (p.end - p.start <= 16) return;
-    Record r;
     const capheap_memory_type_t &t = layout.types[p.type];
-    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
-      r.caps[l] = t.caps[l];
-      r.all_caps |= t.caps[l];
-    }
-    r.start = p.start;
-    r.end = p.end;
+    Record r = make_record(t.caps, ~u32(0), p.start, p.end);
     r.iram_start = p.iram;
     r.name = t.name;
     if (!p.stack && !register_heap(r)) return;  // too small to hold a heap: not a heap
@@ -368,12 +357,7 @@ void Registry::enable_startup_stack_heaps() noexcept {
     Record &r = records_[i];
     if (!r.registered && register_heap(r)) changed = true;
   }
-  if (changed) {
-    __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);
-    CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
-    rebuild_tables();
-    __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);
-  }
+  if (changed) rebuild_tables(kMaxHeaps, Placement::kBoot);
   unlock_table();
 }
 
@@ -501,21 +485,13 @@ restart:
   // Heaps with every requested bit somewhere.
   u32 eligible[kWords];
   for (unsigned w = 0; w < words; ++w)
-    eligible[w] = ld(registered_.w[w]);
-  for (u32 bits = req; bits != 0; bits &= bits - 1) {
-    const unsigned b = lsb(bits);
-    for (unsigned w = 0; w < words; ++w)
-      eligible[w] &= ld(any_masks_[b].w[w]);
-  }
+    eligible[w] = eligible_in(req, w);
   // Level by level, the heaps sharing a requested bit there, in list order (ascending position).
   // Each heap is tried once, at the first level where it qualifies. The record index is read and
   // the sequence checked before each attempt, so an attempt never uses a stale table.
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
     for (unsigned w = 0; w < words; ++w) {
-      u32 m = 0;
-      for (u32 bits = req; bits != 0; bits &= bits - 1)
-        m |= ld(level_masks_[l][lsb(bits)].w[w]);
-      m &= eligible[w];
+      u32 m = level_in(req, l, w) & eligible[w];
       eligible[w] &= ~m;
       for (; m != 0; m &= m - 1) {
         const unsigned idx = ld(order_[w * 32 + lsb(m)]);
@@ -589,77 +565,65 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   free_in(records_[rec], data);
 }
 
-std::size_t Registry::usable_size(const void *p) const noexcept {
-  if (p == nullptr) return 0;
-  const void *data = p;
-  std::size_t extra = 0;
-  if (is_iram_alias(p)) {
-    data = data_address_of_alias(p);
-    extra = kAliasWord;
-  }
+Registry::Record *Registry::owner_of(const void *p, void *&data, const char *what) const noexcept {
+  data = const_cast<void *>(p);
+  if (is_iram_alias(p)) data = data_address_of_alias(p);
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
   if (find_heap(data, &rec) < 0) {
-    capheap_port_fail("pointer is outside heap areas", p, nullptr);
-    return 0;
+    capheap_port_fail(what, p, nullptr);
+    return nullptr;
   }
-  Record &r = const_cast<Record &>(records_[rec]);
-  lock(r);
-  const std::size_t s = r.heap.usable_size(data);
-  unlock(r);
+  return const_cast<Record *>(&records_[rec]);
+}
+
+std::size_t Registry::usable_size(const void *p) const noexcept {
+  if (p == nullptr) return 0;
+  void *data;
+  Record *r = owner_of(p, data, "pointer is outside heap areas");
+  if (r == nullptr) return 0;
+  lock(*r);
+  const std::size_t s = r->heap.usable_size(data);
+  unlock(*r);
   if (s == 0) {
-    capheap_port_fail("pointer is not a live block", p, r.heap.start());
+    capheap_port_fail("pointer is not a live block", p, r->heap.start());
     return 0;
   }
-  return s - extra;
+  return s - (data != p ? kAliasWord : 0);
 }
 
 void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
-  if (ptr == nullptr) return allocate(size, caps);
+  // (allocate_slow and deallocate_slow apply the same rules as the inline paths.)
+  if (ptr == nullptr) return allocate_slow(size, caps);
   if (size == 0) {
-    deallocate(ptr);
+    deallocate_slow(ptr);
     return nullptr;
   }
-  const bool alias = is_iram_alias(ptr);
-  void *data = alias ? data_address_of_alias(ptr) : ptr;
-  // The record index comes from inside find_heap's sequence window: a list position read there
-  // may name another heap by the time it is used (positions shift when a heap is added).
-  unsigned rec = 0;
-  if (find_heap(data, &rec) < 0) {
-    capheap_port_fail("realloc() pointer is outside heap areas", ptr, nullptr);
-    return nullptr;
-  }
-  Record &r = const_cast<Record &>(records_[rec]);
-  u32 c = caps.bits();
+  void *data;
+  Record *r = owner_of(ptr, data, "realloc() pointer is outside heap areas");
+  if (r == nullptr) return nullptr;
+  const bool alias = data != ptr;
+  const u32 c = caps.bits();
   if ((c & MALLOC_CAP_INVALID) != 0) return nullptr;
   // A pointer that is not a live, intact block is reported once (by the heap, with its exact
-  // reason) and refused, whichever path below would have taken it.
-  lock(r);
-  const bool live = r.heap.verify_live(data);
-  unlock(r);
-  if (!live) return nullptr;
-  if (!alias && (r.all_caps & c) == c && (c & kHwAlignCaps) == 0) {
-    // The current heap qualifies: resize within it (in place when possible).
-    const std::size_t want =
-        (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size;
-    lock(r);
-    void *q = r.heap.reallocate(ptr, want);
-    unlock(r);
-    if (q != nullptr) return q;
-  }
-  // Move: new block with the requested caps, copy, free the old one.
-  lock(r);
-  const std::size_t old_usable = r.heap.usable_size(data) - (alias ? kAliasWord : 0);
-  unlock(r);
-  if (old_usable == 0 && !alias) {
-    capheap_port_fail("realloc() of a pointer that is not a live block", ptr, r.heap.start());
-    return nullptr;
-  }
-  void *q = allocate(size, caps);
+  // reason) and refused, whichever path below would have taken it. If the current heap qualifies,
+  // resize within it (in place when possible); otherwise (or if that fails) move: new block with
+  // the requested caps, copy, free the old one.
+  void *q = nullptr;
+  std::size_t old_usable = 0;
+  lock(*r);
+  const bool live = r->heap.verify_live(data);
+  if (live && !alias && (r->caps[kAny] & c) == c && (c & kHwAlignCaps) == 0)
+    q = r->heap.reallocate(
+        ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
+  if (live && q == nullptr) old_usable = r->heap.usable_size(data) - (alias ? kAliasWord : 0);
+  unlock(*r);
+  if (!live || q != nullptr) return q;
+  q = allocate_slow(size, caps);
   if (q == nullptr) return nullptr;
   __builtin_memcpy(q, ptr, old_usable < size ? old_usable : size);
-  deallocate(ptr);
+  free_in(*r, data);
   return q;
 }
 
@@ -681,8 +645,7 @@ HeapView Registry::view_of(const void *p) const noexcept {
 HeapView Registry::view_of_record(const Record &r) const noexcept {
   HeapView v;
   v.name = r.name;
-  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-    v.caps[l] = r.caps[l];
+  __builtin_memcpy(v.caps, r.caps, sizeof v.caps);
   v.start = r.start;
   v.end = r.end;
   v.iram_start = r.iram_start;
@@ -696,7 +659,7 @@ HeapView Registry::view_of_record(const Record &r) const noexcept {
 bool Registry::heap_matches(unsigned i, Caps caps) const noexcept {
   if (i >= ld(count_)) return false;
   const Record &r = record(i);
-  return r.registered && (r.all_caps & caps.bits()) == caps.bits();
+  return r.registered && (r.caps[kAny] & caps.bits()) == caps.bits();
 }
 
 }  // namespace capheap

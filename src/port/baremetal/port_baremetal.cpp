@@ -33,23 +33,6 @@ struct Out {
   }
 };
 
-// Numbers are formatted in the machine word (unsigned long: 32 bits on the MCUs): 64-bit division
-// would pull libgcc's __udivmoddi4 (about 700 bytes on a Cortex-M) into every firmware image.
-void put_number(Out &out, unsigned long v, unsigned base, bool upper, int width, char pad,
-                bool negative) {
-  char digits[24];
-  int n = 0;
-  const char *set = upper ? "0123456789ABCDEF" : "0123456789abcdef";
-  do {
-    digits[n++] = set[v % base];
-    v /= base;
-  } while (v != 0);
-  if (negative) digits[n++] = '-';
-  for (int i = n; i < width; ++i)
-    out.put(pad);
-  while (n > 0)
-    out.put(digits[--n]);
-}
 }  // namespace
 
 extern "C" {
@@ -164,6 +147,8 @@ void capheap_set_print_hook(capheap_print_hook_t print) {
   g_print_hook = print;
 }
 
+// Numbers are formatted in the machine word (unsigned long: 32 bits on the MCUs): 64-bit division
+// would pull libgcc's __udivmoddi4 (about 700 bytes on a Cortex-M) into every firmware image.
 void capheap_port_printf(const char *fmt, ...) {
   if (g_print_hook == nullptr) return;
   Out out;
@@ -185,49 +170,54 @@ void capheap_port_printf(const char *fmt, ...) {
       width = width * 10 + (*f++ - '0');
     bool is_long = false;
     while (*f == 'l' || *f == 'z') {
-      is_long = true;
+      is_long = sizeof(long) != sizeof(int);  // (one argument type where they are the same)
       ++f;
     }
-    switch (*f) {
-      case 'd':
-      case 'i': {
-        const long v = is_long ? va_arg(ap, long) : va_arg(ap, int);
-        const bool neg = v < 0;
-        put_number(out, neg ? 0ul - static_cast<unsigned long>(v) : static_cast<unsigned long>(v),
-                   10, false, width, pad, neg);
-        break;
-      }
-      case 'u':
-      case 'x':
-      case 'X': {
-        const unsigned long v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
-        put_number(out, v, *f == 'u' ? 10u : 16u, *f == 'X', width, pad, false);
-        break;
-      }
-      case 'p':
-        out.put('0');
-        out.put('x');
-        put_number(out, static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *))),
-                   16, false, 8, '0', false);
-        break;
-      case 's':
+    const char c = *f;
+    unsigned long v;
+    unsigned base = 16;
+    bool negative = false;
+    if (c == 'd' || c == 'i') {
+      const long x = is_long ? va_arg(ap, long) : va_arg(ap, int);
+      negative = x < 0;
+      v = negative ? 0ul - static_cast<unsigned long>(x) : static_cast<unsigned long>(x);
+      base = 10;
+    } else if (c == 'u' || c == 'x' || c == 'X') {
+      v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
+      if (c == 'u') base = 10;
+    } else if (c == 'p') {
+      out.put('0');
+      out.put('x');
+      v = static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *)));
+      width = 8;
+      pad = '0';
+    } else {
+      if (c == 's') {
         for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
           out.put(*s);
-        break;
-      case 'c':
+      } else if (c == 'c') {
         out.put(static_cast<char>(va_arg(ap, int)));
-        break;
-      case '%':
-        out.put('%');
-        break;
-      case '\0':
+      } else if (c == '\0') {
         --f;
-        break;
-      default:
-        out.put('%');
-        out.put(*f);
-        break;
+      } else {
+        if (c != '%') out.put('%');
+        out.put(c);
+      }
+      continue;
     }
+    // Digits in reverse, then the sign, the padding and the digits in order.
+    char digits[24];
+    int n = 0;
+    do {
+      const unsigned d = static_cast<unsigned>(v % base);
+      digits[n++] = static_cast<char>(d < 10 ? '0' + d : (c == 'X' ? 'A' : 'a') + d - 10);
+      v /= base;
+    } while (v != 0);
+    if (negative) digits[n++] = '-';
+    for (int i = n; i < width; ++i)
+      out.put(pad);
+    while (n > 0)
+      out.put(digits[--n]);
   }
   va_end(ap);
   out.flush();
