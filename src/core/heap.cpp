@@ -40,6 +40,17 @@ namespace {
 #ifndef CAPHEAP_INLINE
 #define CAPHEAP_INLINE inline __attribute__((always_inline))
 #endif
+// Compact forms (CMake: CAPHEAP_FORCE_INLINE=OFF defines CAPHEAP_COMPACT=1): where the host build
+// keeps a copy of a routine specialised for each case, firmware builds run one shared routine
+// with the same results (the same blocks, list order, counters, checks and reports).
+#ifndef CAPHEAP_COMPACT
+#define CAPHEAP_COMPACT 0
+#endif
+// Detailed corruption reports (CMake CAPHEAP_DETAILED_REPORTS, ON on hosts): a failed live-block
+// check walks the chain to name the cause; 0 reports one text per kind of failure.
+#ifndef CAPHEAP_DETAILED_REPORTS
+#define CAPHEAP_DETAILED_REPORTS 1
+#endif
 
 #ifndef CAPHEAP_WITH_DECORATION
 #define CAPHEAP_WITH_DECORATION 1
@@ -135,10 +146,11 @@ CAPHEAP_INLINE u32 list_index(Ctx x, SizeClass k) noexcept {
 /// m - fl_shift, second level the sl_log2 bits below the top one, whose top bit SL the final
 /// "- SL" removes). Sizes in the linear row (only where it exists: small_log2 = sl_log2 + g_log2,
 /// fl_shift = small_log2 - 1) get m = small_log2, so the first term is SL and the second is
-/// size >> g_log2: the row's own index.
+/// size >> g_log2: the row's own index. "(a << sl_log2) - SL" is computed as (a - 1) << sl_log2
+/// (equal modulo 2^32), one use of sl_log2 and one subtraction fewer.
 CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
   const u32 m = msb_index(size | (1u << x.small_log2()));
-  return ((m - x.fl_shift()) << x.sl_log2()) + (size >> (m - x.sl_log2())) - (1u << x.sl_log2());
+  return ((m - x.fl_shift() - 1) << x.sl_log2()) + (size >> (m - x.sl_log2()));
 }
 
 /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
@@ -179,12 +191,26 @@ CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
 /// them: its successor points back to it, and its predecessor points to it (or, without one, its
 /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
 /// it on every split and merge).
+#if CAPHEAP_COMPACT
+/// The successor link of a listed free block is 0 or points to a block that points back.
+bool next_link_ok(Ctx x, u32 blk) noexcept {
+  const u32 nf = x.next_free(blk);
+  return nf == 0 || (link_target_ok(x, nf) && x.prev_free(nf) == blk);
+}
+bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
+  if (!next_link_ok(x, blk)) return false;
+  const u32 pf = x.prev_free(blk);
+  if (pf == 0) return x.heads()[idx] == blk;
+  return link_target_ok(x, pf) && x.next_free(pf) == blk;
+}
+#else
 CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
   const u32 nf = x.next_free(blk), pf = x.prev_free(blk);
   if (nf != 0 && (!link_target_ok(x, nf) || x.prev_free(nf) != blk)) return false;
   if (pf == 0) return x.heads()[idx] == blk;
   return link_target_ok(x, pf) && x.next_free(pf) == blk;
 }
+#endif
 /// links_ok_at() for a block of `size` (sane) bytes.
 CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
   return links_ok_at(x, blk, index_of(x, size));
@@ -214,6 +240,26 @@ CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   set_class_bit(x, idx);
 }
 
+#if CAPHEAP_COMPACT
+/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list).
+void list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+  const u32 next = x.next_free(blk);
+  if (next != 0) x.set_word(next + kPrevFreeField, prev);
+  if (prev != 0) {
+    x.set_word(prev + kNextFreeField, next);
+    return;
+  }
+  x.heads()[idx] = next;
+  if (next == 0) clear_class_bit(x, idx);
+}
+inline void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, x.prev_free(blk));
+}
+/// list_remove() for the first block of list idx (its predecessor link is not read).
+inline void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, 0);
+}
+#else
 CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
   const u32 next = x.next_free(blk);
   const u32 prev = x.prev_free(blk);
@@ -236,6 +282,7 @@ CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
   }
   clear_class_bit(x, idx);
 }
+#endif
 
 /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
 /// a merge that stays within one class needs, without touching the bitmaps.
@@ -302,6 +349,66 @@ struct Found {
   bool bad;   ///< a list entry or its links failed their sanity check (blk: the entry to blame)
 };
 
+#if CAPHEAP_COMPACT
+/// True unless the first block of a list may be used: a sane free block whose successor points
+/// back to it (its own predecessor link is not followed: a head has none).
+bool head_bad(Ctx x, u32 blk) noexcept {
+  return !free_entry_ok(x, blk) || !next_link_ok(x, blk);
+}
+
+/// Finds a free block of at least `b` bytes (the host form below, with one loop for the head and
+/// the bounded best fit; the result is built in place).
+Found find_free(Ctx x, u32 b) noexcept {
+  Found f{0, index_of(x, b), 0, true, false};
+  u32 blk = x.heads()[f.idx];
+  if (blk != 0) {
+    if (head_bad(x, blk)) {
+      f.blk = blk;
+      f.bad = true;
+      return f;
+    }
+    u32 best_size = ~0u, prev = 0;
+    for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+      // A bad entry past the head: the link of the entry before it is what is damaged.
+      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) {
+        f.blk = prev;
+        f.head = false;
+        f.bad = true;
+        return f;
+      }
+      const u32 s = x.size_at(blk);
+      if (s >= b && s < best_size) {
+        f.blk = blk;
+        best_size = s;
+        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+      }
+      prev = blk;
+      blk = x.next_free(blk);
+    }
+    if (f.blk != 0) {
+      f.size = best_size;
+      f.head = f.blk == x.heads()[f.idx];
+      f.bad = !f.head && !links_ok_at(x, f.blk, f.idx);
+      return f;
+    }
+  }
+  // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
+  const u32 *bits = x.bits();
+  u32 w = f.idx / 32;
+  u32 word = bits[w] & (~1u << (f.idx % 32));
+  if (word == 0) {
+    const u32 words = x.c->word_bitmap & (~1u << w);
+    if (words == 0) return f;
+    w = lsb_index(words);
+    word = bits[w];
+  }
+  f.idx = w * 32 + lsb_index(word);
+  f.blk = x.heads()[f.idx];
+  f.bad = head_bad(x, f.blk);
+  if (!f.bad) f.size = x.size_at(f.blk);
+  return f;
+}
+#else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
 /// points back to it (its own predecessor link is not followed: a head has none).
 CAPHEAP_INLINE Found list_head(Ctx x, u32 idx) noexcept {
@@ -353,6 +460,29 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b) noexcept {
   }
   return list_head(x, w * 32 + lsb_index(word));
 }
+#endif
+
+/// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
+/// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
+/// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
+void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    const u32 tail = blk + b;
+    x.set_header(tail, rest | kFree);
+    x.set_footer(tail, rest);
+    list_insert(x, tail, index_of(x, rest));  // the block after `tail` already has kPrevFree set
+    ++x.c->free_blocks;
+    size = b;
+  } else {
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+  }
+  x.set_header(blk, size | prev_flag);
+  --x.c->free_blocks;
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+}
 
 /// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
 /// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
@@ -392,28 +522,7 @@ CAPHEAP_INLINE void take(Ctx x, const Found &f, u32 b) noexcept {
   note_allocation(x, size);
 }
 
-/// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
-/// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
-/// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
-void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
-  const u32 rest = size - b;
-  if (rest >= kMinBlockBytes) {
-    const u32 tail = blk + b;
-    x.set_header(tail, rest | kFree);
-    x.set_footer(tail, rest);
-    list_insert(x, tail, index_of(x, rest));  // the block after `tail` already has kPrevFree set
-    ++x.c->free_blocks;
-    size = b;
-  } else {
-    const u32 next = blk + size;
-    x.set_header(next, x.header(next) & ~kPrevFree);
-  }
-  x.set_header(blk, size | prev_flag);
-  --x.c->free_blocks;
-  ++x.c->used_blocks;
-  note_allocation(x, size);
-}
-
+#if !CAPHEAP_COMPACT
 /// The free block `blk` (listed under `idx`, previous block in use) grows in place to `new_size`:
 /// it keeps its list position when it stays in its list.
 CAPHEAP_INLINE void grow_free_block(Ctx x, u32 blk, u32 idx, u32 new_size) noexcept {
@@ -425,7 +534,9 @@ CAPHEAP_INLINE void grow_free_block(Ctx x, u32 blk, u32 idx, u32 new_size) noexc
   x.set_header(blk, new_size | kFree);
   x.set_footer(blk, new_size);
 }
+#endif
 
+#if CAPHEAP_DETAILED_REPORTS
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
 /// Reports a free-list entry that find_free refused: a block that is not a sane free block, or a
@@ -457,12 +568,10 @@ CAPHEAP_COLD Place locate(Ctx x, u32 blk) noexcept {
 /// tell a pointer into the middle of a block (or into memory freed and merged since) from a
 /// damaged header.
 CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk,
-                                        const char *op_name) {
+                                        const detail::OpTexts &op) noexcept {
   const Ctx x(c);
-  const bool realloc = op_name == detail::kReallocOfBadPointer;
-  const char *const already_free = realloc ? "realloc of a freed block (block is already free)"
-                                           : "double free (block is already free)";
-  const char *what = op_name;
+  const char *const already_free = op.already_free;
+  const char *what = op.bad_pointer;
   const Place place = blk == 0 ? Place::kUnknown : locate(x, blk);
   if (place == Place::kInsideFree) {
     what = already_free;  // freed, then merged into a free neighbour
@@ -487,6 +596,26 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
   }
   detail::check_failed(what, p, x.id());
 }
+#else
+// Terse reports (CAPHEAP_DETAILED_REPORTS=0, the firmware default): one text per kind of failure,
+// at the same address and heap as the detailed ones, without the walk that tells the causes apart.
+
+/// Reports a free-list entry that find_free refused (a block that is not a sane free block, or a
+/// sane one whose links are damaged).
+CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
+  const Ctx x(c);
+  detail::check_failed(fault_text(Fault::kBadFreeLink), x.data(blk), x.id());
+}
+
+/// Reports why the block at p failed the live-block check: already free if its header says so,
+/// else the operation's text for a pointer that is not a live block.
+CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk,
+                                        const detail::OpTexts &op) noexcept {
+  const Ctx x(c);
+  const bool freed = blk != 0 && (x.header(blk) & kFree) != 0;
+  detail::check_failed(freed ? op.already_free : op.bad_pointer, p, x.id());
+}
+#endif
 
 /// A live block and its neighbours, as checked_live_block() found them.
 struct Live {
@@ -499,12 +628,51 @@ struct Live {
   u32 prev_idx;   ///< list of the previous block if it is free
 };
 
+#if CAPHEAP_COMPACT
+/// A free neighbour at nb claiming `size` bytes (list idx) may be merged with: a sane free block
+/// (inside the block area, 4-aligned, sane size) whose header says so, with sane links.
+bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 idx) noexcept {
+  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) && links_ok_at(x, nb, idx);
+}
+
+/// The checks of the host form below, with one routine for both neighbours.
+Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
+                        const void *report) noexcept {
+  Live l{block_of_pointer(x, p), 0, 0, 0, 0, 0, 0};
+  const u32 blk = l.blk;
+  if (blk != 0) {
+    l.h = x.header(blk);
+    l.size = l.h & kSizeMask;
+    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
+    if ((l.h & ((x.granule() - 1) & ~kPrevFree)) == 0 && l.size >= kMinBlockBytes &&
+        l.size <= x.end() - blk) {
+      const u32 next = blk + l.size;
+      const u32 next_h = x.header(next);
+      bool ok = (next_h & kPrevFree) == 0;
+      if (ok && (next_h & kFree) != 0) {
+        l.next_size = next_h & kSizeMask;
+        l.next_idx = index_of(x, l.next_size);
+        ok = free_neighbour_ok(x, next, l.next_size, l.next_idx);
+      }
+      if (ok && (l.h & kPrevFree) != 0) {
+        l.prev_size = x.word(blk - 4);
+        l.prev_idx = index_of(x, l.prev_size);
+        ok = free_neighbour_ok(x, blk - l.prev_size, l.prev_size, l.prev_idx);
+      }
+      if (ok) return l;
+    }
+  }
+  report_bad_live_block(x.c, report, blk, op);
+  l.blk = 0;
+  return l;
+}
+#else
 /// O(1) checks (always on) that p is a live block of this heap whose neighbours agree with it:
 /// inside the block area and granule-aligned; not free; a sane size; the next block does not think
 /// this one is free and, if free itself, has a sane size and links; a free previous block's footer
 /// and header agree and its links are sane. On failure reports through the fail hook and returns
 /// blk == 0. The neighbours' lists are computed once here for the caller's merges.
-CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const char *op_name,
+CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
                                        const void *report) noexcept {
   Live l{block_of_pointer(x, p), 0, 0, 0, 0, 0, 0};
   const u32 blk = l.blk;
@@ -535,10 +703,11 @@ CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const char *op_name
       if (CAPHEAP_LIKELY(ok)) return l;
     }
   }
-  report_bad_live_block(x.c, report, blk, op_name);
+  report_bad_live_block(x.c, report, blk, op);
   l.blk = 0;
   return l;
 }
+#endif
 
 /// log2 of the platform's default granule: alignof(max_align_t) on 64-bit builds, 4 on 32-bit ones.
 constexpr u32 kDefaultGranuleLog2 =
@@ -746,7 +915,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
-  const Live l = checked_live_block(x, p, detail::kFreeOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kFreeTexts, p);
   const u32 blk = l.blk;
   if (blk == 0) return;
   // checked_live_block verified both neighbours' sizes, links and the previous block's footer.
@@ -756,6 +925,43 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   --c->used_blocks;
   const u32 next = blk + size;
 
+#if CAPHEAP_COMPACT
+  // The host form's four cases in one: the merged block starts at the free previous block or at
+  // this one, and takes the list position of the free neighbour it grows from (the previous one,
+  // else the next one) when it files under that neighbour's list.
+  u32 start = blk, total = size, anchor = 0, anchor_idx = 0;
+  if (l.next_size != 0) {
+    total += l.next_size;
+    anchor = next;
+    anchor_idx = l.next_idx;
+    retarget_cursor(c, next, blk);
+  } else {
+    x.set_header(next, x.header(next) | kPrevFree);
+  }
+  if (l.prev_size != 0) {
+    start = blk - l.prev_size;
+    total += l.prev_size;
+    if (anchor != 0) {
+      list_remove(x, next, l.next_idx);
+      --c->free_blocks;
+    }
+    anchor = start;
+    anchor_idx = l.prev_idx;
+    retarget_cursor(c, blk, start);
+  }
+  const u32 ti = index_of(x, total);
+  if (anchor == 0) {
+    ++c->free_blocks;
+    list_insert(x, start, ti);
+  } else if (ti == anchor_idx) {
+    list_replace(x, anchor, start, ti);
+  } else {
+    list_remove(x, anchor, anchor_idx);
+    list_insert(x, start, ti);
+  }
+  x.set_header(start, total | kFree);
+  x.set_footer(start, total);
+#else
   // Four cases by the neighbours' state. A merged block that files under the list of the free
   // neighbour it grows from keeps that neighbour's list position (no bitmap work).
   if (l.next_size != 0) {
@@ -796,6 +1002,7 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
       ++c->free_blocks;
     }
   }
+#endif
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(), "heap invalid after free",
                           p, x.id());
 }
@@ -811,7 +1018,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Ctx x(control_);
-  const Live l = checked_live_block(x, p, detail::kReallocOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kReallocTexts, p);
   const u32 blk = l.blk;
   if (blk == 0) return nullptr;
   const u32 b = block_for_request(x, size);
@@ -905,8 +1112,8 @@ std::size_t raw_usable_size(const Control *c, const void *p) noexcept {
   return usable_size_impl(c, p);
 }
 u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
-                      const char *op_name) noexcept {
-  return checked_live_block(Ctx(c), p, op_name, report_addr).blk;
+                      const OpTexts &op) noexcept {
+  return checked_live_block(Ctx(c), p, op, report_addr).blk;
 }
 }  // namespace detail
 
@@ -939,7 +1146,7 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 bool Heap::verify_live(void *p) noexcept {
   if (p == nullptr || control_ == nullptr) return false;
   if (CAPHEAP_DECORATED(control_)) return detail::deco_verify_live(control_, p);
-  return checked_live_block(Ctx(control_), p, detail::kReallocOfBadPointer, p).blk != 0;
+  return checked_live_block(Ctx(control_), p, detail::kReallocTexts, p).blk != 0;
 }
 
 // ================================================================================================
