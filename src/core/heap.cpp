@@ -484,6 +484,36 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   note_allocation(x, size);
 }
 
+#if CAPHEAP_COMPACT
+/// take() of the host form below with one unlink and one header update for every case.
+void take(Ctx x, const Found &f, u32 b) noexcept {
+  const u32 blk = f.blk;
+  u32 size = f.size;
+  const u32 rest = size - b;
+  u32 ri = ~0u;  // the remainder's list, if it becomes a block
+  if (rest >= kMinBlockBytes) {
+    x.set_header(blk + b, rest | kFree);  // its previous block (ours) is allocated
+    x.set_footer(blk + b, rest);
+    ri = index_of(x, rest);
+    size = b;
+  }
+  if (ri == f.idx) {
+    list_replace(x, blk, blk + b, ri);
+  } else {
+    list_unlink(x, blk, f.idx, f.head ? 0 : x.prev_free(blk));
+    if (ri != ~0u) {
+      list_insert(x, blk + b, ri);  // the block after the remainder keeps its kPrevFree flag
+    } else {
+      const u32 next = blk + size;
+      x.set_header(next, x.header(next) & ~kPrevFree);
+      --x.c->free_blocks;
+    }
+  }
+  x.set_header(blk, size);
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+}
+#else
 /// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
 /// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
 /// it simply takes the block's place there.
@@ -521,6 +551,7 @@ CAPHEAP_INLINE void take(Ctx x, const Found &f, u32 b) noexcept {
   ++x.c->used_blocks;
   note_allocation(x, size);
 }
+#endif
 
 #if !CAPHEAP_COMPACT
 /// The free block `blk` (listed under `idx`, previous block in use) grows in place to `new_size`:
@@ -631,7 +662,7 @@ struct Live {
 #if CAPHEAP_COMPACT
 /// A free neighbour at nb claiming `size` bytes (list idx) may be merged with: a sane free block
 /// (inside the block area, 4-aligned, sane size) whose header says so, with sane links.
-bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 idx) noexcept {
+__attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 idx) noexcept {
   return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) && links_ok_at(x, nb, idx);
 }
 
