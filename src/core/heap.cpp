@@ -356,57 +356,60 @@ bool head_bad(Ctx x, u32 blk) noexcept {
   return !free_entry_ok(x, blk) || !next_link_ok(x, blk);
 }
 
-/// Finds a free block of at least `b` bytes (the host form below, with one loop for the head and
-/// the bounded best fit; the result is built in place).
+/// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
+/// the bounded best fit of both lists it looks at (the first non-empty larger list is scanned
+/// with a bound of one entry, its head, whose size is then not compared: all its blocks fit).
+/// The result is built in place.
 Found find_free(Ctx x, u32 b) noexcept {
   Found f{0, index_of(x, b), 0, true, false};
-  u32 blk = x.heads()[f.idx];
-  if (blk != 0) {
-    if (head_bad(x, blk)) {
-      f.blk = blk;
-      f.bad = true;
-      return f;
-    }
-    u32 best_size = ~0u, prev = 0;
-    for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
-      // A bad entry past the head: the link of the entry before it is what is damaged.
-      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) {
-        f.blk = prev;
-        f.head = false;
+  u32 scan = kFitScan;
+  for (;;) {
+    u32 blk = x.heads()[f.idx];
+    if (blk != 0) {
+      if (head_bad(x, blk)) {
+        f.blk = blk;
         f.bad = true;
         return f;
       }
-      const u32 s = x.size_at(blk);
-      if (s >= b && s < best_size) {
-        f.blk = blk;
-        best_size = s;
-        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+      u32 best_size = ~0u, prev = 0;
+      for (u32 n = 0; blk != 0 && n < scan; ++n) {
+        // A bad entry past the head: the link of the entry before it is what is damaged.
+        if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) {
+          f.blk = prev;
+          f.head = false;
+          f.bad = true;
+          return f;
+        }
+        const u32 s = x.size_at(blk);
+        if ((s >= b || scan == 1) && s < best_size) {
+          f.blk = blk;
+          best_size = s;
+          if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+        }
+        prev = blk;
+        blk = x.next_free(blk);
       }
-      prev = blk;
-      blk = x.next_free(blk);
+      if (f.blk != 0) {
+        f.size = best_size;
+        f.head = f.blk == x.heads()[f.idx];
+        f.bad = !f.head && !links_ok_at(x, f.blk, f.idx);
+        return f;
+      }
     }
-    if (f.blk != 0) {
-      f.size = best_size;
-      f.head = f.blk == x.heads()[f.idx];
-      f.bad = !f.head && !links_ok_at(x, f.blk, f.idx);
-      return f;
+    if (scan == 1) return f;  // (a set bit over an empty list: nothing found)
+    // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
+    const u32 *bits = x.bits();
+    u32 w = f.idx / 32;
+    u32 word = bits[w] & (~1u << (f.idx % 32));
+    if (word == 0) {
+      const u32 words = x.c->word_bitmap & (~1u << w);
+      if (words == 0) return f;
+      w = lsb_index(words);
+      word = bits[w];
     }
+    f.idx = w * 32 + lsb_index(word);
+    scan = 1;
   }
-  // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
-  const u32 *bits = x.bits();
-  u32 w = f.idx / 32;
-  u32 word = bits[w] & (~1u << (f.idx % 32));
-  if (word == 0) {
-    const u32 words = x.c->word_bitmap & (~1u << w);
-    if (words == 0) return f;
-    w = lsb_index(words);
-    word = bits[w];
-  }
-  f.idx = w * 32 + lsb_index(word);
-  f.blk = x.heads()[f.idx];
-  f.bad = head_bad(x, f.blk);
-  if (!f.bad) f.size = x.size_at(f.blk);
-  return f;
 }
 #else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
@@ -660,9 +663,11 @@ struct Live {
 };
 
 #if CAPHEAP_COMPACT
-/// A free neighbour at nb claiming `size` bytes (list idx) may be merged with: a sane free block
-/// (inside the block area, 4-aligned, sane size) whose header says so, with sane links.
-__attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 idx) noexcept {
+/// A free neighbour at nb claiming `size` bytes may be merged with: a sane free block (inside the
+/// block area, 4-aligned, sane size) whose header says so, with sane links. Sets `idx` to the
+/// list of a block of that size.
+__attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 &idx) noexcept {
+  idx = index_of(x, size);
   return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) && links_ok_at(x, nb, idx);
 }
 
@@ -682,12 +687,10 @@ Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
       bool ok = (next_h & kPrevFree) == 0;
       if (ok && (next_h & kFree) != 0) {
         l.next_size = next_h & kSizeMask;
-        l.next_idx = index_of(x, l.next_size);
         ok = free_neighbour_ok(x, next, l.next_size, l.next_idx);
       }
       if (ok && (l.h & kPrevFree) != 0) {
         l.prev_size = x.word(blk - 4);
-        l.prev_idx = index_of(x, l.prev_size);
         ok = free_neighbour_ok(x, blk - l.prev_size, l.prev_size, l.prev_idx);
       }
       if (ok) return l;
