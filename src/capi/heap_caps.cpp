@@ -15,8 +15,8 @@
 #include "esp_heap_caps_init.h"
 #include "port/port.h"
 
-#ifndef CAPHEAP_SMALL_CODE
-#define CAPHEAP_SMALL_CODE 0
+#ifndef CAPHEAP_COMPACT
+#define CAPHEAP_COMPACT 0
 #endif
 
 namespace capheap {
@@ -121,11 +121,11 @@ __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
 }
 
 /// malloc_base for calloc, the _base and the _prefer functions. Firmware built for size
-/// (CAPHEAP_SMALL_CODE, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
+/// (CAPHEAP_COMPACT, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
 /// which makes the same choice as its inline fast path without a copy of it in each caller; hosts
 /// keep the fast path (heap_caps_calloc is common).
 void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
-#if CAPHEAP_SMALL_CODE
+#if CAPHEAP_COMPACT
   ensure_init();
   return g_registry.allocate_general(size, Caps(caps));
 #else

@@ -205,10 +205,10 @@ bool verify_handed_out(Control *c, unsigned char *data, u32 usable) noexcept {
 }
 
 /// Engine data pointer of a decorated allocation after the O(1) live-block checks (null after a
-/// report). `op` names the operation in the report.
-unsigned char *checked_data(Control *c, const Deco &d, void *p, const char *op) noexcept {
+/// report). `op` holds the operation's report texts.
+unsigned char *checked_data(Control *c, const Deco &d, void *p, const OpTexts &op) noexcept {
   if (addr_of(p) < d.head) {
-    check_failed(op, p, heap_id(c));
+    check_failed(op.bad_pointer, p, heap_id(c));
     return nullptr;
   }
   unsigned char *data = static_cast<unsigned char *>(p) - d.head;
@@ -255,7 +255,7 @@ void *deco_allocate_aligned(Control *c, std::size_t size, std::size_t alignment,
 
 void deco_deallocate(Control *c, void *p) noexcept {
   const Deco d(c);
-  unsigned char *data = checked_data(c, d, p, kFreeOfBadPointer);
+  unsigned char *data = checked_data(c, d, p, kFreeTexts);
   if (data == nullptr) return;
   const u32 usable = usable_of(c, data);
   const Validation v = check_used(d, data, usable);
@@ -284,7 +284,7 @@ void deco_deallocate(Control *c, void *p) noexcept {
 
 bool deco_verify_live(Control *c, void *p) noexcept {
   const Deco d(c);
-  unsigned char *data = checked_data(c, d, p, kReallocOfBadPointer);
+  unsigned char *data = checked_data(c, d, p, kReallocTexts);
   if (data == nullptr) return false;
   const Validation v = check_used(d, data, usable_of(c, data));
   if (v.ok()) return true;
@@ -299,7 +299,7 @@ void *deco_reallocate(Control *c, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Deco d(c);
-  unsigned char *data = checked_data(c, d, p, kReallocOfBadPointer);
+  unsigned char *data = checked_data(c, d, p, kReallocTexts);
   if (data == nullptr) return nullptr;
   const u32 usable = usable_of(c, data);
   const Validation v = check_used(d, data, usable);

@@ -21,6 +21,18 @@ namespace detail {
 inline constexpr char kFreeOfBadPointer[] = "free of a pointer that is not a block of this heap";
 inline constexpr char kReallocOfBadPointer[] =
     "realloc of a pointer that is not a block of this heap";
+inline constexpr char kDoubleFree[] = "double free (block is already free)";
+inline constexpr char kReallocOfFreedBlock[] = "realloc of a freed block (block is already free)";
+
+/// The reports of one operation on a pointer: it is not a live block of the heap, or its block is
+/// already free. Passed as a whole so that a firmware image links only the texts of the operations
+/// it calls.
+struct OpTexts {
+  const char *bad_pointer;
+  const char *already_free;
+};
+inline constexpr OpTexts kFreeTexts{kFreeOfBadPointer, kDoubleFree};
+inline constexpr OpTexts kReallocTexts{kReallocOfBadPointer, kReallocOfFreedBlock};
 
 // ---- Raw engine (heap.cpp): blocks exactly as block_layout.hpp describes them -------------------
 void *raw_allocate(Control *c, std::size_t size) noexcept;
@@ -31,9 +43,9 @@ void *raw_reallocate(Control *c, void *p, std::size_t size) noexcept;
 /// Usable bytes of the live engine block whose data is p (0 if p is not one).
 std::size_t raw_usable_size(const Control *c, const void *p) noexcept;
 /// Header offset of the live engine block whose data is p after the always-on O(1) checks, or 0
-/// after reporting through the fail hook with `report_addr` and `op_name`.
+/// after reporting through the fail hook with `report_addr` and one of `op`'s texts.
 u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
-                      const char *op_name) noexcept;
+                      const OpTexts &op) noexcept;
 
 // ---- Decoration (decoration.cpp) ----------------------------------------------------------------
 /// The checks deco_reallocate makes before touching p (live block, neighbours, canaries and size),

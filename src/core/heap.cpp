@@ -40,6 +40,17 @@ namespace {
 #ifndef CAPHEAP_INLINE
 #define CAPHEAP_INLINE inline __attribute__((always_inline))
 #endif
+// Compact forms (CMake: CAPHEAP_FORCE_INLINE=OFF defines CAPHEAP_COMPACT=1): where the host build
+// keeps a copy of a routine specialised for each case, firmware builds run one shared routine
+// with the same results (the same blocks, list order, counters, checks and reports).
+#ifndef CAPHEAP_COMPACT
+#define CAPHEAP_COMPACT 0
+#endif
+// Detailed corruption reports (CMake CAPHEAP_DETAILED_REPORTS, ON on hosts): a failed live-block
+// check walks the chain to name the cause; 0 reports one text per kind of failure.
+#ifndef CAPHEAP_DETAILED_REPORTS
+#define CAPHEAP_DETAILED_REPORTS 1
+#endif
 
 #ifndef CAPHEAP_WITH_DECORATION
 #define CAPHEAP_WITH_DECORATION 1
@@ -73,38 +84,37 @@ CAPHEAP_INLINE u32 read_counter(const u32 &field) noexcept {
   return __atomic_load_n(&field, __ATOMIC_RELAXED);
 }
 
-/// The heap's geometry and table addresses for one operation. The geometry fields are references
-/// into the control structure: metadata stores go through byte pointers that may alias it, so the
-/// compiler reloads a field after a store (one load), where copies in locals were kept in
-/// registers across the whole operation and spilled to the stack (measured: 5-7 instructions
-/// more per call). Cold paths take the Control pointer and build their own Ctx.
+/// The heap for one operation: the control structure's address, from which every geometry field
+/// and table is read where it is used. Metadata stores go through byte pointers that may alias the
+/// control structure, so the compiler reloads a field after a store (one load), where copies in
+/// locals were kept in registers across the whole operation and spilled to the stack (measured:
+/// 5-7 instructions more per call). One pointer, so helpers that are not inlined (firmware builds
+/// optimised for size) take it by value in a register.
 struct Ctx {
   Control *c;
-  unsigned char *base;
-  u32 *heads;
-  const u32 &first, &end;
-  const std::uint8_t &g_log2, &sl_log2, &small_log2, &fl_shift;
 
   CAPHEAP_INLINE explicit Ctx(const Control *control) noexcept
-      : c(const_cast<Control *>(control)),
-        base(detail::bytes_of(c)),
-        heads(detail::list_heads(c)),
-        first(c->first),
-        end(c->end),
-        g_log2(c->granule_log2),
-        sl_log2(c->sl_log2),
-        small_log2(c->small_log2),
-        fl_shift(c->fl_shift) {}
+      : c(const_cast<Control *>(control)) {}
 
-  CAPHEAP_INLINE u32 span() const noexcept { return end - first; }
-  CAPHEAP_INLINE u32 granule() const noexcept { return 1u << g_log2; }
+  CAPHEAP_INLINE unsigned char *base() const noexcept { return detail::bytes_of(c); }
+  CAPHEAP_INLINE u32 *heads() const noexcept { return detail::list_heads(c); }
+  CAPHEAP_INLINE u32 *bits() const noexcept { return heads() + (u32(c->fl_count) << sl_log2()); }
+  CAPHEAP_INLINE u32 first() const noexcept { return c->first; }
+  CAPHEAP_INLINE u32 end() const noexcept { return c->end; }
+  CAPHEAP_INLINE u32 g_log2() const noexcept { return c->granule_log2; }
+  CAPHEAP_INLINE u32 sl_log2() const noexcept { return c->sl_log2; }
+  CAPHEAP_INLINE u32 small_log2() const noexcept { return c->small_log2; }
+  CAPHEAP_INLINE u32 fl_shift() const noexcept { return c->fl_shift; }
+
+  CAPHEAP_INLINE u32 span() const noexcept { return end() - first(); }
+  CAPHEAP_INLINE u32 granule() const noexcept { return 1u << g_log2(); }
   CAPHEAP_INLINE u32 word(u32 off) const noexcept {
     u32 v;
-    __builtin_memcpy(&v, __builtin_assume_aligned(base + off, 4), sizeof v);
+    __builtin_memcpy(&v, __builtin_assume_aligned(base() + off, 4), sizeof v);
     return v;
   }
   CAPHEAP_INLINE void set_word(u32 off, u32 v) const noexcept {
-    __builtin_memcpy(__builtin_assume_aligned(base + off, 4), &v, sizeof v);
+    __builtin_memcpy(__builtin_assume_aligned(base() + off, 4), &v, sizeof v);
   }
   CAPHEAP_INLINE u32 header(u32 blk) const noexcept { return word(blk); }
   CAPHEAP_INLINE void set_header(u32 blk, u32 h) const noexcept { set_word(blk, h); }
@@ -114,146 +124,187 @@ struct Ctx {
   CAPHEAP_INLINE void set_footer(u32 blk, u32 size) const noexcept {
     set_word(blk + size - 4, size);
   }
-  CAPHEAP_INLINE void *data(u32 blk) const noexcept { return base + blk + kHeaderBytes; }
+  CAPHEAP_INLINE void *data(u32 blk) const noexcept { return base() + blk + kHeaderBytes; }
   CAPHEAP_INLINE const void *id() const noexcept { return detail::heap_id(c); }
-
-  /// The size class a block of `size` bytes is filed under.
-  CAPHEAP_INLINE SizeClass class_of(u32 size) const noexcept {
-    if (size < (1u << small_log2)) return {0, size >> g_log2};
-    const u32 m = msb_index(size);
-    return {m - fl_shift, (size >> (m - sl_log2)) ^ (1u << sl_log2)};
-  }
-  CAPHEAP_INLINE u32 list_index(SizeClass k) const noexcept { return (k.fl << sl_log2) + k.sl; }
-
-  /// list_index(class_of(size)) without a branch. With m = floor(log2(size | 2^small_log2)):
-  /// sizes at or above 2^small_log2 keep their own m and get the two-level index (first level
-  /// m - fl_shift, second level the sl_log2 bits below the top one, whose top bit SL the final
-  /// "- SL" removes). Sizes in the linear row (only where it exists: small_log2 = sl_log2 + g_log2,
-  /// fl_shift = small_log2 - 1) get m = small_log2, so the first term is SL and the second is
-  /// size >> g_log2: the row's own index.
-  CAPHEAP_INLINE u32 index_of(u32 size) const noexcept {
-    const u32 m = msb_index(size | (1u << small_log2));
-    return ((m - fl_shift) << sl_log2) + (size >> (m - sl_log2)) - (1u << sl_log2);
-  }
-
-  /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
-  CAPHEAP_INLINE u32 block_for_request(std::size_t request) const noexcept {
-    if (request > span()) return 0;  // keeps the arithmetic below far from overflow
-    const u32 g = granule();
-    u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
-    if (b < kMinBlockBytes) b = kMinBlockBytes;
-    return b > span() ? 0 : b;
-  }
-
-  /// Header offset of the block whose data pointer is p, or 0 if p cannot be a block of this heap
-  /// (outside the block area or misaligned). Does not look at memory.
-  CAPHEAP_INLINE u32 block_of_pointer(const void *p) const noexcept {
-    const std::uintptr_t rel = addr_of(p) - addr_of(base) - kHeaderBytes - first;
-    if (rel >= span() || (addr_of(p) & (granule() - 1)) != 0) return 0;
-    return first + static_cast<u32>(rel);
-  }
-
-  /// O(1) sanity check of a free-list entry before trusting it: inside the block area, 4-aligned,
-  /// marked free, with a size that fits.
-  CAPHEAP_INLINE bool free_entry_ok(u32 blk) const noexcept {
-    if (blk - first >= span() || (blk & 3u) != 0) return false;
-    const u32 h = header(blk);
-    const u32 size = h & kSizeMask;
-    return (h & kFree) != 0 && size >= kMinBlockBytes && size <= end - blk;
-  }
-
-  /// True if a free-list link may be followed: a 4-aligned header offset with room for a whole
-  /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
-  /// inside the region. Whether it really is a free block is not looked at: links_ok() asks that it
-  /// points back, which a damaged link practically never does.
-  CAPHEAP_INLINE bool link_target_ok(u32 t) const noexcept {
-    return t - first <= span() - kMinBlockBytes && (t & 3u) == 0;
-  }
-
-  /// O(1) check of a listed free block's links (`size` is its sane size) before anything follows
-  /// them: its successor points back to it, and its predecessor points to it (or, without one, its
-  /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
-  /// it on every split and merge).
-  CAPHEAP_INLINE bool links_ok(u32 blk, u32 size) const noexcept {
-    return links_ok_at(blk, index_of(size));
-  }
-  /// links_ok() for a block filed under list idx.
-  CAPHEAP_INLINE bool links_ok_at(u32 blk, u32 idx) const noexcept {
-    const u32 nf = next_free(blk), pf = prev_free(blk);
-    if (nf != 0 && (!link_target_ok(nf) || prev_free(nf) != blk)) return false;
-    if (pf == 0) return heads[idx] == blk;
-    return link_target_ok(pf) && next_free(pf) == blk;
-  }
-
-  // ---- Free lists (by flat list index: first level idx >> sl_log2, second idx & (SL - 1)) ----
-
-  CAPHEAP_INLINE void insert(u32 blk, u32 idx) const noexcept {
-    const u32 old = heads[idx];
-    set_word(blk + kNextFreeField, old);
-    set_word(blk + kPrevFreeField, 0);
-    heads[idx] = blk;
-    if (old != 0) {
-      set_word(old + kPrevFreeField, blk);  // the list was not empty: its bits are set already
-      return;
-    }
-    set_class_bit(idx);
-  }
-
-  CAPHEAP_INLINE u32 *bits() const noexcept { return heads + (u32(c->fl_count) << sl_log2); }
-  CAPHEAP_INLINE void set_class_bit(u32 idx) const noexcept {
-    bits()[idx / 32] |= 1u << (idx % 32);
-    c->word_bitmap |= 1u << (idx / 32);
-  }
-  CAPHEAP_INLINE void clear_class_bit(u32 idx) const noexcept {
-    u32 &w = bits()[idx / 32];
-    w &= ~(1u << (idx % 32));
-    if (w == 0) c->word_bitmap &= ~(1u << (idx / 32));
-  }
-
-  CAPHEAP_INLINE void remove(u32 blk, u32 idx) const noexcept {
-    const u32 next = next_free(blk);
-    const u32 prev = prev_free(blk);
-    if (next != 0) set_word(next + kPrevFreeField, prev);
-    if (prev != 0) {
-      set_word(prev + kNextFreeField, next);
-      return;
-    }
-    heads[idx] = next;
-    if (next == 0) clear_class_bit(idx);
-  }
-
-  /// remove() for the first block of list idx (no predecessor to update).
-  CAPHEAP_INLINE void remove_head(u32 blk, u32 idx) const noexcept {
-    const u32 next = next_free(blk);
-    heads[idx] = next;
-    if (next != 0) {
-      set_word(next + kPrevFreeField, 0);
-      return;
-    }
-    clear_class_bit(idx);
-  }
-
-  /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
-  /// a merge that stays within one class needs, without touching the bitmaps.
-  CAPHEAP_INLINE void replace(u32 old, u32 fresh, u32 idx) const noexcept {
-    const u32 next = next_free(old);
-    const u32 prev = prev_free(old);
-    set_word(fresh + kNextFreeField, next);
-    set_word(fresh + kPrevFreeField, prev);
-    if (next != 0) set_word(next + kPrevFreeField, fresh);
-    if (prev != 0) {
-      set_word(prev + kNextFreeField, fresh);
-    } else {
-      heads[idx] = fresh;
-    }
-  }
-
-  CAPHEAP_INLINE void note_allocation(u32 taken) const noexcept {
-    const u32 f = c->free_bytes - taken;
-    set_counter(c->free_bytes, f);
-    if (f < c->min_free_bytes) set_counter(c->min_free_bytes, f);
-  }
 };
+
+// The operations on a Ctx are free functions taking it by value: a helper that is not inlined
+// (firmware builds optimised for size) receives the control structure's address in a register.
+
+/// The size class a block of `size` bytes is filed under.
+CAPHEAP_INLINE SizeClass class_of(Ctx x, u32 size) noexcept {
+  if (size < (1u << x.small_log2())) return {0, size >> x.g_log2()};
+  const u32 m = msb_index(size);
+  return {m - x.fl_shift(), (size >> (m - x.sl_log2())) ^ (1u << x.sl_log2())};
+}
+CAPHEAP_INLINE u32 list_index(Ctx x, SizeClass k) noexcept {
+  return (k.fl << x.sl_log2()) + k.sl;
+}
+
+/// list_index(class_of(size)) without a branch. With m = floor(log2(size | 2^small_log2)):
+/// sizes at or above 2^small_log2 keep their own m and get the two-level index (first level
+/// m - fl_shift, second level the sl_log2 bits below the top one, whose top bit SL the final
+/// "- SL" removes). Sizes in the linear row (only where it exists: small_log2 = sl_log2 + g_log2,
+/// fl_shift = small_log2 - 1) get m = small_log2, so the first term is SL and the second is
+/// size >> g_log2: the row's own index. "(a << sl_log2) - SL" is computed as (a - 1) << sl_log2
+/// (equal modulo 2^32), one use of sl_log2 and one subtraction fewer.
+CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
+  const u32 m = msb_index(size | (1u << x.small_log2()));
+  return ((m - x.fl_shift() - 1) << x.sl_log2()) + (size >> (m - x.sl_log2()));
+}
+
+/// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
+CAPHEAP_INLINE u32 block_for_request(Ctx x, std::size_t request) noexcept {
+  if (request > x.span()) return 0;  // keeps the arithmetic below far from overflow
+  const u32 g = x.granule();
+  u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
+  if (b < kMinBlockBytes) b = kMinBlockBytes;
+  return b > x.span() ? 0 : b;
+}
+
+/// Header offset of the block whose data pointer is p, or 0 if p cannot be a block of this heap
+/// (outside the block area or misaligned). Does not look at memory.
+CAPHEAP_INLINE u32 block_of_pointer(Ctx x, const void *p) noexcept {
+  const std::uintptr_t rel = addr_of(p) - addr_of(x.base()) - kHeaderBytes - x.first();
+  if (rel >= x.span() || (addr_of(p) & (x.granule() - 1)) != 0) return 0;
+  return x.first() + static_cast<u32>(rel);
+}
+
+/// O(1) sanity check of a free-list entry before trusting it: inside the block area, 4-aligned,
+/// marked free, with a size that fits.
+CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
+  if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
+  const u32 h = x.header(blk);
+  const u32 size = h & kSizeMask;
+  return (h & kFree) != 0 && size >= kMinBlockBytes && size <= x.end() - blk;
+}
+
+/// True if a free-list link may be followed: a 4-aligned header offset with room for a whole
+/// free block (header, links, footer) before the sentinel, so reading or writing its links stays
+/// inside the region. Whether it really is a free block is not looked at: links_ok() asks that it
+/// points back, which a damaged link practically never does.
+CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
+  return t - x.first() <= x.span() - kMinBlockBytes && (t & 3u) == 0;
+}
+
+/// O(1) check of a listed free block's links (filed under list idx) before anything follows
+/// them: its successor points back to it, and its predecessor points to it (or, without one, its
+/// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
+/// it on every split and merge).
+#if CAPHEAP_COMPACT
+/// The successor link of a listed free block is 0 or points to a block that points back.
+bool next_link_ok(Ctx x, u32 blk) noexcept {
+  const u32 nf = x.next_free(blk);
+  return nf == 0 || (link_target_ok(x, nf) && x.prev_free(nf) == blk);
+}
+bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
+  if (!next_link_ok(x, blk)) return false;
+  const u32 pf = x.prev_free(blk);
+  if (pf == 0) return x.heads()[idx] == blk;
+  return link_target_ok(x, pf) && x.next_free(pf) == blk;
+}
+#else
+CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
+  const u32 nf = x.next_free(blk), pf = x.prev_free(blk);
+  if (nf != 0 && (!link_target_ok(x, nf) || x.prev_free(nf) != blk)) return false;
+  if (pf == 0) return x.heads()[idx] == blk;
+  return link_target_ok(x, pf) && x.next_free(pf) == blk;
+}
+#endif
+/// links_ok_at() for a block of `size` (sane) bytes.
+CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
+  return links_ok_at(x, blk, index_of(x, size));
+}
+
+// ---- Free lists (by flat list index: first level idx >> sl_log2, second idx & (SL - 1)) -------
+
+CAPHEAP_INLINE void set_class_bit(Ctx x, u32 idx) noexcept {
+  x.bits()[idx / 32] |= 1u << (idx % 32);
+  x.c->word_bitmap |= 1u << (idx / 32);
+}
+CAPHEAP_INLINE void clear_class_bit(Ctx x, u32 idx) noexcept {
+  u32 &w = x.bits()[idx / 32];
+  w &= ~(1u << (idx % 32));
+  if (w == 0) x.c->word_bitmap &= ~(1u << (idx / 32));
+}
+
+CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
+  const u32 old = x.heads()[idx];
+  x.set_word(blk + kNextFreeField, old);
+  x.set_word(blk + kPrevFreeField, 0);
+  x.heads()[idx] = blk;
+  if (old != 0) {
+    x.set_word(old + kPrevFreeField, blk);  // the list was not empty: its bits are set already
+    return;
+  }
+  set_class_bit(x, idx);
+}
+
+#if CAPHEAP_COMPACT
+/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list).
+void list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+  const u32 next = x.next_free(blk);
+  if (next != 0) x.set_word(next + kPrevFreeField, prev);
+  if (prev != 0) {
+    x.set_word(prev + kNextFreeField, next);
+    return;
+  }
+  x.heads()[idx] = next;
+  if (next == 0) clear_class_bit(x, idx);
+}
+inline void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, x.prev_free(blk));
+}
+/// list_remove() for the first block of list idx (its predecessor link is not read).
+inline void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, 0);
+}
+#else
+CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
+  const u32 next = x.next_free(blk);
+  const u32 prev = x.prev_free(blk);
+  if (next != 0) x.set_word(next + kPrevFreeField, prev);
+  if (prev != 0) {
+    x.set_word(prev + kNextFreeField, next);
+    return;
+  }
+  x.heads()[idx] = next;
+  if (next == 0) clear_class_bit(x, idx);
+}
+
+/// list_remove() for the first block of list idx (no predecessor to update).
+CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
+  const u32 next = x.next_free(blk);
+  x.heads()[idx] = next;
+  if (next != 0) {
+    x.set_word(next + kPrevFreeField, 0);
+    return;
+  }
+  clear_class_bit(x, idx);
+}
+#endif
+
+/// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
+/// a merge that stays within one class needs, without touching the bitmaps.
+CAPHEAP_INLINE void list_replace(Ctx x, u32 old, u32 fresh, u32 idx) noexcept {
+  const u32 next = x.next_free(old);
+  const u32 prev = x.prev_free(old);
+  x.set_word(fresh + kNextFreeField, next);
+  x.set_word(fresh + kPrevFreeField, prev);
+  if (next != 0) x.set_word(next + kPrevFreeField, fresh);
+  if (prev != 0) {
+    x.set_word(prev + kNextFreeField, fresh);
+  } else {
+    x.heads()[idx] = fresh;
+  }
+}
+
+CAPHEAP_INLINE void note_allocation(Ctx x, u32 taken) noexcept {
+  Control *c = x.c;
+  const u32 f = c->free_bytes - taken;
+  set_counter(c->free_bytes, f);
+  if (f < c->min_free_bytes) set_counter(c->min_free_bytes, f);
+}
 
 inline bool same_class(SizeClass a, SizeClass b) noexcept {
   return a.fl == b.fl && a.sl == b.sl;
@@ -279,10 +330,10 @@ inline u32 prev_free(const Control *c, u32 blk) noexcept {
   return load_word(c, blk + kPrevFreeField);
 }
 inline SizeClass class_of(const Control *c, u32 size) noexcept {
-  return Ctx(c).class_of(size);
+  return class_of(Ctx(c), size);
 }
 inline bool free_entry_ok(const Control *c, u32 blk) noexcept {
-  return Ctx(c).free_entry_ok(blk);
+  return free_entry_ok(Ctx(c), blk);
 }
 
 // ================================================================================================
@@ -298,13 +349,76 @@ struct Found {
   bool bad;   ///< a list entry or its links failed their sanity check (blk: the entry to blame)
 };
 
+#if CAPHEAP_COMPACT
+/// True unless the first block of a list may be used: a sane free block whose successor points
+/// back to it (its own predecessor link is not followed: a head has none).
+bool head_bad(Ctx x, u32 blk) noexcept {
+  return !free_entry_ok(x, blk) || !next_link_ok(x, blk);
+}
+
+/// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
+/// the bounded best fit of both lists it looks at (the first non-empty larger list is scanned
+/// with a bound of one entry, its head, whose size is then not compared: all its blocks fit).
+/// The result is built in place.
+Found find_free(Ctx x, u32 b) noexcept {
+  Found f{0, index_of(x, b), 0, true, false};
+  u32 scan = kFitScan;
+  for (;;) {
+    u32 blk = x.heads()[f.idx];
+    if (blk != 0) {
+      if (head_bad(x, blk)) {
+        f.blk = blk;
+        f.bad = true;
+        return f;
+      }
+      u32 best_size = ~0u, prev = 0;
+      for (u32 n = 0; blk != 0 && n < scan; ++n) {
+        // A bad entry past the head: the link of the entry before it is what is damaged.
+        if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) {
+          f.blk = prev;
+          f.head = false;
+          f.bad = true;
+          return f;
+        }
+        const u32 s = x.size_at(blk);
+        if ((s >= b || scan == 1) && s < best_size) {
+          f.blk = blk;
+          best_size = s;
+          if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+        }
+        prev = blk;
+        blk = x.next_free(blk);
+      }
+      if (f.blk != 0) {
+        f.size = best_size;
+        f.head = f.blk == x.heads()[f.idx];
+        f.bad = !f.head && !links_ok_at(x, f.blk, f.idx);
+        return f;
+      }
+    }
+    if (scan == 1) return f;  // (a set bit over an empty list: nothing found)
+    // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
+    const u32 *bits = x.bits();
+    u32 w = f.idx / 32;
+    u32 word = bits[w] & (~1u << (f.idx % 32));
+    if (word == 0) {
+      const u32 words = x.c->word_bitmap & (~1u << w);
+      if (words == 0) return f;
+      w = lsb_index(words);
+      word = bits[w];
+    }
+    f.idx = w * 32 + lsb_index(word);
+    scan = 1;
+  }
+}
+#else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
 /// points back to it (its own predecessor link is not followed: a head has none).
-CAPHEAP_INLINE Found list_head(const Ctx &x, u32 idx) noexcept {
-  const u32 blk = x.heads[idx];
-  if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {blk, idx, 0, true, true};
+CAPHEAP_INLINE Found list_head(Ctx x, u32 idx) noexcept {
+  const u32 blk = x.heads()[idx];
+  if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) return {blk, idx, 0, true, true};
   const u32 nf = x.next_free(blk);
-  const bool bad = nf != 0 && (!x.link_target_ok(nf) || x.prev_free(nf) != blk);
+  const bool bad = nf != 0 && (!link_target_ok(x, nf) || x.prev_free(nf) != blk);
   return {blk, idx, x.size_at(blk), true, bad};
 }
 
@@ -312,9 +426,9 @@ CAPHEAP_INLINE Found list_head(const Ctx &x, u32 idx) noexcept {
 /// bounded best fit in that list (its blocks may be smaller than b), else the head of the first
 /// non-empty larger list (all of whose blocks are at least b). The chosen block's links are
 /// checked, as take() and carve() follow them.
-CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
-  const u32 idx = x.index_of(b);
-  const u32 first = x.heads[idx];
+CAPHEAP_INLINE Found find_free(Ctx x, u32 b) noexcept {
+  const u32 idx = index_of(x, b);
+  const u32 first = x.heads()[idx];
   if (first != 0) {
     const Found h = list_head(x, idx);
     if (h.bad || (h.size >= b && h.size - b < kMinBlockBytes)) return h;  // the usual case
@@ -324,7 +438,7 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
     u32 blk = x.next_free(first);
     for (u32 n = 1; blk != 0 && n < kFitScan; ++n) {
       // A bad entry past the head: the link of the entry before it is what is damaged.
-      if (CAPHEAP_UNLIKELY(!x.free_entry_ok(blk))) return {prev, idx, 0, false, true};
+      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) return {prev, idx, 0, false, true};
       const u32 s = x.size_at(blk);
       if (s >= b && s < best_size) {
         best = blk;
@@ -335,7 +449,7 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
       blk = x.next_free(blk);
     }
     if (best == first) return h;
-    if (best != 0) return {best, idx, best_size, false, !x.links_ok_at(best, idx)};
+    if (best != 0) return {best, idx, best_size, false, !links_ok_at(x, best, idx)};
   }
   // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
   const u32 *bits = x.bits();
@@ -349,55 +463,18 @@ CAPHEAP_INLINE Found find_free(const Ctx &x, u32 b) noexcept {
   }
   return list_head(x, w * 32 + lsb_index(word));
 }
-
-/// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
-/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
-/// it simply takes the block's place there.
-CAPHEAP_INLINE void take(const Ctx &x, const Found &f, u32 b) noexcept {
-  const u32 blk = f.blk;
-  u32 size = f.size;
-  const u32 rest = size - b;
-  if (rest >= kMinBlockBytes) {
-    const u32 tail = blk + b;
-    x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated
-    x.set_footer(tail, rest);
-    const u32 ri = x.index_of(rest);
-    if (ri == f.idx) {
-      x.replace(blk, tail, ri);
-    } else {
-      if (f.head) {
-        x.remove_head(blk, f.idx);
-      } else {
-        x.remove(blk, f.idx);
-      }
-      x.insert(tail, ri);  // the block after `tail` keeps its kPrevFree flag
-    }
-    size = b;
-  } else {
-    if (f.head) {
-      x.remove_head(blk, f.idx);
-    } else {
-      x.remove(blk, f.idx);
-    }
-    const u32 next = blk + size;
-    x.set_header(next, x.header(next) & ~kPrevFree);
-    --x.c->free_blocks;
-  }
-  x.set_header(blk, size);
-  ++x.c->used_blocks;
-  x.note_allocation(size);
-}
+#endif
 
 /// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
 /// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
 /// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
-void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
+void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);
     x.set_footer(tail, rest);
-    x.insert(tail, x.index_of(rest));  // the block after `tail` already has kPrevFree set
+    list_insert(x, tail, index_of(x, rest));  // the block after `tail` already has kPrevFree set
     ++x.c->free_blocks;
     size = b;
   } else {
@@ -407,21 +484,93 @@ void carve(const Ctx &x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   x.set_header(blk, size | prev_flag);
   --x.c->free_blocks;
   ++x.c->used_blocks;
-  x.note_allocation(size);
+  note_allocation(x, size);
 }
 
+#if CAPHEAP_COMPACT
+/// take() of the host form below with one unlink and one header update for every case.
+void take(Ctx x, const Found &f, u32 b) noexcept {
+  const u32 blk = f.blk;
+  u32 size = f.size;
+  const u32 rest = size - b;
+  u32 ri = ~0u;  // the remainder's list, if it becomes a block
+  if (rest >= kMinBlockBytes) {
+    x.set_header(blk + b, rest | kFree);  // its previous block (ours) is allocated
+    x.set_footer(blk + b, rest);
+    ri = index_of(x, rest);
+    size = b;
+  }
+  if (ri == f.idx) {
+    list_replace(x, blk, blk + b, ri);
+  } else {
+    list_unlink(x, blk, f.idx, f.head ? 0 : x.prev_free(blk));
+    if (ri != ~0u) {
+      list_insert(x, blk + b, ri);  // the block after the remainder keeps its kPrevFree flag
+    } else {
+      const u32 next = blk + size;
+      x.set_header(next, x.header(next) & ~kPrevFree);
+      --x.c->free_blocks;
+    }
+  }
+  x.set_header(blk, size);
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+}
+#else
+/// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
+/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
+/// it simply takes the block's place there.
+CAPHEAP_INLINE void take(Ctx x, const Found &f, u32 b) noexcept {
+  const u32 blk = f.blk;
+  u32 size = f.size;
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    const u32 tail = blk + b;
+    x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated
+    x.set_footer(tail, rest);
+    const u32 ri = index_of(x, rest);
+    if (ri == f.idx) {
+      list_replace(x, blk, tail, ri);
+    } else {
+      if (f.head) {
+        list_remove_head(x, blk, f.idx);
+      } else {
+        list_remove(x, blk, f.idx);
+      }
+      list_insert(x, tail, ri);  // the block after `tail` keeps its kPrevFree flag
+    }
+    size = b;
+  } else {
+    if (f.head) {
+      list_remove_head(x, blk, f.idx);
+    } else {
+      list_remove(x, blk, f.idx);
+    }
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+    --x.c->free_blocks;
+  }
+  x.set_header(blk, size);
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+}
+#endif
+
+#if !CAPHEAP_COMPACT
 /// The free block `blk` (listed under `idx`, previous block in use) grows in place to `new_size`:
 /// it keeps its list position when it stays in its list.
-CAPHEAP_INLINE void grow_free_block(const Ctx &x, u32 blk, u32 idx, u32 new_size) noexcept {
-  const u32 ni = x.index_of(new_size);
+CAPHEAP_INLINE void grow_free_block(Ctx x, u32 blk, u32 idx, u32 new_size) noexcept {
+  const u32 ni = index_of(x, new_size);
   if (ni != idx) {
-    x.remove(blk, idx);
-    x.insert(blk, ni);
+    list_remove(x, blk, idx);
+    list_insert(x, blk, ni);
   }
   x.set_header(blk, new_size | kFree);
   x.set_footer(blk, new_size);
 }
+#endif
 
+#if CAPHEAP_DETAILED_REPORTS
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
 /// Reports a free-list entry that find_free refused: a block that is not a sane free block, or a
@@ -430,17 +579,17 @@ const char *const kBadFreeEntry = "free list entry is not a valid free block";
 // have to live in memory, and the hot paths would build it on the stack on every call.
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
   const Ctx x(c);
-  detail::check_failed(x.free_entry_ok(blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
+  detail::check_failed(free_entry_ok(x, blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
                        x.data(blk), x.id());
 }
 
 /// Where the header offset blk lies in the physical chain (cold: a walk from the first block).
 enum class Place { kBlockStart, kInsideUsed, kInsideFree, kUnknown };
-CAPHEAP_COLD Place locate(const Ctx &x, u32 blk) noexcept {
-  for (u32 b = x.first; b < x.end;) {
+CAPHEAP_COLD Place locate(Ctx x, u32 blk) noexcept {
+  for (u32 b = x.first(); b < x.end();) {
     const u32 h = x.header(b);
     const u32 size = h & kSizeMask;
-    if (size < kMinBlockBytes || size > x.end - b) return Place::kUnknown;  // damaged: stop
+    if (size < kMinBlockBytes || size > x.end() - b) return Place::kUnknown;  // damaged: stop
     if (b == blk) return Place::kBlockStart;
     if (blk < b + size) return (h & kFree) != 0 ? Place::kInsideFree : Place::kInsideUsed;
     b += size;
@@ -453,12 +602,10 @@ CAPHEAP_COLD Place locate(const Ctx &x, u32 blk) noexcept {
 /// tell a pointer into the middle of a block (or into memory freed and merged since) from a
 /// damaged header.
 CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk,
-                                        const char *op_name) {
+                                        const detail::OpTexts &op) noexcept {
   const Ctx x(c);
-  const bool realloc = op_name == detail::kReallocOfBadPointer;
-  const char *const already_free = realloc ? "realloc of a freed block (block is already free)"
-                                           : "double free (block is already free)";
-  const char *what = op_name;
+  const char *const already_free = op.already_free;
+  const char *what = op.bad_pointer;
   const Place place = blk == 0 ? Place::kUnknown : locate(x, blk);
   if (place == Place::kInsideFree) {
     what = already_free;  // freed, then merged into a free neighbour
@@ -466,7 +613,7 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
     const u32 h = x.header(blk);
     const u32 size = h & kSizeMask;
     const u32 next = blk + size;
-    if (size < kMinBlockBytes || size > x.end - blk || (size & (x.granule() - 1)) != 0) {
+    if (size < kMinBlockBytes || size > x.end() - blk || (size & (x.granule() - 1)) != 0) {
       what = "bad block header (corrupted size)";
     } else if ((h & kFree) != 0) {
       what = already_free;
@@ -474,8 +621,8 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
       what = "bad block header (next block says this one is free)";
     } else if (const u32 next_h = x.header(next), next_size = next_h & kSizeMask;
                (next_h & kFree) != 0 &&
-               !(next_size >= kMinBlockBytes && next_size <= x.end - next &&
-                 x.links_ok(next, next_size))) {
+               !(next_size >= kMinBlockBytes && next_size <= x.end() - next &&
+                 links_ok(x, next, next_size))) {
       what = "next free block corrupted";
     } else {
       what = "bad previous free block (footer, header or links corrupted)";
@@ -483,6 +630,26 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
   }
   detail::check_failed(what, p, x.id());
 }
+#else
+// Terse reports (CAPHEAP_DETAILED_REPORTS=0, the firmware default): one text per kind of failure,
+// at the same address and heap as the detailed ones, without the walk that tells the causes apart.
+
+/// Reports a free-list entry that find_free refused (a block that is not a sane free block, or a
+/// sane one whose links are damaged).
+CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
+  const Ctx x(c);
+  detail::check_failed(fault_text(Fault::kBadFreeLink), x.data(blk), x.id());
+}
+
+/// Reports why the block at p failed the live-block check: already free if its header says so,
+/// else the operation's text for a pointer that is not a live block.
+CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk,
+                                        const detail::OpTexts &op) noexcept {
+  const Ctx x(c);
+  const bool freed = blk != 0 && (x.header(blk) & kFree) != 0;
+  detail::check_failed(freed ? op.already_free : op.bad_pointer, p, x.id());
+}
+#endif
 
 /// A live block and its neighbours, as checked_live_block() found them.
 struct Live {
@@ -495,21 +662,60 @@ struct Live {
   u32 prev_idx;   ///< list of the previous block if it is free
 };
 
+#if CAPHEAP_COMPACT
+/// A free neighbour at nb claiming `size` bytes may be merged with: a sane free block (inside the
+/// block area, 4-aligned, sane size) whose header says so, with sane links. Sets `idx` to the
+/// list of a block of that size.
+__attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 &idx) noexcept {
+  idx = index_of(x, size);
+  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) && links_ok_at(x, nb, idx);
+}
+
+/// The checks of the host form below, with one routine for both neighbours.
+Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
+                        const void *report) noexcept {
+  Live l{block_of_pointer(x, p), 0, 0, 0, 0, 0, 0};
+  const u32 blk = l.blk;
+  if (blk != 0) {
+    l.h = x.header(blk);
+    l.size = l.h & kSizeMask;
+    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
+    if ((l.h & ((x.granule() - 1) & ~kPrevFree)) == 0 && l.size >= kMinBlockBytes &&
+        l.size <= x.end() - blk) {
+      const u32 next = blk + l.size;
+      const u32 next_h = x.header(next);
+      bool ok = (next_h & kPrevFree) == 0;
+      if (ok && (next_h & kFree) != 0) {
+        l.next_size = next_h & kSizeMask;
+        ok = free_neighbour_ok(x, next, l.next_size, l.next_idx);
+      }
+      if (ok && (l.h & kPrevFree) != 0) {
+        l.prev_size = x.word(blk - 4);
+        ok = free_neighbour_ok(x, blk - l.prev_size, l.prev_size, l.prev_idx);
+      }
+      if (ok) return l;
+    }
+  }
+  report_bad_live_block(x.c, report, blk, op);
+  l.blk = 0;
+  return l;
+}
+#else
 /// O(1) checks (always on) that p is a live block of this heap whose neighbours agree with it:
 /// inside the block area and granule-aligned; not free; a sane size; the next block does not think
 /// this one is free and, if free itself, has a sane size and links; a free previous block's footer
 /// and header agree and its links are sane. On failure reports through the fail hook and returns
 /// blk == 0. The neighbours' lists are computed once here for the caller's merges.
-CAPHEAP_INLINE Live checked_live_block(const Ctx &x, const void *p, const char *op_name,
+CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
                                        const void *report) noexcept {
-  Live l{x.block_of_pointer(p), 0, 0, 0, 0, 0, 0};
+  Live l{block_of_pointer(x, p), 0, 0, 0, 0, 0, 0};
   const u32 blk = l.blk;
   if (CAPHEAP_LIKELY(blk != 0)) {
     l.h = x.header(blk);
     l.size = l.h & kSizeMask;
     // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
     bool ok = (l.h & ((x.granule() - 1) & ~kPrevFree)) == 0 && l.size >= kMinBlockBytes &&
-              l.size <= x.end - blk;
+              l.size <= x.end() - blk;
     if (CAPHEAP_LIKELY(ok)) {
       const u32 next = blk + l.size;
       const u32 next_h = x.header(next);
@@ -517,42 +723,29 @@ CAPHEAP_INLINE Live checked_live_block(const Ctx &x, const void *p, const char *
       // A free neighbour is merged with: its size and links must be sane before they are used.
       if ((next_h & kFree) != 0) {
         l.next_size = next_h & kSizeMask;
-        l.next_idx = x.index_of(l.next_size);
-        ok = ok && l.next_size >= kMinBlockBytes && l.next_size <= x.end - next &&
-             x.links_ok_at(next, l.next_idx);
+        l.next_idx = index_of(x, l.next_size);
+        ok = ok && l.next_size >= kMinBlockBytes && l.next_size <= x.end() - next &&
+             links_ok_at(x, next, l.next_idx);
       }
       if (ok && (l.h & kPrevFree) != 0) {
         const u32 psize = x.word(blk - 4);
         l.prev_size = psize;
-        l.prev_idx = x.index_of(psize);
-        ok = psize >= kMinBlockBytes && psize <= blk - x.first &&
-             x.header(blk - psize) == (psize | kFree) && x.links_ok_at(blk - psize, l.prev_idx);
+        l.prev_idx = index_of(x, psize);
+        ok = psize >= kMinBlockBytes && psize <= blk - x.first() &&
+             x.header(blk - psize) == (psize | kFree) && links_ok_at(x, blk - psize, l.prev_idx);
       }
       if (CAPHEAP_LIKELY(ok)) return l;
     }
   }
-  report_bad_live_block(x.c, report, blk, op_name);
+  report_bad_live_block(x.c, report, blk, op);
   l.blk = 0;
   return l;
 }
+#endif
 
-Granule granule_default() noexcept {
-  if (sizeof(void *) >= 8) {
-    return alignof(std::max_align_t) >= 16 ? Granule::k16 : Granule::k8;
-  }
-  return Granule::k4;
-}
-
-/// sl_log2 for a block area of `span` bytes: small regions get small tables (fixed cost), large
-/// regions finer classes (less rounding of searched sizes).
-u32 sl_log2_for(std::size_t span) noexcept {
-  if (span <= 256) return 0;
-  if (span <= 1024) return 1;
-  if (span <= 4096) return 2;
-  if (span <= 16 * 1024) return 3;
-  if (span <= 256 * 1024) return 4;
-  return 5;
-}
+/// log2 of the platform's default granule: alignof(max_align_t) on 64-bit builds, 4 on 32-bit ones.
+constexpr u32 kDefaultGranuleLog2 =
+    sizeof(void *) >= 8 ? (alignof(std::max_align_t) >= 16 ? 4u : 3u) : 2u;
 
 }  // namespace
 
@@ -561,72 +754,69 @@ u32 sl_log2_for(std::size_t span) noexcept {
 // ================================================================================================
 
 Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexcept {
-  if (start == nullptr || (addr_of(start) & 3u) != 0) return Heap();
-  if (!detail::valid_prefix(config.reserved_prefix)) return Heap();
-  if (static_cast<unsigned>(config.poisoning) > 2) return Heap();
+  const std::uintptr_t base = addr_of(start);
+  if (start == nullptr || (base & 3u) != 0 || !detail::valid_prefix(config.reserved_prefix) ||
+      static_cast<unsigned>(config.poisoning) > 2)
+    return Heap();
 #if !CAPHEAP_WITH_DECORATION
   if (config.poisoning != Poisoning::kNone || config.track_owner) return Heap();
 #endif
-  Granule gr = config.granule == Granule::kPlatformDefault ? granule_default() : config.granule;
-  u32 g_log2;
-  switch (gr) {
-    case Granule::k4:
-      g_log2 = 2;
-      break;
-    case Granule::k8:
-      g_log2 = 3;
-      break;
-    case Granule::k16:
-      g_log2 = 4;
-      break;
-    default:
-      return Heap();
-  }
+  // Granule::k4/k8/k16 are the granules' byte values; 0 is the platform default.
+  const u32 gv = static_cast<u32>(config.granule);
+  if (gv > 16 || ((0x10111u >> gv) & 1u) == 0) return Heap();
+  const u32 g_log2 = gv == 0 ? kDefaultGranuleLog2 : lsb_index(gv);
+  const u32 g = 1u << g_log2;
   if (size > detail::kMaxRegionBytes) size = detail::kMaxRegionBytes;
   // (32-bit targets: a region cannot run past the end of the address space.)
-  if (size > ~std::uintptr_t(0) - addr_of(start)) size = ~std::uintptr_t(0) - addr_of(start);
+  if (size > ~std::uintptr_t(0) - base) size = ~std::uintptr_t(0) - base;
   const u32 region = static_cast<u32>(size);
-  const u32 g = 1u << g_log2;
   if (region < sizeof(Control) + 8 + kMinBlockBytes + kHeaderBytes) return Heap();
 
-  // Table geometry from an upper bound of the block area (refined below).
+  // Table geometry from an upper bound of the block area (refined below). sl_log2: 0 up to 256
+  // bytes, then one more per factor 4 up to 16 KiB, 4 up to 256 KiB, 5 above: small regions get
+  // small tables (fixed cost), large regions finer classes (less rounding of searched sizes).
   const u32 span_bound = region - static_cast<u32>(sizeof(Control));
-  const u32 sl_log2 = sl_log2_for(span_bound);
-  const bool linear = (1u << (sl_log2 + g_log2)) > kMinBlockBytes;
+  u32 sl_log2 = 0;
+  for (u32 limit = 256; sl_log2 < detail::kMaxSlLog2 && span_bound > limit;) {
+    ++sl_log2;
+    limit <<= sl_log2 == 4 ? 4 : 2;
+  }
+  const bool linear = sl_log2 + g_log2 > 4;  // (1 << (sl_log2 + g_log2)) > kMinBlockBytes
   const u32 small_log2 = linear ? sl_log2 + g_log2 : 4u;
   const u32 fl_shift = linear ? small_log2 - 1 : 4u;
-  const u32 top_fl = span_bound < (1u << small_log2) ? 0 : msb_index(span_bound) - fl_shift;
+  // Number of first levels a block area of `a` bytes needs.
+  const auto levels = [=](u32 a) {
+    return a < (1u << small_log2) ? 1u : msb_index(a) - fl_shift + 1;
+  };
 
   // First block: its data must be granule-aligned in absolute terms. The block area depends on the
   // table size and the table size on the largest block, so lay out with the bound's first-level
   // count, then shrink the table if the real area needs fewer levels (it is a little smaller than
   // the bound), capping the area to what the smaller table can file.
-  const std::uintptr_t base = addr_of(start);
-  u32 fl_count = top_fl + 1;
-  u32 ctl_bytes = 0, first = 0, area = 0;
-  for (int pass = 0; pass < 2; ++pass) {
+  u32 fl_count = levels(span_bound);
+  u32 ctl_bytes, first, area;
+  for (int pass = 0;; ++pass) {
     ctl_bytes = detail::control_bytes(fl_count, sl_log2);
-    const std::uintptr_t first_data =
-        (base + ctl_bytes + kHeaderBytes + g - 1) & ~std::uintptr_t(g - 1);
-    const std::uintptr_t first_abs = first_data - kHeaderBytes;
-    if (first_abs - base + kMinBlockBytes + kHeaderBytes > region) {
+    // The first header is 4 bytes below the first granule boundary after the tables + a header.
+    first = ctl_bytes + ((0u - (static_cast<u32>(base) + ctl_bytes + kHeaderBytes)) & (g - 1));
+    if (first + kMinBlockBytes + kHeaderBytes > region) {
       if (pass == 0 && fl_count > 1) {
         --fl_count;  // a smaller table may still leave room for one block
         continue;
       }
       return Heap();
     }
-    first = static_cast<u32>(first_abs - base);
     area = (region - first - kHeaderBytes) & ~(g - 1);
-    const u32 needed = area < (1u << small_log2) ? 0 : msb_index(area) - fl_shift;
-    if (needed + 1 >= fl_count || pass == 1) break;
-    fl_count = needed + 1;
+    const u32 needed = levels(area);
+    if (needed >= fl_count || pass == 1) break;
+    fl_count = needed;
   }
   // Largest block the table can file: below 2^(fl_count + fl_shift).
-  const u32 cap = fl_count + fl_shift >= 32 ? ~0u : (1u << (fl_count + fl_shift)) - g;
-  if (area > cap) area = cap & ~(g - 1);
+  if (fl_count + fl_shift < 32) {
+    const u32 cap = (1u << (fl_count + fl_shift)) - g;
+    if (area > cap) area = cap;
+  }
   if (area < kMinBlockBytes) return Heap();
-  const u32 end = first + area;
 
   Control *c = static_cast<Control *>(start);
   __builtin_memset(start, 0, ctl_bytes);
@@ -636,24 +826,27 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   c->fl_count = static_cast<std::uint8_t>(fl_count);
   c->fl_shift = static_cast<std::uint8_t>(fl_shift);
   c->small_log2 = static_cast<std::uint8_t>(small_log2);
-  c->prefix_bytes = detail::valid_prefix(config.reserved_prefix) ? config.reserved_prefix : 0;
+  c->prefix_bytes = config.reserved_prefix;
   c->first = first;
-  c->end = end;
+  c->end = first + area;
+#if CAPHEAP_WITH_DECORATION
   const std::uint8_t debug = static_cast<std::uint8_t>(
       static_cast<unsigned>(config.poisoning) | (config.track_owner ? detail::kDebugOwner : 0u));
+  c->debug = debug;
+#endif
 
   const Ctx x(c);
   x.set_header(first, area | kFree);
   x.set_footer(first, area);
-  x.set_header(end, kPrevFree);  // sentinel: size 0, in use, previous block free
-  x.insert(first, x.index_of(area));
+  x.set_header(first + area, kPrevFree);  // sentinel: size 0, in use, previous block free
+  list_insert(x, first, index_of(x, area));
   c->free_bytes = area;
   c->min_free_bytes = area;
   c->free_blocks = 1;
-  c->used_blocks = 0;
-  c->debug = debug;
   c->geometry_check = detail::geometry_word(c);
-  if (CAPHEAP_WITH_DECORATION && debug != 0) detail::deco_init(c);
+#if CAPHEAP_WITH_DECORATION
+  if (debug != 0) detail::deco_init(c);
+#endif
   return Heap(c);
 }
 
@@ -676,7 +869,7 @@ namespace {
 CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept {
   const Ctx x(control_);
   if (size == 0) return nullptr;
-  const u32 b = x.block_for_request(size);
+  const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
   const Found f = find_free(x, b);
   if (f.blk == 0) return nullptr;
@@ -698,8 +891,8 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate_impl(control_, size);
   // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
   // or offset not a multiple of it) when offset is a multiple of g.
-  if ((offset & (g - 1)) != 0 || offset > x.end) return nullptr;
-  const u32 b = x.block_for_request(size);
+  if ((offset & (g - 1)) != 0 || offset > x.end()) return nullptr;
+  const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
   const std::size_t span = x.span();
   if (alignment > span) {
@@ -732,7 +925,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const u32 gap = static_cast<u32>(target - data);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
-  x.remove(blk, f.idx);
+  list_remove(x, blk, f.idx);
   u32 prev_flag = 0;
   u32 at = blk;
   u32 avail = size_found;
@@ -740,7 +933,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
     // The leading gap becomes a free block; its previous block is in use (blk was free).
     x.set_header(blk, gap | kFree);
     x.set_footer(blk, gap);
-    x.insert(blk, x.index_of(gap));
+    list_insert(x, blk, index_of(x, gap));
     ++x.c->free_blocks;
     at = blk + gap;
     avail = size_found - gap;
@@ -756,7 +949,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
-  const Live l = checked_live_block(x, p, detail::kFreeOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kFreeTexts, p);
   const u32 blk = l.blk;
   if (blk == 0) return;
   // checked_live_block verified both neighbours' sizes, links and the previous block's footer.
@@ -766,13 +959,50 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   --c->used_blocks;
   const u32 next = blk + size;
 
+#if CAPHEAP_COMPACT
+  // The host form's four cases in one: the merged block starts at the free previous block or at
+  // this one, and takes the list position of the free neighbour it grows from (the previous one,
+  // else the next one) when it files under that neighbour's list.
+  u32 start = blk, total = size, anchor = 0, anchor_idx = 0;
+  if (l.next_size != 0) {
+    total += l.next_size;
+    anchor = next;
+    anchor_idx = l.next_idx;
+    retarget_cursor(c, next, blk);
+  } else {
+    x.set_header(next, x.header(next) | kPrevFree);
+  }
+  if (l.prev_size != 0) {
+    start = blk - l.prev_size;
+    total += l.prev_size;
+    if (anchor != 0) {
+      list_remove(x, next, l.next_idx);
+      --c->free_blocks;
+    }
+    anchor = start;
+    anchor_idx = l.prev_idx;
+    retarget_cursor(c, blk, start);
+  }
+  const u32 ti = index_of(x, total);
+  if (anchor == 0) {
+    ++c->free_blocks;
+    list_insert(x, start, ti);
+  } else if (ti == anchor_idx) {
+    list_replace(x, anchor, start, ti);
+  } else {
+    list_remove(x, anchor, anchor_idx);
+    list_insert(x, start, ti);
+  }
+  x.set_header(start, total | kFree);
+  x.set_footer(start, total);
+#else
   // Four cases by the neighbours' state. A merged block that files under the list of the free
   // neighbour it grows from keeps that neighbour's list position (no bitmap work).
   if (l.next_size != 0) {
     if (l.prev_size != 0) {
       // free | this | free  ->  one block at prev.
       const u32 prev = blk - l.prev_size;
-      x.remove(next, l.next_idx);
+      list_remove(x, next, l.next_idx);
       grow_free_block(x, prev, l.prev_idx, l.prev_size + size + l.next_size);
       --c->free_blocks;
       retarget_cursor(c, blk, prev);
@@ -780,14 +1010,14 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
     } else {
       // used | this | free  ->  one block at this.
       const u32 total = size + l.next_size;
-      const u32 ti = x.index_of(total);
+      const u32 ti = index_of(x, total);
       x.set_header(blk, total | kFree);
       x.set_footer(blk, total);
       if (ti == l.next_idx) {
-        x.replace(next, blk, ti);
+        list_replace(x, next, blk, ti);
       } else {
-        x.remove(next, l.next_idx);
-        x.insert(blk, ti);
+        list_remove(x, next, l.next_idx);
+        list_insert(x, blk, ti);
       }
       retarget_cursor(c, next, blk);
     }
@@ -802,10 +1032,11 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
       // used | this | used  ->  a new free block.
       x.set_header(blk, size | kFree);
       x.set_footer(blk, size);
-      x.insert(blk, x.index_of(size));
+      list_insert(x, blk, index_of(x, size));
       ++c->free_blocks;
     }
   }
+#endif
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(), "heap invalid after free",
                           p, x.id());
 }
@@ -821,10 +1052,10 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return nullptr;
   }
   const Ctx x(control_);
-  const Live l = checked_live_block(x, p, detail::kReallocOfBadPointer, p);
+  const Live l = checked_live_block(x, p, detail::kReallocTexts, p);
   const u32 blk = l.blk;
   if (blk == 0) return nullptr;
-  const u32 b = x.block_for_request(size);
+  const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
   Control *c = x.c;
   const u32 cur = l.size;
@@ -837,7 +1068,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     const u32 rest = cur - b + next_size;
     if (rest >= kMinBlockBytes) {
       if (next_size != 0) {
-        x.remove(next, l.next_idx);
+        list_remove(x, next, l.next_idx);
         --c->free_blocks;
         retarget_cursor(c, next, blk + b);
       } else {
@@ -846,7 +1077,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);
       x.set_footer(tail, rest);
-      x.insert(tail, x.index_of(rest));
+      list_insert(x, tail, index_of(x, rest));
       ++c->free_blocks;
       x.set_header(blk, b | prev_flag);
       set_counter(c->free_bytes, c->free_bytes + (cur - b));
@@ -856,7 +1087,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
 
   if (next_size != 0 && cur + next_size >= b) {
     // Grow in place into the free successor.
-    x.remove(next, l.next_idx);
+    list_remove(x, next, l.next_idx);
     retarget_cursor(c, next, blk);
     const u32 total = cur + next_size;
     const u32 rest = total - b;
@@ -865,14 +1096,14 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
       x.set_footer(tail, rest);
-      x.insert(tail, x.index_of(rest));
+      list_insert(x, tail, index_of(x, rest));
       now = b;
     } else {
       x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
       --c->free_blocks;
     }
     x.set_header(blk, now | prev_flag);
-    x.note_allocation(now - cur);
+    note_allocation(x, now - cur);
     return p;
   }
 
@@ -887,11 +1118,11 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
 
 std::size_t usable_size_impl(const Control *control_, const void *p) noexcept {
   const Ctx x(control_);
-  const u32 blk = x.block_of_pointer(p);
+  const u32 blk = block_of_pointer(x, p);
   if (blk == 0) return 0;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
-  if ((h & kFree) != 0 || size < kMinBlockBytes || size > x.end - blk) return 0;
+  if ((h & kFree) != 0 || size < kMinBlockBytes || size > x.end() - blk) return 0;
   return size - kHeaderBytes;
 }
 
@@ -915,8 +1146,8 @@ std::size_t raw_usable_size(const Control *c, const void *p) noexcept {
   return usable_size_impl(c, p);
 }
 u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
-                      const char *op_name) noexcept {
-  return checked_live_block(Ctx(c), p, op_name, report_addr).blk;
+                      const OpTexts &op) noexcept {
+  return checked_live_block(Ctx(c), p, op, report_addr).blk;
 }
 }  // namespace detail
 
@@ -949,7 +1180,7 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 bool Heap::verify_live(void *p) noexcept {
   if (p == nullptr || control_ == nullptr) return false;
   if (CAPHEAP_DECORATED(control_)) return detail::deco_verify_live(control_, p);
-  return checked_live_block(Ctx(control_), p, detail::kReallocOfBadPointer, p).blk != 0;
+  return checked_live_block(Ctx(control_), p, detail::kReallocTexts, p).blk != 0;
 }
 
 // ================================================================================================
@@ -1184,8 +1415,8 @@ Validation Heap::validate() const noexcept {
       // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
       const u32 pf = prev_free(c, blk);
       const Ctx x(c);
-      const bool linked = pf == 0 ? detail::list_heads(c)[x.list_index(x.class_of(size))] == blk
-                                  : (x.free_entry_ok(pf) && next_free(c, pf) == blk);
+      const bool linked = pf == 0 ? detail::list_heads(c)[list_index(x, class_of(x, size))] == blk
+                                  : (free_entry_ok(x, pf) && next_free(c, pf) == blk);
       if (!linked)
         return {Fault::kBadFreeLink, where, nullptr,
                 pf == 0 ? static_cast<const void *>(c) : previous};
@@ -1290,16 +1521,16 @@ Validation check_one_block(const Control *c, u32 blk) noexcept {
     if (load_word(c, blk + size - 4) != size) return {Fault::kBadFooter, where};
     const u32 nf = next_free(c, blk), pf = prev_free(c, blk);
     const Ctx x(c);
-    if (nf != 0 && (!x.free_entry_ok(nf) || prev_free(c, nf) != blk))
+    if (nf != 0 && (!free_entry_ok(x, nf) || prev_free(c, nf) != blk))
       return {Fault::kBadFreeLink, where};
     const SizeClass k = class_of(c, size);
     if (pf != 0) {
-      if (!x.free_entry_ok(pf) || next_free(c, pf) != blk) return {Fault::kBadFreeLink, where};
+      if (!free_entry_ok(x, pf) || next_free(c, pf) != blk) return {Fault::kBadFreeLink, where};
       if (!same_class(class_of(c, size_at(c, pf)), k)) return {Fault::kBadFreeListClass, where};
-    } else if (detail::list_heads(c)[x.list_index(k)] != blk) {
+    } else if (detail::list_heads(c)[list_index(x, k)] != blk) {
       return {Fault::kBadFreeListClass, where};
     }
-    const u32 i = x.list_index(k);
+    const u32 i = list_index(x, k);
     if (((detail::class_bits(c)[i / 32] >> (i % 32)) & 1u) == 0 ||
         ((c->word_bitmap >> (i / 32)) & 1u) == 0)
       return {Fault::kBadBitmap, where};
