@@ -352,11 +352,10 @@ class Registry {
   // The same order, denormalised for the lookup on free: starts and ends side by side.
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
-  // The record of the heap the last free went to, as a byte offset into records_ (the record's
-  // address is one add, on free's path to the lock): consecutive frees mostly hit the same heap. A
+  // Record index of the heap the last free went to: consecutive frees mostly hit the same heap. A
   // record's start and end never change once it is published and `nested` only goes 0 -> 1, so a
   // hit is checked against the record itself, without the sequence counter or the tables.
-  std::uint32_t free_hint_ = 0;
+  std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
   // Per capability bit b: heaps (list positions) with b at level l (masks_[l][b]), and with b at
   // any level (masks_[kAny][b]).
@@ -365,10 +364,7 @@ class Registry {
   // For a request of the single capability bit b: the record of the first heap ESP-IDF's walk
   // would try (null: none). Single-bit requests (DEFAULT, DMA, SPIRAM, ...) are the common
   // case; this skips the mask work for their first attempt.
-  // Filtered by the fast path's state: null for a bit the fast path does not take (fast_caps_)
-  // and for every bit while it is off; entry 31 (INVALID, never a heap capability, and where a
-  // request of 0 lands) is always null.
-  Record *first_single_[kCapBits + 1] = {};
+  Record *first_single_[kCapBits] = {};
   // The same for requests of exactly two of the low 16 capability bits (INTERNAL|8BIT,
   // DEFAULT|INTERNAL, DMA|INTERNAL, SPIRAM|8BIT ...): first_pair_[low bit][high bit].
   static constexpr unsigned kPairBits = 16;
@@ -384,8 +380,6 @@ class Registry {
   std::uint32_t fast_caps_value() const noexcept {
     return !fast_off_ && count_ <= 32 ? fast_caps_base_ : 0u;
   }
-  // Stores fast_caps_ and the single-bit table it filters (table lock held, or no concurrency).
-  void publish_fast_path() noexcept;
   std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
@@ -410,10 +404,8 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
   // the one general walk (allocate_slow -> try_heaps), which applies every rule.
   // (No size check: the engine returns null for 0 and for anything larger than its region, and
   // 32BIT's rounding of a size near SIZE_MAX wraps to 0; allocate_slow then refuses the request.)
-  // A single bit needs no test of fast_caps_: its table entry is null unless the fast path takes
-  // it (and 0 maps to entry 31, always null).
-  {
-    const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c | 0x80000000u));
+  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0)) {
+    const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
     // No sequence check here: a table entry names a record, and records are never moved, removed
     // or unregistered, so a value read during a table change still names a heap that was the
@@ -422,8 +414,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
     Record *r = nullptr;
     if (CAPHEAP_LIKELY(rest == 0)) {
       r = __atomic_load_n(&first_single_[b0], __ATOMIC_ACQUIRE);
-    } else if ((c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0 &&
-               (rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
+    } else if ((rest & (rest - 1)) == 0 && rest < (1u << kPairBits) &&
                (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) != (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) {
       const unsigned first =
           __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
@@ -477,8 +468,7 @@ inline void Registry::deallocate(void *ptr) noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   // (acquire: pairs with the release store in deallocate_slow, so the record's fields, written
   // before the record was published, are visible here.)
-  Record &r = *reinterpret_cast<Record *>(reinterpret_cast<unsigned char *>(records_) +
-                                          __atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE));
+  Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
   if (CAPHEAP_LIKELY(a - r.start < r.end - r.start &&
                      __atomic_load_n(&r.nested, __ATOMIC_ACQUIRE) == 0)) {
     free_in(r, ptr);

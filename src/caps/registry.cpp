@@ -104,21 +104,8 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
 }
 
 void Registry::set_fast_path(bool on) noexcept {
-  if (table_lock_ready_) lock_table();
   fast_off_ = !on;
-  publish_fast_path();
-  if (table_lock_ready_) unlock_table();
-}
-
-void Registry::publish_fast_path() noexcept {
-  const u32 fast = fast_caps_value();
-  // (release: pairs with the acquire loads of the inline fast path.)
-  for (unsigned b = 0; b < kCapBits; ++b) {
-    const unsigned first = (fast >> b & 1u) != 0 ? first_choice(1u << b) : 0;
-    __atomic_store_n(&first_single_[b], first != 0 ? &records_[first - 1] : nullptr,
-                     __ATOMIC_RELEASE);
-  }
-  st(fast_caps_, fast);
+  st(fast_caps_, fast_caps_value());
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -205,16 +192,19 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
   st(iram_low_, low);
   st(iram_high_, high);
   st(iram_span_, high - low);
-  // First heap of the walk for each pair of the low 16 bits (the single-bit table:
-  // publish_fast_path). (release: pairs with the acquire loads of the inline fast path.)
-  for (unsigned b0 = 0; b0 < kPairBits; ++b0) {
-    for (unsigned b1 = b0 + 1; b1 < kPairBits; ++b1)
+  // First heap of the walk for each single-bit request and for each pair of the low 16 bits.
+  // (release: pairs with the acquire loads of the inline fast path.)
+  for (unsigned b0 = 0; b0 < kCapBits; ++b0) {
+    const unsigned first = first_choice(1u << b0);
+    __atomic_store_n(&first_single_[b0], first != 0 ? &records_[first - 1] : nullptr,
+                     __ATOMIC_RELEASE);
+    for (unsigned b1 = b0 + 1; b0 < kPairBits && b1 < kPairBits; ++b1)
       __atomic_store_n(&first_pair_[b0][b1],
                        static_cast<std::uint8_t>(first_choice((1u << b0) | (1u << b1))),
                        __ATOMIC_RELEASE);
   }
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
-  publish_fast_path();
+  st(fast_caps_, fast_caps_value());
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
@@ -290,7 +280,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   // DMA requests need the slow path when this chip aligns internal DMA buffers.
   if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4) {
     fast_caps_base_ &= ~u32(MALLOC_CAP_DMA);
-    publish_fast_path();
+    st(fast_caps_, fast_caps_value());
   }
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.
@@ -571,9 +561,7 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   }
   // Consecutive frees mostly hit the same heap: the next one checks this record first. (release:
   // pairs with the acquire load in deallocate.)
-  if (!alias)
-    __atomic_store_n(&free_hint_, static_cast<std::uint32_t>(rec * sizeof(Record)),
-                     __ATOMIC_RELEASE);
+  if (!alias) __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(rec), __ATOMIC_RELEASE);
   free_in(records_[rec], data);
 }
 
