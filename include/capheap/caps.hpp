@@ -188,6 +188,11 @@ class Registry {
   /// C API keeps it off while it initialises, so that its initialisation check sits on the slow
   /// path only. Not thread-safe against itself.
   void set_fast_path(bool on) noexcept;
+  /// Holds allocate_then()'s inline fast path off (hold true) or releases it, independently of
+  /// set_fast_path and of allocate(): while held, every allocate_then() request goes to its
+  /// MissHandler. The C API holds it while events are on, so that its common path needs no event
+  /// check of its own. Thread-safe; concurrent calls settle on the last one's value.
+  void hold_then_path(bool hold) noexcept;
 
   /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
@@ -199,9 +204,23 @@ class Registry {
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps) noexcept {
     return allocate(size, caps, [] {});
   }
+  /// The handler allocate_then() calls when its inline fast path does not apply or the first heap
+  /// refuses: it must return allocate_general(size, caps, tried) (and may report a failure).
+  /// `caller`: allocate_then's, or null after the fast path's first heap refused.
+  using MissHandler = void *(*)(Registry &self, std::size_t size, Caps caps, unsigned tried,
+                                void *caller);
+  /// allocate(size, caps) for an entry point that ends in a tail call: the inline part only picks
+  /// the first heap; its locked engine call and, if needed, Miss follow in one out-of-line call,
+  /// so that the caller keeps nothing live across a call. Same rules and same choice of heap.
+  template <MissHandler Miss>
+  __attribute__((always_inline)) inline void *allocate_then(std::size_t size, Caps caps,
+                                                            void *caller) noexcept;
   /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
   /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
-  void *allocate_general(std::size_t size, Caps caps) noexcept { return allocate_slow(size, caps); }
+  /// `tried`: 0, or 1 + the record allocate_then() already asked (skipped by the walk).
+  void *allocate_general(std::size_t size, Caps caps, unsigned tried = 0) noexcept {
+    return allocate_slow(size, caps, tried);
+  }
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
@@ -285,7 +304,12 @@ class Registry {
     const char *name = nullptr;
     bool registered = false;
     bool runtime = false;
-    std::uint8_t nested = 0;  // another heap lies inside this one (set once, never cleared)
+    // end - start while no other heap lies inside this one; 0 from then on (set once, never
+    // restored): free's hint check, a - start < hint_span, fails for an outer heap, which must
+    // search (the pointer may be the inner heap's). 32 bits keep the record at 128 bytes on a
+    // 64-bit host (an index scales by a shift); a region of 4 GiB or more gets 0 and always
+    // searches.
+    std::uint32_t hint_span = 0;
   };
   static constexpr unsigned kWords = kMaxHeaps / 32;
   static constexpr unsigned kCapBits = 31;  // bit 31 (INVALID) is never a heap capability
@@ -332,6 +356,21 @@ class Registry {
   // API's entry points keep no values across calls (no register saves) and end in a tail call.
   void *allocate_in(Record &r, std::size_t size) noexcept;
   void free_in(Record &r, void *ptr) noexcept;
+  // allocate_then's out-of-line half: the locked call, then Miss if the heap refused.
+  template <MissHandler Miss>
+  CAPHEAP_NOINLINE void *allocate_in_then(Record &r, std::size_t want, std::size_t size,
+                                          Caps caps) noexcept {
+    lock(r);
+    void *p = r.heap.allocate(want);
+    unlock(r);
+    if (CAPHEAP_LIKELY(p != nullptr)) return p;
+    return Miss(*this, size, caps, static_cast<unsigned>(&r - records_) + 1, nullptr);
+  }
+  // The inline fast path's choice: the first heap of ESP-IDF's walk for caps (null: take the
+  // general walk), and the size to ask it for.
+  __attribute__((always_inline)) inline Record *fast_choice(std::size_t size, Caps caps,
+                                                            std::size_t &want,
+                                                            const std::uint32_t &gate) noexcept;
   // Null, instruction aliases, a miss of the hint (looks the heap up and moves the hint), stray
   // pointers (reported).
   void deallocate_slow(void *ptr) noexcept;
@@ -353,7 +392,7 @@ class Registry {
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
   // Record index of the heap the last free went to: consecutive frees mostly hit the same heap. A
-  // record's start and end never change once it is published and `nested` only goes 0 -> 1, so a
+  // record's start and end never change once it is published and `hint_span` only goes to 0, so a
   // hit is checked against the record itself, without the sequence counter or the tables.
   std::uint8_t free_hint_ = 0;
   unsigned count_ = 0;
@@ -380,6 +419,12 @@ class Registry {
   std::uint32_t fast_caps_value() const noexcept {
     return !fast_off_ && count_ <= 32 ? fast_caps_base_ : 0u;
   }
+  // fast_caps_ for allocate_then(): 0 while hold_then_path holds it.
+  std::uint32_t then_caps_ = 0;
+  bool then_held_ = false;
+  // Stores fast_caps_ and then_caps_ from the current settings, again until they agree with the
+  // settings read after the store (a concurrent change of another setting cannot be lost).
+  void publish_fast_caps() noexcept;
   std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
@@ -395,8 +440,8 @@ class Registry {
 // word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
 // out-of-line paths in registry.cpp, which implement the same rules in full.
 
-template <class BeforeSlow>
-inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before_slow) noexcept {
+inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps, std::size_t &want,
+                                               const std::uint32_t &gate) noexcept {
   const std::uint32_t c = caps.bits();
   // Fast path: one capability bit, or two of the low 16, with no alignment or alias work on this
   // chip (fast_caps_; 0 while more than 32 heaps exist): go straight to the first heap of ESP-IDF's
@@ -404,7 +449,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
   // the one general walk (allocate_slow -> try_heaps), which applies every rule.
   // (No size check: the engine returns null for 0 and for anything larger than its region, and
   // 32BIT's rounding of a size near SIZE_MAX wraps to 0; allocate_slow then refuses the request.)
-  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0)) {
+  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&gate, __ATOMIC_RELAXED)) == 0)) {
     const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
     // No sequence check here: a table entry names a record, and records are never moved, removed
@@ -420,16 +465,32 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
           __atomic_load_n(&first_pair_[b0][__builtin_ctz(rest)], __ATOMIC_ACQUIRE);
       if (first != 0) r = &records_[first - 1];
     }
-    if (CAPHEAP_LIKELY(r != nullptr)) {
-      const std::size_t want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
-      void *p = allocate_in(*r, want);
-      if (CAPHEAP_LIKELY(p != nullptr)) return p;
-      before_slow();
-      return allocate_slow(size, caps, static_cast<unsigned>(r - records_) + 1);
-    }
+    want = (c & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
+    return r;
+  }
+  return nullptr;
+}
+
+template <class BeforeSlow>
+inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before_slow) noexcept {
+  std::size_t want = size;
+  Record *r = fast_choice(size, caps, want, fast_caps_);
+  if (CAPHEAP_LIKELY(r != nullptr)) {
+    void *p = allocate_in(*r, want);
+    if (CAPHEAP_LIKELY(p != nullptr)) return p;
+    before_slow();
+    return allocate_slow(size, caps, static_cast<unsigned>(r - records_) + 1);
   }
   before_slow();
   return allocate_slow(size, caps);
+}
+
+template <Registry::MissHandler Miss>
+inline void *Registry::allocate_then(std::size_t size, Caps caps, void *caller) noexcept {
+  std::size_t want = size;
+  Record *r = fast_choice(size, caps, want, then_caps_);
+  if (CAPHEAP_LIKELY(r != nullptr)) return allocate_in_then<Miss>(*r, want, size, caps);
+  return Miss(*this, size, caps, 0, caller);
 }
 
 inline int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
@@ -469,8 +530,8 @@ inline void Registry::deallocate(void *ptr) noexcept {
   // (acquire: pairs with the release store in deallocate_slow, so the record's fields, written
   // before the record was published, are visible here.)
   Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
-  if (CAPHEAP_LIKELY(a - r.start < r.end - r.start &&
-                     __atomic_load_n(&r.nested, __ATOMIC_ACQUIRE) == 0)) {
+  if (CAPHEAP_LIKELY(a - r.start <
+                     std::uintptr_t{__atomic_load_n(&r.hint_span, __ATOMIC_ACQUIRE)})) {
     free_in(r, ptr);
     return;
   }

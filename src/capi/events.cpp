@@ -17,6 +17,13 @@ void set_event_sink(EventSink sink, bool on) noexcept {
     __atomic_fetch_or(&g_event_sinks, static_cast<std::uint32_t>(sink), __ATOMIC_ACQ_REL);
   else
     __atomic_fetch_and(&g_event_sinks, ~static_cast<std::uint32_t>(sink), __ATOMIC_ACQ_REL);
+  // heap_caps_malloc's common path has no event check: the registry's allocate_then fast path is
+  // held off while any sink is on (again if another sink changed meanwhile).
+  bool held;
+  do {
+    held = __atomic_load_n(&g_event_sinks, __ATOMIC_ACQUIRE) != 0;
+    registry().hold_then_path(held);
+  } while ((__atomic_load_n(&g_event_sinks, __ATOMIC_ACQUIRE) != 0) != held);
 #else
   (void)sink;
   (void)on;

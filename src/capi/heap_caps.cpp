@@ -473,6 +473,27 @@ CAPHEAP_NOINLINE void *malloc_finish(void *p, size_t size, uint32_t caps, void *
   return p;
 }
 
+#if CAPHEAP_USE_HOOKS
+/// heap_caps_malloc with hooks (out of line: the common path keeps no frame).
+CAPHEAP_NOINLINE void *malloc_reporting(size_t size, uint32_t caps, void *caller) {
+  return malloc_finish(capheap::capi::malloc_base(size, caps), size, caps, caller);
+}
+#endif
+
+/// heap_caps_malloc when the registry's fast path does not apply, is held off (events on) or its
+/// first heap refused: the initialisation check, the general walk, the failure report (not for
+/// size 0), the event. `caller` is null only after a refusal on the fast path, i.e. for a request
+/// that began while events were off (it gets no event, as if it had finished before they began).
+[[maybe_unused]] CAPHEAP_NOINLINE void *malloc_miss(capheap::Registry &reg, size_t size, Caps caps,
+                                                    unsigned tried, void *caller) {
+  if (caller != nullptr && events_on())
+    return malloc_finish(capheap::capi::malloc_base(size, caps.bits()), size, caps.bits(), caller);
+  ensure_init();
+  void *p = reg.allocate_general(size, caps, tried);
+  if (p == nullptr && size != 0) report_failure(size, caps.bits(), "heap_caps_malloc");
+  return p;
+}
+
 Released capture_if_on(void *ptr) {
   return events_on() ? capheap::capi::capture_release(ptr) : Released{};
 }
@@ -525,11 +546,14 @@ void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
 // ---- Public allocation -------------------------------------------------------------------------
 
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
-  // (malloc_base returns NULL for size 0.)
-  void *p = capheap::capi::malloc_base(size, caps);
-  if (CAPHEAP_UNLIKELY(p == nullptr || events_on() || CAPHEAP_USE_HOOKS))
-    return malloc_finish(p, size, caps, CAPHEAP_CALLER());
-  return p;
+#if CAPHEAP_USE_HOOKS
+  return malloc_reporting(size, caps, CAPHEAP_CALLER());
+#else
+  // The registry picks the first heap inline and tail-calls its locked engine call; malloc_miss
+  // takes over when that heap refuses or the fast path does not apply, which includes every
+  // request while events are on (set_event_sink holds the fast path off then).
+  return g_registry.allocate_then<malloc_miss>(size, Caps(caps), CAPHEAP_CALLER());
+#endif
 }
 
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {

@@ -100,12 +100,28 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   table_lock_ready_ = true;
   fast_caps_base_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
                       MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
-  fast_caps_ = fast_caps_value();
+  publish_fast_caps();
 }
 
 void Registry::set_fast_path(bool on) noexcept {
   fast_off_ = !on;
-  st(fast_caps_, fast_caps_value());
+  publish_fast_caps();
+}
+
+void Registry::hold_then_path(bool hold) noexcept {
+  __atomic_store_n(&then_held_, hold, __ATOMIC_SEQ_CST);
+  publish_fast_caps();
+}
+
+void Registry::publish_fast_caps() noexcept {
+  for (;;) {
+    const std::uint32_t v = fast_caps_value();
+    const std::uint32_t t = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v;
+    __atomic_store_n(&fast_caps_, v, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&then_caps_, t, __ATOMIC_SEQ_CST);
+    if (fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t)
+      return;
+  }
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -123,6 +139,7 @@ Registry::Record Registry::make_record(const u32 caps[CAPHEAP_PRIORITY_LEVELS], 
   }
   r.start = start;
   r.end = end;
+  r.hint_span = end - start <= 0xFFFFFFFFu ? static_cast<std::uint32_t>(end - start) : 0u;
   return r;
 }
 
@@ -204,7 +221,7 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
                        __ATOMIC_RELEASE);
   }
   // The inline fast path reads one table word: it is off while more than 32 heaps exist.
-  st(fast_caps_, fast_caps_value());
+  publish_fast_caps();
 
   // by_addr_: positions sorted by start, ties by larger end first, so an enclosing heap precedes
   // the heaps nested in it (insertion sort: count_ <= kMaxHeaps, runs rarely).
@@ -238,7 +255,7 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
     // A heap inside another: frees of the outer heap's range must search (the pointer may be the
     // inner heap's). Set before the tables are published; never cleared (heaps are not removed).
     if (parent != 0)
-      __atomic_store_n(&at[sorted[parent - 1]]->nested, std::uint8_t(1), __ATOMIC_RELEASE);
+      __atomic_store_n(&at[sorted[parent - 1]]->hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
   }
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
@@ -280,7 +297,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   // DMA requests need the slow path when this chip aligns internal DMA buffers.
   if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4) {
     fast_caps_base_ &= ~u32(MALLOC_CAP_DMA);
-    st(fast_caps_, fast_caps_value());
+    publish_fast_caps();
   }
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.

@@ -196,6 +196,90 @@ TEST(Registry, FastPathSwitchKeepsTheChoiceAndRunsTheSlowHook) {
   f.reg.deallocate(p);
 }
 
+// allocate_then's miss handler: counts its calls, remembers its arguments, then takes the general
+// walk as the contract asks.
+int g_then_misses = 0;
+unsigned g_then_tried = 0;
+void *g_then_caller = nullptr;
+void *then_miss(Registry &self, std::size_t size, Caps caps, unsigned tried, void *caller) {
+  ++g_then_misses;
+  g_then_tried = tried;
+  g_then_caller = caller;
+  return self.allocate_general(size, caps, tried);
+}
+
+TEST(Registry, AllocateThenMakesAllocatesChoiceAndHoldSendsEveryRequestToTheHandler) {
+  Fixture f;
+  const std::uint32_t sets[] = {kD, k8, k32, kI, kDma, kD | kI, kI | k8, kDma | kI, kX};
+  int token = 0;
+  void *const caller = &token;
+  for (const bool held : {false, true, false}) {
+    f.reg.hold_then_path(held);
+    for (const std::uint32_t caps : sets) {
+      void *a = f.reg.allocate(100, Caps(caps));
+      ASSERT_NE(a, nullptr) << caps;
+      const int want = f.reg.find_heap(a);
+      f.reg.deallocate(a);
+      g_then_misses = 0;
+      g_then_caller = nullptr;
+      void *p = f.reg.allocate_then<then_miss>(100, Caps(caps), caller);
+      ASSERT_NE(p, nullptr) << caps;
+      EXPECT_EQ(f.reg.find_heap(p), want) << caps;
+      // Held: every request reaches the handler with the caller and nothing tried. Not held: only
+      // EXEC (alias work) does.
+      const int expected = held || caps == kX ? 1 : 0;
+      EXPECT_EQ(g_then_misses, expected) << caps << " held " << held;
+      if (expected == 1) {
+        EXPECT_EQ(g_then_caller, caller);
+        EXPECT_EQ(g_then_tried, 0u);
+      }
+      f.reg.deallocate(p);
+    }
+  }
+  // A full first heap: the fast path asked it, so the handler gets it as tried, without a caller.
+  std::vector<void *> held_blocks;
+  const int first = [&] {
+    void *p = f.reg.allocate(16, Caps(kDma));
+    const int h = f.reg.find_heap(p);
+    f.reg.deallocate(p);
+    return h;
+  }();
+  while (void *p = f.reg.allocate(16, Caps(kDma))) {
+    if (f.reg.find_heap(p) != first) {
+      f.reg.deallocate(p);
+      break;
+    }
+    held_blocks.push_back(p);
+  }
+  g_then_misses = 0;
+  void *p = f.reg.allocate_then<then_miss>(16, Caps(kDma), caller);
+  ASSERT_NE(p, nullptr);
+  EXPECT_NE(f.reg.find_heap(p), first);
+  EXPECT_EQ(g_then_misses, 1);
+  EXPECT_NE(g_then_tried, 0u);
+  EXPECT_EQ(g_then_caller, nullptr);
+  f.reg.deallocate(p);
+  for (void *b : held_blocks)
+    f.reg.deallocate(b);
+  // Holding survives the fast path's own switch, and only the then path is held.
+  f.reg.hold_then_path(true);
+  f.reg.set_fast_path(false);
+  f.reg.set_fast_path(true);
+  int slow = 0;
+  p = f.reg.allocate(100, Caps(kD), [&slow] { ++slow; });
+  EXPECT_EQ(slow, 0);
+  f.reg.deallocate(p);
+  g_then_misses = 0;
+  p = f.reg.allocate_then<then_miss>(100, Caps(kD), caller);
+  EXPECT_EQ(g_then_misses, 1);
+  f.reg.deallocate(p);
+  f.reg.hold_then_path(false);
+  g_then_misses = 0;
+  p = f.reg.allocate_then<then_miss>(100, Caps(kD), caller);
+  EXPECT_EQ(g_then_misses, 0);
+  f.reg.deallocate(p);
+}
+
 TEST(Registry, Bit32RoundsSizesToWords) {
   Fixture f;
   void *p = f.reg.allocate(13, Caps(k32));
