@@ -188,11 +188,14 @@ class Registry {
   /// C API keeps it off while it initialises, so that its initialisation check sits on the slow
   /// path only. Not thread-safe against itself.
   void set_fast_path(bool on) noexcept;
-  /// Holds allocate_then()'s inline fast path off (hold true) or releases it, independently of
-  /// set_fast_path and of allocate(): while held, every allocate_then() request goes to its
-  /// MissHandler. The C API holds it while events are on, so that its common path needs no event
-  /// check of its own. Thread-safe; concurrent calls settle on the last one's value.
+  /// Holds the inline fast paths of allocate_then() and deallocate_then() off (hold true) or
+  /// releases them, independently of set_fast_path, allocate() and deallocate(): while held, every
+  /// request to those two goes to its miss handler. The C API holds it while events are on, so that
+  /// its common path needs no event check of its own. Thread-safe; concurrent calls settle on the
+  /// last one's value.
   void hold_then_path(bool hold) noexcept;
+  /// True while hold_then_path holds those fast paths off.
+  bool then_path_held() const noexcept { return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE); }
 
   /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
   /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
@@ -212,9 +215,11 @@ class Registry {
   /// allocate(size, caps) for an entry point that ends in a tail call: the inline part only picks
   /// the first heap; its locked engine call and, if needed, Miss follow in one out-of-line call,
   /// so that the caller keeps nothing live across a call. Same rules and same choice of heap.
-  template <MissHandler Miss>
+  /// `caller()` gives the caller to pass to Miss; it runs only when Miss does (so that an entry
+  /// point's return address is read on that path only).
+  template <MissHandler Miss, class CallerFn>
   __attribute__((always_inline)) inline void *allocate_then(std::size_t size, Caps caps,
-                                                            void *caller) noexcept;
+                                                            CallerFn &&caller) noexcept;
   /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
   /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
   /// `tried`: 0, or 1 + the record allocate_then() already asked (skipped by the walk).
@@ -227,6 +232,11 @@ class Registry {
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;
   /// heap_caps_free's rules; reports (fail hook) pointers in no heap.
   __attribute__((always_inline)) inline void deallocate(void *ptr) noexcept;
+  /// deallocate(ptr) for an entry point that ends in a tail call; while hold_then_path holds the
+  /// fast paths off, it calls Miss(ptr, caller) instead, which must end in deallocate(ptr).
+  using FreeMissHandler = void (*)(void *ptr, void *caller);
+  template <FreeMissHandler Miss, class CallerFn>
+  __attribute__((always_inline)) inline void deallocate_then(void *ptr, CallerFn &&caller) noexcept;
 
   // ---- Lookup and queries ----
 
@@ -328,8 +338,8 @@ class Registry {
   const Record &record(unsigned pos) const noexcept {
     return records_[__atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE)];
   }
-  inline void lock(Record &r) const noexcept;
-  inline void unlock(Record &r) const noexcept;
+  static inline void lock(Record &r) noexcept;
+  static inline void unlock(Record &r) noexcept;
   void lock_table() noexcept;
   void unlock_table() noexcept;
   // Publishes a change (caller holds the table lock): makes seq_ odd, puts record `added` (if not
@@ -354,8 +364,8 @@ class Registry {
   void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
   // The inline fast paths' out-of-line halves: the locked engine call lives here so that the C
   // API's entry points keep no values across calls (no register saves) and end in a tail call.
-  void *allocate_in(Record &r, std::size_t size) noexcept;
-  void free_in(Record &r, void *ptr) noexcept;
+  static void *allocate_in(Record &r, std::size_t size) noexcept;
+  static void free_in(Record &r, void *ptr) noexcept;
   // allocate_then's out-of-line half: the locked call, then Miss if the heap refused.
   template <MissHandler Miss>
   CAPHEAP_NOINLINE void *allocate_in_then(Record &r, std::size_t want, std::size_t size,
@@ -394,7 +404,10 @@ class Registry {
   // Record index of the heap the last free went to: consecutive frees mostly hit the same heap. A
   // record's start and end never change once it is published and `hint_span` only goes to 0, so a
   // hit is checked against the record itself, without the sequence counter or the tables.
-  std::uint8_t free_hint_ = 0;
+  // Bits 0-7: that record index; kHintHeld: hold_then_path holds deallocate_then's fast path off
+  // (in the same word, so that its check costs no extra load).
+  static constexpr std::uint32_t kHintHeld = 0x100;
+  std::uint32_t free_hint_ = 0;
   unsigned count_ = 0;
   // Per capability bit b: heaps (list positions) with b at level l (masks_[l][b]), and with b at
   // any level (masks_[kAny][b]).
@@ -422,6 +435,13 @@ class Registry {
   // fast_caps_ for allocate_then(): 0 while hold_then_path holds it.
   std::uint32_t then_caps_ = 0;
   bool then_held_ = false;
+  // first_single_ for allocate_then(), with then_caps_ applied: null for a bit the fast path does
+  // not serve (or while held), so that a single-bit request needs one load and one test. Entry
+  // 31 (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null.
+  Record *then_single_[32] = {};
+  // first_pair_ for allocate_then(), with then_caps_ and the DMA|SPIRAM exclusion applied (0: not
+  // on the fast path).
+  std::uint8_t then_pair_[kPairBits][kPairBits] = {};
   // Stores fast_caps_ and then_caps_ from the current settings, again until they agree with the
   // settings read after the store (a concurrent change of another setting cannot be lost).
   void publish_fast_caps() noexcept;
@@ -485,12 +505,34 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
   return allocate_slow(size, caps);
 }
 
-template <Registry::MissHandler Miss>
-inline void *Registry::allocate_then(std::size_t size, Caps caps, void *caller) noexcept {
-  std::size_t want = size;
-  Record *r = fast_choice(size, caps, want, then_caps_);
-  if (CAPHEAP_LIKELY(r != nullptr)) return allocate_in_then<Miss>(*r, want, size, caps);
-  return Miss(*this, size, caps, 0, caller);
+template <Registry::MissHandler Miss, class CallerFn>
+inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&caller) noexcept {
+  const std::uint32_t c = caps.bits();
+  if (CAPHEAP_LIKELY((c & (c - 1)) == 0)) {
+    // One capability bit, or none (caps 0 reads entry 31, which is null).
+    const std::size_t b = static_cast<unsigned>(__builtin_ctz(c | 0x80000000u));
+    Record *r = __atomic_load_n(&then_single_[b], __ATOMIC_ACQUIRE);
+    if (CAPHEAP_LIKELY(r != nullptr)) {
+      if (CAPHEAP_UNLIKELY(c == MALLOC_CAP_32BIT))
+        return allocate_in_then<Miss>(*r, (size + 3) & ~std::size_t(3), size, caps);
+      return allocate_in_then<Miss>(*r, size, size, caps);
+    }
+    return Miss(*this, size, caps, 0, caller());
+  }
+  // Two of the low 16 bits (INTERNAL|8BIT, DMA|INTERNAL, ...).
+  const std::uint32_t rest = c & (c - 1);
+  if (CAPHEAP_LIKELY((rest & (rest - 1)) == 0 && rest < (1u << kPairBits))) {
+    const std::size_t b0 = static_cast<unsigned>(__builtin_ctz(c));
+    const std::size_t b1 = static_cast<unsigned>(__builtin_ctz(rest));
+    const std::size_t first = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_ACQUIRE);
+    if (CAPHEAP_LIKELY(first != 0)) {
+      Record &r = records_[first - 1];
+      if (CAPHEAP_UNLIKELY((c & MALLOC_CAP_32BIT) != 0))
+        return allocate_in_then<Miss>(r, (size + 3) & ~std::size_t(3), size, caps);
+      return allocate_in_then<Miss>(r, size, size, caps);
+    }
+  }
+  return Miss(*this, size, caps, 0, caller());
 }
 
 inline int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
@@ -529,13 +571,27 @@ inline void Registry::deallocate(void *ptr) noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
   // (acquire: pairs with the release store in deallocate_slow, so the record's fields, written
   // before the record was published, are visible here.)
-  Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE)];
+  Record &r = records_[__atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE) & 0xFFu];
   if (CAPHEAP_LIKELY(a - r.start <
                      std::uintptr_t{__atomic_load_n(&r.hint_span, __ATOMIC_ACQUIRE)})) {
     free_in(r, ptr);
     return;
   }
   deallocate_slow(ptr);
+}
+
+template <Registry::FreeMissHandler Miss, class CallerFn>
+inline void Registry::deallocate_then(void *ptr, CallerFn &&caller) noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint32_t hint = __atomic_load_n(&free_hint_, __ATOMIC_ACQUIRE);
+  if (CAPHEAP_LIKELY(hint < kHintHeld)) {
+    Record &r = records_[hint];
+    if (CAPHEAP_LIKELY(a - r.start <
+                       std::uintptr_t{__atomic_load_n(&r.hint_span, __ATOMIC_ACQUIRE)}))
+      return free_in(r, ptr);
+    return deallocate_slow(ptr);
+  }
+  Miss(ptr, caller());
 }
 
 inline std::uint32_t Registry::read_seq_begin() const noexcept {
@@ -550,10 +606,10 @@ inline bool Registry::read_seq_retry(std::uint32_t begin) const noexcept {
   return __atomic_load_n(&seq_, __ATOMIC_RELAXED) != begin;
 }
 
-inline void Registry::lock(Record &r) const noexcept {
+inline void Registry::lock(Record &r) noexcept {
   capheap_port_lock_acquire(&r.lock_storage);
 }
-inline void Registry::unlock(Record &r) const noexcept {
+inline void Registry::unlock(Record &r) noexcept {
   capheap_port_lock_release(&r.lock_storage);
 }
 

@@ -355,6 +355,12 @@ using capheap::capi::events_on;
 using capheap::capi::Released;
 
 #define CAPHEAP_CALLER() __builtin_return_address(0)
+// The same, as a callable that reads the return address only when called (on a slow path): inlined
+// even at -O0, so that it reads the entry point's own return address.
+#define CAPHEAP_CALLER_FN()             \
+  []() __attribute__((always_inline)) { \
+    return CAPHEAP_CALLER();            \
+  }
 
 // ESP-IDF's CONFIG_HEAP_USE_HOOKS (spec §1.1, §4.8): the weak esp_heap_trace_alloc_hook runs after
 // every successful allocation (malloc, calloc, aligned, realloc, in place or moved) with the user
@@ -444,22 +450,30 @@ CAPHEAP_NOINLINE void free_reporting(void *ptr, void *caller) {
   g_registry.deallocate(ptr);
 }
 
-__attribute__((always_inline)) inline void free_with_event(void *ptr, void *caller) {
+/// heap_caps_free while the registry holds its fast path off (events were on when it looked).
+[[maybe_unused]] CAPHEAP_NOINLINE void free_miss(void *ptr, void *caller) {
+  if (events_on()) return free_reporting(ptr, caller);
+  g_registry.deallocate(ptr);
+}
+
+template <class CallerFn>
+__attribute__((always_inline)) inline void free_with_event(void *ptr, CallerFn &&caller) {
 #if CAPHEAP_USE_HOOKS
   if (events_on())
-    free_reporting(ptr, caller);
+    free_reporting(ptr, caller());
   else
     g_registry.deallocate(ptr);
   hook_free(ptr);
 #else
-  if (events_on()) return free_reporting(ptr, caller);
-  g_registry.deallocate(ptr);
+  // No event check on the common path: set_event_sink holds the registry's fast path off while
+  // events are on, and free_miss takes those frees.
+  g_registry.deallocate_then<free_miss>(ptr, caller);
 #endif
 }
 
 /// free_with_event out of line, for realloc to size 0 (one copy of the inline free path).
 CAPHEAP_NOINLINE void free_cold(void *ptr, void *caller) {
-  free_with_event(ptr, caller);
+  free_with_event(ptr, [caller] { return caller; });
 }
 
 /// heap_caps_malloc after the allocation when something is left to do: the failure report (not
@@ -552,18 +566,18 @@ HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
   // The registry picks the first heap inline and tail-calls its locked engine call; malloc_miss
   // takes over when that heap refuses or the fast path does not apply, which includes every
   // request while events are on (set_event_sink holds the fast path off then).
-  return g_registry.allocate_then<malloc_miss>(size, Caps(caps), CAPHEAP_CALLER());
+  return g_registry.allocate_then<malloc_miss>(size, Caps(caps), CAPHEAP_CALLER_FN());
 #endif
 }
 
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
   // No initialisation here: before heap_caps_init no pointer can come from a heap, and the empty
   // registry reports it as outside every heap.
-  free_with_event(ptr, CAPHEAP_CALLER());
+  free_with_event(ptr, CAPHEAP_CALLER_FN());
 }
 
 void heap_caps_aligned_free(void *ptr) {
-  free_with_event(ptr, CAPHEAP_CALLER());
+  free_with_event(ptr, CAPHEAP_CALLER_FN());
 }
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
@@ -646,7 +660,7 @@ void *heap_caps_malloc_default(size_t size) {
 void *heap_caps_realloc_default(void *ptr, size_t size) {
   const long limit = __atomic_load_n(&capheap::capi::g_extmem_limit, __ATOMIC_RELAXED);
   if (ptr != nullptr && size == 0) {
-    free_with_event(ptr, CAPHEAP_CALLER());
+    free_with_event(ptr, CAPHEAP_CALLER_FN());
     return nullptr;
   }
   if (ptr == nullptr && size == 0) return nullptr;

@@ -89,7 +89,7 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   __builtin_memset(static_cast<void *>(first_pair_), 0, sizeof first_pair_);
   __builtin_memset(static_cast<void *>(addr_start_), 0xFF, sizeof addr_start_);
   registered_ = Mask{};
-  free_hint_ = 0;
+  free_hint_ = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? kHintHeld : 0u;
   count_ = 0;
   iram_low_ = iram_high_ = iram_span_ = 0;
   layout_ = nullptr;
@@ -110,17 +110,53 @@ void Registry::set_fast_path(bool on) noexcept {
 
 void Registry::hold_then_path(bool hold) noexcept {
   __atomic_store_n(&then_held_, hold, __ATOMIC_SEQ_CST);
+  // The hint's hold bit follows then_held_ (again if a concurrent call changed it meanwhile).
+  for (;;) {
+    const bool h = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST);
+    std::uint32_t w = __atomic_load_n(&free_hint_, __ATOMIC_SEQ_CST);
+    while (!__atomic_compare_exchange_n(&free_hint_, &w, h ? (w | kHintHeld) : (w & ~kHintHeld),
+                                        true, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    if (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) == h) break;
+  }
   publish_fast_caps();
 }
 
 void Registry::publish_fast_caps() noexcept {
+  // Writers: rebuild_tables (under the table lock), set_fast_path and hold_then_path (not). Each
+  // stores what the settings say, then checks that every value still matches them; the last
+  // writer to store therefore leaves values that match the final settings.
+  const auto then_entry = [this](unsigned b, std::uint32_t t) {
+    return b < kCapBits && (t & (1u << b)) != 0
+               ? __atomic_load_n(&first_single_[b], __ATOMIC_ACQUIRE)
+               : nullptr;
+  };
+  const auto then_pair = [this](unsigned b0, unsigned b1, std::uint32_t t) {
+    const std::uint32_t c = (1u << b0) | (1u << b1);
+    return b0 < b1 && (t & c) == c &&
+                   (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) !=
+                       (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)
+               ? __atomic_load_n(&first_pair_[b0][b1], __ATOMIC_ACQUIRE)
+               : std::uint8_t(0);
+  };
   for (;;) {
     const std::uint32_t v = fast_caps_value();
     const std::uint32_t t = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v;
     __atomic_store_n(&fast_caps_, v, __ATOMIC_SEQ_CST);
     __atomic_store_n(&then_caps_, t, __ATOMIC_SEQ_CST);
-    if (fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t)
-      return;
+    for (unsigned b = 0; b < 32; ++b)
+      __atomic_store_n(&then_single_[b], then_entry(b, t), __ATOMIC_SEQ_CST);
+    for (unsigned b0 = 0; b0 < kPairBits; ++b0)
+      for (unsigned b1 = 0; b1 < kPairBits; ++b1)
+        __atomic_store_n(&then_pair_[b0][b1], then_pair(b0, b1, t), __ATOMIC_SEQ_CST);
+    bool same =
+        fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t;
+    for (unsigned b = 0; same && b < 32; ++b)
+      same = __atomic_load_n(&then_single_[b], __ATOMIC_SEQ_CST) == then_entry(b, t);
+    for (unsigned b0 = 0; same && b0 < kPairBits; ++b0)
+      for (unsigned b1 = 0; same && b1 < kPairBits; ++b1)
+        same = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST) == then_pair(b0, b1, t);
+    if (same) return;
   }
 }
 
@@ -578,7 +614,13 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   }
   // Consecutive frees mostly hit the same heap: the next one checks this record first. (release:
   // pairs with the acquire load in deallocate.)
-  if (!alias) __atomic_store_n(&free_hint_, static_cast<std::uint8_t>(rec), __ATOMIC_RELEASE);
+  // (The hold bit stays as it is.)
+  if (!alias) {
+    std::uint32_t hint = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&free_hint_, &hint, (hint & kHintHeld) | rec, true,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    }
+  }
   free_in(records_[rec], data);
 }
 

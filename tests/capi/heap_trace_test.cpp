@@ -19,6 +19,8 @@
 
 #include "capheap.h"
 #include "capheap_host.h"
+#include "capheap/caps.hpp"
+#include "capi/capi_internal.hpp"
 #include "capi/heap_trace_internal.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_trace.h"
@@ -142,6 +144,26 @@ TEST_F(HeapTrace, ErrorCodes) {
 }
 
 // ---- Modes -------------------------------------------------------------------------------------
+
+// heap_caps_malloc and heap_caps_free check no event flag on their common path: the registry's
+// fast paths are held off exactly while a trace (or any other event sink) runs.
+TEST_F(HeapTrace, TracingHoldsTheRegistryFastPathsOffWhileItRuns) {
+  capheap::Registry &reg = capheap::capi::registry();
+  EXPECT_FALSE(reg.then_path_held());
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+  EXPECT_TRUE(reg.then_path_held());
+  void *a = traced_malloc(24);
+  traced_free(a);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  EXPECT_FALSE(reg.then_path_held());
+  EXPECT_EQ(heap_trace_get_count(), 1u);
+  EXPECT_EQ(rec(0).address, a);
+  EXPECT_NE(rec(0).freed_by[0], kNull);
+  // Not recorded once stopped, and the fast paths serve again.
+  void *b = traced_malloc(24);
+  traced_free(b);
+  EXPECT_EQ(heap_trace_get_count(), 1u);
+}
 
 TEST_F(HeapTrace, LeaksModeKeepsOnlyUnfreedBlocksWithCallers) {
   ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
