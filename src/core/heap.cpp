@@ -350,66 +350,64 @@ struct Found {
 };
 
 #if CAPHEAP_COMPACT
-/// True unless the first block of a list may be used: a sane free block whose successor points
-/// back to it (its own predecessor link is not followed: a head has none).
-bool head_bad(Ctx x, u32 blk) noexcept {
-  return !free_entry_ok(x, blk) || !next_link_ok(x, blk);
-}
+/// In the list half of a packed find_free result: the block half names the entry to blame.
+constexpr u32 kFoundBad = 1u << 31;
 
 /// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
 /// the bounded best fit of both lists it looks at (the first non-empty larger list is scanned
 /// with a bound of one entry, its head, whose size is then not compared: all its blocks fit).
-/// The result is built in place.
-Found find_free(Ctx x, u32 b) noexcept {
-  Found f{0, index_of(x, b), 0, true, false};
+/// Returns the block (low half, 0 if none) and its list (high half, | kFoundBad if a list entry
+/// or its links failed their sanity check: the block half is then the entry to blame), in
+/// registers; its size and whether it heads its list are read again by the caller.
+std::uint64_t find_free_packed(Ctx x, u32 b) noexcept {
+  u32 idx = index_of(x, b);
   u32 scan = kFitScan;
   for (;;) {
-    u32 blk = x.heads()[f.idx];
-    if (blk != 0) {
-      if (head_bad(x, blk)) {
-        f.blk = blk;
-        f.bad = true;
-        return f;
+    u32 blk = x.heads()[idx];
+    u32 best = 0, best_size = ~0u, prev = 0;
+    for (u32 n = scan; blk != 0 && n != 0; --n) {
+      // A bad entry past the head: the link of the entry before it is what is damaged. The head
+      // (prev == 0) is to blame itself, and must also have a successor that points back to it
+      // (its own predecessor link is not followed: a head has none).
+      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk) || (prev == 0 && !next_link_ok(x, blk))))
+        return (std::uint64_t(idx | kFoundBad) << 32) | (prev != 0 ? prev : blk);
+      const u32 s = x.size_at(blk);
+      // (b is 0 for the larger list: its head is taken.)
+      if (s >= b && s < best_size) {
+        best = blk;
+        best_size = s;
+        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
-      u32 best_size = ~0u, prev = 0;
-      for (u32 n = 0; blk != 0 && n < scan; ++n) {
-        // A bad entry past the head: the link of the entry before it is what is damaged.
-        if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) {
-          f.blk = prev;
-          f.head = false;
-          f.bad = true;
-          return f;
-        }
-        const u32 s = x.size_at(blk);
-        if ((s >= b || scan == 1) && s < best_size) {
-          f.blk = blk;
-          best_size = s;
-          if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
-        }
-        prev = blk;
-        blk = x.next_free(blk);
-      }
-      if (f.blk != 0) {
-        f.size = best_size;
-        f.head = f.blk == x.heads()[f.idx];
-        f.bad = !f.head && !links_ok_at(x, f.blk, f.idx);
-        return f;
-      }
+      prev = blk;
+      blk = x.next_free(blk);
     }
-    if (scan == 1) return f;  // (a set bit over an empty list: nothing found)
+    if (best != 0) {
+      const bool bad = best != x.heads()[idx] && !links_ok_at(x, best, idx);
+      return (std::uint64_t(idx | (bad ? kFoundBad : 0u)) << 32) | best;
+    }
+    if (scan == 1) return 0;  // (a set bit over an empty list: nothing found)
     // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
     const u32 *bits = x.bits();
-    u32 w = f.idx / 32;
-    u32 word = bits[w] & (~1u << (f.idx % 32));
+    u32 w = idx / 32;
+    u32 word = bits[w] & (~1u << (idx % 32));
     if (word == 0) {
       const u32 words = x.c->word_bitmap & (~1u << w);
-      if (words == 0) return f;
+      if (words == 0) return 0;
       w = lsb_index(words);
       word = bits[w];
     }
-    f.idx = w * 32 + lsb_index(word);
+    idx = w * 32 + lsb_index(word);
     scan = 1;
+    b = 0;
   }
+}
+
+/// find_free_packed() as a Found (the aligned allocation's form).
+__attribute__((noinline)) Found find_free(Ctx x, u32 b) noexcept {
+  const std::uint64_t r = find_free_packed(x, b);
+  const u32 blk = static_cast<u32>(r), idx = static_cast<u32>(r >> 32) & ~kFoundBad;
+  const bool bad = (r >> 63) != 0;
+  return {blk, idx, bad ? 0u : x.size_at(blk), blk != 0 && x.heads()[idx] == blk, bad};
 }
 #else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
@@ -489,9 +487,10 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 
 #if CAPHEAP_COMPACT
 /// take() of the host form below with one unlink and one header update for every case.
-void take(Ctx x, const Found &f, u32 b) noexcept {
-  const u32 blk = f.blk;
-  u32 size = f.size;
+/// (The block, its list and b as find_free_packed() found them; its size and whether it heads its
+/// list are read here.)
+void take(Ctx x, u32 blk, u32 idx, u32 b) noexcept {
+  u32 size = x.size_at(blk);
   const u32 rest = size - b;
   u32 ri = ~0u;  // the remainder's list, if it becomes a block
   if (rest >= kMinBlockBytes) {
@@ -500,10 +499,10 @@ void take(Ctx x, const Found &f, u32 b) noexcept {
     ri = index_of(x, rest);
     size = b;
   }
-  if (ri == f.idx) {
+  if (ri == idx) {
     list_replace(x, blk, blk + b, ri);
   } else {
-    list_unlink(x, blk, f.idx, f.head ? 0 : x.prev_free(blk));
+    list_unlink(x, blk, idx, x.heads()[idx] == blk ? 0 : x.prev_free(blk));
     if (ri != ~0u) {
       list_insert(x, blk + b, ri);  // the block after the remainder keeps its kPrevFree flag
     } else {
@@ -674,8 +673,12 @@ __attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 &i
 /// The checks of the host form below, with one routine for both neighbours.
 Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
                         const void *report) noexcept {
-  Live l{block_of_pointer(x, p), 0, 0, 0, 0, 0, 0};
-  const u32 blk = l.blk;
+  // Only the fields a caller reads are set (h, size and the neighbours' lists where they apply).
+  Live l;
+  const u32 blk = block_of_pointer(x, p);
+  l.blk = blk;
+  l.next_size = 0;
+  l.prev_size = 0;
   if (blk != 0) {
     l.h = x.header(blk);
     l.size = l.h & kSizeMask;
@@ -755,12 +758,16 @@ constexpr u32 kDefaultGranuleLog2 =
 
 Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexcept {
   const std::uintptr_t base = addr_of(start);
-  if (start == nullptr || (base & 3u) != 0 || !detail::valid_prefix(config.reserved_prefix) ||
-      static_cast<unsigned>(config.poisoning) > 2)
-    return Heap();
-#if !CAPHEAP_WITH_DECORATION
-  if (config.poisoning != Poisoning::kNone || config.track_owner) return Heap();
+  // One test for a misaligned start and every bad option (reserved_prefix 0 or 8: valid_prefix).
+  static_assert(detail::valid_prefix(0) && detail::valid_prefix(8) && !detail::valid_prefix(16),
+                "the test below keeps valid_prefix's values");
+  u32 bad = static_cast<u32>(base & 3u) | (config.reserved_prefix & ~8u);
+#if CAPHEAP_WITH_DECORATION
+  bad |= static_cast<unsigned>(config.poisoning) > 2 ? 1u : 0u;
+#else
+  bad |= static_cast<u32>(config.poisoning) | static_cast<u32>(config.track_owner);
 #endif
+  if (start == nullptr || bad != 0) return Heap();
   // Granule::k4/k8/k16 are the granules' byte values; 0 is the platform default.
   const u32 gv = static_cast<u32>(config.granule);
   if (gv > 16 || ((0x10111u >> gv) & 1u) == 0) return Heap();
@@ -784,10 +791,9 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   const bool linear = sl_log2 + g_log2 > 4;  // (1 << (sl_log2 + g_log2)) > kMinBlockBytes
   const u32 small_log2 = linear ? sl_log2 + g_log2 : 4u;
   const u32 fl_shift = linear ? small_log2 - 1 : 4u;
-  // Number of first levels a block area of `a` bytes needs.
-  const auto levels = [=](u32 a) {
-    return a < (1u << small_log2) ? 1u : msb_index(a) - fl_shift + 1;
-  };
+  // Number of first levels a block area of `a` bytes needs: 1 below 2^small_log2 (where
+  // small_log2 - 1 <= fl_shift <= small_log2), else floor(log2 a) - fl_shift + 1.
+  const auto levels = [=](u32 a) { return msb_index(a | (1u << fl_shift)) - fl_shift + 1; };
 
   // First block: its data must be granule-aligned in absolute terms. The block area depends on the
   // table size and the table size on the largest block, so lay out with the bound's first-level
@@ -795,21 +801,21 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
   // the bound), capping the area to what the smaller table can file.
   u32 fl_count = levels(span_bound);
   u32 ctl_bytes, first, area;
-  for (int pass = 0;; ++pass) {
+  for (bool again = false;; again = true) {
     ctl_bytes = detail::control_bytes(fl_count, sl_log2);
     // The first header is 4 bytes below the first granule boundary after the tables + a header.
     first = ctl_bytes + ((0u - (static_cast<u32>(base) + ctl_bytes + kHeaderBytes)) & (g - 1));
+    u32 fewer;
     if (first + kMinBlockBytes + kHeaderBytes > region) {
-      if (pass == 0 && fl_count > 1) {
-        --fl_count;  // a smaller table may still leave room for one block
-        continue;
-      }
-      return Heap();
+      if (again || fl_count == 1) return Heap();
+      fewer = fl_count - 1;  // a smaller table may still leave room for one block
+    } else {
+      area = (region - first - kHeaderBytes) & ~(g - 1);
+      if (again) break;
+      fewer = levels(area);
+      if (fewer >= fl_count) break;
     }
-    area = (region - first - kHeaderBytes) & ~(g - 1);
-    const u32 needed = levels(area);
-    if (needed >= fl_count || pass == 1) break;
-    fl_count = needed;
+    fl_count = fewer;
   }
   // Largest block the table can file: below 2^(fl_count + fl_shift).
   if (fl_count + fl_shift < 32) {
@@ -871,16 +877,28 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
   if (size == 0) return nullptr;
   const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
+#if CAPHEAP_COMPACT
+  const std::uint64_t r = find_free_packed(x, b);
+  const u32 blk = static_cast<u32>(r), idx = static_cast<u32>(r >> 32);
+  if (blk == 0) return nullptr;
+  if (CAPHEAP_UNLIKELY((idx & kFoundBad) != 0)) {
+    report_bad_free_entry(x.c, blk);
+    return nullptr;
+  }
+  take(x, blk, idx, b);
+#else
   const Found f = find_free(x, b);
-  if (f.blk == 0) return nullptr;
+  const u32 blk = f.blk;
+  if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
-    report_bad_free_entry(x.c, f.blk);
+    report_bad_free_entry(x.c, blk);
     return nullptr;
   }
   take(x, f, b);
+#endif
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
-                          "heap invalid after allocate", x.data(f.blk), x.id());
-  return x.data(f.blk);
+                          "heap invalid after allocate", x.data(blk), x.id());
+  return x.data(blk);
 }
 
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
