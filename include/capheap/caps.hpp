@@ -441,7 +441,27 @@ class Registry {
   Record *then_single_[32] = {};
   // first_pair_ for allocate_then(), with then_caps_ and the DMA|SPIRAM exclusion applied (0: not
   // on the fast path).
-  std::uint8_t then_pair_[kPairBits][kPairBits] = {};
+  // Hosts keep record pointers (2 KiB: no index arithmetic between the load and the record);
+  // firmware built for size keeps 1 + the record index (256 bytes).
+#if defined(CAPHEAP_COMPACT) && CAPHEAP_COMPACT
+  using PairEntry = std::uint8_t;
+  static Record *pair_record(Record *records, PairEntry e) noexcept {
+    return e != 0 ? &records[e - 1] : nullptr;
+  }
+  static PairEntry pair_entry(Record *records, unsigned first) noexcept {
+    (void)records;
+    return static_cast<PairEntry>(first);
+  }
+#else
+  using PairEntry = Record *;
+  static Record *pair_record(Record *, PairEntry e) noexcept {
+    return e;
+  }
+  static PairEntry pair_entry(Record *records, unsigned first) noexcept {
+    return first != 0 ? &records[first - 1] : nullptr;
+  }
+#endif
+  PairEntry then_pair_[kPairBits][kPairBits] = {};
   // Stores fast_caps_ and then_caps_ from the current settings, again until they agree with the
   // settings read after the store (a concurrent change of another setting cannot be lost).
   void publish_fast_caps() noexcept;
@@ -524,9 +544,10 @@ inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&cal
   if (CAPHEAP_LIKELY((rest & (rest - 1)) == 0 && rest < (1u << kPairBits))) {
     const std::size_t b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::size_t b1 = static_cast<unsigned>(__builtin_ctz(rest));
-    const std::size_t first = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_ACQUIRE);
-    if (CAPHEAP_LIKELY(first != 0)) {
-      Record &r = records_[first - 1];
+    Record *const pr =
+        pair_record(records_, __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_ACQUIRE));
+    if (CAPHEAP_LIKELY(pr != nullptr)) {
+      Record &r = *pr;
       if (CAPHEAP_UNLIKELY((c & MALLOC_CAP_32BIT) != 0))
         return allocate_in_then<Miss>(r, (size + 3) & ~std::size_t(3), size, caps);
       return allocate_in_then<Miss>(r, size, size, caps);

@@ -136,8 +136,8 @@ void Registry::publish_fast_caps() noexcept {
     return b0 < b1 && (t & c) == c &&
                    (c & (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)) !=
                        (MALLOC_CAP_DMA | MALLOC_CAP_SPIRAM)
-               ? __atomic_load_n(&first_pair_[b0][b1], __ATOMIC_ACQUIRE)
-               : std::uint8_t(0);
+               ? pair_entry(records_, __atomic_load_n(&first_pair_[b0][b1], __ATOMIC_ACQUIRE))
+               : pair_entry(records_, 0);
   };
   for (;;) {
     const std::uint32_t v = fast_caps_value();
