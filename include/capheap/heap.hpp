@@ -159,6 +159,11 @@ class Heap {
   /// fail hook and ignored. Coalesces immediately. O(1).
   void deallocate(void *p) noexcept;
 
+  /// allocate(size) and deallocate(p) of heap `h`, taken by value: the handle travels in a
+  /// register, so a caller that has just loaded it pays no store and reload. Same contracts.
+  static void *allocate_from(Heap h, std::size_t size) noexcept;
+  static void deallocate_to(Heap h, void *p) noexcept;
+
   /// Resizes p: null p allocates; size 0 frees and returns null; shrinks in place or grows into a
   /// free successor in place, else moves within this heap (copying min(old usable, size) bytes).
   /// Returns null on failure with p untouched. O(1) plus the copy.

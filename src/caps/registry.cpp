@@ -90,6 +90,7 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   __builtin_memset(static_cast<void *>(addr_start_), 0xFF, sizeof addr_start_);
   registered_ = Mask{};
   free_hint_ = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? kHintHeld : 0u;
+  hint_heap_ = Heap{};
   count_ = 0;
   iram_low_ = iram_high_ = iram_span_ = 0;
   layout_ = nullptr;
@@ -144,18 +145,30 @@ void Registry::publish_fast_caps() noexcept {
     const std::uint32_t t = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v;
     __atomic_store_n(&fast_caps_, v, __ATOMIC_SEQ_CST);
     __atomic_store_n(&then_caps_, t, __ATOMIC_SEQ_CST);
-    for (unsigned b = 0; b < 32; ++b)
-      __atomic_store_n(&then_single_[b], then_entry(b, t), __ATOMIC_SEQ_CST);
+    for (unsigned b = 0; b < 32; ++b) {
+      Record *const r = then_entry(b, t);
+      Heap h = r != nullptr ? r->heap : Heap{};
+      __atomic_store(&then_heap_[b], &h, __ATOMIC_SEQ_CST);
+      __atomic_store_n(&then_single_[b], r, __ATOMIC_SEQ_CST);
+    }
     for (unsigned b0 = 0; b0 < kPairBits; ++b0)
-      for (unsigned b1 = 0; b1 < kPairBits; ++b1)
-        __atomic_store_n(&then_pair_[b0][b1], then_pair(b0, b1, t), __ATOMIC_SEQ_CST);
+      for (unsigned b1 = 0; b1 < kPairBits; ++b1) {
+        const PairEntry e = then_pair(b0, b1, t);
+        __atomic_store_n(&then_pair_[b0][b1], e, __ATOMIC_SEQ_CST);
+      }
     bool same =
         fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t;
-    for (unsigned b = 0; same && b < 32; ++b)
-      same = __atomic_load_n(&then_single_[b], __ATOMIC_SEQ_CST) == then_entry(b, t);
+    for (unsigned b = 0; same && b < 32; ++b) {
+      Record *const r = __atomic_load_n(&then_single_[b], __ATOMIC_SEQ_CST);
+      Heap h;
+      __atomic_load(&then_heap_[b], &h, __ATOMIC_SEQ_CST);
+      same = r == then_entry(b, t) && (r == nullptr || r->heap == h);
+    }
     for (unsigned b0 = 0; same && b0 < kPairBits; ++b0)
-      for (unsigned b1 = 0; same && b1 < kPairBits; ++b1)
-        same = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST) == then_pair(b0, b1, t);
+      for (unsigned b1 = 0; same && b1 < kPairBits; ++b1) {
+        const PairEntry e = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST);
+        same = e == then_pair(b0, b1, t);
+      }
     if (same) return;
   }
 }
@@ -594,6 +607,12 @@ void *Registry::allocate_in(Record &r, std::size_t size) noexcept {
   return p;
 }
 
+void Registry::free_in_heap(Record &r, Heap h, void *ptr) noexcept {
+  lock(r);
+  Heap::deallocate_to(h, ptr);
+  unlock(r);
+}
+
 void Registry::free_in(Record &r, void *ptr) noexcept {
   lock(r);
   r.heap.deallocate(ptr);
@@ -617,6 +636,10 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   // (The hold bit stays as it is.)
   if (!alias) {
     std::uint32_t hint = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
+    // The heap first: a reader that sees the new index with the old heap (or the reverse) finds
+    // that they disagree and searches.
+    Heap h = records_[rec].heap;
+    __atomic_store(&hint_heap_, &h, __ATOMIC_RELEASE);
     while (!__atomic_compare_exchange_n(&free_hint_, &hint, (hint & kHintHeld) | rec, true,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
     }

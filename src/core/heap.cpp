@@ -1178,6 +1178,17 @@ CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
   return allocate_impl(control_, size);
 }
 
+CAPHEAP_HOT void *Heap::allocate_from(Heap h, std::size_t size) noexcept {
+  if (CAPHEAP_DECORATED(h.control_)) return detail::deco_allocate(h.control_, size);
+  return allocate_impl(h.control_, size);
+}
+
+CAPHEAP_HOT void Heap::deallocate_to(Heap h, void *p) noexcept {
+  if (p == nullptr) return;
+  if (CAPHEAP_DECORATED(h.control_)) return detail::deco_deallocate(h.control_, p);
+  deallocate_impl(h.control_, p);
+}
+
 void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
   if (CAPHEAP_DECORATED(control_))
     return detail::deco_allocate_aligned(control_, size, alignment, offset);

@@ -321,6 +321,68 @@ TEST(Registry, DeallocateThenSendsFreesToTheHandlerExactlyWhileHeld) {
   }
 }
 
+}  // namespace
+
+namespace capheap {
+// The fast paths load a table's record and its heap separately; a writer may be between the two
+// stores. These plant such a torn pair.
+struct RegistryTestAccess {
+  static void set_then_heap(Registry &r, unsigned bit, Heap h) { r.then_heap_[bit] = h; }
+  static void set_hint(Registry &r, unsigned record, Heap h) {
+    r.free_hint_ = (r.free_hint_ & Registry::kHintHeld) | record;
+    r.hint_heap_ = h;
+  }
+  static Heap heap_of_record(const Registry &r, unsigned record) { return r.records_[record].heap; }
+};
+}  // namespace capheap
+
+namespace {
+using capheap::RegistryTestAccess;
+
+TEST(Registry, TornTableReadsTakeTheSlowPathsAndStillUseTheRightHeap) {
+  Fixture f;
+  int token = 0;
+  void *const caller = &token;
+  const unsigned bit = static_cast<unsigned>(__builtin_ctz(kD));
+  void *a = f.reg.allocate(100, Caps(kD));
+  unsigned rec = 0;
+  const int want = f.reg.find_heap(a, &rec);
+  f.reg.deallocate(a);
+  // Another heap's handle in the heap table: the fast path must not use it.
+  unsigned other = rec == 0 ? 1u : 0u;
+  const capheap::Heap wrong = RegistryTestAccess::heap_of_record(f.reg, other);
+  ASSERT_NE(wrong, RegistryTestAccess::heap_of_record(f.reg, rec));
+  RegistryTestAccess::set_then_heap(f.reg, bit, wrong);
+  g_then_misses = 0;
+  void *p = f.reg.allocate_then<then_miss>(100, Caps(kD), [caller] { return caller; });
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(g_then_misses, 1);
+  EXPECT_EQ(f.reg.find_heap(p), want);
+  EXPECT_EQ(f.reg.view(static_cast<unsigned>(want)).heap.info().allocated_blocks, 1u);
+  // The free hint names p's record but carries another heap: the free must search, and the block
+  // goes back to its own heap.
+  g_free_registry = &f.reg;
+  g_free_misses = 0;
+  RegistryTestAccess::set_hint(f.reg, rec, wrong);
+  f.reg.deallocate_then<free_then_miss>(p, [caller] { return caller; });
+  EXPECT_EQ(g_free_misses, 0);
+  EXPECT_EQ(f.reg.view(static_cast<unsigned>(want)).heap.info().allocated_blocks, 0u);
+  for (unsigned i = 0; i < f.reg.count(); ++i) {
+    const capheap::HeapView v = f.reg.view(i);
+    if (v.registered) {
+      EXPECT_EQ(v.heap.info().allocated_blocks, 0u) << i;
+      EXPECT_TRUE(v.heap.validate().ok()) << i;
+    }
+  }
+  // A table change republishes consistent pairs: the fast path serves again.
+  f.reg.hold_then_path(true);
+  f.reg.hold_then_path(false);
+  g_then_misses = 0;
+  p = f.reg.allocate_then<then_miss>(100, Caps(kD), [caller] { return caller; });
+  EXPECT_EQ(g_then_misses, 0);
+  f.reg.deallocate(p);
+}
+
 TEST(Registry, Bit32RoundsSizesToWords) {
   Fixture f;
   void *p = f.reg.allocate(13, Caps(k32));
