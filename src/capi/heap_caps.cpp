@@ -500,8 +500,15 @@ CAPHEAP_NOINLINE void *malloc_reporting(size_t size, uint32_t caps, void *caller
 /// that began while events were off (it gets no event, as if it had finished before they began).
 [[maybe_unused]] CAPHEAP_NOINLINE void *malloc_miss(capheap::Registry &reg, size_t size, Caps caps,
                                                     unsigned tried, void *caller) {
-  if (caller != nullptr && events_on())
-    return malloc_finish(capheap::capi::malloc_base(size, caps.bits()), size, caps.bits(), caller);
+  if (caller != nullptr && events_on()) {
+    void *p = capheap::capi::malloc_base(size, caps.bits());
+    // The recorder alone (a field build's usual case): straight to it.
+    if (CAPHEAP_LIKELY(p != nullptr && capheap::capi::recorder_only() && !CAPHEAP_USE_HOOKS)) {
+      capheap::capi::recorder_on_alloc(EventOp::kMalloc, p, size, 0, caps.bits(), caller);
+      return p;
+    }
+    return malloc_finish(p, size, caps.bits(), caller);
+  }
   ensure_init();
   void *p = reg.allocate_general(size, caps, tried);
   if (p == nullptr && size != 0) report_failure(size, caps.bits(), "heap_caps_malloc");
