@@ -37,6 +37,15 @@
 #define CAPHEAP_MAX_HEAPS 64
 #endif
 
+// The C API's leaner fast paths (Registry::allocate_then / deallocate_then and their tables) are
+// for hosts and speed-built firmware; firmware built for size (CAPHEAP_COMPACT) keeps the plain
+// inline fast path and saves their code and 0.5 KiB of tables.
+#if defined(CAPHEAP_COMPACT) && CAPHEAP_COMPACT
+#define CAPHEAP_THEN_TABLES 0
+#else
+#define CAPHEAP_THEN_TABLES 1
+#endif
+
 namespace capheap {
 
 /// A set of MALLOC_CAP_* capability bits. Converts explicitly to and from the ESP-IDF mask.
@@ -217,9 +226,11 @@ class Registry {
   /// so that the caller keeps nothing live across a call. Same rules and same choice of heap.
   /// `caller()` gives the caller to pass to Miss; it runs only when Miss does (so that an entry
   /// point's return address is read on that path only).
+#if CAPHEAP_THEN_TABLES
   template <MissHandler Miss, class CallerFn>
   __attribute__((always_inline)) inline void *allocate_then(std::size_t size, Caps caps,
                                                             CallerFn &&caller) noexcept;
+#endif
   /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
   /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
   /// `tried`: 0, or 1 + the record allocate_then() already asked (skipped by the walk).
@@ -235,8 +246,10 @@ class Registry {
   /// deallocate(ptr) for an entry point that ends in a tail call; while hold_then_path holds the
   /// fast paths off, it calls Miss(ptr, caller) instead, which must end in deallocate(ptr).
   using FreeMissHandler = void (*)(void *ptr, void *caller);
+#if CAPHEAP_THEN_TABLES
   template <FreeMissHandler Miss, class CallerFn>
   __attribute__((always_inline)) inline void deallocate_then(void *ptr, CallerFn &&caller) noexcept;
+#endif
 
   // ---- Lookup and queries ----
 
@@ -267,7 +280,9 @@ class Registry {
   std::size_t usable_size(const void *p) const noexcept;
 
   /// Number of heaps (registered or not), in list order 0..count()-1.
-  unsigned count() const noexcept { return __atomic_load_n(&count_, __ATOMIC_ACQUIRE); }
+  unsigned count() const noexcept {
+    return __atomic_load_n(&count_, __ATOMIC_ACQUIRE);
+  }
   /// The heap at list position i (0 <= i < count()).
   HeapView view(unsigned i) const noexcept;
   /// The view of the heap whose region contains p (data-bus address), read consistently (a list
@@ -298,7 +313,9 @@ class Registry {
   /// SPIRAM is requested (ESP-IDF's adjustment).
   std::size_t hw_alignment(Caps &caps) const noexcept;
 
-  const capheap_layout_t *layout() const noexcept { return layout_; }
+  const capheap_layout_t *layout() const noexcept {
+    return layout_;
+  }
 
   /// Tests only (defined in tests/caps): reaches the private tables to plant a torn read.
   friend struct RegistryTestAccess;
@@ -440,6 +457,7 @@ class Registry {
   // fast_caps_ for allocate_then(): 0 while hold_then_path holds it.
   std::uint32_t then_caps_ = 0;
   bool then_held_ = false;
+#if CAPHEAP_THEN_TABLES
   // first_single_ for allocate_then(), with then_caps_ applied: null for a bit the fast path does
   // not serve (or while held), so that a single-bit request needs one load and one test. Entry
   // 31 (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null.
@@ -453,18 +471,7 @@ class Registry {
   Heap hint_heap_{};
   // first_pair_ for allocate_then(), with then_caps_ and the DMA|SPIRAM exclusion applied (0: not
   // on the fast path).
-  // Hosts keep record pointers (2 KiB: no index arithmetic between the load and the record);
-  // firmware built for size keeps 1 + the record index (256 bytes).
-#if defined(CAPHEAP_COMPACT) && CAPHEAP_COMPACT
-  using PairEntry = std::uint8_t;
-  static Record *pair_record(Record *records, PairEntry e) noexcept {
-    return e != 0 ? &records[e - 1] : nullptr;
-  }
-  static PairEntry pair_entry(Record *records, unsigned first) noexcept {
-    (void)records;
-    return static_cast<PairEntry>(first);
-  }
-#else
+  // Record pointers (2 KiB: no index arithmetic between the load and the record).
   using PairEntry = Record *;
   static Record *pair_record(Record *, PairEntry e) noexcept {
     return e;
@@ -472,8 +479,8 @@ class Registry {
   static PairEntry pair_entry(Record *records, unsigned first) noexcept {
     return first != 0 ? &records[first - 1] : nullptr;
   }
-#endif
   PairEntry then_pair_[kPairBits][kPairBits] = {};
+#endif
   // Stores fast_caps_ and then_caps_ from the current settings, again until they agree with the
   // settings read after the store (a concurrent change of another setting cannot be lost).
   void publish_fast_caps() noexcept;
@@ -537,6 +544,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
   return allocate_slow(size, caps);
 }
 
+#if CAPHEAP_THEN_TABLES
 template <Registry::MissHandler Miss, class CallerFn>
 inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&caller) noexcept {
   const std::uint32_t c = caps.bits();
@@ -569,6 +577,8 @@ inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&cal
   }
   return Miss(*this, size, caps, 0, caller());
 }
+
+#endif  // CAPHEAP_THEN_TABLES
 
 inline int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
@@ -615,6 +625,7 @@ inline void Registry::deallocate(void *ptr) noexcept {
   deallocate_slow(ptr);
 }
 
+#if CAPHEAP_THEN_TABLES
 template <Registry::FreeMissHandler Miss, class CallerFn>
 inline void Registry::deallocate_then(void *ptr, CallerFn &&caller) noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(ptr);
@@ -631,6 +642,8 @@ inline void Registry::deallocate_then(void *ptr, CallerFn &&caller) noexcept {
   }
   Miss(ptr, caller());
 }
+
+#endif  // CAPHEAP_THEN_TABLES
 
 inline std::uint32_t Registry::read_seq_begin() const noexcept {
   for (;;) {

@@ -464,6 +464,9 @@ __attribute__((always_inline)) inline void free_with_event(void *ptr, CallerFn &
   else
     g_registry.deallocate(ptr);
   hook_free(ptr);
+#elif !CAPHEAP_THEN_TABLES
+  if (events_on()) return free_reporting(ptr, caller());
+  g_registry.deallocate(ptr);
 #else
   // No event check on the common path: set_event_sink holds the registry's fast path off while
   // events are on, and free_miss takes those frees.
@@ -569,6 +572,12 @@ void *heap_caps_calloc_base(size_t n, size_t size, uint32_t caps) {
 HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
 #if CAPHEAP_USE_HOOKS
   return malloc_reporting(size, caps, CAPHEAP_CALLER());
+#elif !CAPHEAP_THEN_TABLES
+  // Firmware built for size: the registry's plain inline fast path, then the event check.
+  void *p = capheap::capi::malloc_base(size, caps);
+  if (CAPHEAP_UNLIKELY(p == nullptr || events_on()))
+    return malloc_finish(p, size, caps, CAPHEAP_CALLER());
+  return p;
 #else
   // The registry picks the first heap inline and tail-calls its locked engine call; malloc_miss
   // takes over when that heap refuses or the fast path does not apply, which includes every

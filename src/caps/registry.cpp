@@ -90,7 +90,9 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   __builtin_memset(static_cast<void *>(addr_start_), 0xFF, sizeof addr_start_);
   registered_ = Mask{};
   free_hint_ = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? kHintHeld : 0u;
+#if CAPHEAP_THEN_TABLES
   hint_heap_ = Heap{};
+#endif
   count_ = 0;
   iram_low_ = iram_high_ = iram_span_ = 0;
   layout_ = nullptr;
@@ -111,6 +113,7 @@ void Registry::set_fast_path(bool on) noexcept {
 
 void Registry::hold_then_path(bool hold) noexcept {
   __atomic_store_n(&then_held_, hold, __ATOMIC_SEQ_CST);
+#if CAPHEAP_THEN_TABLES
   // The hint's hold bit follows then_held_ (again if a concurrent call changed it meanwhile).
   for (;;) {
     const bool h = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST);
@@ -120,6 +123,7 @@ void Registry::hold_then_path(bool hold) noexcept {
     }
     if (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) == h) break;
   }
+#endif
   publish_fast_caps();
 }
 
@@ -127,6 +131,7 @@ void Registry::publish_fast_caps() noexcept {
   // Writers: rebuild_tables (under the table lock), set_fast_path and hold_then_path (not). Each
   // stores what the settings say, then checks that every value still matches them; the last
   // writer to store therefore leaves values that match the final settings.
+#if CAPHEAP_THEN_TABLES
   const auto then_entry = [this](unsigned b, std::uint32_t t) {
     return b < kCapBits && (t & (1u << b)) != 0
                ? __atomic_load_n(&first_single_[b], __ATOMIC_ACQUIRE)
@@ -152,10 +157,8 @@ void Registry::publish_fast_caps() noexcept {
       __atomic_store_n(&then_single_[b], r, __ATOMIC_SEQ_CST);
     }
     for (unsigned b0 = 0; b0 < kPairBits; ++b0)
-      for (unsigned b1 = 0; b1 < kPairBits; ++b1) {
-        const PairEntry e = then_pair(b0, b1, t);
-        __atomic_store_n(&then_pair_[b0][b1], e, __ATOMIC_SEQ_CST);
-      }
+      for (unsigned b1 = 0; b1 < kPairBits; ++b1)
+        __atomic_store_n(&then_pair_[b0][b1], then_pair(b0, b1, t), __ATOMIC_SEQ_CST);
     bool same =
         fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t;
     for (unsigned b = 0; same && b < 32; ++b) {
@@ -165,12 +168,15 @@ void Registry::publish_fast_caps() noexcept {
       same = r == then_entry(b, t) && (r == nullptr || r->heap == h);
     }
     for (unsigned b0 = 0; same && b0 < kPairBits; ++b0)
-      for (unsigned b1 = 0; same && b1 < kPairBits; ++b1) {
-        const PairEntry e = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST);
-        same = e == then_pair(b0, b1, t);
-      }
+      for (unsigned b1 = 0; same && b1 < kPairBits; ++b1)
+        same = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST) == then_pair(b0, b1, t);
     if (same) return;
   }
+#else
+  // (Firmware built for size: only the plain fast path's word; it has no other writer while the
+  // table lock or initialisation is held.)
+  st(fast_caps_, fast_caps_value());
+#endif
 }
 
 bool Registry::register_heap(Record &r) noexcept {
@@ -633,16 +639,20 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   }
   // Consecutive frees mostly hit the same heap: the next one checks this record first. (release:
   // pairs with the acquire load in deallocate.)
-  // (The hold bit stays as it is.)
   if (!alias) {
-    std::uint32_t hint = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
+#if CAPHEAP_THEN_TABLES
     // The heap first: a reader that sees the new index with the old heap (or the reverse) finds
-    // that they disagree and searches.
+    // that they disagree and searches. The hold bit stays as it is.
     Heap h = records_[rec].heap;
     __atomic_store(&hint_heap_, &h, __ATOMIC_RELEASE);
+    std::uint32_t hint = __atomic_load_n(&free_hint_, __ATOMIC_RELAXED);
     while (!__atomic_compare_exchange_n(&free_hint_, &hint, (hint & kHintHeld) | rec, true,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
     }
+#else
+    // (No reader of the hold bit in firmware built for size.)
+    __atomic_store_n(&free_hint_, std::uint32_t{rec}, __ATOMIC_RELEASE);
+#endif
   }
   free_in(records_[rec], data);
 }
