@@ -452,7 +452,8 @@ class Registry {
   std::uint32_t fast_caps_base_ = 0;  // fast_caps_ while at most 32 heaps exist
   bool fast_off_ = false;             // set_fast_path(false): fast_caps_ stays 0
   std::uint32_t fast_caps_value() const noexcept {
-    return !fast_off_ && count_ <= 32 ? fast_caps_base_ : 0u;
+    // (count_ atomically: hold_then_path calls this without the table lock.)
+    return !fast_off_ && __atomic_load_n(&count_, __ATOMIC_RELAXED) <= 32 ? fast_caps_base_ : 0u;
   }
   // fast_caps_ for allocate_then(): 0 while hold_then_path holds it.
   std::uint32_t then_caps_ = 0;
