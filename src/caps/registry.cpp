@@ -620,9 +620,7 @@ void Registry::free_in_heap(Record &r, Heap h, void *ptr) noexcept {
 }
 
 void Registry::free_in(Record &r, void *ptr) noexcept {
-  lock(r);
-  r.heap.deallocate(ptr);
-  unlock(r);
+  free_in_heap(r, r.heap, ptr);
 }
 
 void Registry::deallocate_slow(void *ptr) noexcept {

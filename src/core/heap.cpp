@@ -240,41 +240,21 @@ CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   set_class_bit(x, idx);
 }
 
+/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list). Firmware built
+/// for size keeps one out-of-line copy; hosts inline it, and list_remove_head's constant 0 folds
+/// the predecessor's update away.
 #if CAPHEAP_COMPACT
-/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list).
-void list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
-  const u32 next = x.next_free(blk);
-  if (next != 0) x.set_word(next + kPrevFreeField, prev);
-  if (prev != 0) {
-    x.set_word(prev + kNextFreeField, next);
-    return;
-  }
-  x.heads()[idx] = next;
-  if (next == 0) clear_class_bit(x, idx);
-}
-inline void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
-  list_unlink(x, blk, idx, x.prev_free(blk));
-}
-/// list_remove() for the first block of list idx (its predecessor link is not read).
-inline void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
-  list_unlink(x, blk, idx, 0);
-}
+void
 #else
-CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
+CAPHEAP_INLINE void
+#endif
+list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
   const u32 next = x.next_free(blk);
-  const u32 prev = x.prev_free(blk);
-  if (next != 0) x.set_word(next + kPrevFreeField, prev);
   if (prev != 0) {
     x.set_word(prev + kNextFreeField, next);
+    if (next != 0) x.set_word(next + kPrevFreeField, prev);
     return;
   }
-  x.heads()[idx] = next;
-  if (next == 0) clear_class_bit(x, idx);
-}
-
-/// list_remove() for the first block of list idx (no predecessor to update).
-CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
-  const u32 next = x.next_free(blk);
   x.heads()[idx] = next;
   if (next != 0) {
     x.set_word(next + kPrevFreeField, 0);
@@ -282,7 +262,13 @@ CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
   }
   clear_class_bit(x, idx);
 }
-#endif
+CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, x.prev_free(blk));
+}
+/// list_remove() for the first block of list idx (its predecessor link is not read).
+CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
+  list_unlink(x, blk, idx, 0);
+}
 
 /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
 /// a merge that stays within one class needs, without touching the bitmaps.
@@ -1173,32 +1159,39 @@ u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
 // Public entry points: heaps with decoration (Control::debug != 0) take the decorated paths.
 // ================================================================================================
 
+namespace {
+// The public entry points' one body each (member and by-value forms), inlined into both.
+CAPHEAP_INLINE void *allocate_entry(detail::Control *c, std::size_t size) noexcept {
+  if (CAPHEAP_DECORATED(c)) return detail::deco_allocate(c, size);
+  return allocate_impl(c, size);
+}
+CAPHEAP_INLINE void deallocate_entry(detail::Control *c, void *p) noexcept {
+  if (p == nullptr) return;
+  if (CAPHEAP_DECORATED(c)) return detail::deco_deallocate(c, p);
+  deallocate_impl(c, p);
+}
+}  // namespace
+
 CAPHEAP_HOT void *Heap::allocate(std::size_t size) noexcept {
-  if (CAPHEAP_DECORATED(control_)) return detail::deco_allocate(control_, size);
-  return allocate_impl(control_, size);
+  return allocate_entry(control_, size);
+}
+
+CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
+  deallocate_entry(control_, p);
 }
 
 CAPHEAP_HOT void *Heap::allocate_from(Heap h, std::size_t size) noexcept {
-  if (CAPHEAP_DECORATED(h.control_)) return detail::deco_allocate(h.control_, size);
-  return allocate_impl(h.control_, size);
+  return allocate_entry(h.control_, size);
 }
 
 CAPHEAP_HOT void Heap::deallocate_to(Heap h, void *p) noexcept {
-  if (p == nullptr) return;
-  if (CAPHEAP_DECORATED(h.control_)) return detail::deco_deallocate(h.control_, p);
-  deallocate_impl(h.control_, p);
+  deallocate_entry(h.control_, p);
 }
 
 void *Heap::allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset) noexcept {
   if (CAPHEAP_DECORATED(control_))
     return detail::deco_allocate_aligned(control_, size, alignment, offset);
   return allocate_aligned_impl(control_, size, alignment, offset);
-}
-
-CAPHEAP_HOT void Heap::deallocate(void *p) noexcept {
-  if (p == nullptr) return;
-  if (CAPHEAP_DECORATED(control_)) return detail::deco_deallocate(control_, p);
-  deallocate_impl(control_, p);
 }
 
 void *Heap::reallocate(void *p, std::size_t size) noexcept {
