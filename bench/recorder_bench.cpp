@@ -218,20 +218,30 @@ int ratio_mode(long rounds) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  if (const char *rounds = std::getenv("CAPHEAP_BENCH_RATIO")) {
-    std::thread idle;
-    std::atomic<bool> stop{false};
+// CAPHEAP_BENCH_THREADS=1: a second (idle) thread exists while the measurement runs, as in a
+// program that already has threads: the baseline then pays glibc's multi-threaded locking too.
+class IdleThread {
+ public:
+  IdleThread() {
     if (const char *t = std::getenv("CAPHEAP_BENCH_THREADS"); t != nullptr && std::atoi(t) != 0)
-      idle = std::thread([&stop] {
-        while (!stop.load())
+      thread_ = std::thread([this] {
+        while (!stop_.load())
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
       });
-    const int rc = ratio_mode(std::atol(rounds) > 0 ? std::atol(rounds) : 41);
-    stop.store(true);
-    if (idle.joinable()) idle.join();
-    return rc;
   }
+  ~IdleThread() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  IdleThread(const IdleThread &) = delete;
+  IdleThread &operator=(const IdleThread &) = delete;
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+int main(int argc, char **argv) {
   if (const char *pairs = std::getenv("CAPHEAP_BENCH_PAIRS")) {
     const long n = std::atol(pairs);
     init();
@@ -244,20 +254,12 @@ int main(int argc, char **argv) {
     capheap_recorder_uninstall();
     return 0;
   }
-  // CAPHEAP_BENCH_THREADS=1: a second (idle) thread exists while every benchmark runs, as in a
-  // program that already has threads: the baseline then pays glibc's multi-threaded locking too.
-  std::thread idle;
-  std::atomic<bool> stop{false};
-  if (const char *t = std::getenv("CAPHEAP_BENCH_THREADS"); t != nullptr && std::atoi(t) != 0)
-    idle = std::thread([&stop] {
-      while (!stop.load())
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    });
+  const IdleThread idle;
+  if (const char *rounds = std::getenv("CAPHEAP_BENCH_RATIO"))
+    return ratio_mode(std::atol(rounds) > 0 ? std::atol(rounds) : 41);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  stop.store(true);
-  if (idle.joinable()) idle.join();
   return 0;
 }

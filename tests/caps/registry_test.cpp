@@ -209,6 +209,15 @@ void *then_miss(Registry &self, std::size_t size, Caps caps, unsigned tried, voi
   return self.allocate_general(size, caps, tried);
 }
 
+// Calls of then_miss by one allocate_then<then_miss>(100, caps) (the block is freed again).
+int then_misses_of(Registry &reg, std::uint32_t caps, void *caller) {
+  g_then_misses = 0;
+  void *p = reg.allocate_then<then_miss>(100, Caps(caps), [caller] { return caller; });
+  EXPECT_NE(p, nullptr) << caps;
+  reg.deallocate(p);
+  return g_then_misses;
+}
+
 TEST(Registry, AllocateThenMakesAllocatesChoiceAndHoldSendsEveryRequestToTheHandler) {
   Fixture f;
   const std::uint32_t sets[] = {kD, k8, k32, kI, kDma, kD | kI, kI | k8, kDma | kI, kX};
@@ -270,15 +279,9 @@ TEST(Registry, AllocateThenMakesAllocatesChoiceAndHoldSendsEveryRequestToTheHand
   p = f.reg.allocate(100, Caps(kD), [&slow] { ++slow; });
   EXPECT_EQ(slow, 0);
   f.reg.deallocate(p);
-  g_then_misses = 0;
-  p = f.reg.allocate_then<then_miss>(100, Caps(kD), [caller] { return caller; });
-  EXPECT_EQ(g_then_misses, 1);
-  f.reg.deallocate(p);
+  EXPECT_EQ(then_misses_of(f.reg, kD, caller), 1);
   f.reg.hold_then_path(false);
-  g_then_misses = 0;
-  p = f.reg.allocate_then<then_miss>(100, Caps(kD), [caller] { return caller; });
-  EXPECT_EQ(g_then_misses, 0);
-  f.reg.deallocate(p);
+  EXPECT_EQ(then_misses_of(f.reg, kD, caller), 0);
 }
 
 // deallocate_then's miss handler: counts its calls, then frees as the contract asks.
@@ -378,10 +381,7 @@ TEST(Registry, TornTableReadsTakeTheSlowPathsAndStillUseTheRightHeap) {
   // A table change republishes consistent pairs: the fast path serves again.
   f.reg.hold_then_path(true);
   f.reg.hold_then_path(false);
-  g_then_misses = 0;
-  p = f.reg.allocate_then<then_miss>(100, Caps(kD), [caller] { return caller; });
-  EXPECT_EQ(g_then_misses, 0);
-  f.reg.deallocate(p);
+  EXPECT_EQ(then_misses_of(f.reg, kD, caller), 0);
 }
 
 #endif  // CAPHEAP_THEN_TABLES
