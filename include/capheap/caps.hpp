@@ -401,8 +401,7 @@ class Registry {
   // The inline fast path's choice: the first heap of ESP-IDF's walk for caps (null: take the
   // general walk), and the size to ask it for.
   __attribute__((always_inline)) inline Record *fast_choice(std::size_t size, Caps caps,
-                                                            std::size_t &want,
-                                                            const std::uint32_t &gate) noexcept;
+                                                            std::size_t &want) noexcept;
   // Null, instruction aliases, a miss of the hint (looks the heap up and moves the hint), stray
   // pointers (reported).
   void deallocate_slow(void *ptr) noexcept;
@@ -455,13 +454,11 @@ class Registry {
     // (count_ atomically: hold_then_path calls this without the table lock.)
     return !fast_off_ && __atomic_load_n(&count_, __ATOMIC_RELAXED) <= 32 ? fast_caps_base_ : 0u;
   }
-  // fast_caps_ for allocate_then(): 0 while hold_then_path holds it.
-  std::uint32_t then_caps_ = 0;
-  bool then_held_ = false;
+  bool then_held_ = false;  // hold_then_path(true)
 #if CAPHEAP_THEN_TABLES
-  // first_single_ for allocate_then(), with then_caps_ applied: null for a bit the fast path does
-  // not serve (or while held), so that a single-bit request needs one load and one test. Entry
-  // 31 (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null.
+  // first_single_ for allocate_then(), with fast_caps_ and the hold applied: null for a bit the
+  // fast path does not serve (or while held), so that a single-bit request needs one load and one
+  // test. Entry 31 (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null.
   Record *then_single_[32] = {};
   // The heap of then_single_[b]'s record, and of free_hint_'s: the fast paths load it in parallel
   // with the record (and pass it by value) instead of after it, one load latency less before the
@@ -470,9 +467,9 @@ class Registry {
   // if not.
   Heap then_heap_[32] = {};
   Heap hint_heap_{};
-  // first_pair_ for allocate_then(), with then_caps_ and the DMA|SPIRAM exclusion applied (0: not
-  // on the fast path).
-  // Record pointers (2 KiB: no index arithmetic between the load and the record).
+  // first_pair_ for allocate_then(), with fast_caps_, the hold and the DMA|SPIRAM exclusion applied
+  // (0: not on the fast path). Record pointers (2 KiB: no index arithmetic between the load and the
+  // record).
   using PairEntry = Record *;
   static Record *pair_record(Record *, PairEntry e) noexcept {
     return e;
@@ -482,8 +479,9 @@ class Registry {
   }
   PairEntry then_pair_[kPairBits][kPairBits] = {};
 #endif
-  // Stores fast_caps_ and then_caps_ from the current settings, again until they agree with the
-  // settings read after the store (a concurrent change of another setting cannot be lost).
+  // Stores fast_caps_ and the allocate_then tables from the current settings, again until they
+  // agree with the settings read after the store (a concurrent change of another setting cannot be
+  // lost).
   void publish_fast_caps() noexcept;
   std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
@@ -500,8 +498,8 @@ class Registry {
 // word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
 // out-of-line paths in registry.cpp, which implement the same rules in full.
 
-inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps, std::size_t &want,
-                                               const std::uint32_t &gate) noexcept {
+inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps,
+                                               std::size_t &want) noexcept {
   const std::uint32_t c = caps.bits();
   // Fast path: one capability bit, or two of the low 16, with no alignment or alias work on this
   // chip (fast_caps_; 0 while more than 32 heaps exist): go straight to the first heap of ESP-IDF's
@@ -509,7 +507,7 @@ inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps, std:
   // the one general walk (allocate_slow -> try_heaps), which applies every rule.
   // (No size check: the engine returns null for 0 and for anything larger than its region, and
   // 32BIT's rounding of a size near SIZE_MAX wraps to 0; allocate_slow then refuses the request.)
-  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&gate, __ATOMIC_RELAXED)) == 0)) {
+  if (CAPHEAP_LIKELY(c != 0 && (c & ~__atomic_load_n(&fast_caps_, __ATOMIC_RELAXED)) == 0)) {
     const unsigned b0 = static_cast<unsigned>(__builtin_ctz(c));
     const std::uint32_t rest = c & (c - 1);  // requested bits other than b0
     // No sequence check here: a table entry names a record, and records are never moved, removed
@@ -534,7 +532,7 @@ inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps, std:
 template <class BeforeSlow>
 inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before_slow) noexcept {
   std::size_t want = size;
-  Record *r = fast_choice(size, caps, want, fast_caps_);
+  Record *r = fast_choice(size, caps, want);
   if (CAPHEAP_LIKELY(r != nullptr)) {
     void *p = allocate_in(*r, want);
     if (CAPHEAP_LIKELY(p != nullptr)) return p;

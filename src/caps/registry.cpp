@@ -149,7 +149,6 @@ void Registry::publish_fast_caps() noexcept {
     const std::uint32_t v = fast_caps_value();
     const std::uint32_t t = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v;
     __atomic_store_n(&fast_caps_, v, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&then_caps_, t, __ATOMIC_SEQ_CST);
     for (unsigned b = 0; b < 32; ++b) {
       Record *const r = then_entry(b, t);
       Heap h = r != nullptr ? r->heap : Heap{};
