@@ -19,14 +19,18 @@
  *   # recorder: dropped 12 events (ring full)
  *
  * Fields: caps= the capabilities the successful attempt used (hex); t= nanoseconds when the event
- * was recorded: on hosts a coarse clock (CLOCK_MONOTONIC refreshed every 1 ms by a ticker thread
- * while the recorder is installed: 1 ms resolution, never going back within a thread), on bare
+ * was recorded: on hosts a coarse clock (CLOCK_MONOTONIC refreshed every 1 ms by a ticker while the
+ * recorder is installed, a thread that glibc does not see on Linux so that a single-threaded
+ * program stays single-threaded for glibc; elsewhere a pthread or a per-event
+ * CLOCK_MONOTONIC_COARSE read: about 1 ms resolution, never going back within a thread), on bare
  * metal capheap_port_timestamp_ns() of capheap_port_timestamp();
  * task= the calling task's owner word (capheap_port_task_owner, hex); site= the return address in
  * the caller of the heap_caps_* function (hex); seq= the line's number in the output (0, 1, 2 ...
- * from install), see "Drain" below. Addresses are the chip's (the host simulator's display mapping
- * at the time of the event). Lines come out in seq order. Every line ends in '\n' and is at most
- * CAPHEAP_RECORDER_MAX_LINE bytes including it.
+ * from install), see "Drain" below. Addresses are the chip's (the host simulator's display mapping,
+ * applied when the line is formatted; initialising or tearing down the simulator first delivers
+ * every pending event, so each line uses the mapping its event happened under; the callback may
+ * therefore also run inside capheap_host_init / capheap_host_deinit). Lines come out in seq order.
+ * Every line ends in '\n' and is at most CAPHEAP_RECORDER_MAX_LINE bytes including it.
  *
  * Recording (inside heap_caps_*, any task, also concurrently on several cores): host builds give
  * each thread its own ring (single producer, plain stores published by one release store of the
@@ -84,7 +88,8 @@ extern "C" {
 #define CAPHEAP_RECORDER_BUFFER_ALIGN 8u
 
 /* Receives one complete line (`len` bytes ending in '\n', not NUL-terminated). Runs in the task
- * that drains (capheap_recorder_drain / _flush / _uninstall), never concurrently with itself. */
+ * that drains (capheap_recorder_drain / _flush / _uninstall; on the host also capheap_host_init /
+ * _deinit, which deliver what is pending first), never concurrently with itself. */
 typedef void (*capheap_recorder_cb_t)(const char *line, size_t len, void *user);
 
 /* capheap_recorder_config_t.flags */

@@ -155,6 +155,8 @@ struct HeapView {
 
 /// The heaps of one system and the capability-based choice between them.
 class Registry {
+  struct Record;
+
  public:
   static constexpr unsigned kMaxHeaps = CAPHEAP_MAX_HEAPS;
   static_assert(kMaxHeaps % 32 == 0 && kMaxHeaps >= 32 && kMaxHeaps <= 256,
@@ -227,9 +229,29 @@ class Registry {
   /// `caller()` gives the caller to pass to Miss; it runs only when Miss does (so that an entry
   /// point's return address is read on that path only).
 #if CAPHEAP_THEN_TABLES
-  template <MissHandler Miss, class CallerFn>
+  /// The first heap allocate_then() chose for a request but did not use because hold_then_path
+  /// holds its fast path off: an opaque token for allocate_done_in().
+  class Choice {
+    friend class Registry;
+    explicit Choice(Record *r) noexcept : r_(r) {}
+    Record *r_;
+  };
+  /// What allocate_then<Miss, Held>() calls instead of Miss for a single-bit request whose first
+  /// heap it found while held (or, rarely, while its tables change): Held(first, size, caller,
+  /// caps) must return what Miss(*this, size, caps, 0, caller) would, and may use
+  /// allocate_done_in(first, ...) on this registry.
+  /// (No registry argument and caps last: the inline part then sets up the arguments of both calls
+  /// without extra moves.)
+  using HeldHandler = void *(*)(Choice first, std::size_t size, void *caller, Caps caps);
+  template <MissHandler Miss, HeldHandler Held = nullptr, class CallerFn>
   __attribute__((always_inline)) inline void *allocate_then(std::size_t size, Caps caps,
                                                             CallerFn &&caller) noexcept;
+  /// (Compared as template arguments: `Held != nullptr` is not a constant expression for every
+  /// function in every build, e.g. with sanitizers.)
+  template <HeldHandler H>
+  static constexpr bool kHasHeld =
+      !std::is_same<std::integral_constant<HeldHandler, H>,
+                    std::integral_constant<HeldHandler, nullptr>>::value;
 #endif
   /// allocate(size, caps) without the inline fast path: the same rules and the same choice of heap,
   /// in one out-of-line call (for callers off the hot path: no copy of the fast path in each).
@@ -249,6 +271,43 @@ class Registry {
 #if CAPHEAP_THEN_TABLES
   template <FreeMissHandler Miss, class CallerFn>
   __attribute__((always_inline)) inline void deallocate_then(void *ptr, CallerFn &&caller) noexcept;
+
+  /// Receives a block that allocate_done() allocated; returns what the entry point returns.
+  using DoneHandler = void *(*)(void *p, std::size_t size, std::uint32_t caps, void *caller);
+  /// allocate(size, caps) for a miss handler that must see every allocation (the C API's event
+  /// recorder while hold_then_path holds the tables off): the same inline first choice as
+  /// allocate(), then one out-of-line call that locks, allocates and tail-calls
+  /// Done(p, size, caps, caller). When the inline path does not apply it returns
+  /// Slow(*this, size, caps, 0, caller); when the first heap refuses,
+  /// Slow(*this, size, caps, 1 + that record, caller), which must then take the general walk
+  /// without asking that heap again (allocate_general).
+  template <DoneHandler Done, MissHandler Slow>
+  __attribute__((always_inline)) inline void *allocate_done(std::size_t size, Caps caps,
+                                                            void *caller) noexcept {
+    const std::uint32_t c = caps.bits();
+    if (CAPHEAP_LIKELY((c & (c - 1)) == 0)) {
+      // One bit (or none: entry 31 is null): then_single_ keeps its records while held.
+      Record *const r = __atomic_load_n(
+          &then_single_[static_cast<unsigned>(__builtin_ctz(c | 0x80000000u))], __ATOMIC_ACQUIRE);
+      if (CAPHEAP_LIKELY(r != nullptr))
+        return allocate_in_done<Done, Slow>(
+            *r, c == MALLOC_CAP_32BIT ? (size + 3) & ~std::size_t(3) : size, size, caps, caller);
+      return Slow(*this, size, caps, 0, caller);
+    }
+    std::size_t want = size;
+    Record *r = fast_choice(size, caps, want);
+    if (CAPHEAP_LIKELY(r != nullptr))
+      return allocate_in_done<Done, Slow>(*r, want, size, caps, caller);
+    return Slow(*this, size, caps, 0, caller);
+  }
+  /// allocate_done() on the heap allocate_then() handed to its Held handler (`caps` is that
+  /// request's single bit or 0).
+  template <DoneHandler Done, MissHandler Slow>
+  __attribute__((always_inline)) inline void *allocate_done_in(Choice first, std::size_t size,
+                                                               Caps caps, void *caller) noexcept {
+    const std::size_t want = caps.bits() == MALLOC_CAP_32BIT ? (size + 3) & ~std::size_t(3) : size;
+    return allocate_in_done<Done, Slow>(*first.r_, want, size, caps, caller);
+  }
 #endif
 
   // ---- Lookup and queries ----
@@ -398,6 +457,18 @@ class Registry {
     if (CAPHEAP_LIKELY(p != nullptr)) return p;
     return Miss(*this, size, caps, static_cast<unsigned>(&r - records_) + 1, nullptr);
   }
+#if CAPHEAP_THEN_TABLES
+  // allocate_done's out-of-line half.
+  template <DoneHandler Done, MissHandler Slow>
+  CAPHEAP_NOINLINE void *allocate_in_done(Record &r, std::size_t want, std::size_t size, Caps caps,
+                                          void *caller) noexcept {
+    lock(r);
+    void *p = r.heap.allocate(want);
+    unlock(r);
+    if (CAPHEAP_LIKELY(p != nullptr)) return Done(p, size, caps.bits(), caller);
+    return Slow(*this, size, caps, static_cast<unsigned>(&r - records_) + 1, caller);
+  }
+#endif
   // The inline fast path's choice: the first heap of ESP-IDF's walk for caps (null: take the
   // general walk), and the size to ask it for.
   __attribute__((always_inline)) inline Record *fast_choice(std::size_t size, Caps caps,
@@ -456,15 +527,16 @@ class Registry {
   }
   bool then_held_ = false;  // hold_then_path(true)
 #if CAPHEAP_THEN_TABLES
-  // first_single_ for allocate_then(), with fast_caps_ and the hold applied: null for a bit the
-  // fast path does not serve (or while held), so that a single-bit request needs one load and one
-  // test. Entry 31 (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null.
+  // first_single_ for allocate_then(), with fast_caps_ applied: null for a bit the fast path does
+  // not serve, so that a single-bit request needs one load and one test. Entry 31
+  // (MALLOC_CAP_INVALID, and caps 0, which looks it up) is always null. Kept while held (see
+  // then_heap_), for allocate_done.
   Record *then_single_[32] = {};
-  // The heap of then_single_[b]'s record, and of free_hint_'s: the fast paths load it in parallel
-  // with the record (and pass it by value) instead of after it, one load latency less before the
-  // engine starts. The two are written separately; a reader checks that the record's own heap is
-  // the one it loaded (a correctly predicted branch, off the critical path) and takes the slow path
-  // if not.
+  // The heap of then_single_[b]'s record (empty while held), and of free_hint_'s: the fast paths
+  // load it in parallel with the record (and pass it by value) instead of after it, one load
+  // latency less before the engine starts. The two are written separately; a reader checks that the
+  // record's own heap is the one it loaded (a correctly predicted branch, off the critical path)
+  // and takes the slow path if not.
   Heap then_heap_[32] = {};
   Heap hint_heap_{};
   // first_pair_ for allocate_then(), with fast_caps_, the hold and the DMA|SPIRAM exclusion applied
@@ -544,7 +616,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
 }
 
 #if CAPHEAP_THEN_TABLES
-template <Registry::MissHandler Miss, class CallerFn>
+template <Registry::MissHandler Miss, Registry::HeldHandler Held, class CallerFn>
 inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&caller) noexcept {
   const std::uint32_t c = caps.bits();
   if (CAPHEAP_LIKELY((c & (c - 1)) == 0)) {
@@ -557,6 +629,9 @@ inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&cal
       if (CAPHEAP_UNLIKELY(c == MALLOC_CAP_32BIT))
         return allocate_in_then<Miss>(*r, h, (size + 3) & ~std::size_t(3), size, caps);
       return allocate_in_then<Miss>(*r, h, size, size, caps);
+    }
+    if constexpr (kHasHeld<Held>) {
+      if (r != nullptr) return Held(Choice(r), size, caller(), caps);
     }
     return Miss(*this, size, caps, 0, caller());
   }

@@ -10,8 +10,12 @@
 namespace capheap {
 namespace capi {
 
-/// The registry behind every heap_caps_* function.
-Registry &registry() noexcept;
+/// The registry behind every heap_caps_* function (hidden: a shared build of the library, such as
+/// the malloc replacement, reaches it without a GOT load).
+extern Registry g_registry __attribute__((visibility("hidden")));
+inline Registry &registry() noexcept {
+  return g_registry;
+}
 
 /// Maps a host address to the address the chip would show (identity unless the simulator had to
 /// place a region elsewhere). Used by every printed report.

@@ -15,10 +15,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "capheap/caps.hpp"
 #include "port/port.h"
 
 #ifndef CAPHEAP_WITH_EVENTS
 #define CAPHEAP_WITH_EVENTS 1
+#endif
+// ESP-IDF's weak esp_heap_trace_alloc_hook / _free_hook (heap_caps.cpp); 0: compiled out.
+#ifndef CAPHEAP_USE_HOOKS
+#define CAPHEAP_USE_HOOKS 0
 #endif
 
 namespace capheap {
@@ -53,7 +58,8 @@ struct Released {
 };
 
 #if CAPHEAP_WITH_EVENTS
-extern std::uint32_t g_event_sinks;
+extern std::uint32_t g_event_sinks
+    __attribute__((visibility("hidden")));  // (hidden: no address load)
 inline bool events_on() noexcept {
   return CAPHEAP_UNLIKELY(__atomic_load_n(&g_event_sinks, __ATOMIC_RELAXED) != 0);
 }
@@ -90,6 +96,32 @@ void recorder_on_event(const AllocEvent &event) noexcept;
 void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alignment,
                        std::uint32_t caps, void *caller) noexcept;
 void recorder_on_free(void *ptr, void *caller) noexcept;
+/// recorder_on_alloc(EventOp::kMalloc, p, size, 0, caps, caller), returning p (for a tail call).
+void *recorder_on_malloc(void *p, std::size_t size, std::uint32_t caps, void *caller) noexcept;
+/// heap_caps_malloc while events are on (heap_caps.cpp): the allocation, then its event or the
+/// failure report; `tried` as in Registry::MissHandler (0, or 1 + a record that refused already).
+void *malloc_events(Registry &reg, std::size_t size, Caps caps, unsigned tried,
+                    void *caller) noexcept;
+#if CAPHEAP_THEN_TABLES
+/// heap_caps_malloc's and heap_caps_free's miss handlers for the registry's allocate_then /
+/// deallocate_then (heap_caps.cpp): whatever the inline fast path did not serve, with events.
+void *heap_caps_malloc_miss(std::size_t size, Caps caps, void *caller) noexcept;
+void heap_caps_free_miss(void *ptr, void *caller) noexcept;
+/// The recorder's handlers, which the registry calls while it holds its fast paths off (events
+/// on): when the recorder is the only sink, the first heap, the locked engine call and the event
+/// in one chain of calls (the event stored inline); anything else goes to heap_caps_malloc_miss /
+/// heap_caps_free_miss. recorder_held_malloc is allocate_then's Held handler (single-bit requests),
+/// recorder_malloc serves the other requests for heap_caps.cpp's malloc_miss, recorder_free_miss is
+/// deallocate_then's miss handler (the event of a non-null ptr, then the free).
+void *recorder_held_malloc(Registry::Choice first, std::size_t size, void *caller,
+                           Caps caps) noexcept;
+void *recorder_malloc(Registry &reg, std::size_t size, Caps caps, void *caller) noexcept;
+void recorder_free_miss(void *ptr, void *caller) noexcept;
+#endif
+/// Delivers every pending recorded event while the display mapping (set_display_mapper) is still
+/// the one they were recorded under: the recorder stores host pointers and maps them when it
+/// formats. Called before the mapping changes.
+void recorder_before_remap() noexcept;
 
 /// True if the recorder is the only sink (heap_caps_* then calls recorder_on_alloc / _free).
 inline bool recorder_only() noexcept {

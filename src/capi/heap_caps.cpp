@@ -21,9 +21,11 @@
 
 namespace capheap {
 namespace capi {
-namespace {
 
 Registry g_registry;
+
+namespace {
+
 const capheap_layout_t *g_layout = nullptr;
 HeapConfig g_heap_config{Granule::k4, Poisoning::kNone, false, 0};
 esp_alloc_failed_hook_t g_failed_hook = nullptr;
@@ -146,11 +148,8 @@ unsigned display32(std::uintptr_t a) noexcept {
 
 DisplayMapper g_mapper = nullptr;
 
-Registry &registry() noexcept {
-  return g_registry;
-}
-
 void set_display_mapper(DisplayMapper mapper) noexcept {
+  recorder_before_remap();
   g_mapper = mapper;
 }
 
@@ -202,6 +201,7 @@ bool initialised() noexcept {
 }
 
 void reset() noexcept {
+  recorder_before_remap();  // while the mapping and the heaps are still there
   g_registry.init(4);
   g_layout = nullptr;
   g_heap_config = HeapConfig{Granule::k4, Poisoning::kNone, false, 0};
@@ -367,10 +367,7 @@ using capheap::capi::Released;
 // pointer, the requested size and the caps the successful attempt used; esp_heap_trace_free_hook
 // runs after every free of a non-NULL block, including realloc to size 0 and the old block of a
 // realloc that moved (free hook first, then the alloc hook of the new block). Independent of the
-// event sinks; without CAPHEAP_USE_HOOKS these compile to nothing.
-#ifndef CAPHEAP_USE_HOOKS
-#define CAPHEAP_USE_HOOKS 0
-#endif
+// event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
 #if CAPHEAP_USE_HOOKS
 __attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
   if (p != nullptr) esp_heap_trace_alloc_hook(p, size, caps);
@@ -450,12 +447,6 @@ CAPHEAP_NOINLINE void free_reporting(void *ptr, void *caller) {
   g_registry.deallocate(ptr);
 }
 
-/// heap_caps_free while the registry holds its fast path off (events were on when it looked).
-[[maybe_unused]] CAPHEAP_NOINLINE void free_miss(void *ptr, void *caller) {
-  if (events_on()) return free_reporting(ptr, caller);
-  g_registry.deallocate(ptr);
-}
-
 template <class CallerFn>
 __attribute__((always_inline)) inline void free_with_event(void *ptr, CallerFn &&caller) {
 #if CAPHEAP_USE_HOOKS
@@ -469,8 +460,9 @@ __attribute__((always_inline)) inline void free_with_event(void *ptr, CallerFn &
   g_registry.deallocate(ptr);
 #else
   // No event check on the common path: set_event_sink holds the registry's fast path off while
-  // events are on, and free_miss takes those frees.
-  g_registry.deallocate_then<free_miss>(ptr, caller);
+  // events are on, and the miss handler takes those frees (the recorder's, which passes what is
+  // not its own to free_miss).
+  g_registry.deallocate_then<capheap::capi::recorder_free_miss>(ptr, caller);
 #endif
 }
 
@@ -501,21 +493,34 @@ CAPHEAP_NOINLINE void *malloc_reporting(size_t size, uint32_t caps, void *caller
 /// first heap refused: the initialisation check, the general walk, the failure report (not for
 /// size 0), the event. `caller` is null only after a refusal on the fast path, i.e. for a request
 /// that began while events were off (it gets no event, as if it had finished before they began).
-[[maybe_unused]] CAPHEAP_NOINLINE void *malloc_miss(capheap::Registry &reg, size_t size, Caps caps,
-                                                    unsigned tried, void *caller) {
-  if (caller != nullptr && events_on()) {
-    void *p = capheap::capi::malloc_base(size, caps.bits());
-    // The recorder alone (a field build's usual case): straight to it.
-    if (CAPHEAP_LIKELY(p != nullptr && capheap::capi::recorder_only() && !CAPHEAP_USE_HOOKS)) {
-      capheap::capi::recorder_on_alloc(EventOp::kMalloc, p, size, 0, caps.bits(), caller);
-      return p;
-    }
-    return malloc_finish(p, size, caps.bits(), caller);
-  }
+CAPHEAP_NOINLINE void *malloc_miss_general(capheap::Registry &reg, size_t size, Caps caps,
+                                           unsigned tried, void *caller) {
+  if (caller != nullptr && events_on())
+    return capheap::capi::malloc_events(reg, size, caps, 0, caller);
   ensure_init();
   void *p = reg.allocate_general(size, caps, tried);
   if (p == nullptr && size != 0) report_failure(size, caps.bits(), "heap_caps_malloc");
   return p;
+}
+
+/// heap_caps_malloc when the registry's fast path does not apply, is held off (events on) or its
+/// first heap refused (allocate_then's miss handler).
+[[maybe_unused]] CAPHEAP_NOINLINE void *malloc_miss(capheap::Registry &reg, size_t size, Caps caps,
+                                                    unsigned tried, void *caller) {
+#if CAPHEAP_THEN_TABLES && !CAPHEAP_USE_HOOKS
+  // The recorder alone: the registry's first choice, its locked call and the recording in one
+  // chain of tail calls (no frame here: everything else is in malloc_miss_general).
+  if (CAPHEAP_LIKELY(caller != nullptr && capheap::capi::recorder_only()))
+    return capheap::capi::recorder_malloc(reg, size, caps, caller);
+#endif
+  return malloc_miss_general(reg, size, caps, tried, caller);
+}
+
+/// heap_caps_free while the registry holds its fast path off (events were on when it looked) and
+/// the recorder is not the only sink.
+[[maybe_unused]] CAPHEAP_NOINLINE void free_miss(void *ptr, void *caller) {
+  if (events_on()) return free_reporting(ptr, caller);
+  g_registry.deallocate(ptr);
 }
 
 Released capture_if_on(void *ptr) {
@@ -531,6 +536,37 @@ void note_realloc(void *old_ptr, void *p, size_t size, uint32_t caps, const Rele
 }
 
 }  // namespace
+
+namespace capheap {
+namespace capi {
+
+/// heap_caps_malloc while events are on: the allocation, then its event (or the failure report).
+/// `tried`: 0, or 1 + the record of a heap that refused this request already.
+void *malloc_events(capheap::Registry &reg, std::size_t size, Caps caps, unsigned tried,
+                    void *caller) noexcept {
+  // (A refusal comes from the registry's inline path, which runs only once initialised.)
+  void *p = tried != 0 ? reg.allocate_general(size, caps, tried)
+                       : capheap::capi::malloc_base(size, caps.bits());
+  // The recorder alone (a field build's usual case): straight to it (a tail call).
+  if (CAPHEAP_LIKELY(p != nullptr && capheap::capi::recorder_only() && !CAPHEAP_USE_HOOKS))
+    return capheap::capi::recorder_on_malloc(p, size, caps.bits(), caller);
+  return malloc_finish(p, size, caps.bits(), caller);
+}
+
+#if CAPHEAP_THEN_TABLES
+// (Entry points for recorder.cpp; heap_caps_malloc's own template argument is the local one, so
+// that the registry's out-of-line half stays local to this file and specialised for g_registry.)
+void *heap_caps_malloc_miss(std::size_t size, Caps caps, void *caller) noexcept {
+  return malloc_miss(g_registry, size, caps, 0, caller);
+}
+
+void heap_caps_free_miss(void *ptr, void *caller) noexcept {
+  free_miss(ptr, caller);
+}
+#endif
+
+}  // namespace capi
+}  // namespace capheap
 
 extern "C" {
 
@@ -582,7 +618,8 @@ HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
   // The registry picks the first heap inline and tail-calls its locked engine call; malloc_miss
   // takes over when that heap refuses or the fast path does not apply, which includes every
   // request while events are on (set_event_sink holds the fast path off then).
-  return g_registry.allocate_then<malloc_miss>(size, Caps(caps), CAPHEAP_CALLER_FN());
+  return g_registry.allocate_then<malloc_miss, capheap::capi::recorder_held_malloc>(
+      size, Caps(caps), CAPHEAP_CALLER_FN());
 #endif
 }
 

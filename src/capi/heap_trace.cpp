@@ -130,7 +130,9 @@ void capture_stack(void *caller, void **callers) noexcept {
   if (kDepth == 0) return;
   callers[0] = caller;
   if (kDepth == 1) return;
-  constexpr std::size_t kSearch = 12;  // frames between here and the application, at most
+  // Frames between here and the application, at most (an unoptimised build with events on and
+  // the recorder compiled in goes through about 14).
+  constexpr std::size_t kSearch = 24;
   void *frames[kSearch + kDepth];
   const std::size_t n = capheap_port_backtrace(frames, kSearch + kDepth, 0);
   for (std::size_t i = 0; i < n; ++i) {

@@ -13,8 +13,14 @@
 // order is one relaxed fetch-add on a global counter (g_order), the only read-modify-write of an
 // event (a plain increment while the process is single-threaded). The ring's head is advanced with
 // a relaxed store. The time is the port's coarse clock (capheap_port_coarse_now: a load of the
-// ticker's value, or CLOCK_MONOTONIC_COARSE in a single-threaded process, which gets no ticker):
-// too coarse to order events, which is why the counter exists.
+// ticker's value, or a CLOCK_MONOTONIC_COARSE read where the port runs no ticker): too coarse to
+// order events, which is why the counter exists.
+// In a single-threaded process with a ticker, record_single (inline in the entry points, no call,
+// no frame) writes a malloc or a free into a window of the thread's ring that the general path
+// computed after its last event (thread-local `next` / `limit`): no busy word, no re-checks, no
+// atomic read-modify-write, only the fields that line reads. Records hold host pointers; the drain
+// maps them to chip addresses as it formats (recorder_before_remap drains first when the mapping
+// changes) and takes the task from the ring's owner.
 // Uninstall and ring recycling need to know that no producer is inside an event: a producer sets
 // its ring's `busy` word, then (after a compiler barrier only) re-checks the global state and its
 // ring's owner; the other side changes the state or owner, runs capheap_port_thread_barrier()
@@ -84,12 +90,12 @@ namespace {
 struct alignas(8) Record {
   std::uint64_t state;      ///< the event's order once complete (see g_order; 0: never written)
   std::uint64_t stamp;      ///< event time (coarse ns on thread-ring hosts, else port timestamp)
-  std::uintptr_t id;        ///< display address of the block the line names
-  std::uintptr_t to;        ///< kRealloc that moved: display address of the new block; else 0
+  std::uintptr_t id;        ///< address (host pointer) of the block the line names
+  std::uintptr_t to;        ///< kRealloc that moved: address of the new block; else 0
   std::size_t size;         ///< requested bytes
   std::uintptr_t caller;    ///< return address in the application
   std::uint32_t caps;       ///< caps of the successful attempt
-  std::uint32_t owner;      ///< capheap_port_task_owner()
+  std::uint32_t owner;      ///< capheap_port_task_owner() (thread rings: the ring's, at the drain)
   std::uint32_t alignment;  ///< aligned allocations: the alignment; else 0
   std::uint8_t op;          ///< EventOp
   std::uint8_t from_null;   ///< kRealloc of NULL (the line's ID is the new block)
@@ -262,7 +268,13 @@ inline std::uint64_t stamp_ns(std::uint64_t stamp) noexcept {
 }
 
 /// Formats record `r` (a copy) with sequence number `seq` into buf; returns the length.
-std::size_t format(const Record &r, std::uint64_t seq, char *buf) noexcept {
+std::size_t format(const Record &rec, std::uint64_t seq, char *buf) noexcept {
+  // Producers store host pointers: the display mapping happens here, off the allocation path
+  // (recorder_before_remap drains whatever was recorded under a mapping before it changes).
+  Record r = rec;
+  r.id = display_address(reinterpret_cast<const void *>(rec.id));
+  if (static_cast<EventOp>(rec.op) == EventOp::kRealloc && rec.to != 0)
+    r.to = display_address(reinterpret_cast<const void *>(rec.to));
   char *w = buf;
   switch (static_cast<EventOp>(r.op)) {
     case EventOp::kMalloc:
@@ -292,7 +304,8 @@ std::size_t format(const Record &r, std::uint64_t seq, char *buf) noexcept {
   w = put_hex(put(w, " task="), r.owner);
   w = put_hex(put(w, " site="), r.caller);
   w = put_dec(put(w, " seq="), seq);
-  if (r.to != 0) w = put_hex(put(w, " to="), r.to);
+  if (static_cast<EventOp>(r.op) == EventOp::kRealloc && r.to != 0)
+    w = put_hex(put(w, " to="), r.to);
   *w++ = '\n';
   return static_cast<std::size_t>(w - buf);
 }
@@ -477,7 +490,10 @@ std::size_t drain_locked(std::size_t max, bool final = false) noexcept {
     Ring &r = g_rings[pick];
     const std::uint64_t t = r.tail;
     report_drops(r, t);  // before the first record reserved after them
-    const Record rec = r.records[t & mask];
+    Record rec = r.records[t & mask];
+#if CAPHEAP_RECORDER_THREAD_RINGS
+    rec.owner = ld(r.owner);  // (record_single does not store it: every record is the owner's)
+#endif
     r.last = rec.state;
     __atomic_store_n(&r.tail, t + 1, __ATOMIC_RELEASE);  // the slot is free again
     if (g_cons.live != nullptr) live_apply(rec);
@@ -502,8 +518,9 @@ inline void fill(Record &r, const AllocEvent &event, std::uint64_t stamp,
                  std::uint32_t owner) noexcept {
   r.stamp = stamp;
   const bool realloc_from = event.op == EventOp::kRealloc && event.old_ptr != nullptr;
-  r.id = display_address(realloc_from ? event.old_ptr : event.ptr);
-  r.to = realloc_from && event.old_ptr != event.ptr ? display_address(event.ptr) : 0;
+  r.id = reinterpret_cast<std::uintptr_t>(realloc_from ? event.old_ptr : event.ptr);
+  r.to =
+      realloc_from && event.old_ptr != event.ptr ? reinterpret_cast<std::uintptr_t>(event.ptr) : 0;
   r.size = event.size;
   r.caller = reinterpret_cast<std::uintptr_t>(event.caller);
   r.caps = event.caps;
@@ -542,8 +559,15 @@ struct ThreadRing {
   Ring *ring;
   std::uint64_t gen;  ///< the g.state the ring was attached under (never matches a closed state)
   std::uint32_t owner;
+  /// record_single's window: the record of the ring's next event, and the end of the records it
+  /// may write without the general path's checks (before the end of the array, and without
+  /// passing the producer's copy of tail by a whole ring). Equal (null) until the general path has
+  /// written an event into the ring attached.
+  Record *next;
+  Record *limit;
 };
-__attribute__((tls_model("initial-exec"))) thread_local ThreadRing t_ring = {nullptr, kClosed, 0};
+__attribute__((tls_model("initial-exec"))) thread_local ThreadRing t_ring = {nullptr, kClosed, 0,
+                                                                             nullptr, nullptr};
 
 /// Attaches a ring of installation `state` to the calling thread. False: none free (the event is
 /// counted as dropped) or the recorder closed meanwhile.
@@ -578,6 +602,7 @@ CAPHEAP_COLD bool attach(std::uint64_t state) noexcept {
     t_ring.ring = found;
     t_ring.gen = state;
     t_ring.owner = owner;
+    t_ring.next = t_ring.limit = nullptr;
   } else {
     __atomic_fetch_add(&g_cons.orphan_dropped, 1, __ATOMIC_RELAXED);
   }
@@ -610,28 +635,44 @@ void recycle_dead_rings() noexcept {
   }
 }
 
-__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
-  // A single-threaded process: nothing can run concurrently with this event (no drain, uninstall
-  // or ring recycling on another thread; this thread's ring is never recycled while it lives), so
-  // the busy word, the re-checks and the atomic counter are not needed. Attaching, a full ring and
-  // a changed installation take the general path below.
-  if (capheap_port_single_threaded()) {
-    const std::uint64_t state = ld(g.state);
-    if (CAPHEAP_LIKELY(state == t_ring.gen)) {
-      Ring &r = *t_ring.ring;
-      const std::uint64_t h = ld(r.head);
-      const std::uint64_t mask = ld(g.mask);
-      if (CAPHEAP_LIKELY(h - ld(r.tail_seen) <= mask)) {
-        Record &rec = r.records[h & mask];
-        fill(rec, event, capheap_port_coarse_now(), t_ring.owner);
-        const std::uint64_t order = ld(g_order) + 1;
-        st(g_order, order);
-        __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
-        st(r.head, h + 1);
-        return;
+/// The common case of an event, inline in the entry points: a single-threaded process (nothing
+/// can run concurrently with this event: no drain, uninstall or ring recycling on another thread,
+/// and this thread's ring is never recycled while it lives, so the busy word, the re-checks and the
+/// atomic counter are not needed), an attached ring with room, and a ticker keeping the clock (one
+/// load). False: record_general must take the event. No call on this path, so that the entry
+/// points need no frame.
+__attribute__((always_inline)) inline bool record_single(EventOp op, void *ptr, std::size_t size,
+                                                         std::uint32_t caps,
+                                                         void *caller) noexcept {
+  if (CAPHEAP_LIKELY(capheap_port_single_threaded() && ld(g.state) == t_ring.gen &&
+                     __atomic_load_n(&capheap_port_coarse_direct, __ATOMIC_RELAXED) == 0)) {
+    Record *const rec = t_ring.next;
+    if (CAPHEAP_LIKELY(rec != t_ring.limit)) {
+      t_ring.next = rec + 1;
+      // Only the fields a malloc or a free line reads (the drain looks at `to`, `alignment` and
+      // `from_null` for other operations only, and takes `owner` from the ring).
+      rec->stamp = __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED);
+      rec->id = reinterpret_cast<std::uintptr_t>(ptr);
+      rec->caller = reinterpret_cast<std::uintptr_t>(caller);
+      rec->op = static_cast<std::uint8_t>(op);
+      if (op != EventOp::kFree) {
+        rec->size = size;
+        rec->caps = caps;
       }
+      const std::uint64_t order = ld(g_order) + 1;
+      st(g_order, order);
+      __atomic_store_n(&rec->state, order, __ATOMIC_RELEASE);
+      Ring &r = *t_ring.ring;
+      st(r.head, ld(r.head) + 1);
+      return true;
     }
   }
+  return false;
+}
+
+/// Every other case: several threads (busy word, re-checks, atomic order), attaching a ring, a
+/// full ring, a closed or changed installation, a clock read per event.
+CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
   for (;;) {
     const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
     if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
@@ -679,8 +720,34 @@ __attribute__((always_inline)) inline void record(const AllocEvent &event) noexc
     __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
     st(r.head, h + 1);
     __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
+    // record_single's window from here: up to the end of the array, and no further than a whole
+    // ring past the tail this producer last saw (it may be further on by now: the window only
+    // gets shorter than it could be).
+    const std::uint64_t room = ld(r.tail_seen) + mask + 1 - (h + 1);
+    const std::uint64_t to_end = mask + 1 - ((h + 1) & mask);
+    t_ring.next = &r.records[(h + 1) & mask];
+    t_ring.limit = t_ring.next + (room < to_end ? room : to_end);
     return;
   }
+}
+
+CAPHEAP_NOINLINE void record_alloc_general(EventOp op, void *ptr, std::size_t size,
+                                           std::size_t alignment, std::uint32_t caps,
+                                           void *caller) noexcept {
+  record_general(AllocEvent{op, ptr, nullptr, size, alignment, caps, caller});
+}
+
+CAPHEAP_NOINLINE void record_free_general(void *ptr, void *caller) noexcept {
+  record_general(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
+}
+
+__attribute__((always_inline)) inline void record(const AllocEvent &event) noexcept {
+  if (event.op == EventOp::kMalloc &&
+      record_single(EventOp::kMalloc, event.ptr, event.size, event.caps, event.caller))
+    return;
+  if (event.op == EventOp::kFree && record_single(EventOp::kFree, event.ptr, 0, 0, event.caller))
+    return;
+  record_general(event);
 }
 
 #else  // !CAPHEAP_RECORDER_THREAD_RINGS: one ring shared by every task
@@ -718,6 +785,18 @@ __attribute__((always_inline)) inline void record(const AllocEvent &event) noexc
 
 #endif  // CAPHEAP_RECORDER_THREAD_RINGS
 
+__attribute__((always_inline)) inline void *recorder_on_malloc_inline(void *p, std::size_t size,
+                                                                      std::uint32_t caps,
+                                                                      void *caller) noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  if (CAPHEAP_LIKELY(record_single(EventOp::kMalloc, p, size, caps, caller))) return p;
+  record_alloc_general(EventOp::kMalloc, p, size, 0, caps, caller);
+#else
+  record(AllocEvent{EventOp::kMalloc, p, nullptr, size, 0, caps, caller});
+#endif
+  return p;
+}
+
 }  // namespace
 
 void recorder_on_event(const AllocEvent &event) noexcept {
@@ -726,11 +805,81 @@ void recorder_on_event(const AllocEvent &event) noexcept {
 
 void recorder_on_alloc(EventOp op, void *ptr, std::size_t size, std::size_t alignment,
                        std::uint32_t caps, void *caller) noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  // (The general path in a call of its own with the same arguments: a tail call, no frame here.)
+  if (op == EventOp::kMalloc && record_single(op, ptr, size, caps, caller)) return;
+  record_alloc_general(op, ptr, size, alignment, caps, caller);
+#else
   record(AllocEvent{op, ptr, nullptr, size, alignment, caps, caller});
+#endif
 }
 
+void *recorder_on_malloc(void *p, std::size_t size, std::uint32_t caps, void *caller) noexcept {
+  return recorder_on_malloc_inline(p, size, caps, caller);
+}
+
+#if CAPHEAP_THEN_TABLES
+namespace {
+__attribute__((always_inline)) inline void *record_malloc_done(void *p, std::size_t size,
+                                                               std::uint32_t caps,
+                                                               void *caller) noexcept {
+  return recorder_on_malloc_inline(p, size, caps, caller);
+}
+}  // namespace
+
+void *recorder_malloc(Registry &reg, std::size_t size, Caps caps, void *caller) noexcept {
+  return reg.allocate_done<record_malloc_done, malloc_events>(size, caps, caller);
+}
+
+void *recorder_held_malloc(Registry::Choice first, std::size_t size, void *caller,
+                           Caps caps) noexcept {
+#if !CAPHEAP_USE_HOOKS
+  if (CAPHEAP_LIKELY(recorder_only()))
+    return g_registry.allocate_done_in<record_malloc_done, malloc_events>(first, size, caps,
+                                                                          caller);
+#endif
+  return heap_caps_malloc_miss(size, caps, caller);
+}
+
+#if CAPHEAP_RECORDER_THREAD_RINGS
+namespace {
+CAPHEAP_NOINLINE void record_general_and_free(void *ptr, void *caller) noexcept {
+  record_free_general(ptr, caller);
+  g_registry.deallocate(ptr);
+}
+}  // namespace
+#endif
+
+void recorder_free_miss(void *ptr, void *caller) noexcept {
+#if !CAPHEAP_USE_HOOKS
+  if (CAPHEAP_LIKELY(recorder_only())) {
+    if (CAPHEAP_LIKELY(ptr != nullptr)) {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+      // (Both ends in a tail call: no frame on the common path.)
+      if (CAPHEAP_UNLIKELY(!record_single(EventOp::kFree, ptr, 0, 0, caller)))
+        return record_general_and_free(ptr, caller);
+#else
+      record(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
+#endif
+    }
+    return g_registry.deallocate(ptr);
+  }
+#endif
+  heap_caps_free_miss(ptr, caller);
+}
+#endif
+
 void recorder_on_free(void *ptr, void *caller) noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  if (record_single(EventOp::kFree, ptr, 0, 0, caller)) return;
+  record_free_general(ptr, caller);
+#else
   record(AllocEvent{EventOp::kFree, ptr, nullptr, 0, 0, 0, caller});
+#endif
+}
+
+void recorder_before_remap() noexcept {
+  if (capheap_recorder_active()) (void)capheap_recorder_flush();
 }
 
 void recorder_set_scan_hook(RecorderScanHook hook, void *user) noexcept {
@@ -936,6 +1085,21 @@ namespace capi {
 void recorder_on_event(const AllocEvent &) noexcept {}
 void recorder_on_alloc(EventOp, void *, std::size_t, std::size_t, std::uint32_t, void *) noexcept {}
 void recorder_on_free(void *, void *) noexcept {}
+void *recorder_on_malloc(void *p, std::size_t, std::uint32_t, void *) noexcept {
+  return p;
+}
+#if CAPHEAP_THEN_TABLES
+void *recorder_malloc(Registry &reg, std::size_t size, Caps caps, void *caller) noexcept {
+  return malloc_events(reg, size, caps, 0, caller);
+}
+void *recorder_held_malloc(Registry::Choice, std::size_t size, void *caller, Caps caps) noexcept {
+  return heap_caps_malloc_miss(size, caps, caller);
+}
+void recorder_free_miss(void *ptr, void *caller) noexcept {
+  heap_caps_free_miss(ptr, caller);
+}
+#endif
+void recorder_before_remap() noexcept {}
 void recorder_set_scan_hook(RecorderScanHook, void *) noexcept {}
 }  // namespace capi
 }  // namespace capheap

@@ -147,24 +147,26 @@ void Registry::publish_fast_caps() noexcept {
   };
   for (;;) {
     const std::uint32_t v = fast_caps_value();
-    const std::uint32_t t = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v;
+    const bool held = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST);
+    const std::uint32_t t = held ? 0u : v;
     __atomic_store_n(&fast_caps_, v, __ATOMIC_SEQ_CST);
+    // While held, then_single_ keeps its records (allocate_done reads them) and then_heap_ is
+    // empty, so that allocate_then's check of the pair fails and it takes its miss handler.
     for (unsigned b = 0; b < 32; ++b) {
-      Record *const r = then_entry(b, t);
-      Heap h = r != nullptr ? r->heap : Heap{};
+      Record *const r = then_entry(b, v);
+      Heap h = r != nullptr && !held ? r->heap : Heap{};
       __atomic_store(&then_heap_[b], &h, __ATOMIC_SEQ_CST);
       __atomic_store_n(&then_single_[b], r, __ATOMIC_SEQ_CST);
     }
     for (unsigned b0 = 0; b0 < kPairBits; ++b0)
       for (unsigned b1 = 0; b1 < kPairBits; ++b1)
         __atomic_store_n(&then_pair_[b0][b1], then_pair(b0, b1, t), __ATOMIC_SEQ_CST);
-    bool same =
-        fast_caps_value() == v && (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? 0u : v) == t;
+    bool same = fast_caps_value() == v && __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) == held;
     for (unsigned b = 0; same && b < 32; ++b) {
       Record *const r = __atomic_load_n(&then_single_[b], __ATOMIC_SEQ_CST);
       Heap h;
       __atomic_load(&then_heap_[b], &h, __ATOMIC_SEQ_CST);
-      same = r == then_entry(b, t) && (r == nullptr || r->heap == h);
+      same = r == then_entry(b, v) && (r == nullptr || (held ? !h : r->heap == h));
     }
     for (unsigned b0 = 0; same && b0 < kPairBits; ++b0)
       for (unsigned b1 = 0; same && b1 < kPairBits; ++b1)

@@ -14,18 +14,23 @@ extern "C" {
  * metal ports need not define them. */
 
 /* Coarse event clock, CLOCK_MONOTONIC nanoseconds at about 1 ms resolution, while at least one
- * start is outstanding; read it with capheap_port_coarse_now(). Two modes, chosen by the first
- * start:
- * - the process already has several threads: a ticker thread stores CLOCK_MONOTONIC into
- *   capheap_port_coarse_ns every CAPHEAP_PORT_COARSE_PERIOD_NS; a read is one relaxed load;
- * - the process is single-threaded (glibc's __libc_single_threaded): no thread is created, because
- *   a second thread would switch glibc (the host port's pthread mutexes, stdio) to its atomic
- *   multi-threaded paths for the rest of the program, which costs more than the clock; a read is
- *   CLOCK_MONOTONIC_COARSE (the vDSO: no system call).
- * Monotonic within a thread in both modes. */
+ * start is outstanding; read it with capheap_port_coarse_now(). Modes, chosen by the first start:
+ * - Linux on x86-64 / aarch64 without sanitizers: a ticker thread that glibc does not know about
+ *   (clone(2), no thread-local storage, every signal blocked) stores CLOCK_MONOTONIC into
+ *   capheap_port_coarse_ns every CAPHEAP_PORT_COARSE_PERIOD_NS; a read is one relaxed load. A
+ *   single-threaded program stays single-threaded for glibc (__libc_single_threaded), so its
+ *   pthread mutexes and stdio keep their lock-free paths;
+ * - elsewhere, a process that already has several threads: the same with a pthread;
+ * - elsewhere, a single-threaded process: no thread (a pthread would switch glibc to its atomic
+ *   multi-threaded paths for the rest of the program, which costs more than the clock); a read is
+ *   CLOCK_MONOTONIC_COARSE (the vDSO: no system call). capheap_port_coarse_direct is 1.
+ * A child of fork has no ticker: it reads the clock per event (capheap_port_coarse_direct 1) while
+ * the clock stays started. Monotonic within a thread in every mode. */
 #define CAPHEAP_PORT_COARSE_PERIOD_NS 1000000u
-extern uint64_t capheap_port_coarse_ns;
-extern int capheap_port_coarse_direct; /* 1: the single-threaded mode (no ticker) */
+/* (Hidden: read on every recorded event; -fPIC code then needs no address load first.) */
+extern uint64_t capheap_port_coarse_ns __attribute__((visibility("hidden")));
+extern int capheap_port_coarse_direct /* 1: no ticker, a clock read per event */
+    __attribute__((visibility("hidden")));
 uint64_t capheap_port_coarse_read(void);
 static inline uint64_t capheap_port_coarse_now(void) {
   if (__atomic_load_n(&capheap_port_coarse_direct, __ATOMIC_RELAXED) != 0)

@@ -284,6 +284,118 @@ TEST(Registry, AllocateThenMakesAllocatesChoiceAndHoldSendsEveryRequestToTheHand
   EXPECT_EQ(then_misses_of(f.reg, kD, caller), 0);
 }
 
+// allocate_then's Held handler and allocate_done's Done handler (the C API's event recorder uses
+// them while the then path is held): they count their calls and remember their arguments.
+Registry *g_held_registry = nullptr;
+int g_held_calls = 0;
+int g_done_calls = 0;
+void *g_done_p = nullptr;
+std::size_t g_done_size = 0;
+std::uint32_t g_done_caps = 0;
+void *g_done_caller = nullptr;
+void *then_done(void *p, std::size_t size, std::uint32_t caps, void *caller) {
+  ++g_done_calls;
+  g_done_p = p;
+  g_done_size = size;
+  g_done_caps = caps;
+  g_done_caller = caller;
+  return p;
+}
+void *then_held(Registry::Choice first, std::size_t size, void *caller, Caps caps) {
+  ++g_held_calls;
+  return g_held_registry->allocate_done_in<then_done, then_miss>(first, size, caps, caller);
+}
+
+TEST(Registry, HeldSingleBitRequestsReachTheHeldHandlerWithTheFirstHeapAndDoneSeesTheBlock) {
+  Fixture f;
+  g_held_registry = &f.reg;
+  const std::uint32_t singles[] = {kD, k8, k32, kI, kDma};
+  const std::uint32_t others[] = {kD | kI, kI | k8, kDma | kI, kX};
+  int token = 0;
+  void *const caller = &token;
+  for (const bool held : {false, true, false}) {
+    f.reg.hold_then_path(held);
+    for (const std::uint32_t caps : singles) {
+      void *a = f.reg.allocate(101, Caps(caps));
+      ASSERT_NE(a, nullptr) << caps;
+      const int want = f.reg.find_heap(a);
+      const std::size_t usable = f.reg.usable_size(a);
+      f.reg.deallocate(a);
+      g_held_calls = g_done_calls = g_then_misses = 0;
+      void *p =
+          f.reg.allocate_then<then_miss, then_held>(101, Caps(caps), [caller] { return caller; });
+      ASSERT_NE(p, nullptr) << caps;
+      EXPECT_EQ(f.reg.find_heap(p), want) << caps;
+      // (32BIT rounds the size as the fast path does: the same usable size.)
+      EXPECT_EQ(f.reg.usable_size(p), usable) << caps;
+      EXPECT_EQ(g_then_misses, 0) << caps;
+      EXPECT_EQ(g_held_calls, held ? 1 : 0) << caps;
+      EXPECT_EQ(g_done_calls, held ? 1 : 0) << caps;
+      if (held) {
+        EXPECT_EQ(g_done_p, p);
+        EXPECT_EQ(g_done_size, 101u);
+        EXPECT_EQ(g_done_caps, caps);
+        EXPECT_EQ(g_done_caller, caller);
+      }
+      f.reg.deallocate(p);
+    }
+    for (const std::uint32_t caps : others) {
+      g_held_calls = g_done_calls = g_then_misses = 0;
+      void *p =
+          f.reg.allocate_then<then_miss, then_held>(100, Caps(caps), [caller] { return caller; });
+      ASSERT_NE(p, nullptr) << caps;
+      EXPECT_EQ(g_held_calls, 0) << caps;
+      EXPECT_EQ(g_then_misses, held || caps == kX ? 1 : 0) << caps;
+      f.reg.deallocate(p);
+    }
+  }
+  // allocate_done: Done for what the inline choice serves (also two-bit requests, also while
+  // held), Slow with nothing tried for the rest.
+  f.reg.hold_then_path(true);
+  for (const std::uint32_t caps : {kD, kDma, kD | kI, kI | k8, kX}) {
+    g_done_calls = g_then_misses = 0;
+    g_then_tried = 99;
+    void *p = f.reg.allocate_done<then_done, then_miss>(100, Caps(caps), caller);
+    ASSERT_NE(p, nullptr) << caps;
+    EXPECT_EQ(g_done_calls, caps == kX ? 0 : 1) << caps;
+    EXPECT_EQ(g_then_misses, caps == kX ? 1 : 0) << caps;
+    if (caps == kX) {
+      EXPECT_EQ(g_then_tried, 0u);
+    }
+    f.reg.deallocate(p);
+  }
+  // The first heap full: Slow gets it as tried, with the caller (unlike allocate_then's refusal).
+  const int first = [&] {
+    void *p = f.reg.allocate(16, Caps(kDma));
+    const int h = f.reg.find_heap(p);
+    f.reg.deallocate(p);
+    return h;
+  }();
+  std::vector<void *> blocks;
+  while (void *p = f.reg.allocate(16, Caps(kDma))) {
+    if (f.reg.find_heap(p) != first) {
+      f.reg.deallocate(p);
+      break;
+    }
+    blocks.push_back(p);
+  }
+  g_held_calls = g_done_calls = g_then_misses = 0;
+  g_then_tried = 0;
+  g_then_caller = nullptr;
+  void *p = f.reg.allocate_then<then_miss, then_held>(16, Caps(kDma), [caller] { return caller; });
+  ASSERT_NE(p, nullptr);
+  EXPECT_NE(f.reg.find_heap(p), first);
+  EXPECT_EQ(g_held_calls, 1);
+  EXPECT_EQ(g_done_calls, 0);
+  EXPECT_EQ(g_then_misses, 1);
+  EXPECT_NE(g_then_tried, 0u);
+  EXPECT_EQ(g_then_caller, caller);
+  f.reg.deallocate(p);
+  for (void *b : blocks)
+    f.reg.deallocate(b);
+  f.reg.hold_then_path(false);
+}
+
 // deallocate_then's miss handler: counts its calls, then frees as the contract asks.
 int g_free_misses = 0;
 void *g_free_caller = nullptr;

@@ -10,7 +10,10 @@
 // reads CLOCK_MONOTONIC_COARSE per event instead; and the process-wide memory
 // barrier (membarrier) that lets the recorder's producers do without atomic read-modify-writes.
 
+#include <linux/futex.h>
 #include <linux/membarrier.h>
+#include <sched.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -99,7 +102,10 @@ pthread_mutex_t g_ticker_mutex = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t g_ticker_cond = PTHREAD_COND_INITIALIZER;
 int g_ticker_users = 0;  // outstanding starts
 bool g_ticker_stop = false;
-bool g_ticker_running = false;
+
+/// How the coarse value is kept while started (under g_ticker_mutex).
+enum class Ticker { kNone, kRaw, kPthread, kDirect };
+Ticker g_mode = Ticker::kNone;
 pthread_t g_ticker;
 
 void *ticker(void *) {
@@ -126,6 +132,123 @@ pthread_condattr_t monotonic_condattr() noexcept {
   return a;
 }
 
+bool pthread_ticker_start() noexcept {
+  static bool cond_ready = [] {
+    pthread_condattr_t a = monotonic_condattr();
+    pthread_cond_destroy(&g_ticker_cond);
+    pthread_cond_init(&g_ticker_cond, &a);
+    pthread_condattr_destroy(&a);
+    return true;
+  }();
+  (void)cond_ready;
+  g_ticker_stop = false;
+  return pthread_create(&g_ticker, nullptr, ticker, nullptr) == 0;
+}
+
+// ---- The raw ticker ---------------------------------------------------------------------------
+// A thread made with clone(2) directly rather than pthread_create, so that glibc does not learn of
+// it: __libc_single_threaded stays true and a single-threaded program keeps glibc's lock-free
+// mutex and stdio paths (a pthread would cost more per malloc + free than the clock it saves).
+// That is sound because the thread touches nothing glibc or the program owns: it shares the
+// creator's thread pointer, so it must not use thread-local storage (no errno, no cancellation
+// points: its sleep is a raw futex system call; clock_gettime is the vDSO and writes errno only on
+// failure, which CLOCK_MONOTONIC does not have); it runs with every signal blocked, so no handler
+// ever runs on it; its stack is static. It stores the clock into capheap_port_coarse_ns, sleeps on
+// a futex word for one period, and exits through the clone wrapper's exit system call when told
+// to; the kernel clears g_raw_tid at its exit (CLONE_CHILD_CLEARTID), which is what stop waits
+// for. Not with sanitizers (their runtimes must know every thread) and not after fork (the child
+// has no ticker: it reads the clock per event, see on_fork_child).
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__)) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define CAPHEAP_RAW_TICKER 0
+#endif
+#endif
+#ifndef CAPHEAP_RAW_TICKER
+#define CAPHEAP_RAW_TICKER 1
+#endif
+#else
+#define CAPHEAP_RAW_TICKER 0
+#endif
+
+#if CAPHEAP_RAW_TICKER
+alignas(64) unsigned char g_raw_stack[16384];
+pid_t g_raw_tid = 0;  // the ticker's thread id while it runs; the kernel zeroes it at exit
+int g_raw_stop = 0;   // futex word: 1 asks the ticker to exit
+
+/// futex(addr, op, val, timeout) without glibc (no errno, no cancellation point).
+long raw_futex(int *addr, int op, int val, const timespec *timeout) noexcept {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 __asm__("r10") = reinterpret_cast<long>(timeout);
+  __asm__ __volatile__("syscall"
+                       : "=a"(ret)
+                       : "0"(static_cast<long>(SYS_futex)), "D"(addr), "S"(static_cast<long>(op)),
+                         "d"(static_cast<long>(val)), "r"(r10)
+                       : "rcx", "r11", "memory");
+  return ret;
+#else
+  register long x8 __asm__("x8") = SYS_futex;
+  register long x0 __asm__("x0") = reinterpret_cast<long>(addr);
+  register long x1 __asm__("x1") = op;
+  register long x2 __asm__("x2") = val;
+  register long x3 __asm__("x3") = reinterpret_cast<long>(timeout);
+  __asm__ __volatile__("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+  return x0;
+#endif
+}
+
+int raw_ticker(void *) {
+  while (__atomic_load_n(&g_raw_stop, __ATOMIC_ACQUIRE) == 0) {
+    __atomic_store_n(&capheap_port_coarse_ns, monotonic_ns(), __ATOMIC_RELAXED);
+    const timespec period = {0, static_cast<long>(CAPHEAP_PORT_COARSE_PERIOD_NS)};
+    raw_futex(&g_raw_stop, FUTEX_WAIT_PRIVATE, 0, &period);
+  }
+  return 0;
+}
+
+bool raw_ticker_start() noexcept {
+  __atomic_store_n(&g_raw_stop, 0, __ATOMIC_RELAXED);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // the ticker inherits the full mask
+  const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                    CLONE_SYSVSEM | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+  const int tid = clone(raw_ticker, g_raw_stack + sizeof g_raw_stack, flags, nullptr, &g_raw_tid,
+                        nullptr, &g_raw_tid);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return tid > 0;
+}
+
+void raw_ticker_stop() noexcept {
+  __atomic_store_n(&g_raw_stop, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, &g_raw_stop, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  // The kernel's wake at the ticker's exit is a shared-futex wake: wait without _PRIVATE.
+  for (pid_t t; (t = __atomic_load_n(&g_raw_tid, __ATOMIC_ACQUIRE)) != 0;)
+    syscall(SYS_futex, &g_raw_tid, FUTEX_WAIT, t, nullptr, nullptr, 0);
+}
+#else
+bool raw_ticker_start() noexcept {
+  return false;
+}
+void raw_ticker_stop() noexcept {}
+#endif
+
+/// A child of fork has none of the parent's threads: while the clock is started there it reads
+/// the clock per event.
+void on_fork_child() {
+  pthread_mutex_init(&g_ticker_mutex, nullptr);
+#if CAPHEAP_RAW_TICKER
+  g_raw_tid = 0;
+#endif
+  if (g_mode == Ticker::kRaw || g_mode == Ticker::kPthread) {
+    g_mode = Ticker::kDirect;
+    __atomic_store_n(&capheap_port_coarse_direct, 1, __ATOMIC_RELAXED);
+  }
+}
+
 enum class Barrier { kUnknown, kExpedited, kGlobal, kNone };
 Barrier g_barrier = Barrier::kUnknown;  // under g_ticker_mutex
 
@@ -148,31 +271,24 @@ uint64_t capheap_port_coarse_read(void) {
 }
 
 void capheap_port_coarse_clock_start(void) {
+  static const int fork_handler = pthread_atfork(nullptr, nullptr, on_fork_child);
+  (void)fork_handler;
   pthread_mutex_lock(&g_ticker_mutex);
-  if (g_ticker_users == 0 && capheap_port_single_threaded()) {
-    // No ticker: see port/port.h. The value stays readable for code that loads it directly.
-    ++g_ticker_users;
-    __atomic_store_n(&capheap_port_coarse_ns, capheap_port_coarse_read(), __ATOMIC_RELAXED);
-    __atomic_store_n(&capheap_port_coarse_direct, 1, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&g_ticker_mutex);
-    return;
-  }
   if (g_ticker_users++ == 0) {
-    __atomic_store_n(&capheap_port_coarse_direct, 0, __ATOMIC_RELAXED);
-    static bool cond_ready = [] {
-      pthread_condattr_t a = monotonic_condattr();
-      pthread_cond_destroy(&g_ticker_cond);
-      pthread_cond_init(&g_ticker_cond, &a);
-      pthread_condattr_destroy(&a);
-      return true;
-    }();
-    (void)cond_ready;
     const std::uint64_t now = monotonic_ns();
     if (now > __atomic_load_n(&capheap_port_coarse_ns, __ATOMIC_RELAXED))
       __atomic_store_n(&capheap_port_coarse_ns, now, __ATOMIC_RELAXED);
-    g_ticker_stop = false;
-    // Without the thread the clock stays at the start value (events keep their order by seq).
-    g_ticker_running = pthread_create(&g_ticker, nullptr, ticker, nullptr) == 0;
+    if (raw_ticker_start()) {
+      g_mode = Ticker::kRaw;
+    } else if (capheap_port_single_threaded()) {
+      // No pthread ticker in a single-threaded process (see port/port.h): a read per event.
+      g_mode = Ticker::kDirect;
+    } else {
+      // Without the thread the clock stays at the start value (events keep their order by seq).
+      g_mode = pthread_ticker_start() ? Ticker::kPthread : Ticker::kNone;
+    }
+    __atomic_store_n(&capheap_port_coarse_direct, g_mode == Ticker::kDirect ? 1 : 0,
+                     __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&g_ticker_mutex);
 }
@@ -183,13 +299,14 @@ void capheap_port_coarse_clock_stop(void) {
     pthread_mutex_unlock(&g_ticker_mutex);
     return;
   }
-  const bool running = g_ticker_running;
-  g_ticker_running = false;
+  const Ticker mode = g_mode;
+  g_mode = Ticker::kNone;
   __atomic_store_n(&capheap_port_coarse_direct, 0, __ATOMIC_RELAXED);
+  if (mode == Ticker::kRaw) raw_ticker_stop();
   g_ticker_stop = true;
   pthread_cond_signal(&g_ticker_cond);
   pthread_mutex_unlock(&g_ticker_mutex);
-  if (running) pthread_join(g_ticker, nullptr);
+  if (mode == Ticker::kPthread) pthread_join(g_ticker, nullptr);
 }
 
 void capheap_port_thread_barrier(void) {
