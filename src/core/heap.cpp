@@ -187,11 +187,28 @@ CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
   return t - x.first() <= x.span() - kMinBlockBytes && (t & 3u) == 0;
 }
 
+// Free-list link checks (next_link_ok, links_ok_at): always on in host builds; firmware built for
+// size (CAPHEAP_COMPACT) runs them at hardening level 2 and above only (design.md section 3).
+#ifndef CAPHEAP_LINK_CHECKS
+#if !CAPHEAP_COMPACT || CAPHEAP_HARDENING_LEVEL >= 2
+#define CAPHEAP_LINK_CHECKS 1
+#else
+#define CAPHEAP_LINK_CHECKS 0
+#endif
+#endif
+
 /// O(1) check of a listed free block's links (filed under list idx) before anything follows
 /// them: its successor points back to it, and its predecessor points to it (or, without one, its
 /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
 /// it on every split and merge).
-#if CAPHEAP_COMPACT
+#if CAPHEAP_COMPACT && !CAPHEAP_LINK_CHECKS
+CAPHEAP_INLINE bool next_link_ok(Ctx, u32) noexcept {
+  return true;
+}
+CAPHEAP_INLINE bool links_ok_at(Ctx, u32, u32) noexcept {
+  return true;
+}
+#elif CAPHEAP_COMPACT
 /// The successor link of a listed free block is 0 or points to a block that points back.
 bool next_link_ok(Ctx x, u32 blk) noexcept {
   const u32 nf = x.next_free(blk);
@@ -336,16 +353,17 @@ struct Found {
 };
 
 #if CAPHEAP_COMPACT
-/// In the list half of a packed find_free result: the block half names the entry to blame.
-constexpr u32 kFoundBad = 1u << 31;
+/// Bit 0 of a find_free_compact result (headers are 4-aligned): a list entry or its links failed
+/// their sanity check, and the rest of the result names the entry to blame.
+constexpr u32 kFoundBad = 1u;
 
 /// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
 /// the bounded best fit of both lists it looks at (the first non-empty larger list is scanned
 /// with a bound of one entry, its head, whose size is then not compared: all its blocks fit).
-/// Returns the block (low half, 0 if none) and its list (high half, | kFoundBad if a list entry
-/// or its links failed their sanity check: the block half is then the entry to blame), in
-/// registers; its size and whether it heads its list are read again by the caller.
-std::uint64_t find_free_packed(Ctx x, u32 b) noexcept {
+/// Returns the block (0 if none), | kFoundBad if a list entry or its links failed their sanity
+/// check (the block is then the entry to blame). Its list, size and whether it heads its list are
+/// read again by the caller.
+u32 find_free_compact(Ctx x, u32 b) noexcept {
   u32 idx = index_of(x, b);
   u32 scan = kFitScan;
   for (;;) {
@@ -356,7 +374,7 @@ std::uint64_t find_free_packed(Ctx x, u32 b) noexcept {
       // (prev == 0) is to blame itself, and must also have a successor that points back to it
       // (its own predecessor link is not followed: a head has none).
       if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk) || (prev == 0 && !next_link_ok(x, blk))))
-        return (std::uint64_t(idx | kFoundBad) << 32) | (prev != 0 ? prev : blk);
+        return (prev != 0 ? prev : blk) | kFoundBad;
       const u32 s = x.size_at(blk);
       // (b is 0 for the larger list: its head is taken.)
       if (s >= b && s < best_size) {
@@ -367,10 +385,9 @@ std::uint64_t find_free_packed(Ctx x, u32 b) noexcept {
       prev = blk;
       blk = x.next_free(blk);
     }
-    if (best != 0) {
-      const bool bad = best != x.heads()[idx] && !links_ok_at(x, best, idx);
-      return (std::uint64_t(idx | (bad ? kFoundBad : 0u)) << 32) | best;
-    }
+    // The block taken: its links are followed by take()'s unlink (a head's predecessor link too,
+    // which must then be 0: one check for every case, where the host form skips a head's).
+    if (best != 0) return best | (!links_ok_at(x, best, idx) ? kFoundBad : 0u);
     if (scan == 1) return 0;  // (a set bit over an empty list: nothing found)
     // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
     const u32 *bits = x.bits();
@@ -388,12 +405,13 @@ std::uint64_t find_free_packed(Ctx x, u32 b) noexcept {
   }
 }
 
-/// find_free_packed() as a Found (the aligned allocation's form).
+/// find_free_compact() as a Found (the aligned allocation's form).
 __attribute__((noinline)) Found find_free(Ctx x, u32 b) noexcept {
-  const std::uint64_t r = find_free_packed(x, b);
-  const u32 blk = static_cast<u32>(r), idx = static_cast<u32>(r >> 32) & ~kFoundBad;
-  const bool bad = (r >> 63) != 0;
-  return {blk, idx, bad ? 0u : x.size_at(blk), blk != 0 && x.heads()[idx] == blk, bad};
+  const u32 r = find_free_compact(x, b);
+  const u32 blk = r & ~kFoundBad;
+  if (blk == 0 || (r & kFoundBad) != 0) return {blk, 0, 0, false, blk != 0};
+  const u32 size = x.size_at(blk), idx = index_of(x, size);
+  return {blk, idx, size, x.heads()[idx] == blk, false};
 }
 #else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
@@ -449,17 +467,41 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b) noexcept {
 }
 #endif
 
+/// The free block `fresh` of `size` bytes takes the place of the listed free block `old` (0: none):
+/// it takes old's list position when it files under old's list, else old leaves its list and
+/// fresh heads its own. Writes fresh's header (free, previous block in use) and footer. Old's
+/// header must still be intact (its list is computed from it).
+void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
+  const u32 fi = index_of(x, size);
+  if (old == 0) {
+    ++x.c->free_blocks;
+    list_insert(x, fresh, fi);
+  } else if (const u32 oi = index_of(x, x.size_at(old)); oi == fi) {
+    list_replace(x, old, fresh, fi);
+  } else {
+    list_remove(x, old, oi);
+    list_insert(x, fresh, fi);
+  }
+  x.set_header(fresh, size | kFree);
+  x.set_footer(fresh, size);
+}
+
 /// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
 /// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
 /// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
 void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
+    // (The block after the tail already has kPrevFree set.)
+#if CAPHEAP_COMPACT
+    relist(x, 0, blk + b, rest);
+#else
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);
     x.set_footer(tail, rest);
-    list_insert(x, tail, index_of(x, rest));  // the block after `tail` already has kPrevFree set
+    list_insert(x, tail, index_of(x, rest));
     ++x.c->free_blocks;
+#endif
     size = b;
   } else {
     const u32 next = blk + size;
@@ -473,29 +515,18 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 
 #if CAPHEAP_COMPACT
 /// take() of the host form below with one unlink and one header update for every case.
-/// (The block, its list and b as find_free_packed() found them; its size and whether it heads its
-/// list are read here.)
-void take(Ctx x, u32 blk, u32 idx, u32 b) noexcept {
+/// (The block as find_free_compact() found it; its size and list are read here.)
+void take(Ctx x, u32 blk, u32 b) noexcept {
   u32 size = x.size_at(blk);
   const u32 rest = size - b;
-  u32 ri = ~0u;  // the remainder's list, if it becomes a block
   if (rest >= kMinBlockBytes) {
-    x.set_header(blk + b, rest | kFree);  // its previous block (ours) is allocated
-    x.set_footer(blk + b, rest);
-    ri = index_of(x, rest);
+    relist(x, blk, blk + b, rest);  // the block after the remainder keeps its kPrevFree flag
     size = b;
-  }
-  if (ri == idx) {
-    list_replace(x, blk, blk + b, ri);
   } else {
-    list_unlink(x, blk, idx, x.heads()[idx] == blk ? 0 : x.prev_free(blk));
-    if (ri != ~0u) {
-      list_insert(x, blk + b, ri);  // the block after the remainder keeps its kPrevFree flag
-    } else {
-      const u32 next = blk + size;
-      x.set_header(next, x.header(next) & ~kPrevFree);
-      --x.c->free_blocks;
-    }
+    list_remove(x, blk, index_of(x, size));
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+    --x.c->free_blocks;
   }
   x.set_header(blk, size);
   ++x.c->used_blocks;
@@ -649,44 +680,51 @@ struct Live {
 
 #if CAPHEAP_COMPACT
 /// A free neighbour at nb claiming `size` bytes may be merged with: a sane free block (inside the
-/// block area, 4-aligned, sane size) whose header says so, with sane links. Sets `idx` to the
-/// list of a block of that size.
-__attribute__((noinline)) bool free_neighbour_ok(Ctx x, u32 nb, u32 size, u32 &idx) noexcept {
-  idx = index_of(x, size);
-  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) && links_ok_at(x, nb, idx);
+/// block area, 4-aligned, sane size) whose header says so, with sane links.
+bool free_neighbour_ok(Ctx x, u32 nb, u32 size) noexcept {
+  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) &&
+         links_ok_at(x, nb, index_of(x, size));
 }
 
-/// The checks of the host form below, with one routine for both neighbours.
-Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
-                        const void *report) noexcept {
-  // Only the fields a caller reads are set (h, size and the neighbours' lists where they apply).
-  Live l;
+/// The checks of the host form below, with one routine for both neighbours: the live block's
+/// header offset, or 0 after the report. Callers read the block's and its neighbours' headers
+/// again.
+u32 live_block(Ctx x, const void *p, const detail::OpTexts &op, const void *report) noexcept {
   const u32 blk = block_of_pointer(x, p);
-  l.blk = blk;
-  l.next_size = 0;
-  l.prev_size = 0;
   if (blk != 0) {
-    l.h = x.header(blk);
-    l.size = l.h & kSizeMask;
+    const u32 h = x.header(blk);
+    const u32 size = h & kSizeMask;
     // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
-    if ((l.h & ((x.granule() - 1) & ~kPrevFree)) == 0 && l.size >= kMinBlockBytes &&
-        l.size <= x.end() - blk) {
-      const u32 next = blk + l.size;
-      const u32 next_h = x.header(next);
+    if ((h & ((x.granule() - 1) & ~kPrevFree)) == 0 && size >= kMinBlockBytes &&
+        size <= x.end() - blk) {
+      const u32 next_h = x.header(blk + size);
       bool ok = (next_h & kPrevFree) == 0;
-      if (ok && (next_h & kFree) != 0) {
-        l.next_size = next_h & kSizeMask;
-        ok = free_neighbour_ok(x, next, l.next_size, l.next_idx);
+      // (A free next block: its header is next_h, whose kPrevFree is clear.)
+      if (ok && (next_h & kFree) != 0)
+        ok = free_entry_ok(x, blk + size) &&
+             links_ok_at(x, blk + size, index_of(x, next_h & kSizeMask));
+      if (ok && (h & kPrevFree) != 0) {
+        const u32 prev_size = x.word(blk - 4);
+        ok = free_neighbour_ok(x, blk - prev_size, prev_size);
       }
-      if (ok && (l.h & kPrevFree) != 0) {
-        l.prev_size = x.word(blk - 4);
-        ok = free_neighbour_ok(x, blk - l.prev_size, l.prev_size, l.prev_idx);
-      }
-      if (ok) return l;
+      if (ok) return blk;
     }
   }
   report_bad_live_block(x.c, report, blk, op);
-  l.blk = 0;
+  return 0;
+}
+
+/// live_block() with the fields of Live that realloc reads (h, size, next_size, next_idx).
+CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const detail::OpTexts &op,
+                                       const void *report) noexcept {
+  Live l;
+  l.blk = live_block(x, p, op, report);
+  if (l.blk == 0) return l;
+  l.h = x.header(l.blk);
+  l.size = l.h & kSizeMask;
+  const u32 next_h = x.header(l.blk + l.size);
+  l.next_size = (next_h & kFree) != 0 ? next_h & kSizeMask : 0u;
+  l.next_idx = index_of(x, l.next_size);
   return l;
 }
 #else
@@ -828,13 +866,10 @@ Heap Heap::create(void *start, std::size_t size, const HeapConfig &config) noexc
 #endif
 
   const Ctx x(c);
-  x.set_header(first, area | kFree);
-  x.set_footer(first, area);
   x.set_header(first + area, kPrevFree);  // sentinel: size 0, in use, previous block free
-  list_insert(x, first, index_of(x, area));
+  relist(x, 0, first, area);
   c->free_bytes = area;
   c->min_free_bytes = area;
-  c->free_blocks = 1;
   c->geometry_check = detail::geometry_word(c);
 #if CAPHEAP_WITH_DECORATION
   if (debug != 0) detail::deco_init(c);
@@ -864,14 +899,14 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
   const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
 #if CAPHEAP_COMPACT
-  const std::uint64_t r = find_free_packed(x, b);
-  const u32 blk = static_cast<u32>(r), idx = static_cast<u32>(r >> 32);
+  const u32 r = find_free_compact(x, b);
+  const u32 blk = r & ~kFoundBad;
   if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY((idx & kFoundBad) != 0)) {
+  if (CAPHEAP_UNLIKELY((r & kFoundBad) != 0)) {
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  take(x, blk, idx, b);
+  take(x, blk, b);
 #else
   const Found f = find_free(x, b);
   const u32 blk = f.blk;
@@ -935,10 +970,14 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   u32 avail = size_found;
   if (gap != 0) {
     // The leading gap becomes a free block; its previous block is in use (blk was free).
+#if CAPHEAP_COMPACT
+    relist(x, 0, blk, gap);
+#else
     x.set_header(blk, gap | kFree);
     x.set_footer(blk, gap);
     list_insert(x, blk, index_of(x, gap));
     ++x.c->free_blocks;
+#endif
     at = blk + gap;
     avail = size_found - gap;
     prev_flag = kPrevFree;
@@ -953,53 +992,50 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
+  Control *c = x.c;
+#if CAPHEAP_COMPACT
+  // The host form's four cases in one: the merged block starts at the free previous block or at
+  // this one, and takes the list position of the free neighbour it grows from (the previous one,
+  // else the next one) when it files under that neighbour's list. live_block verified both
+  // neighbours' sizes, links and the previous block's footer.
+  const u32 blk = live_block(x, p, detail::kFreeTexts, p);
+  if (blk == 0) return;
+  const u32 h = x.header(blk);
+  const u32 size = h & kSizeMask;
+  set_counter(c->free_bytes, c->free_bytes + size);
+  --c->used_blocks;
+  const u32 next = blk + size;
+  const u32 next_h = x.header(next);
+  u32 start = blk, total = size, anchor = 0;
+  if ((next_h & kFree) != 0) {
+    total += next_h & kSizeMask;
+    anchor = next;
+    retarget_cursor(c, next, blk);
+  } else {
+    x.set_header(next, next_h | kPrevFree);
+  }
+  if ((h & kPrevFree) != 0) {
+    const u32 prev_size = x.word(blk - 4);
+    start = blk - prev_size;
+    total += prev_size;
+    if (anchor != 0) {
+      list_remove(x, next, index_of(x, next_h & kSizeMask));
+      --c->free_blocks;
+    }
+    anchor = start;
+    retarget_cursor(c, blk, start);
+  }
+  relist(x, anchor, start, total);
+#else
   const Live l = checked_live_block(x, p, detail::kFreeTexts, p);
   const u32 blk = l.blk;
   if (blk == 0) return;
   // checked_live_block verified both neighbours' sizes, links and the previous block's footer.
-  Control *c = x.c;
   const u32 size = l.size;
   set_counter(c->free_bytes, c->free_bytes + size);
   --c->used_blocks;
   const u32 next = blk + size;
 
-#if CAPHEAP_COMPACT
-  // The host form's four cases in one: the merged block starts at the free previous block or at
-  // this one, and takes the list position of the free neighbour it grows from (the previous one,
-  // else the next one) when it files under that neighbour's list.
-  u32 start = blk, total = size, anchor = 0, anchor_idx = 0;
-  if (l.next_size != 0) {
-    total += l.next_size;
-    anchor = next;
-    anchor_idx = l.next_idx;
-    retarget_cursor(c, next, blk);
-  } else {
-    x.set_header(next, x.header(next) | kPrevFree);
-  }
-  if (l.prev_size != 0) {
-    start = blk - l.prev_size;
-    total += l.prev_size;
-    if (anchor != 0) {
-      list_remove(x, next, l.next_idx);
-      --c->free_blocks;
-    }
-    anchor = start;
-    anchor_idx = l.prev_idx;
-    retarget_cursor(c, blk, start);
-  }
-  const u32 ti = index_of(x, total);
-  if (anchor == 0) {
-    ++c->free_blocks;
-    list_insert(x, start, ti);
-  } else if (ti == anchor_idx) {
-    list_replace(x, anchor, start, ti);
-  } else {
-    list_remove(x, anchor, anchor_idx);
-    list_insert(x, start, ti);
-  }
-  x.set_header(start, total | kFree);
-  x.set_footer(start, total);
-#else
   // Four cases by the neighbours' state. A merged block that files under the list of the free
   // neighbour it grows from keeps that neighbour's list position (no bitmap work).
   if (l.next_size != 0) {
@@ -1078,11 +1114,15 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       } else {
         x.set_header(next, x.header(next) | kPrevFree);
       }
+#if CAPHEAP_COMPACT
+      relist(x, 0, blk + b, rest);
+#else
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);
       x.set_footer(tail, rest);
       list_insert(x, tail, index_of(x, rest));
       ++c->free_blocks;
+#endif
       x.set_header(blk, b | prev_flag);
       set_counter(c->free_bytes, c->free_bytes + (cur - b));
     }
@@ -1096,6 +1136,15 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     const u32 total = cur + next_size;
     const u32 rest = total - b;
     u32 now = total;
+#if CAPHEAP_COMPACT
+    --c->free_blocks;
+    if (rest >= kMinBlockBytes) {
+      relist(x, 0, blk + b, rest);  // the block after it keeps its kPrevFree flag
+      now = b;
+    } else {
+      x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
+    }
+#else
     if (rest >= kMinBlockBytes) {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
@@ -1106,6 +1155,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
       --c->free_blocks;
     }
+#endif
     x.set_header(blk, now | prev_flag);
     note_allocation(x, now - cur);
     return p;
@@ -1151,7 +1201,11 @@ std::size_t raw_usable_size(const Control *c, const void *p) noexcept {
 }
 u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
                       const OpTexts &op) noexcept {
+#if CAPHEAP_COMPACT
+  return live_block(Ctx(c), p, op, report_addr);
+#else
   return checked_live_block(Ctx(c), p, op, report_addr).blk;
+#endif
 }
 }  // namespace detail
 
@@ -1202,7 +1256,11 @@ void *Heap::reallocate(void *p, std::size_t size) noexcept {
 bool Heap::verify_live(void *p) noexcept {
   if (p == nullptr || control_ == nullptr) return false;
   if (CAPHEAP_DECORATED(control_)) return detail::deco_verify_live(control_, p);
+#if CAPHEAP_COMPACT
+  return live_block(Ctx(control_), p, detail::kReallocTexts, p) != 0;
+#else
   return checked_live_block(Ctx(control_), p, detail::kReallocTexts, p).blk != 0;
+#endif
 }
 
 // ================================================================================================
