@@ -274,39 +274,39 @@ class Registry {
 
   /// Receives a block that allocate_done() allocated; returns what the entry point returns.
   using DoneHandler = void *(*)(void *p, std::size_t size, std::uint32_t caps, void *caller);
+  /// Takes what allocate_done() does not serve: `tried` is 0, or 1 + the record of the first heap,
+  /// which refused (the handler must then take the general walk without asking that heap again:
+  /// allocate_general). No registry argument: the handler knows its registry.
+  using SlowHandler = void *(*)(std::size_t size, Caps caps, unsigned tried, void *caller);
   /// allocate(size, caps) for a miss handler that must see every allocation (the C API's event
-  /// recorder while hold_then_path holds the tables off): the same inline first choice as
-  /// allocate(), then one out-of-line call that locks, allocates and tail-calls
-  /// Done(p, size, caps, caller). When the inline path does not apply it returns
-  /// Slow(*this, size, caps, 0, caller); when the first heap refuses,
-  /// Slow(*this, size, caps, 1 + that record, caller), which must then take the general walk
-  /// without asking that heap again (allocate_general).
-  template <DoneHandler Done, MissHandler Slow>
+  /// recorder while hold_then_path holds the tables off): the same first choice as allocate(),
+  /// then one out-of-line call that locks, allocates and tail-calls Done(p, size, caps, caller).
+  /// When the inline choice does not apply it returns Slow(size, caps, 0, caller); when the first
+  /// heap refuses, Slow(size, caps, 1 + that record, caller).
+  template <DoneHandler Done, SlowHandler Slow>
   __attribute__((always_inline)) inline void *allocate_done(std::size_t size, Caps caps,
                                                             void *caller) noexcept {
     const std::uint32_t c = caps.bits();
-    if (CAPHEAP_LIKELY((c & (c - 1)) == 0)) {
-      // One bit (or none: entry 31 is null): then_single_ keeps its records while held.
-      Record *const r = __atomic_load_n(
-          &then_single_[static_cast<unsigned>(__builtin_ctz(c | 0x80000000u))], __ATOMIC_ACQUIRE);
-      if (CAPHEAP_LIKELY(r != nullptr))
-        return allocate_in_done<Done, Slow>(
-            *r, c == MALLOC_CAP_32BIT ? (size + 3) & ~std::size_t(3) : size, size, caps, caller);
-      return Slow(*this, size, caps, 0, caller);
-    }
-    std::size_t want = size;
-    Record *r = fast_choice(size, caps, want);
-    if (CAPHEAP_LIKELY(r != nullptr))
-      return allocate_in_done<Done, Slow>(*r, want, size, caps, caller);
-    return Slow(*this, size, caps, 0, caller);
+    // One bit (or none: entry 31 is null): then_single_ keeps its records while held.
+    Record *r =
+        (c & (c - 1)) == 0
+            ? __atomic_load_n(&then_single_[static_cast<unsigned>(__builtin_ctz(c | 0x80000000u))],
+                              __ATOMIC_ACQUIRE)
+            : nullptr;
+    std::size_t want;
+    if (r == nullptr && (c & (c - 1)) != 0) r = fast_choice(size, caps, want);
+    if (CAPHEAP_LIKELY(r != nullptr)) return allocate_in_done<Done, Slow>(*r, size, caller, caps);
+    return Slow(size, caps, 0, caller);
   }
   /// allocate_done() on the heap allocate_then() handed to its Held handler (`caps` is that
-  /// request's single bit or 0).
-  template <DoneHandler Done, MissHandler Slow>
-  __attribute__((always_inline)) inline void *allocate_done_in(Choice first, std::size_t size,
-                                                               Caps caps, void *caller) noexcept {
-    const std::size_t want = caps.bits() == MALLOC_CAP_32BIT ? (size + 3) & ~std::size_t(3) : size;
-    return allocate_in_done<Done, Slow>(*first.r_, want, size, caps, caller);
+  /// request's single bit or 0). The arguments are in Held's order, so that a Held handler can
+  /// pass them on unchanged.
+  template <DoneHandler Done, SlowHandler Slow>
+  __attribute__((always_inline)) static inline void *allocate_done_in(Choice first,
+                                                                      std::size_t size,
+                                                                      void *caller,
+                                                                      Caps caps) noexcept {
+    return allocate_in_done<Done, Slow>(*first.r_, size, caller, caps);
   }
 #endif
 
@@ -393,6 +393,7 @@ class Registry {
     const char *name = nullptr;
     bool registered = false;
     bool runtime = false;
+    std::uint8_t index = 0;  // its position in records_ (in the padding before hint_span)
     // end - start while no other heap lies inside this one; 0 from then on (set once, never
     // restored): free's hint check, a - start < hint_span, fails for an outer heap, which must
     // search (the pointer may be the inner heap's). 32 bits keep the record at 128 bytes on a
@@ -458,15 +459,18 @@ class Registry {
     return Miss(*this, size, caps, static_cast<unsigned>(&r - records_) + 1, nullptr);
   }
 #if CAPHEAP_THEN_TABLES
-  // allocate_done's out-of-line half.
-  template <DoneHandler Done, MissHandler Slow>
-  CAPHEAP_NOINLINE void *allocate_in_done(Record &r, std::size_t want, std::size_t size, Caps caps,
-                                          void *caller) noexcept {
+  // allocate_done's out-of-line half (static, with Held's argument order: see allocate_done_in).
+  // 32BIT rounds the request as allocate() does.
+  template <DoneHandler Done, SlowHandler Slow>
+  static CAPHEAP_NOINLINE void *allocate_in_done(Record &r, std::size_t size, void *caller,
+                                                 Caps caps) noexcept {
+    const std::size_t want =
+        (caps.bits() & MALLOC_CAP_32BIT) != 0 ? (size + 3) & ~std::size_t(3) : size;
     lock(r);
     void *p = r.heap.allocate(want);
     unlock(r);
     if (CAPHEAP_LIKELY(p != nullptr)) return Done(p, size, caps.bits(), caller);
-    return Slow(*this, size, caps, static_cast<unsigned>(&r - records_) + 1, caller);
+    return Slow(size, caps, r.index + 1u, caller);
   }
 #endif
   // The inline fast path's choice: the first heap of ESP-IDF's walk for caps (null: take the

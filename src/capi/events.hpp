@@ -99,9 +99,8 @@ void recorder_on_free(void *ptr, void *caller) noexcept;
 /// recorder_on_alloc(EventOp::kMalloc, p, size, 0, caps, caller), returning p (for a tail call).
 void *recorder_on_malloc(void *p, std::size_t size, std::uint32_t caps, void *caller) noexcept;
 /// heap_caps_malloc while events are on (heap_caps.cpp): the allocation, then its event or the
-/// failure report; `tried` as in Registry::MissHandler (0, or 1 + a record that refused already).
-void *malloc_events(Registry &reg, std::size_t size, Caps caps, unsigned tried,
-                    void *caller) noexcept;
+/// failure report; `tried` as in Registry::SlowHandler (0, or 1 + a record that refused already).
+void *malloc_events(std::size_t size, Caps caps, unsigned tried, void *caller) noexcept;
 #if CAPHEAP_THEN_TABLES
 /// heap_caps_malloc's and heap_caps_free's miss handlers for the registry's allocate_then /
 /// deallocate_then (heap_caps.cpp): whatever the inline fast path did not serve, with events.

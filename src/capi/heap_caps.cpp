@@ -495,8 +495,7 @@ CAPHEAP_NOINLINE void *malloc_reporting(size_t size, uint32_t caps, void *caller
 /// that began while events were off (it gets no event, as if it had finished before they began).
 CAPHEAP_NOINLINE void *malloc_miss_general(capheap::Registry &reg, size_t size, Caps caps,
                                            unsigned tried, void *caller) {
-  if (caller != nullptr && events_on())
-    return capheap::capi::malloc_events(reg, size, caps, 0, caller);
+  if (caller != nullptr && events_on()) return capheap::capi::malloc_events(size, caps, 0, caller);
   ensure_init();
   void *p = reg.allocate_general(size, caps, tried);
   if (p == nullptr && size != 0) report_failure(size, caps.bits(), "heap_caps_malloc");
@@ -542,10 +541,9 @@ namespace capi {
 
 /// heap_caps_malloc while events are on: the allocation, then its event (or the failure report).
 /// `tried`: 0, or 1 + the record of a heap that refused this request already.
-void *malloc_events(capheap::Registry &reg, std::size_t size, Caps caps, unsigned tried,
-                    void *caller) noexcept {
+void *malloc_events(std::size_t size, Caps caps, unsigned tried, void *caller) noexcept {
   // (A refusal comes from the registry's inline path, which runs only once initialised.)
-  void *p = tried != 0 ? reg.allocate_general(size, caps, tried)
+  void *p = tried != 0 ? g_registry.allocate_general(size, caps, tried)
                        : capheap::capi::malloc_base(size, caps.bits());
   // The recorder alone (a field build's usual case): straight to it (a tail call).
   if (CAPHEAP_LIKELY(p != nullptr && capheap::capi::recorder_only() && !CAPHEAP_USE_HOOKS))

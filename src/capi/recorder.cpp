@@ -720,13 +720,15 @@ CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
     __atomic_store_n(&rec.state, order, __ATOMIC_RELEASE);
     st(r.head, h + 1);
     __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
-    // record_single's window from here: up to the end of the array, and no further than a whole
-    // ring past the tail this producer last saw (it may be further on by now: the window only
-    // gets shorter than it could be).
-    const std::uint64_t room = ld(r.tail_seen) + mask + 1 - (h + 1);
-    const std::uint64_t to_end = mask + 1 - ((h + 1) & mask);
-    t_ring.next = &r.records[(h + 1) & mask];
-    t_ring.limit = t_ring.next + (room < to_end ? room : to_end);
+    // record_single's window from here (only a single-threaded process uses it): up to the end of
+    // the array, and no further than a whole ring past the tail this producer last saw (it may be
+    // further on by now: the window only gets shorter than it could be).
+    if (capheap_port_single_threaded()) {
+      const std::uint64_t room = ld(r.tail_seen) + mask + 1 - (h + 1);
+      const std::uint64_t to_end = mask + 1 - ((h + 1) & mask);
+      t_ring.next = &r.records[(h + 1) & mask];
+      t_ring.limit = t_ring.next + (room < to_end ? room : to_end);
+    }
     return;
   }
 }
@@ -835,8 +837,7 @@ void *recorder_held_malloc(Registry::Choice first, std::size_t size, void *calle
                            Caps caps) noexcept {
 #if !CAPHEAP_USE_HOOKS
   if (CAPHEAP_LIKELY(recorder_only()))
-    return g_registry.allocate_done_in<record_malloc_done, malloc_events>(first, size, caps,
-                                                                          caller);
+    return Registry::allocate_done_in<record_malloc_done, malloc_events>(first, size, caller, caps);
 #endif
   return heap_caps_malloc_miss(size, caps, caller);
 }
@@ -1089,8 +1090,8 @@ void *recorder_on_malloc(void *p, std::size_t, std::uint32_t, void *) noexcept {
   return p;
 }
 #if CAPHEAP_THEN_TABLES
-void *recorder_malloc(Registry &reg, std::size_t size, Caps caps, void *caller) noexcept {
-  return malloc_events(reg, size, caps, 0, caller);
+void *recorder_malloc(Registry &, std::size_t size, Caps caps, void *caller) noexcept {
+  return malloc_events(size, caps, 0, caller);
 }
 void *recorder_held_malloc(Registry::Choice, std::size_t size, void *caller, Caps caps) noexcept {
   return heap_caps_malloc_miss(size, caps, caller);

@@ -320,6 +320,7 @@ Status Registry::insert(Record &r, Placement where) noexcept {
   if (count_ >= kMaxHeaps) return Status::kNoMem;
   const unsigned idx = count_;
   records_[idx] = r;
+  records_[idx].index = static_cast<std::uint8_t>(idx);
   capheap_lock_init(&records_[idx].lock_storage);
   rebuild_tables(idx, where);
   return Status::kOk;

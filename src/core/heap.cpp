@@ -187,14 +187,11 @@ CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
   return t - x.first() <= x.span() - kMinBlockBytes && (t & 3u) == 0;
 }
 
-// Free-list link checks (next_link_ok, links_ok_at): always on in host builds; firmware built for
-// size (CAPHEAP_COMPACT) runs them at hardening level 2 and above only (design.md section 3).
+// Free-list link checks (next_link_ok, links_ok_at): part of the always-on tier. Firmware built for
+// size (CAPHEAP_COMPACT) may define CAPHEAP_LINK_CHECKS=0 to drop them (about 200 bytes of
+// Cortex-M4 code; design.md section 3); host builds always run them.
 #ifndef CAPHEAP_LINK_CHECKS
-#if !CAPHEAP_COMPACT || CAPHEAP_HARDENING_LEVEL >= 2
 #define CAPHEAP_LINK_CHECKS 1
-#else
-#define CAPHEAP_LINK_CHECKS 0
-#endif
 #endif
 
 /// O(1) check of a listed free block's links (filed under list idx) before anything follows
