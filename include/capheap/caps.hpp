@@ -287,14 +287,15 @@ class Registry {
   __attribute__((always_inline)) inline void *allocate_done(std::size_t size, Caps caps,
                                                             void *caller) noexcept {
     const std::uint32_t c = caps.bits();
-    // One bit (or none: entry 31 is null): then_single_ keeps its records while held.
-    Record *r =
-        (c & (c - 1)) == 0
-            ? __atomic_load_n(&then_single_[static_cast<unsigned>(__builtin_ctz(c | 0x80000000u))],
-                              __ATOMIC_ACQUIRE)
-            : nullptr;
-    std::size_t want;
-    if (r == nullptr && (c & (c - 1)) != 0) r = fast_choice(size, caps, want);
+    Record *r;
+    if ((c & (c - 1)) == 0) {
+      // One bit (or none: entry 31 is null): then_single_ keeps its records while held.
+      r = __atomic_load_n(&then_single_[static_cast<unsigned>(__builtin_ctz(c | 0x80000000u))],
+                          __ATOMIC_ACQUIRE);
+    } else {
+      std::size_t want;  // (unused: allocate_in_done rounds the size itself)
+      r = fast_choice(size, caps, want);
+    }
     if (CAPHEAP_LIKELY(r != nullptr)) return allocate_in_done<Done, Slow>(*r, size, caller, caps);
     return Slow(size, caps, 0, caller);
   }
