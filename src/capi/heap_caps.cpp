@@ -153,6 +153,7 @@ void set_display_mapper(DisplayMapper mapper) noexcept {
   g_mapper = mapper;
 }
 
+#if !defined(CAPHEAP_WITH_DECORATION) || CAPHEAP_WITH_DECORATION
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
   // Addresses as text: "0x%08x" of the chip address, or the host pointer's hexadecimal digits.
   const auto address = [chip_addresses](char *out, const void *p) {
@@ -195,6 +196,24 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
       expect_text != nullptr ? expect_text : "", expect_text != nullptr ? expected : "",
       expect_text != nullptr ? " got 0x" : "", expect_text != nullptr ? found : "", hp);
 }
+#else
+// Without decoration support no canary, fill or stored-size fault exists (only decoration.cpp
+// reports them), so every line is "CORRUPT HEAP: <what> at <block> (heap <heap>)".
+void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
+  char text[2][24];
+  const void *const at[2] = {v.block, heap};
+  for (unsigned i = 0; i < 2; ++i) {
+    text[i][0] = '0';
+    text[i][1] = 'x';
+    if (chip_addresses)
+      append_hex(text[i] + 2, display32(display_address(at[i])), 8);
+    else
+      append_hex(text[i] + 2, reinterpret_cast<std::uintptr_t>(at[i]), 1);
+  }
+  capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), text[0],
+                      text[1]);
+}
+#endif
 
 bool initialised() noexcept {
   return __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2;
@@ -627,9 +646,15 @@ HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
   free_with_event(ptr, CAPHEAP_CALLER_FN());
 }
 
+#if CAPHEAP_COMPACT
+// The same function as heap_caps_free (same event, same caller): one body in firmware built for
+// size.
+void heap_caps_aligned_free(void *ptr) __attribute__((alias("heap_caps_free")));
+#else
 void heap_caps_aligned_free(void *ptr) {
   free_with_event(ptr, CAPHEAP_CALLER_FN());
 }
+#endif
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
   if (ptr != nullptr && size == 0) {
