@@ -643,7 +643,12 @@ HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
   // No initialisation here: before heap_caps_init no pointer can come from a heap, and the empty
   // registry reports it as outside every heap.
+#if CAPHEAP_COMPACT
+  // Firmware built for size: one copy of the free path (free_cold's), reached by a tail call.
+  free_cold(ptr, CAPHEAP_CALLER());
+#else
   free_with_event(ptr, CAPHEAP_CALLER_FN());
+#endif
 }
 
 #if CAPHEAP_COMPACT
