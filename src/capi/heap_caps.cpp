@@ -210,8 +210,7 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
     else
       append_hex(text[i] + 2, reinterpret_cast<std::uintptr_t>(at[i]), 1);
   }
-  capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), text[0],
-                      text[1]);
+  capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), text[0], text[1]);
 }
 #endif
 
