@@ -557,7 +557,7 @@ restart:
   const u32 seq = read_seq_begin();
   const unsigned words = (ld(count_) + 31) / 32;
   // Heaps with every requested bit somewhere.
-  u32 eligible[kWords];
+  u32 eligible[kWords] = {};  // (zeroed: the compiler cannot tell that words <= kWords)
   for (unsigned w = 0; w < words; ++w)
     eligible[w] = eligible_in(req, w);
   // Level by level, the heaps sharing a requested bit there, in list order (ascending position).
