@@ -52,11 +52,20 @@ void *g_init_owner = nullptr;
 
 CAPHEAP_COLD void ensure_init_slow() noexcept;
 
+#if CAPHEAP_COMPACT
+/// Initialises on first use. Firmware built for size: one out-of-line copy of the check, which
+/// the entry points call (heap_caps_malloc and heap_caps_free reach it on their slow paths only).
+CAPHEAP_NOINLINE void ensure_init() noexcept {
+  if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
+  ensure_init_slow();
+}
+#else
 /// Initialises on first use (host: the simulator); one load and a branch once initialised.
 __attribute__((always_inline)) inline void ensure_init() noexcept {
   if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
   ensure_init_slow();
 }
+#endif
 
 void ensure_init_slow() noexcept {
   void *const self = capheap_port_current_task();
