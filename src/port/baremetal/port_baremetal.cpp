@@ -177,29 +177,17 @@ void capheap_port_printf(const char *fmt, ...) {
     c = *fmt;
     if (c == '\0') break;
     ++fmt;
-    unsigned long v;
-    unsigned base = 16;
-    bool negative = false;
-    if (c == 'd' || c == 'i') {
-      const long x = is_long ? va_arg(ap, long) : va_arg(ap, int);
-      negative = x < 0;
-      v = negative ? 0ul - static_cast<unsigned long>(x) : static_cast<unsigned long>(x);
-      base = 10;
-    } else if (c == 'u' || c == 'x' || c == 'X') {
-      v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
-      if (c == 'u') base = 10;
-    } else if (c == 'p') {
-      out.put('0');
-      out.put('x');
-      v = static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *)));
-      width = 8;
-      pad = '0';
-    } else if (c == 's') {
-      for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
-        out.put(*s);
-      continue;
-    } else {
-      if (c == 'c') {
+    // The conversion's position in "diuxXpsc" (8: anything else).
+    unsigned kind = 0;
+    while (kind < 8 && "diuxXpsc"[kind] != c)
+      ++kind;
+    if (kind >= 6) {
+      if (kind == 6) {
+        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
+          out.put(*s);
+        continue;
+      }
+      if (kind == 7) {
         c = static_cast<char>(va_arg(ap, int));
       } else if (c != '%') {
         out.put('%');
@@ -207,6 +195,22 @@ void capheap_port_printf(const char *fmt, ...) {
       out.put(c);
       continue;
     }
+    unsigned long v;
+    bool negative = false;
+    if (kind <= 1) {
+      const long x = is_long ? va_arg(ap, long) : va_arg(ap, int);
+      negative = x < 0;
+      v = negative ? 0ul - static_cast<unsigned long>(x) : static_cast<unsigned long>(x);
+    } else if (kind == 5) {
+      out.put('0');
+      out.put('x');
+      v = static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *)));
+      width = 8;
+      pad = '0';
+    } else {
+      v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
+    }
+    const unsigned base = kind <= 2 ? 10 : 16;
     char digits[24];
     int n = 0;
     do {
