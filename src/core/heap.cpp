@@ -1287,7 +1287,10 @@ bool Heap::contains(const void *p) const noexcept {
 
 namespace {
 /// Bytes a decorated heap's every allocation spends on decoration (0 without decoration).
+/// (Without decoration support no heap is decorated: Heap::create refuses poisoning and owner
+/// words, so every figure is the raw engine's.)
 inline std::size_t decoration_of(const Control *c) noexcept {
+  if (!CAPHEAP_WITH_DECORATION) return 0;
   return c->debug == 0 ? 0
                        : std::size_t(detail::head_bytes(c->debug, detail::granule_of(c))) +
                              detail::tail_bytes(c->debug);
@@ -1298,7 +1301,7 @@ inline std::size_t minus_clamped(std::size_t v, std::size_t d) noexcept {
 }  // namespace
 
 std::size_t Heap::decoration_before() const noexcept {
-  return control_ == nullptr || control_->debug == 0
+  return !CAPHEAP_WITH_DECORATION || control_ == nullptr || control_->debug == 0
              ? 0
              : detail::head_bytes(control_->debug, detail::granule_of(control_));
 }
