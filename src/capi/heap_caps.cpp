@@ -207,19 +207,18 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
 }
 #else
 // Without decoration support no canary, fill or stored-size fault exists (only decoration.cpp
-// reports them), so every line is "CORRUPT HEAP: <what> at <block> (heap <heap>)".
+// reports them), so every line is "CORRUPT HEAP: <what> at <block> (heap <heap>)", the addresses
+// as "0x%08x" of the chip address or the host pointer's hexadecimal digits.
+static_assert(sizeof(unsigned long) >= sizeof(std::uintptr_t), "%lx must show a whole pointer");
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
-  char text[2][24];
-  const void *const at[2] = {v.block, heap};
-  for (unsigned i = 0; i < 2; ++i) {
-    text[i][0] = '0';
-    text[i][1] = 'x';
-    if (chip_addresses)
-      append_hex(text[i] + 2, display32(display_address(at[i])), 8);
-    else
-      append_hex(text[i] + 2, reinterpret_cast<std::uintptr_t>(at[i]), 1);
-  }
-  capheap_port_printf("CORRUPT HEAP: %s at %s (heap %s)\n", fault_text(v.fault), text[0], text[1]);
+  const char *const what = fault_text(v.fault);
+  if (chip_addresses)
+    capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n", what,
+                        display32(display_address(v.block)), display32(display_address(heap)));
+  else
+    capheap_port_printf("CORRUPT HEAP: %s at 0x%lx (heap 0x%lx)\n", what,
+                        static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(v.block)),
+                        static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(heap)));
 }
 #endif
 
