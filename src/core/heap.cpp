@@ -1505,7 +1505,7 @@ Validation Heap::validate() const noexcept {
       // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
       const u32 pf = prev_free(c, blk);
       const Ctx x(c);
-      const bool linked = pf == 0 ? detail::list_heads(c)[list_index(x, class_of(x, size))] == blk
+      const bool linked = pf == 0 ? detail::list_heads(c)[index_of(x, size)] == blk
                                   : (free_entry_ok(x, pf) && next_free(c, pf) == blk);
       if (!linked)
         return fault_at(Fault::kBadFreeLink, where,
@@ -1539,7 +1539,6 @@ Validation Heap::validate() const noexcept {
   // 2. Free lists and bitmaps.
   const u32 *heads = detail::list_heads(c);
   const u32 *bits = detail::class_bits(c);
-  const u32 sl_count = 1u << c->sl_log2;
   const u32 classes = u32(c->fl_count) << c->sl_log2;
   const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
   for (u32 w = 0; w < words; ++w)
@@ -1549,35 +1548,32 @@ Validation Heap::validate() const noexcept {
   if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0)
     return fault_at(Fault::kBadBitmap, c);
   u32 listed = 0;
-  for (u32 fl = 0; fl < c->fl_count; ++fl) {
-    for (u32 sl = 0; sl < sl_count; ++sl) {
-      const u32 i = (fl << c->sl_log2) + sl;
-      u32 e = heads[i];
-      if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u))
-        return fault_at(Fault::kBadBitmap, c);
-      u32 back = 0;
-      while (e != 0) {
-        if (listed >= free_count)
-          return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e),
-                          back ? detail::data_of(c, back) : static_cast<const void *>(c));
-        if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
-            !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
-            prev_free(c, e) != back)
-          return fault_at(Fault::kBadFreeLink,
-                          back ? detail::data_of(c, back) : static_cast<const void *>(c));
-        const SizeClass k = class_of(c, size_at(c, e));
-        if (k.fl != fl || k.sl != sl)
-          return fault_at(Fault::kBadFreeListClass, detail::data_of(c, e),
-                          back ? detail::data_of(c, back) : static_cast<const void *>(c));
-        // The block after a listed block must say its predecessor is free: ties the list entry to
-        // the physical chain.
-        if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
-          return fault_at(Fault::kBadFreeLink, detail::data_of(c, e),
-                          back ? detail::data_of(c, back) : static_cast<const void *>(c));
-        ++listed;
-        back = e;
-        e = next_free(c, e);
-      }
+  // (List i holds class i: list_index(class_of(size)) is index_of(size), one-to-one on classes.)
+  for (u32 i = 0; i < classes; ++i) {
+    u32 e = heads[i];
+    if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u))
+      return fault_at(Fault::kBadBitmap, c);
+    u32 back = 0;
+    while (e != 0) {
+      if (listed >= free_count)
+        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
+          !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
+          prev_free(c, e) != back)
+        return fault_at(Fault::kBadFreeLink,
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      if (index_of(Ctx(c), size_at(c, e)) != i)
+        return fault_at(Fault::kBadFreeListClass, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      // The block after a listed block must say its predecessor is free: ties the list entry to
+      // the physical chain.
+      if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
+        return fault_at(Fault::kBadFreeLink, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      ++listed;
+      back = e;
+      e = next_free(c, e);
     }
   }
   if (listed != free_count) return fault_at(Fault::kFreeListMismatch, c);
