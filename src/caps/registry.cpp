@@ -559,9 +559,11 @@ void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bo
   const u32 req = caps.bits();
 restart:
   const u32 seq = read_seq_begin();
-  const unsigned words = (ld(count_) + 31) / 32;
+  // (One word when it is the only one: the compiler cannot tell that words <= kWords, and warns
+  // about eligible[0] with CAPHEAP_MAX_HEAPS <= 32. An empty registry's word is 0.)
+  const unsigned words = kWords == 1 ? 1u : (ld(count_) + 31) / 32;
   // Heaps with every requested bit somewhere.
-  u32 eligible[kWords] = {};  // (zeroed: the compiler cannot tell that words <= kWords)
+  u32 eligible[kWords];
   for (unsigned w = 0; w < words; ++w)
     eligible[w] = eligible_in(req, w);
   // Level by level, the heaps sharing a requested bit there, in list order (ascending position).
