@@ -52,11 +52,20 @@ void *g_init_owner = nullptr;
 
 CAPHEAP_COLD void ensure_init_slow() noexcept;
 
+#if CAPHEAP_COMPACT
+/// Initialises on first use. Firmware built for size: one out-of-line copy of the check, which
+/// the entry points call (heap_caps_malloc and heap_caps_free reach it on their slow paths only).
+CAPHEAP_NOINLINE void ensure_init() noexcept {
+  if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
+  ensure_init_slow();
+}
+#else
 /// Initialises on first use (host: the simulator); one load and a branch once initialised.
 __attribute__((always_inline)) inline void ensure_init() noexcept {
   if (CAPHEAP_LIKELY(__atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2)) return;
   ensure_init_slow();
 }
+#endif
 
 void ensure_init_slow() noexcept {
   void *const self = capheap_port_current_task();
@@ -153,6 +162,7 @@ void set_display_mapper(DisplayMapper mapper) noexcept {
   g_mapper = mapper;
 }
 
+#if !defined(CAPHEAP_WITH_DECORATION) || CAPHEAP_WITH_DECORATION
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
   // Addresses as text: "0x%08x" of the chip address, or the host pointer's hexadecimal digits.
   const auto address = [chip_addresses](char *out, const void *p) {
@@ -195,6 +205,22 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
       expect_text != nullptr ? expect_text : "", expect_text != nullptr ? expected : "",
       expect_text != nullptr ? " got 0x" : "", expect_text != nullptr ? found : "", hp);
 }
+#else
+// Without decoration support no canary, fill or stored-size fault exists (only decoration.cpp
+// reports them), so every line is "CORRUPT HEAP: <what> at <block> (heap <heap>)", the addresses
+// as "0x%08x" of the chip address or the host pointer's hexadecimal digits.
+static_assert(sizeof(unsigned long) >= sizeof(std::uintptr_t), "%lx must show a whole pointer");
+void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
+  const char *const what = fault_text(v.fault);
+  if (chip_addresses)
+    capheap_port_printf("CORRUPT HEAP: %s at 0x%08x (heap 0x%08x)\n", what,
+                        display32(display_address(v.block)), display32(display_address(heap)));
+  else
+    capheap_port_printf("CORRUPT HEAP: %s at 0x%lx (heap 0x%lx)\n", what,
+                        static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(v.block)),
+                        static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(heap)));
+}
+#endif
 
 bool initialised() noexcept {
   return __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2;
@@ -624,12 +650,23 @@ HEAP_IRAM_ATTR void *heap_caps_malloc(size_t size, uint32_t caps) {
 HEAP_IRAM_ATTR void heap_caps_free(void *ptr) {
   // No initialisation here: before heap_caps_init no pointer can come from a heap, and the empty
   // registry reports it as outside every heap.
+#if CAPHEAP_COMPACT
+  // Firmware built for size: one copy of the free path (free_cold's), reached by a tail call.
+  free_cold(ptr, CAPHEAP_CALLER());
+#else
   free_with_event(ptr, CAPHEAP_CALLER_FN());
+#endif
 }
 
+#if CAPHEAP_COMPACT
+// The same function as heap_caps_free (same event, same caller): one body in firmware built for
+// size.
+void heap_caps_aligned_free(void *ptr) __attribute__((alias("heap_caps_free")));
+#else
 void heap_caps_aligned_free(void *ptr) {
   free_with_event(ptr, CAPHEAP_CALLER_FN());
 }
+#endif
 
 HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
   if (ptr != nullptr && size == 0) {

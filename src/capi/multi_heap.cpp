@@ -7,6 +7,8 @@
 
 #include "multi_heap.h"
 
+#include <cstddef>
+
 #include "capheap.h"
 #include "capheap/heap.hpp"
 #include "core/block_layout.hpp"
@@ -277,22 +279,32 @@ size_t multi_heap_minimum_free_size(multi_heap_handle_t heap) {
   return heap == nullptr ? 0 : heap_of(heap).minimum_free_bytes();
 }
 
+// HeapInfo has multi_heap_info_t's fields in the same order: one copy.
+static_assert(sizeof(capheap::HeapInfo) == sizeof(multi_heap_info_t) &&
+                  offsetof(capheap::HeapInfo, total_free_bytes) ==
+                      offsetof(multi_heap_info_t, total_free_bytes) &&
+                  offsetof(capheap::HeapInfo, total_allocated_bytes) ==
+                      offsetof(multi_heap_info_t, total_allocated_bytes) &&
+                  offsetof(capheap::HeapInfo, largest_free_block) ==
+                      offsetof(multi_heap_info_t, largest_free_block) &&
+                  offsetof(capheap::HeapInfo, minimum_free_bytes) ==
+                      offsetof(multi_heap_info_t, minimum_free_bytes) &&
+                  offsetof(capheap::HeapInfo, allocated_blocks) ==
+                      offsetof(multi_heap_info_t, allocated_blocks) &&
+                  offsetof(capheap::HeapInfo, free_blocks) ==
+                      offsetof(multi_heap_info_t, free_blocks) &&
+                  offsetof(capheap::HeapInfo, total_blocks) ==
+                      offsetof(multi_heap_info_t, total_blocks),
+              "HeapInfo and multi_heap_info_t must have the same layout");
+
 void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info) {
   if (info == nullptr) return;
-  *info = multi_heap_info_t{};
-  if (heap == nullptr) return;
-  capheap::HeapInfo i;
-  {
+  capheap::HeapInfo i;  // all zeros for a null heap
+  if (heap != nullptr) {
     Guard g(heap);
     i = heap_of(heap).info();
   }
-  info->total_free_bytes = i.total_free_bytes;
-  info->total_allocated_bytes = i.total_allocated_bytes;
-  info->largest_free_block = i.largest_free_block;
-  info->minimum_free_bytes = i.minimum_free_bytes;
-  info->allocated_blocks = i.allocated_blocks;
-  info->free_blocks = i.free_blocks;
-  info->total_blocks = i.total_blocks;
+  __builtin_memcpy(static_cast<void *>(info), &i, sizeof *info);
 }
 
 size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap) {

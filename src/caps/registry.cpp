@@ -22,6 +22,10 @@
 #include "core/check.hpp"
 #include "port/port.h"
 
+#ifndef CAPHEAP_COMPACT
+#define CAPHEAP_COMPACT 0
+#endif
+
 namespace capheap {
 
 namespace {
@@ -555,7 +559,9 @@ void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bo
   const u32 req = caps.bits();
 restart:
   const u32 seq = read_seq_begin();
-  const unsigned words = (ld(count_) + 31) / 32;
+  // (One word when it is the only one: the compiler cannot tell that words <= kWords, and warns
+  // about eligible[0] with CAPHEAP_MAX_HEAPS <= 32. An empty registry's word is 0.)
+  const unsigned words = kWords == 1 ? 1u : (ld(count_) + 31) / 32;
   // Heaps with every requested bit somewhere.
   u32 eligible[kWords];
   for (unsigned w = 0; w < words; ++w)
@@ -627,6 +633,16 @@ void Registry::free_in(Record &r, void *ptr) noexcept {
 
 void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
+#if CAPHEAP_COMPACT
+  // (Firmware built for size: owner_of's lookup; an alias is the pointer whose data address
+  // differs from it. No reader of the hint's hold bit in these builds.)
+  void *data;
+  Record *const r = owner_of(ptr, data, "free() target pointer is outside heap areas");
+  if (r == nullptr) return;
+  if (data == ptr)
+    __atomic_store_n(&free_hint_, static_cast<std::uint32_t>(r - records_), __ATOMIC_RELEASE);
+  free_in(*r, data);
+#else
   void *data = ptr;
   const bool alias = is_iram_alias(ptr);
   if (alias) data = data_address_of_alias(ptr);
@@ -640,7 +656,6 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   // Consecutive frees mostly hit the same heap: the next one checks this record first. (release:
   // pairs with the acquire load in deallocate.)
   if (!alias) {
-#if CAPHEAP_THEN_TABLES
     // The heap first: a reader that sees the new index with the old heap (or the reverse) finds
     // that they disagree and searches. The hold bit stays as it is.
     Heap h = records_[rec].heap;
@@ -649,12 +664,9 @@ void Registry::deallocate_slow(void *ptr) noexcept {
     while (!__atomic_compare_exchange_n(&free_hint_, &hint, (hint & kHintHeld) | rec, true,
                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
     }
-#else
-    // (No reader of the hold bit in firmware built for size.)
-    __atomic_store_n(&free_hint_, std::uint32_t{rec}, __ATOMIC_RELEASE);
-#endif
   }
   free_in(records_[rec], data);
+#endif
 }
 
 Registry::Record *Registry::owner_of(const void *p, void *&data, const char *what) const noexcept {

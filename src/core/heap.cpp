@@ -1287,7 +1287,10 @@ bool Heap::contains(const void *p) const noexcept {
 
 namespace {
 /// Bytes a decorated heap's every allocation spends on decoration (0 without decoration).
+/// (Without decoration support no heap is decorated: Heap::create refuses poisoning and owner
+/// words, so every figure is the raw engine's.)
 inline std::size_t decoration_of(const Control *c) noexcept {
+  if (!CAPHEAP_WITH_DECORATION) return 0;
   return c->debug == 0 ? 0
                        : std::size_t(detail::head_bytes(c->debug, detail::granule_of(c))) +
                              detail::tail_bytes(c->debug);
@@ -1298,7 +1301,7 @@ inline std::size_t minus_clamped(std::size_t v, std::size_t d) noexcept {
 }  // namespace
 
 std::size_t Heap::decoration_before() const noexcept {
-  return control_ == nullptr || control_->debug == 0
+  return !CAPHEAP_WITH_DECORATION || control_ == nullptr || control_->debug == 0
              ? 0
              : detail::head_bytes(control_->debug, detail::granule_of(control_));
 }
@@ -1450,23 +1453,34 @@ const char *fault_text(Fault fault) noexcept {
   return "unknown fault";
 }
 
+namespace {
+/// validate()'s result for a fault: one out-of-line constructor for its many exits.
+CAPHEAP_NOINLINE Validation fault_at(Fault fault, const void *block,
+                                     const void *previous = nullptr) noexcept {
+  Validation v;
+  v.fault = fault;
+  v.block = block;
+  v.previous = previous;
+  return v;
+}
+}  // namespace
+
 Validation Heap::validate() const noexcept {
   const Control *c = control_;
-  if (c == nullptr) return {Fault::kBadControl, nullptr};
-  const Validation ctl_bad{Fault::kBadControl, c};
+  if (c == nullptr) return fault_at(Fault::kBadControl, nullptr);
   if (c->geometry_check != detail::geometry_word(c) || c->magic != detail::kControlMagic ||
       c->granule_log2 < 2 || c->granule_log2 > 4 || c->sl_log2 > detail::kMaxSlLog2 ||
       c->fl_count == 0 || c->fl_count > 32 ||
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
-    return ctl_bad;
+    return fault_at(Fault::kBadControl, c);
   const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
   const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
   if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) ||
       !detail::valid_prefix(c->prefix_bytes) ||
       (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) != 0 ||
       (c->debug & detail::kDebugPoisonMask) == detail::kDebugPoisonMask)
-    return ctl_bad;
+    return fault_at(Fault::kBadControl, c);
   const u32 g = detail::granule_of(c);
 
   // 1. Physical chain.
@@ -1480,23 +1494,22 @@ Validation Heap::validate() const noexcept {
     const u32 size = h & kSizeMask;
     const void *where = detail::data_of(c, blk);
     if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk)
-      return {Fault::kBadBlockSize, where, nullptr, previous};
+      return fault_at(Fault::kBadBlockSize, where, previous);
     if (((h & kPrevFree) != 0) != prev_was_free)
-      return {Fault::kBadPrevFreeFlag, where, nullptr, previous};
+      return fault_at(Fault::kBadPrevFreeFlag, where, previous);
     const bool is_free = (h & kFree) != 0;
     if (is_free) {
-      if (prev_was_free) return {Fault::kAdjacentFree, where, nullptr, previous};
-      if (load_word(c, blk + size - 4) != size)
-        return {Fault::kBadFooter, where, nullptr, previous};
+      if (prev_was_free) return fault_at(Fault::kAdjacentFree, where, previous);
+      if (load_word(c, blk + size - 4) != size) return fault_at(Fault::kBadFooter, where, previous);
       // A real free block is on its class's list: its predecessor links to it, or it heads the
       // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
       const u32 pf = prev_free(c, blk);
       const Ctx x(c);
-      const bool linked = pf == 0 ? detail::list_heads(c)[list_index(x, class_of(x, size))] == blk
+      const bool linked = pf == 0 ? detail::list_heads(c)[index_of(x, size)] == blk
                                   : (free_entry_ok(x, pf) && next_free(c, pf) == blk);
       if (!linked)
-        return {Fault::kBadFreeLink, where, nullptr,
-                pf == 0 ? static_cast<const void *>(c) : previous};
+        return fault_at(Fault::kBadFreeLink, where,
+                        pf == 0 ? static_cast<const void *>(c) : previous);
       ++free_count;
       free_sum += size;
     } else {
@@ -1516,59 +1529,59 @@ Validation Heap::validate() const noexcept {
     previous = where;
     blk += size;
   }
-  if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end) return ctl_bad;
+  if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end)
+    return fault_at(Fault::kBadControl, c);
   const u32 sentinel = header(c, c->end);
   if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
       ((sentinel & kPrevFree) != 0) != prev_was_free)
-    return {Fault::kBadSentinel, detail::data_of(c, c->end), nullptr, previous};
+    return fault_at(Fault::kBadSentinel, detail::data_of(c, c->end), previous);
 
   // 2. Free lists and bitmaps.
   const u32 *heads = detail::list_heads(c);
   const u32 *bits = detail::class_bits(c);
-  const u32 sl_count = 1u << c->sl_log2;
   const u32 classes = u32(c->fl_count) << c->sl_log2;
   const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
   for (u32 w = 0; w < words; ++w)
-    if (((c->word_bitmap >> w) & 1u) != (bits[w] != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
-  if (words < 32 && (c->word_bitmap >> words) != 0) return {Fault::kBadBitmap, c};
-  if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0) return {Fault::kBadBitmap, c};
+    if (((c->word_bitmap >> w) & 1u) != (bits[w] != 0 ? 1u : 0u))
+      return fault_at(Fault::kBadBitmap, c);
+  if (words < 32 && (c->word_bitmap >> words) != 0) return fault_at(Fault::kBadBitmap, c);
+  if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0)
+    return fault_at(Fault::kBadBitmap, c);
   u32 listed = 0;
-  for (u32 fl = 0; fl < c->fl_count; ++fl) {
-    for (u32 sl = 0; sl < sl_count; ++sl) {
-      const u32 i = (fl << c->sl_log2) + sl;
-      u32 e = heads[i];
-      if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u)) return {Fault::kBadBitmap, c};
-      u32 back = 0;
-      while (e != 0) {
-        if (listed >= free_count)
-          return {Fault::kFreeListMismatch, detail::data_of(c, e), nullptr,
-                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
-        if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
-            !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
-            prev_free(c, e) != back)
-          return {Fault::kBadFreeLink,
-                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
-        const SizeClass k = class_of(c, size_at(c, e));
-        if (k.fl != fl || k.sl != sl)
-          return {Fault::kBadFreeListClass, detail::data_of(c, e), nullptr,
-                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
-        // The block after a listed block must say its predecessor is free: ties the list entry to
-        // the physical chain.
-        if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
-          return {Fault::kBadFreeLink, detail::data_of(c, e), nullptr,
-                  back ? detail::data_of(c, back) : static_cast<const void *>(c)};
-        ++listed;
-        back = e;
-        e = next_free(c, e);
-      }
+  // (List i holds class i: list_index(class_of(size)) is index_of(size), one-to-one on classes.)
+  for (u32 i = 0; i < classes; ++i) {
+    u32 e = heads[i];
+    if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u))
+      return fault_at(Fault::kBadBitmap, c);
+    u32 back = 0;
+    while (e != 0) {
+      if (listed >= free_count)
+        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
+          !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
+          prev_free(c, e) != back)
+        return fault_at(Fault::kBadFreeLink,
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      if (index_of(Ctx(c), size_at(c, e)) != i)
+        return fault_at(Fault::kBadFreeListClass, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      // The block after a listed block must say its predecessor is free: ties the list entry to
+      // the physical chain.
+      if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
+        return fault_at(Fault::kBadFreeLink, detail::data_of(c, e),
+                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+      ++listed;
+      back = e;
+      e = next_free(c, e);
     }
   }
-  if (listed != free_count) return {Fault::kFreeListMismatch, c};
+  if (listed != free_count) return fault_at(Fault::kFreeListMismatch, c);
 
   // 3. Counters.
   if (c->free_bytes != free_sum || c->free_blocks != free_count || c->used_blocks != used_count ||
       c->min_free_bytes > c->free_bytes)
-    return {Fault::kBadCounters, c};
+    return fault_at(Fault::kBadCounters, c);
 
   return {};
 }

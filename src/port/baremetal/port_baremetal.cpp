@@ -149,72 +149,77 @@ void capheap_set_print_hook(capheap_print_hook_t print) {
 
 // Numbers are formatted in the machine word (unsigned long: 32 bits on the MCUs): 64-bit division
 // would pull libgcc's __udivmoddi4 (about 700 bytes on a Cortex-M) into every firmware image.
+// One path for every number (%d %u %x %X %p): digits in reverse into a small buffer, then the
+// sign, the padding and the digits in order.
 void capheap_port_printf(const char *fmt, ...) {
   if (g_print_hook == nullptr) return;
   Out out;
   va_list ap;
   va_start(ap, fmt);
-  for (const char *f = fmt; *f != '\0'; ++f) {
-    if (*f != '%') {
-      out.put(*f);
+  for (char c; (c = *fmt++) != '\0';) {
+    if (c != '%') {
+      out.put(c);
       continue;
     }
-    ++f;
     char pad = ' ';
     int width = 0;
-    if (*f == '0') {
+    if (*fmt == '0') {
       pad = '0';
-      ++f;
+      ++fmt;
     }
-    while (*f >= '0' && *f <= '9')
-      width = width * 10 + (*f++ - '0');
+    while (*fmt >= '0' && *fmt <= '9')
+      width = width * 10 + (*fmt++ - '0');
     bool is_long = false;
-    while (*f == 'l' || *f == 'z') {
+    while (*fmt == 'l' || *fmt == 'z') {
       is_long = sizeof(long) != sizeof(int);  // (one argument type where they are the same)
-      ++f;
+      ++fmt;
     }
-    const char c = *f;
+    c = *fmt;
+    if (c == '\0') break;
+    ++fmt;
+    // The conversion's position in "diuxXpsc" (8: anything else).
+    unsigned kind = 0;
+    while (kind < 8 && "diuxXpsc"[kind] != c)
+      ++kind;
+    if (kind >= 6) {
+      if (kind == 6) {
+        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
+          out.put(*s);
+        continue;
+      }
+      if (kind == 7) {
+        c = static_cast<char>(va_arg(ap, int));
+      } else if (c != '%') {
+        out.put('%');
+      }
+      out.put(c);
+      continue;
+    }
     unsigned long v;
-    unsigned base = 16;
     bool negative = false;
-    if (c == 'd' || c == 'i') {
+    if (kind <= 1) {
       const long x = is_long ? va_arg(ap, long) : va_arg(ap, int);
       negative = x < 0;
       v = negative ? 0ul - static_cast<unsigned long>(x) : static_cast<unsigned long>(x);
-      base = 10;
-    } else if (c == 'u' || c == 'x' || c == 'X') {
-      v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
-      if (c == 'u') base = 10;
-    } else if (c == 'p') {
+    } else if (kind == 5) {
       out.put('0');
       out.put('x');
       v = static_cast<unsigned long>(reinterpret_cast<uintptr_t>(va_arg(ap, void *)));
       width = 8;
       pad = '0';
     } else {
-      if (c == 's') {
-        for (const char *s = va_arg(ap, const char *); s != nullptr && *s != '\0'; ++s)
-          out.put(*s);
-      } else if (c == 'c') {
-        out.put(static_cast<char>(va_arg(ap, int)));
-      } else if (c == '\0') {
-        --f;
-      } else {
-        if (c != '%') out.put('%');
-        out.put(c);
-      }
-      continue;
+      v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
     }
-    // Digits in reverse, then the sign, the padding and the digits in order.
+    const unsigned base = kind <= 2 ? 10 : 16;
     char digits[24];
     int n = 0;
     do {
       const unsigned d = static_cast<unsigned>(v % base);
-      digits[n++] = static_cast<char>(d < 10 ? '0' + d : (c == 'X' ? 'A' : 'a') + d - 10);
+      digits[n++] = static_cast<char>(d < 10 ? '0' + d : (c == 'X' ? 'A' - 10 : 'a' - 10) + d);
       v /= base;
     } while (v != 0);
     if (negative) digits[n++] = '-';
-    for (int i = n; i < width; ++i)
+    while (n < width--)
       out.put(pad);
     while (n > 0)
       out.put(digits[--n]);
