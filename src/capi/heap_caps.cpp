@@ -38,6 +38,7 @@ int g_init_state = 0;
 
 struct MonitorEntry {
   Heap heap;
+  void *lock;  // the heap's own lock (list positions shift when a runtime heap is added)
   std::size_t saved_min;
 };
 MonitorEntry *g_monitor = nullptr;
@@ -1086,15 +1087,19 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void) {
     if (g_monitor == nullptr) return ESP_ERR_NO_MEM;
     g_monitor_count = n;
     for (unsigned i = 0; i < n; ++i) {
-      g_monitor[i].heap = g_registry.view(i).heap;
+      const capheap::HeapView v = g_registry.view(i);
+      g_monitor[i].heap = v.heap;
+      g_monitor[i].lock = v.lock;
       g_monitor[i].saved_min = ~size_t(0);
     }
   }
   for (unsigned i = 0; i < g_monitor_count; ++i) {
-    if (!g_monitor[i].heap) continue;
-    size_t old = 0;
-    g_registry.with_heap_locked(i, [&] { old = g_monitor[i].heap.reset_minimum_free_bytes(); });
-    if (old < g_monitor[i].saved_min) g_monitor[i].saved_min = old;
+    capheap::capi::MonitorEntry &m = g_monitor[i];
+    if (!m.heap) continue;
+    capheap_port_lock_acquire(m.lock);
+    const size_t old = m.heap.reset_minimum_free_bytes();
+    capheap_port_lock_release(m.lock);
+    if (old < m.saved_min) m.saved_min = old;
   }
   return ESP_OK;
 }
@@ -1103,8 +1108,13 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
   using capheap::capi::g_monitor;
   using capheap::capi::g_monitor_count;
   if (g_monitor == nullptr) return ESP_FAIL;
-  for (unsigned i = 0; i < g_monitor_count; ++i)
-    if (g_monitor[i].heap) g_monitor[i].heap.restore_minimum_free_bytes(g_monitor[i].saved_min);
+  for (unsigned i = 0; i < g_monitor_count; ++i) {
+    capheap::capi::MonitorEntry &m = g_monitor[i];
+    if (!m.heap) continue;
+    capheap_port_lock_acquire(m.lock);  // (the heap's minimum changes under its lock)
+    m.heap.restore_minimum_free_bytes(m.saved_min);
+    capheap_port_lock_release(m.lock);
+  }
   capheap::capi::MonitorEntry *m = g_monitor;
   g_monitor = nullptr;
   g_monitor_count = 0;

@@ -17,6 +17,7 @@
 #include "capheap_host.h"
 #include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
 
 namespace {
 
@@ -141,6 +142,44 @@ TEST_F(Threaded, HoldTogglingDuringTrafficLosesNothing) {
   });
   EXPECT_GE(toggles, 2u);
   EXPECT_FALSE(reg.then_path_held());
+}
+
+// Regression: heap_caps_monitor_local_minimum_free_size_start locked a heap by its list position,
+// which a runtime heap added at the head shifts, so it reset one heap's minimum under another
+// heap's lock; _stop restored the minimums under no lock at all. Threads allocating meanwhile raced
+// both (ThreadSanitizer reports it; CI runs this suite under it). Every heap's minimum must also
+// end at most at its free size.
+TEST_F(Threaded, MinimumMonitorLocksTheHeapsItMonitorsWhileThreadsAllocate) {
+  ASSERT_EQ(heap_caps_monitor_local_minimum_free_size_start(), ESP_OK);
+  auto *buf = static_cast<unsigned char *>(heap_caps_malloc(16384, MALLOC_CAP_INTERNAL));
+  ASSERT_NE(buf, nullptr);
+  const std::uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL, 0, 0};
+  ASSERT_EQ(heap_caps_add_region_with_caps(caps, reinterpret_cast<intptr_t>(buf) + 4096,
+                                           reinterpret_cast<intptr_t>(buf) + 12288),
+            ESP_OK);  // at the head of the list: every other heap's position moves
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t)
+    workers.emplace_back([&stop] {
+      while (!stop.load())
+        heap_caps_free(heap_caps_malloc(512, MALLOC_CAP_DEFAULT));
+    });
+  for (int round = 0; round < 200; ++round) {
+    ASSERT_EQ(heap_caps_monitor_local_minimum_free_size_start(), ESP_OK);
+    if (round % 2 == 1) {
+      ASSERT_EQ(heap_caps_monitor_local_minimum_free_size_stop(), ESP_OK);
+    }
+  }
+  stop.store(true);
+  for (std::thread &w : workers)
+    w.join();
+  (void)heap_caps_monitor_local_minimum_free_size_stop();
+  capheap::Registry &reg = capheap::capi::registry();
+  for (unsigned i = 0; i < reg.count(); ++i) {
+    const capheap::HeapView v = reg.view(i);
+    if (!v.heap) continue;
+    EXPECT_LE(v.heap.minimum_free_bytes(), v.heap.free_bytes()) << "heap " << i;
+  }
 }
 
 }  // namespace
