@@ -38,11 +38,18 @@ int g_init_state = 0;
 
 struct MonitorEntry {
   Heap heap;
-  void *lock;  // the heap's own lock (list positions shift when a runtime heap is added)
   std::size_t saved_min;
 };
 MonitorEntry *g_monitor = nullptr;
 unsigned g_monitor_count = 0;
+
+/// The view (with the lock) of a monitored heap, found by the address of its control structure
+/// (list positions shift when a runtime heap is added at the head); empty if none.
+HeapView monitored_view(Heap h) noexcept {
+  if (!h) return HeapView{};
+  const HeapView v = g_registry.view_of(h.control());
+  return v.heap == h ? v : HeapView{};
+}
 
 // Largest single request any heap could hold; larger sizes fail before any arithmetic.
 constexpr std::size_t kHeapSizeMax = std::size_t(1) << 31;
@@ -1087,18 +1094,16 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void) {
     if (g_monitor == nullptr) return ESP_ERR_NO_MEM;
     g_monitor_count = n;
     for (unsigned i = 0; i < n; ++i) {
-      const capheap::HeapView v = g_registry.view(i);
-      g_monitor[i].heap = v.heap;
-      g_monitor[i].lock = v.lock;
+      g_monitor[i].heap = g_registry.view(i).heap;
       g_monitor[i].saved_min = ~size_t(0);
     }
   }
   for (unsigned i = 0; i < g_monitor_count; ++i) {
     capheap::capi::MonitorEntry &m = g_monitor[i];
-    if (!m.heap) continue;
-    capheap_port_lock_acquire(m.lock);
-    const size_t old = m.heap.reset_minimum_free_bytes();
-    capheap_port_lock_release(m.lock);
+    const capheap::HeapView v = capheap::capi::monitored_view(m.heap);
+    if (!v.heap) continue;
+    size_t old = 0;
+    g_registry.with_heap_locked(v, [&] { old = m.heap.reset_minimum_free_bytes(); });
     if (old < m.saved_min) m.saved_min = old;
   }
   return ESP_OK;
@@ -1110,10 +1115,10 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
   if (g_monitor == nullptr) return ESP_FAIL;
   for (unsigned i = 0; i < g_monitor_count; ++i) {
     capheap::capi::MonitorEntry &m = g_monitor[i];
-    if (!m.heap) continue;
-    capheap_port_lock_acquire(m.lock);  // (the heap's minimum changes under its lock)
-    m.heap.restore_minimum_free_bytes(m.saved_min);
-    capheap_port_lock_release(m.lock);
+    const capheap::HeapView v = capheap::capi::monitored_view(m.heap);
+    if (!v.heap) continue;
+    // (Under the heap's lock: allocations on other tasks update the same minimum.)
+    g_registry.with_heap_locked(v, [&] { m.heap.restore_minimum_free_bytes(m.saved_min); });
   }
   capheap::capi::MonitorEntry *m = g_monitor;
   g_monitor = nullptr;

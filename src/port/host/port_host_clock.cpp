@@ -3,12 +3,14 @@
 // nanoseconds with a rate measured once, when the first timestamp is converted (off the
 // allocation path). Elsewhere the timestamp is CLOCK_MONOTONIC itself.
 //
-// Also the event recorder's coarse clock (port/port.h): in a process with several threads a ticker
-// thread stores CLOCK_MONOTONIC into capheap_port_coarse_ns every millisecond while the recorder
-// is installed, so that recording an event costs one load instead of a (virtualised) counter read;
-// a single-threaded process gets no ticker (a thread would switch glibc to its atomic paths) and
-// reads CLOCK_MONOTONIC_COARSE per event instead; and the process-wide memory
-// barrier (membarrier) that lets the recorder's producers do without atomic read-modify-writes.
+// Also the event recorder's coarse clock (port/port.h): a ticker stores CLOCK_MONOTONIC into
+// capheap_port_coarse_ns every millisecond while the recorder is installed, so that recording an
+// event costs one load instead of a (virtualised) counter read. On Linux the ticker is a raw
+// clone(2) thread that glibc does not know about (see "The raw ticker" below), so a
+// single-threaded program stays single-threaded for glibc (a pthread would switch glibc to its
+// atomic paths for good); elsewhere a process with several threads gets a pthread ticker and a
+// single-threaded one reads CLOCK_MONOTONIC_COARSE per event. And the process-wide memory barrier
+// (membarrier) that lets the recorder's producers do without atomic read-modify-writes.
 
 #include <linux/futex.h>
 #include <linux/membarrier.h>
