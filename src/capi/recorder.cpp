@@ -672,7 +672,11 @@ __attribute__((always_inline)) inline bool record_single(EventOp op, void *ptr, 
 
 /// Every other case: several threads (busy word, re-checks, atomic order), attaching a ring, a
 /// full ring, a closed or changed installation, a clock read per event.
+std::uint64_t g_general_events = 0;  ///< recorder_general_events() (tests)
+
 CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
+  // (A relaxed load and store, not a read-modify-write: exact while one thread records.)
+  st(g_general_events, ld(g_general_events) + 1);
   for (;;) {
     const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
     if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
@@ -721,9 +725,10 @@ CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
     st(r.head, h + 1);
     __atomic_store_n(&r.busy, 0u, __ATOMIC_RELEASE);
     // record_single's window from here (only a single-threaded process uses it): up to the end of
-    // the array, and no further than a whole ring past the tail this producer last saw (it may be
-    // further on by now: the window only gets shorter than it could be).
+    // the array, and no further than a whole ring past the drain's tail, read afresh (the copy
+    // from the last time the ring was full would make the window shorter than it can be).
     if (capheap_port_single_threaded()) {
+      st(r.tail_seen, __atomic_load_n(&r.tail, __ATOMIC_ACQUIRE));
       const std::uint64_t room = ld(r.tail_seen) + mask + 1 - (h + 1);
       const std::uint64_t to_end = mask + 1 - ((h + 1) & mask);
       t_ring.next = &r.records[(h + 1) & mask];
@@ -881,6 +886,14 @@ void recorder_on_free(void *ptr, void *caller) noexcept {
 
 void recorder_before_remap() noexcept {
   if (capheap_recorder_active()) (void)capheap_recorder_flush();
+}
+
+std::uint64_t recorder_general_events() noexcept {
+#if CAPHEAP_RECORDER_THREAD_RINGS
+  return ld(g_general_events);
+#else
+  return 0;
+#endif
 }
 
 void recorder_set_scan_hook(RecorderScanHook hook, void *user) noexcept {
@@ -1102,6 +1115,9 @@ void recorder_free_miss(void *ptr, void *caller) noexcept {
 #endif
 void recorder_before_remap() noexcept {}
 void recorder_set_scan_hook(RecorderScanHook, void *) noexcept {}
+std::uint64_t recorder_general_events() noexcept {
+  return 0;
+}
 }  // namespace capi
 }  // namespace capheap
 

@@ -1,9 +1,11 @@
-// recorder_internal.hpp — a seam into the recorder's drain for tests that must reproduce a race
-// deterministically (a producer publishing while the drain scans the rings).
+// recorder_internal.hpp — seams into the recorder for tests: the drain's scan (to reproduce a race
+// deterministically: a producer publishing while the drain scans the rings) and a count of the
+// events that took the producers' general path (the single-threaded fast path must carry the rest).
 #ifndef CAPHEAP_CAPI_RECORDER_INTERNAL_HPP
 #define CAPHEAP_CAPI_RECORDER_INTERNAL_HPP
 
 #include <cstddef>
+#include <cstdint>
 
 namespace capheap {
 namespace capi {
@@ -13,6 +15,10 @@ namespace capi {
 /// Not thread-safe: set it while no drain runs.
 using RecorderScanHook = void (*)(std::size_t ring, void *user);
 void recorder_set_scan_hook(RecorderScanHook hook, void *user) noexcept;
+
+/// Events recorded through the general path since the program started (host builds with per-thread
+/// rings; 0 elsewhere). Exact while one thread records; approximate otherwise.
+std::uint64_t recorder_general_events() noexcept;
 
 }  // namespace capi
 }  // namespace capheap
