@@ -675,8 +675,6 @@ __attribute__((always_inline)) inline bool record_single(EventOp op, void *ptr, 
 std::uint64_t g_general_events = 0;  ///< recorder_general_events() (tests)
 
 CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
-  // (A relaxed load and store, not a read-modify-write: exact while one thread records.)
-  st(g_general_events, ld(g_general_events) + 1);
   for (;;) {
     const std::uint64_t state = __atomic_load_n(&g.state, __ATOMIC_ACQUIRE);
     if (CAPHEAP_UNLIKELY(state != t_ring.gen)) {
@@ -728,6 +726,7 @@ CAPHEAP_NOINLINE void record_general(const AllocEvent &event) noexcept {
     // the array, and no further than a whole ring past the drain's tail, read afresh (the copy
     // from the last time the ring was full would make the window shorter than it can be).
     if (capheap_port_single_threaded()) {
+      st(g_general_events, ld(g_general_events) + 1);  // (tests; no other thread: no race)
       st(r.tail_seen, __atomic_load_n(&r.tail, __ATOMIC_ACQUIRE));
       const std::uint64_t room = ld(r.tail_seen) + mask + 1 - (h + 1);
       const std::uint64_t to_end = mask + 1 - ((h + 1) & mask);
@@ -826,23 +825,16 @@ void *recorder_on_malloc(void *p, std::size_t size, std::uint32_t caps, void *ca
 }
 
 #if CAPHEAP_THEN_TABLES
-namespace {
-__attribute__((always_inline)) inline void *record_malloc_done(void *p, std::size_t size,
-                                                               std::uint32_t caps,
-                                                               void *caller) noexcept {
-  return recorder_on_malloc_inline(p, size, caps, caller);
-}
-}  // namespace
-
 void *recorder_malloc(Registry &reg, std::size_t size, Caps caps, void *caller) noexcept {
-  return reg.allocate_done<record_malloc_done, malloc_events>(size, caps, caller);
+  return reg.allocate_done<recorder_on_malloc_inline, malloc_events>(size, caps, caller);
 }
 
 void *recorder_held_malloc(Registry::Choice first, std::size_t size, void *caller,
                            Caps caps) noexcept {
 #if !CAPHEAP_USE_HOOKS
   if (CAPHEAP_LIKELY(recorder_only()))
-    return Registry::allocate_done_in<record_malloc_done, malloc_events>(first, size, caller, caps);
+    return Registry::allocate_done_in<recorder_on_malloc_inline, malloc_events>(first, size, caller,
+                                                                                caps);
 #endif
   return heap_caps_malloc_miss(size, caps, caller);
 }

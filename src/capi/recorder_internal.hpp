@@ -16,8 +16,9 @@ namespace capi {
 using RecorderScanHook = void (*)(std::size_t ring, void *user);
 void recorder_set_scan_hook(RecorderScanHook hook, void *user) noexcept;
 
-/// Events recorded through the general path since the program started (host builds with per-thread
-/// rings; 0 elsewhere). Exact while one thread records; approximate otherwise.
+/// Events the producers' general path stored while the process was single-threaded, since the
+/// program started (host builds with per-thread rings; 0 elsewhere). Not counted with several
+/// threads, so that their recording pays nothing for this seam.
 std::uint64_t recorder_general_events() noexcept;
 
 }  // namespace capi

@@ -209,6 +209,23 @@ void *then_miss(Registry &self, std::size_t size, Caps caps, unsigned tried, voi
   return self.allocate_general(size, caps, tried);
 }
 
+// Fills the heap that serves 16-byte requests of `caps` first (*first: its list position) with
+// 16-byte blocks, which it returns; the next such request must go elsewhere.
+std::vector<void *> fill_first_heap(Registry &reg, std::uint32_t caps, int *first) {
+  void *probe = reg.allocate(16, Caps(caps));
+  *first = reg.find_heap(probe);
+  reg.deallocate(probe);
+  std::vector<void *> blocks;
+  while (void *p = reg.allocate(16, Caps(caps))) {
+    if (reg.find_heap(p) != *first) {
+      reg.deallocate(p);
+      break;
+    }
+    blocks.push_back(p);
+  }
+  return blocks;
+}
+
 // Calls of then_miss by one allocate_then<then_miss>(100, caps) (the block is freed again).
 int then_misses_of(Registry &reg, std::uint32_t caps, void *caller) {
   g_then_misses = 0;
@@ -247,20 +264,8 @@ TEST(Registry, AllocateThenMakesAllocatesChoiceAndHoldSendsEveryRequestToTheHand
     }
   }
   // A full first heap: the fast path asked it, so the handler gets it as tried, without a caller.
-  std::vector<void *> held_blocks;
-  const int first = [&] {
-    void *p = f.reg.allocate(16, Caps(kDma));
-    const int h = f.reg.find_heap(p);
-    f.reg.deallocate(p);
-    return h;
-  }();
-  while (void *p = f.reg.allocate(16, Caps(kDma))) {
-    if (f.reg.find_heap(p) != first) {
-      f.reg.deallocate(p);
-      break;
-    }
-    held_blocks.push_back(p);
-  }
+  int first = -1;
+  const std::vector<void *> held_blocks = fill_first_heap(f.reg, kDma, &first);
   g_then_misses = 0;
   void *p = f.reg.allocate_then<then_miss>(16, Caps(kDma), [caller] { return caller; });
   ASSERT_NE(p, nullptr);
@@ -369,20 +374,8 @@ TEST(Registry, HeldSingleBitRequestsReachTheHeldHandlerWithTheFirstHeapAndDoneSe
     f.reg.deallocate(p);
   }
   // The first heap full: Slow gets it as tried, with the caller (unlike allocate_then's refusal).
-  const int first = [&] {
-    void *p = f.reg.allocate(16, Caps(kDma));
-    const int h = f.reg.find_heap(p);
-    f.reg.deallocate(p);
-    return h;
-  }();
-  std::vector<void *> blocks;
-  while (void *p = f.reg.allocate(16, Caps(kDma))) {
-    if (f.reg.find_heap(p) != first) {
-      f.reg.deallocate(p);
-      break;
-    }
-    blocks.push_back(p);
-  }
+  int first = -1;
+  const std::vector<void *> blocks = fill_first_heap(f.reg, kDma, &first);
   g_held_calls = g_done_calls = g_then_misses = 0;
   g_then_tried = 0;
   g_then_caller = nullptr;

@@ -443,6 +443,21 @@ TEST(Recorder, FlushWhenFullLosesNothing) {
     EXPECT_EQ(field(got[i], "seq"), std::to_string(i));
 }
 
+/// Runs body in a child process (fork: a process of its own, single-threaded unless the parent
+/// had threads) and expects it to return 0; its other return values number the check that failed,
+/// except 3: "the process is not single-threaded", which skips the test (the gtest process may
+/// already have threads; ctest runs each test in a process of its own).
+void run_in_child(int (*body)()) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) _exit(body());
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "the process is not single-threaded here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
+}
+
 /// The single-threaded fast path writes the lines the general path would: every field of a long
 /// run of mallocs (single-bit, two-bit and 32BIT requests) and frees, with a small ring that the
 /// allocating thread drains again and again (CAPHEAP_RECORDER_FLUSH_WHEN_FULL: the fast path's
@@ -491,14 +506,7 @@ int fast_path_lines() {
 }
 
 TEST(Recorder, FastPathLinesMatchEveryFieldThroughRingWraps) {
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(fast_path_lines());
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "the process is not single-threaded here";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
+  run_in_child(fast_path_lines);
 }
 
 /// Steady recording with regular drains keeps the fast path: a small ring drained after every 32
@@ -528,14 +536,7 @@ int steady_fast_path() {
 }
 
 TEST(Recorder, SteadyRecordingWithDrainsKeepsTheFastPath) {
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(steady_fast_path());
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "the process is not single-threaded here";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
+  run_in_child(steady_fast_path);
 }
 
 TEST(Recorder, ReinstallRestartsSeqAndCounters) {
@@ -1026,27 +1027,11 @@ int recording_across_fork() {
 }
 
 TEST(Recorder, TimeKeepsGoingInAForkedChild) {
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(recording_across_fork());
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
+  run_in_child(recording_across_fork);
 }
 
 TEST(Recorder, SingleThreadedProcessStaysSingleThreadedForGlibc) {
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) _exit(single_threaded_recording());
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  // 3: the child was not single-threaded (forked from a process with other threads, or a
-  // sanitizer's runtime thread): the mode cannot be exercised there. ctest runs each test in its
-  // own single-threaded process.
-  if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "the process is not single-threaded here";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "check number " << WEXITSTATUS(status) << " failed";
+  run_in_child(single_threaded_recording);
 }
 
 TEST(Recorder, BadTraceFileFailsInitialisation) {
