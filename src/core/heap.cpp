@@ -987,6 +987,10 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 // Free
 // ================================================================================================
 
+#if !CAPHEAP_COMPACT
+void free_merge(Ctx x, u32 blk, u32 h, u32 next_h) noexcept;
+#endif
+
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   const Ctx x(control_);
   Control *c = x.c;
@@ -1023,60 +1027,130 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
     retarget_cursor(c, blk, start);
   }
   relist(x, anchor, start, total);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(), "heap invalid after free",
+                          p, x.id());
 #else
-  const Live l = checked_live_block(x, p, detail::kFreeTexts, p);
-  const u32 blk = l.blk;
-  if (blk == 0) return;
-  // checked_live_block verified both neighbours' sizes, links and the previous block's footer.
-  const u32 size = l.size;
-  set_counter(c->free_bytes, c->free_bytes + size);
-  --c->used_blocks;
-  const u32 next = blk + size;
-
-  // Four cases by the neighbours' state. A merged block that files under the list of the free
-  // neighbour it grows from keeps that neighbour's list position (no bitmap work).
-  if (l.next_size != 0) {
-    if (l.prev_size != 0) {
-      // free | this | free  ->  one block at prev.
-      const u32 prev = blk - l.prev_size;
-      list_remove(x, next, l.next_idx);
-      grow_free_block(x, prev, l.prev_idx, l.prev_size + size + l.next_size);
-      --c->free_blocks;
-      retarget_cursor(c, blk, prev);
-      retarget_cursor(c, next, prev);
-    } else {
-      // used | this | free  ->  one block at this.
-      const u32 total = size + l.next_size;
-      const u32 ti = index_of(x, total);
-      x.set_header(blk, total | kFree);
-      x.set_footer(blk, total);
-      if (ti == l.next_idx) {
-        list_replace(x, next, blk, ti);
-      } else {
-        list_remove(x, next, l.next_idx);
-        list_insert(x, blk, ti);
-      }
-      retarget_cursor(c, next, blk);
-    }
-  } else {
-    x.set_header(next, x.header(next) | kPrevFree);
-    if (l.prev_size != 0) {
-      // free | this | used  ->  prev grows in place.
-      const u32 prev = blk - l.prev_size;
-      grow_free_block(x, prev, l.prev_idx, l.prev_size + size);
-      retarget_cursor(c, blk, prev);
-    } else {
-      // used | this | used  ->  a new free block.
+  // The usual free merges with nothing: it is done here with few live values (no frame). A free
+  // with a free neighbour continues in free_merge with what was computed here.
+  const u32 blk = block_of_pointer(x, p);
+  if (CAPHEAP_LIKELY(blk != 0)) {
+    const u32 h = x.header(blk);
+    const u32 size = h & kSizeMask;
+    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
+    if ((h & ((x.granule() - 1) & ~kPrevFree)) == 0 && size >= kMinBlockBytes &&
+        size <= x.end() - blk) {
+      const u32 next = blk + size;
+      const u32 next_h = x.header(next);
+      if (CAPHEAP_UNLIKELY(((next_h & detail::kFlagMask) | (h & kPrevFree)) != 0))
+        return free_merge(x, blk, h, next_h);
+      set_counter(c->free_bytes, c->free_bytes + size);
+      --c->used_blocks;
+      ++c->free_blocks;
+      x.set_header(next, next_h | kPrevFree);
       x.set_header(blk, size | kFree);
       x.set_footer(blk, size);
       list_insert(x, blk, index_of(x, size));
-      ++c->free_blocks;
+      CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
+                              "heap invalid after free", p, x.id());
+      return;
     }
   }
+  report_bad_live_block(c, p, blk, detail::kFreeTexts);
 #endif
-  CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(), "heap invalid after free",
-                          p, x.id());
 }
+
+#if !CAPHEAP_COMPACT
+// deallocate_impl()'s merges, one routine per case, each with the neighbour checks of
+// checked_live_block that its case needs (fewer live values per routine: no register spills on
+// the common cases). blk is the live block being freed (header checked, in use, `size` bytes).
+
+CAPHEAP_COLD void report_bad_free(Ctx x, u32 blk) noexcept {
+  report_bad_live_block(x.c, x.data(blk), blk, detail::kFreeTexts);
+}
+
+CAPHEAP_INLINE void note_free(Ctx x, u32 size) noexcept {
+  Control *c = x.c;
+  set_counter(c->free_bytes, c->free_bytes + size);
+  --c->used_blocks;
+}
+
+/// The free block before blk (its footer holds prev_size): a sane free block with sane links.
+CAPHEAP_INLINE bool prev_ok(Ctx x, u32 blk, u32 prev_size, u32 prev_idx) noexcept {
+  return prev_size >= kMinBlockBytes && prev_size <= blk - x.first() &&
+         x.header(blk - prev_size) == (prev_size | kFree) &&
+         links_ok_at(x, blk - prev_size, prev_idx);
+}
+
+/// The free block at next (header next_h) has a sane size and sane links.
+CAPHEAP_INLINE bool next_ok(Ctx x, u32 next, u32 next_size, u32 next_idx) noexcept {
+  return next_size >= kMinBlockBytes && next_size <= x.end() - next &&
+         links_ok_at(x, next, next_idx);
+}
+
+/// free | blk | used  ->  the previous block grows in place.
+__attribute__((noinline)) void merge_prev(Ctx x, u32 blk, u32 size, u32 next_h) noexcept {
+  const u32 prev_size = x.word(blk - 4);
+  const u32 prev_idx = index_of(x, prev_size);
+  if (CAPHEAP_UNLIKELY(!prev_ok(x, blk, prev_size, prev_idx))) return report_bad_free(x, blk);
+  note_free(x, size);
+  x.set_header(blk + size, next_h | kPrevFree);
+  const u32 prev = blk - prev_size;
+  grow_free_block(x, prev, prev_idx, prev_size + size);
+  retarget_cursor(x.c, blk, prev);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
+                          x.data(blk), x.id());
+}
+
+/// free | blk | free  ->  one block at the previous one.
+__attribute__((noinline)) void merge_both(Ctx x, u32 blk, u32 size, u32 next_size,
+                                          u32 next_idx) noexcept {
+  const u32 prev_size = x.word(blk - 4);
+  const u32 prev_idx = index_of(x, prev_size);
+  if (CAPHEAP_UNLIKELY(!prev_ok(x, blk, prev_size, prev_idx))) return report_bad_free(x, blk);
+  note_free(x, size);
+  const u32 next = blk + size, prev = blk - prev_size;
+  list_remove(x, next, next_idx);
+  grow_free_block(x, prev, prev_idx, prev_size + size + next_size);
+  --x.c->free_blocks;
+  retarget_cursor(x.c, blk, prev);
+  retarget_cursor(x.c, next, prev);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
+                          x.data(blk), x.id());
+}
+
+/// deallocate_impl() when blk's next block (header next_h) is free or says blk is, or blk's
+/// previous block is free (h: blk's header).
+__attribute__((noinline)) void free_merge(Ctx x, u32 blk, u32 h, u32 next_h) noexcept {
+  const u32 size = h & kSizeMask;
+  if ((next_h & kFree) == 0) {
+    // Only the previous block is free (or next_h wrongly says blk is).
+    if (CAPHEAP_UNLIKELY((next_h & kPrevFree) != 0)) return report_bad_free(x, blk);
+    return merge_prev(x, blk, size, next_h);
+  }
+  const u32 next = blk + size;
+  const u32 next_size = next_h & kSizeMask;
+  const u32 next_idx = index_of(x, next_size);
+  // A free neighbour is merged with: its size and links must be sane before they are used.
+  if (CAPHEAP_UNLIKELY((next_h & kPrevFree) != 0 || !next_ok(x, next, next_size, next_idx)))
+    return report_bad_free(x, blk);
+  if ((h & kPrevFree) != 0) return merge_both(x, blk, size, next_size, next_idx);
+  // used | blk | free  ->  one block at blk, in the next block's list position if it files there.
+  note_free(x, size);
+  const u32 total = size + next_size;
+  const u32 ti = index_of(x, total);
+  x.set_header(blk, total | kFree);
+  x.set_footer(blk, total);
+  if (ti == next_idx) {
+    list_replace(x, next, blk, ti);
+  } else {
+    list_remove(x, next, next_idx);
+    list_insert(x, blk, ti);
+  }
+  retarget_cursor(x.c, next, blk);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
+                          x.data(blk), x.id());
+}
+#endif
 
 // ================================================================================================
 // Realloc
