@@ -121,6 +121,10 @@ constexpr u32 kSizeMask = ~kFlagMask;
 constexpr std::uint8_t kControlMagic = 0xC9u;
 constexpr u32 kMaxSlLog2 = 5;  ///< SL <= 32 so a second-level bitmap is one u32
 constexpr u32 kFitScan = 4;    ///< entries examined by the bounded best fit in the own class
+/// Blocks of at least this many bytes are carved from the high end of the free block found (the
+/// free rest stays at its low end), except a realloc's move: large buffers then collect at the
+/// high ends and leave the low ends to small blocks (design.md 2.4).
+constexpr u32 kHighCarveBytes = 12288;
 /// Largest region capheap manages (offsets are 32-bit; 64 bytes of slack keep every sum in range).
 constexpr std::size_t kMaxRegionBytes = 0xFFFFFFC0u;
 

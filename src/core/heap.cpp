@@ -18,6 +18,7 @@ namespace capheap {
 using detail::Control;
 using detail::kFitScan;
 using detail::kFree;
+using detail::kHighCarveBytes;
 using detail::kHeaderBytes;
 using detail::kMinBlockBytes;
 using detail::kNextFreeField;
@@ -513,9 +514,20 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 #if CAPHEAP_COMPACT
 /// take() of the host form below with one unlink and one header update for every case.
 /// (The block as find_free_compact() found it; its size and list are read here.)
-void take(Ctx x, u32 blk, u32 b) noexcept {
+u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
   u32 size = x.size_at(blk);
   const u32 rest = size - b;
+  if (high && rest >= kMinBlockBytes) {
+    // The free rest keeps blk's header (and its list position when it stays in its list).
+    relist(x, blk, blk, rest);
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+    blk += rest;
+    x.set_header(blk, b | kPrevFree);
+    ++x.c->used_blocks;
+    note_allocation(x, b);
+    return blk;
+  }
   if (rest >= kMinBlockBytes) {
     relist(x, blk, blk + b, rest);  // the block after the remainder keeps its kPrevFree flag
     size = b;
@@ -528,15 +540,37 @@ void take(Ctx x, u32 blk, u32 b) noexcept {
   x.set_header(blk, size);
   ++x.c->used_blocks;
   note_allocation(x, size);
+  return blk;
 }
 #else
 /// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
 /// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
 /// it simply takes the block's place there.
-CAPHEAP_INLINE void take(Ctx x, const Found &f, u32 b) noexcept {
+CAPHEAP_INLINE u32 take(Ctx x, const Found &f, u32 b, bool high) noexcept {
   const u32 blk = f.blk;
   u32 size = f.size;
   const u32 rest = size - b;
+  if (high && rest >= kMinBlockBytes) {
+    // The allocation takes the high end; the free rest keeps blk's header, and its list position
+    // when it stays in its list.
+    const u32 ri = index_of(x, rest);
+    if (ri != f.idx) {
+      if (f.head) {
+        list_remove_head(x, blk, f.idx);
+      } else {
+        list_remove(x, blk, f.idx);
+      }
+      list_insert(x, blk, ri);
+    }
+    x.set_header(blk, rest | kFree);
+    x.set_footer(blk, rest);
+    const u32 next = blk + size;
+    x.set_header(next, x.header(next) & ~kPrevFree);
+    x.set_header(blk + rest, b | kPrevFree);
+    ++x.c->used_blocks;
+    note_allocation(x, b);
+    return blk + rest;
+  }
   if (rest >= kMinBlockBytes) {
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated
@@ -566,6 +600,7 @@ CAPHEAP_INLINE void take(Ctx x, const Found &f, u32 b) noexcept {
   x.set_header(blk, size);
   ++x.c->used_blocks;
   note_allocation(x, size);
+  return blk;
 }
 #endif
 
@@ -890,7 +925,10 @@ Heap Heap::attach(void *start) noexcept {
 
 namespace {
 
-CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept {
+/// `high_ok`: a block of at least kHighCarveBytes is carved from the high end of the free block
+/// found (realloc's move passes false: the moved block keeps room to grow into the rest).
+CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
+                                   bool high_ok = true) noexcept {
   const Ctx x(control_);
   if (size == 0) return nullptr;
   const u32 b = block_for_request(x, size);
@@ -903,7 +941,7 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  take(x, blk, b);
+  const u32 at = take(x, blk, b, high_ok && b >= kHighCarveBytes);
 #else
   const Found f = find_free(x, b);
   const u32 blk = f.blk;
@@ -912,11 +950,11 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size) noexcept
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  take(x, f, b);
+  const u32 at = take(x, f, b, high_ok && b >= kHighCarveBytes);
 #endif
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
-                          "heap invalid after allocate", x.data(blk), x.id());
-  return x.data(blk);
+                          "heap invalid after allocate", x.data(at), x.id());
+  return x.data(at);
 }
 
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
@@ -1233,7 +1271,7 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
   }
 
   // Move: allocate, copy, free. On failure the old block stays as it was.
-  void *q = allocate_impl(control_, size);
+  void *q = allocate_impl(control_, size, false);
   if (q == nullptr) return nullptr;
   const std::size_t keep = (cur - kHeaderBytes) < size ? (cur - kHeaderBytes) : size;
   __builtin_memcpy(q, p, keep);
