@@ -18,8 +18,8 @@ namespace capheap {
 using detail::Control;
 using detail::kFitScan;
 using detail::kFree;
-using detail::kHighCarveBytes;
 using detail::kHeaderBytes;
+using detail::kHighCarveBytes;
 using detail::kMinBlockBytes;
 using detail::kNextFreeField;
 using detail::kPrevFree;
@@ -543,34 +543,41 @@ u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
   return blk;
 }
 #else
+/// take() for a block of at least kHighCarveBytes: the allocation takes the high end of the free
+/// block; the free rest keeps blk's header, and its list position when it stays in its list.
+/// Out of line: large blocks are rare, and the common path keeps its registers.
+__attribute__((noinline)) u32 take_high(Ctx x, u32 blk, u32 idx, u32 size, bool head,
+                                        u32 b) noexcept {
+  const u32 rest = size - b;
+  const u32 ri = index_of(x, rest);
+  if (ri != idx) {
+    if (head) {
+      list_remove_head(x, blk, idx);
+    } else {
+      list_remove(x, blk, idx);
+    }
+    list_insert(x, blk, ri);
+  }
+  x.set_header(blk, rest | kFree);
+  x.set_footer(blk, rest);
+  const u32 next = blk + size;
+  x.set_header(next, x.header(next) & ~kPrevFree);
+  x.set_header(blk + rest, b | kPrevFree);
+  ++x.c->used_blocks;
+  note_allocation(x, b);
+  return blk + rest;
+}
+
 /// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
 /// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
-/// it simply takes the block's place there.
+/// it simply takes the block's place there. `high`: a large block (take_high) when the rest can
+/// stand alone.
 CAPHEAP_INLINE u32 take(Ctx x, const Found &f, u32 b, bool high) noexcept {
   const u32 blk = f.blk;
   u32 size = f.size;
   const u32 rest = size - b;
-  if (high && rest >= kMinBlockBytes) {
-    // The allocation takes the high end; the free rest keeps blk's header, and its list position
-    // when it stays in its list.
-    const u32 ri = index_of(x, rest);
-    if (ri != f.idx) {
-      if (f.head) {
-        list_remove_head(x, blk, f.idx);
-      } else {
-        list_remove(x, blk, f.idx);
-      }
-      list_insert(x, blk, ri);
-    }
-    x.set_header(blk, rest | kFree);
-    x.set_footer(blk, rest);
-    const u32 next = blk + size;
-    x.set_header(next, x.header(next) & ~kPrevFree);
-    x.set_header(blk + rest, b | kPrevFree);
-    ++x.c->used_blocks;
-    note_allocation(x, b);
-    return blk + rest;
-  }
+  if (CAPHEAP_UNLIKELY(high) && rest >= kMinBlockBytes)
+    return take_high(x, blk, f.idx, size, f.head, b);
   if (rest >= kMinBlockBytes) {
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);  // its previous block (ours) is allocated

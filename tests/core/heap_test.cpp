@@ -321,6 +321,76 @@ TEST(HeapAllocate, BestFitInTheOwnClassPrefersTheTightestBlock) {
   (void)guard;
 }
 
+TEST(HeapAllocate, LargeBlocksAreCarvedFromTheHighEndOfTheFreeBlock) {
+  // A block of at least kHighCarveBytes takes the high end of the free block it is cut from; the
+  // free rest stays at the low end, where the next small block goes (design.md 2.4).
+  using capheap::detail::kHighCarveBytes;
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  auto *first = static_cast<unsigned char *>(h.allocate(16));
+  ASSERT_NE(first, nullptr);
+  const std::size_t free_before = h.free_bytes();
+  const std::size_t n = kHighCarveBytes - kHeaderBytes;  // a block of exactly kHighCarveBytes
+  auto *big = static_cast<unsigned char *>(h.allocate(n));
+  ASSERT_NE(big, nullptr);
+  // The free block ran from just after `first` to the end marker: big ends at the end marker.
+  const std::size_t first_block = block_for(16, 4);
+  const std::size_t rest = free_before - kHighCarveBytes;
+  EXPECT_EQ(big, first + first_block + rest);
+  EXPECT_EQ(free_before - h.free_bytes(), kHighCarveBytes);
+  EXPECT_EQ(h.info().free_blocks, 1u);
+  // The next small block comes from the low end, right after `first`.
+  EXPECT_EQ(h.allocate(16), first + first_block);
+  EXPECT_TRUE(h.validate().ok());
+  // One byte less than the threshold: the low end, as every smaller request.
+  auto *below = static_cast<unsigned char *>(h.allocate(n - 4));
+  EXPECT_EQ(below, first + 2 * first_block);
+  // Freed, the large block merges with the free rest before it and the end of the region.
+  h.deallocate(below);
+  h.deallocate(big);
+  EXPECT_EQ(h.info().free_blocks, 1u);
+  EXPECT_EQ(h.free_bytes(), free_before - first_block);
+  EXPECT_TRUE(h.validate().ok());
+}
+
+TEST(HeapAllocate, AHighCarvedBlockThatFillsItsFreeBlockTakesItWhole) {
+  // A free block with no room for a rest of its own is taken whole, at its own address.
+  using capheap::detail::kHighCarveBytes;
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  const std::size_t n = kHighCarveBytes - kHeaderBytes;
+  auto *top = static_cast<unsigned char *>(h.allocate(n + 8));  // at the end of the region
+  auto *below = static_cast<unsigned char *>(h.allocate(n));    // right below it
+  ASSERT_TRUE(top && below);
+  EXPECT_EQ(below + kHighCarveBytes, top);
+  h.deallocate(top);  // a hole of kHighCarveBytes + 8 between `below` and the end marker
+  // The hole is the own class's close fit; its 8-byte rest cannot stand alone.
+  EXPECT_EQ(h.allocate(n), top);
+  EXPECT_EQ(h.usable_size(top), n + 8);
+  EXPECT_TRUE(h.validate().ok());
+}
+
+TEST(HeapRealloc, AMovingReallocOfALargeBlockTakesTheLowEnd) {
+  // realloc's move is not carved from the high end: the moved block keeps the free rest after it
+  // to grow into (w5-realloc-grow needs 1.31 x peak live instead of 1.24 otherwise).
+  using capheap::detail::kHighCarveBytes;
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  auto *p = static_cast<unsigned char *>(h.allocate(100));
+  void *guard = h.allocate(16);
+  ASSERT_TRUE(p && guard);
+  std::memset(p, 0x3D, 100);
+  auto *q = static_cast<unsigned char *>(h.reallocate(p, kHighCarveBytes));
+  ASSERT_NE(q, nullptr);
+  // The freed 100-byte block is too small; the move goes right after the guard.
+  EXPECT_EQ(q, static_cast<unsigned char *>(guard) + block_for(16, 4));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(q[i], 0x3D);
+  // ... and can grow in place into the rest.
+  EXPECT_EQ(h.reallocate(q, 2 * kHighCarveBytes), q);
+  EXPECT_TRUE(h.validate().ok());
+}
+
 // ---- Aligned ------------------------------------------------------------------------------------
 
 TEST(HeapAligned, EveryPowerOfTwoAndOffset) {
