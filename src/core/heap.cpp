@@ -517,27 +517,28 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
   u32 size = x.size_at(blk);
   const u32 rest = size - b;
-  if (high && rest >= kMinBlockBytes) {
-    // The free rest keeps blk's header (and its list position when it stays in its list).
-    relist(x, blk, blk, rest);
-    const u32 next = blk + size;
-    x.set_header(next, x.header(next) & ~kPrevFree);
-    blk += rest;
-    x.set_header(blk, b | kPrevFree);
-    ++x.c->used_blocks;
-    note_allocation(x, b);
-    return blk;
-  }
+  u32 flag = 0;
   if (rest >= kMinBlockBytes) {
-    relist(x, blk, blk + b, rest);  // the block after the remainder keeps its kPrevFree flag
+    // Low end: the rest becomes a block after the allocation, and the block after the rest keeps
+    // its kPrevFree flag. High end: the rest keeps blk's header, the allocation follows it.
+    const u32 fresh = high ? blk : blk + b;
+    relist(x, blk, fresh, rest);
+    if (!high) {
+      x.set_header(blk, b);
+      ++x.c->used_blocks;
+      note_allocation(x, b);
+      return blk;
+    }
+    blk += rest;
     size = b;
+    flag = kPrevFree;
   } else {
     list_remove(x, blk, index_of(x, size));
-    const u32 next = blk + size;
-    x.set_header(next, x.header(next) & ~kPrevFree);
     --x.c->free_blocks;
   }
-  x.set_header(blk, size);
+  const u32 next = blk + size;
+  x.set_header(next, x.header(next) & ~kPrevFree);
+  x.set_header(blk, size | flag);
   ++x.c->used_blocks;
   note_allocation(x, size);
   return blk;
