@@ -74,8 +74,9 @@
 // - Sizes b >= T: with m = floor(log2 b), first level = m - fl_shift and second level = the next
 //   sl_log2 bits of b below its top bit. fl_shift is small_log2 - 1 with a linear row, else 4.
 //
-// Allocation takes a bounded best fit from the request's own class (at most kFitScan list entries)
-// and otherwise the head of the first non-empty larger class, whose blocks all fit. See design.md.
+// Allocation takes the head of the request's own class when it fits (aligned requests: the tightest
+// of up to kFitScan entries) and otherwise the head of the first non-empty larger class, whose
+// blocks all fit. See design.md 2.4.
 #ifndef CAPHEAP_CORE_BLOCK_LAYOUT_HPP
 #define CAPHEAP_CORE_BLOCK_LAYOUT_HPP
 
@@ -119,8 +120,9 @@ constexpr u32 kPrevFree = 2u;       ///< header flag: the previous block is free
 constexpr u32 kFlagMask = 3u;
 constexpr u32 kSizeMask = ~kFlagMask;
 constexpr std::uint8_t kControlMagic = 0xC9u;
-constexpr u32 kMaxSlLog2 = 5;  ///< SL <= 32 so a second-level bitmap is one u32
-constexpr u32 kFitScan = 4;    ///< entries examined by the bounded best fit in the own class
+constexpr u32 kMaxSlLog2 = 5;   ///< SL <= 32 so a second-level bitmap is one u32
+constexpr u32 kFitScan = 4;     ///< own-class entries an aligned allocation examines (best fit)
+constexpr u32 kMallocScan = 1;  ///< own-class entries a plain allocation examines (the head)
 /// Blocks of at least this many bytes are carved from the high end of the free block found (the
 /// free rest stays at its low end), except a realloc's move: large buffers then collect at the
 /// high ends and leave the low ends to small blocks (design.md 2.4).

@@ -20,6 +20,7 @@ using detail::kFitScan;
 using detail::kFree;
 using detail::kHeaderBytes;
 using detail::kHighCarveBytes;
+using detail::kMallocScan;
 using detail::kMinBlockBytes;
 using detail::kNextFreeField;
 using detail::kPrevFree;
@@ -356,14 +357,14 @@ struct Found {
 constexpr u32 kFoundBad = 1u;
 
 /// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
-/// the bounded best fit of both lists it looks at (the first non-empty larger list is scanned
-/// with a bound of one entry, its head, whose size is then not compared: all its blocks fit).
+/// the bounded best fit of both lists it looks at (`scan` entries of the own list: kMallocScan or
+/// kFitScan; the first non-empty larger list with a bound of one entry, its head, whose size is
+/// then not compared: all its blocks fit).
 /// Returns the block (0 if none), | kFoundBad if a list entry or its links failed their sanity
 /// check (the block is then the entry to blame). Its list, size and whether it heads its list are
 /// read again by the caller.
-u32 find_free_compact(Ctx x, u32 b) noexcept {
+u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   u32 idx = index_of(x, b);
-  u32 scan = kFitScan;
   for (;;) {
     u32 blk = x.heads()[idx];
     u32 best = 0, best_size = ~0u, prev = 0;
@@ -386,7 +387,7 @@ u32 find_free_compact(Ctx x, u32 b) noexcept {
     // The block taken: its links are followed by take()'s unlink (a head's predecessor link too,
     // which must then be 0: one check for every case, where the host form skips a head's).
     if (best != 0) return best | (!links_ok_at(x, best, idx) ? kFoundBad : 0u);
-    if (scan == 1) return 0;  // (a set bit over an empty list: nothing found)
+    if (b == 0) return 0;  // the larger list was empty (a set bit over an empty list)
     // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
     const u32 *bits = x.bits();
     u32 w = idx / 32;
@@ -404,8 +405,8 @@ u32 find_free_compact(Ctx x, u32 b) noexcept {
 }
 
 /// find_free_compact() as a Found (the aligned allocation's form).
-__attribute__((noinline)) Found find_free(Ctx x, u32 b) noexcept {
-  const u32 r = find_free_compact(x, b);
+__attribute__((noinline)) Found find_free(Ctx x, u32 b, u32 scan) noexcept {
+  const u32 r = find_free_compact(x, b, scan);
   const u32 blk = r & ~kFoundBad;
   if (blk == 0 || (r & kFoundBad) != 0) return {blk, 0, 0, false, blk != 0};
   const u32 size = x.size_at(blk), idx = index_of(x, size);
@@ -423,10 +424,11 @@ CAPHEAP_INLINE Found list_head(Ctx x, u32 idx) noexcept {
 }
 
 /// Finds a free block of at least `b` bytes: the head of b's own list when it fits closely, else a
-/// bounded best fit in that list (its blocks may be smaller than b), else the head of the first
+/// bounded best fit over `scan` entries of that list (its blocks may be smaller than b; scan 1:
+/// the head if it fits at all), else the head of the first
 /// non-empty larger list (all of whose blocks are at least b). The chosen block's links are
 /// checked, as take() and carve() follow them.
-CAPHEAP_INLINE Found find_free(Ctx x, u32 b) noexcept {
+CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
   const u32 idx = index_of(x, b);
   const u32 first = x.heads()[idx];
   if (first != 0) {
@@ -436,7 +438,7 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b) noexcept {
     u32 best_size = h.size >= b ? h.size : ~0u;
     u32 prev = first;
     u32 blk = x.next_free(first);
-    for (u32 n = 1; blk != 0 && n < kFitScan; ++n) {
+    for (u32 n = 1; blk != 0 && n < scan; ++n) {
       // A bad entry past the head: the link of the entry before it is what is damaged.
       if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) return {prev, idx, 0, false, true};
       const u32 s = x.size_at(blk);
@@ -927,7 +929,7 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
   const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
 #if CAPHEAP_COMPACT
-  const u32 r = find_free_compact(x, b);
+  const u32 r = find_free_compact(x, b, kMallocScan);
   const u32 blk = r & ~kFoundBad;
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY((r & kFoundBad) != 0)) {
@@ -936,7 +938,7 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
   }
   const u32 at = take(x, blk, b, high_ok && b >= kHighCarveBytes);
 #else
-  const Found f = find_free(x, b);
+  const Found f = find_free(x, b, kMallocScan);
   const u32 blk = f.blk;
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
@@ -964,7 +966,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const std::size_t span = x.span();
   if (alignment > span) {
     // Only a block whose data happens to be aligned could serve it; try the plain path once.
-    const Found f = find_free(x, b);
+    const Found f = find_free(x, b, kMallocScan);
     if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
       return nullptr;
     return allocate_impl(control_, size);
@@ -973,10 +975,23 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 
   // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a
   // leading gap that is either 0 or large enough to be a free block of its own.
-  Found f{0, 0, 0, false, false};
-  const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
-  if (padded <= span) f = find_free(x, static_cast<u32>(padded));
-  if (f.blk == 0) f = find_free(x, b);  // a smaller block may still fit by luck
+  // The leading gap before the first aligned position of a block that is 0 or can be a free block.
+  const auto gap_of = [&](u32 blk) {
+    const std::uintptr_t data = addr_of(x.data(blk));
+    std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
+    while (target != data && target - data < kMinBlockBytes)
+      target += a;
+    return static_cast<u32>(target - data);
+  };
+  // First the request's own size: a block found for it may hold the aligned block (its data
+  // aligned already, or room for the gap), which wastes less than a block found for the padded
+  // size. Else any free block of b + a + kMinBlockBytes bytes, which always holds it.
+  Found f = find_free(x, b, kFitScan);
+  if (f.blk != 0 && !f.bad && std::size_t(gap_of(f.blk)) + b > f.size) {
+    const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
+    f = padded <= span ? find_free(x, static_cast<u32>(padded), kFitScan)
+                       : Found{0, 0, 0, false, false};
+  }
   const u32 blk = f.blk;
   if (blk == 0) return nullptr;
   if (CAPHEAP_UNLIKELY(f.bad)) {
@@ -985,11 +1000,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   }
 
   const u32 size_found = f.size;
-  const std::uintptr_t data = addr_of(x.data(blk));
-  std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
-  while (target != data && target - data < kMinBlockBytes)
-    target += a;
-  const u32 gap = static_cast<u32>(target - data);
+  const u32 gap = gap_of(blk);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
   list_remove(x, blk, f.idx);
@@ -1429,11 +1440,11 @@ std::size_t Heap::largest_free_block() const noexcept {
   const Control *c = control_;
   if (c == nullptr || c->word_bitmap == 0) return 0;
   // Only the top non-empty class can hold the largest fitting block, and allocate() looks at no
-  // more than its first kFitScan entries, so neither does this (see the contract in heap.hpp).
+  // more than its first kMallocScan entries, so neither does this (see the contract in heap.hpp).
   const u32 w = msb_index(c->word_bitmap);
   u32 blk = detail::list_heads(c)[w * 32 + msb_index(detail::class_bits(c)[w])];
   u32 best = 0;
-  for (u32 n = 0; blk != 0 && n < kFitScan; ++n) {
+  for (u32 n = 0; blk != 0 && n < kMallocScan; ++n) {
     if (!free_entry_ok(c, blk)) break;
     const u32 s = size_at(c, blk);
     if (s > best) best = s;

@@ -302,9 +302,10 @@ TEST(HeapAllocate, ReusesTheFreedBlockOfTheSameSize) {
   EXPECT_EQ(h.info().free_blocks, 1u);
 }
 
-TEST(HeapAllocate, BestFitInTheOwnClassPrefersTheTightestBlock) {
-  // Three holes in the class [992, 1024) of a 256 KiB heap; the request (block 992) takes the one
-  // that wastes least (996), not the most recently freed (1012).
+TEST(HeapAllocate, APlainAllocationTakesTheHeadOfItsClassWhenItFits) {
+  // Three holes in the class [992, 1024) of a 256 KiB heap; a plain request (block 992) takes the
+  // list's head, the most recently freed (1012), without looking further (kMallocScan = 1: a
+  // search past the head cost more latency than the memory it saved; design.md 2.4).
   Region r(256 * 1024);
   Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
   void *guard[4];
@@ -317,8 +318,15 @@ TEST(HeapAllocate, BestFitInTheOwnClassPrefersTheTightestBlock) {
   guard[3] = h.allocate(16);
   for (int i = 0; i < 3; ++i)
     h.deallocate(hole[i]);
-  EXPECT_EQ(h.allocate(988), hole[1]);
-  (void)guard;
+  EXPECT_EQ(h.allocate(988), hole[2]);
+  // A head that is too small: the first non-empty larger class (the rest of the region), not
+  // the fitting blocks behind the head.
+  h.deallocate(hole[2]);
+  void *small = h.allocate(1008 - 4 - 8);  // takes the 1012 head (rest too small to split)
+  ASSERT_EQ(small, hole[2]);
+  auto *big = static_cast<unsigned char *>(h.allocate(1016));
+  EXPECT_GT(big, static_cast<unsigned char *>(guard[3]));
+  EXPECT_TRUE(h.validate().ok());
 }
 
 TEST(HeapAllocate, LargeBlocksAreCarvedFromTheHighEndOfTheFreeBlock) {
@@ -388,6 +396,29 @@ TEST(HeapRealloc, AMovingReallocOfALargeBlockTakesTheLowEnd) {
     ASSERT_EQ(q[i], 0x3D);
   // ... and can grow in place into the rest.
   EXPECT_EQ(h.reallocate(q, 2 * kHighCarveBytes), q);
+  EXPECT_TRUE(h.validate().ok());
+}
+
+TEST(HeapAligned, TheTightestBlockOfItsOwnClassServesAnAlignedRequest) {
+  // An aligned request looks at blocks of its own size first (bounded best fit, kFitScan
+  // entries): a hole whose data is aligned already serves it, where a search for the padded size
+  // (size + alignment + 16) would cut a larger block.
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  auto *a0 = static_cast<unsigned char *>(h.allocate(16));
+  ASSERT_NE(a0, nullptr);
+  // A filler block that puts the next block's data on a 64-byte boundary.
+  const std::uintptr_t next_header = reinterpret_cast<std::uintptr_t>(a0) + 16;
+  std::size_t filler = (64 - (next_header + 4) % 64) % 64;
+  if (filler < kMinBlockBytes) filler += 64;
+  ASSERT_NE(h.allocate(filler - kHeaderBytes), nullptr);
+  auto *hole = static_cast<unsigned char *>(h.allocate(100));
+  ASSERT_EQ(reinterpret_cast<std::uintptr_t>(hole) % 64, 0u);
+  void *guard = h.allocate(16);
+  ASSERT_NE(guard, nullptr);
+  h.deallocate(hole);
+  EXPECT_EQ(h.allocate_aligned(100, 64), hole);
+  EXPECT_EQ(h.info().free_blocks, 1u);
   EXPECT_TRUE(h.validate().ok());
 }
 
