@@ -973,8 +973,6 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   }
   const u32 a = static_cast<u32>(alignment);
 
-  // Any free block of b + a + kMinBlockBytes bytes holds an aligned block of b bytes after a
-  // leading gap that is either 0 or large enough to be a free block of its own.
   // The leading gap before the first aligned position of a block that is 0 or can be a free block.
   const auto gap_of = [&](u32 blk) {
     const std::uintptr_t data = addr_of(x.data(blk));
@@ -1028,6 +1026,13 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 // ================================================================================================
 // Free
 // ================================================================================================
+
+/// The counters of a free of `size` bytes (the free-block count is the caller's: merges change it).
+CAPHEAP_INLINE void note_free(Ctx x, u32 size) noexcept {
+  Control *c = x.c;
+  set_counter(c->free_bytes, c->free_bytes + size);
+  --c->used_blocks;
+}
 
 #if !CAPHEAP_COMPACT
 void free_merge(Ctx x, u32 blk, u32 h, u32 next_h) noexcept;
@@ -1085,8 +1090,7 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
       const u32 next_h = x.header(next);
       if (CAPHEAP_UNLIKELY(((next_h & detail::kFlagMask) | (h & kPrevFree)) != 0))
         return free_merge(x, blk, h, next_h);
-      set_counter(c->free_bytes, c->free_bytes + size);
-      --c->used_blocks;
+      note_free(x, size);
       ++c->free_blocks;
       x.set_header(next, next_h | kPrevFree);
       x.set_header(blk, size | kFree);
@@ -1108,12 +1112,6 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
 
 CAPHEAP_COLD void report_bad_free(Ctx x, u32 blk) noexcept {
   report_bad_live_block(x.c, x.data(blk), blk, detail::kFreeTexts);
-}
-
-CAPHEAP_INLINE void note_free(Ctx x, u32 size) noexcept {
-  Control *c = x.c;
-  set_counter(c->free_bytes, c->free_bytes + size);
-  --c->used_blocks;
 }
 
 /// The free block before blk (its footer holds prev_size): a sane free block with sane links.
