@@ -45,9 +45,11 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cgprof  # noqa: E402
 
+# floor / floorgf: the bench-only floor TLSF (bench/floor_tlsf.hpp), head-check / good-fit variant.
+ALLOCATORS = ("capheap", "system", "floor", "floorgf")
 KINDS = ["malloc", "calloc", "aligned", "realloc", "free"]
 COPY_FUNCTIONS = re.compile(r"^_*(memcpy|memmove|memset|__memcpy|__memmove|__memset|wmemset)")
-WRAPPER = re.compile(r"cgop_(capheap|system)_(malloc|calloc|aligned|realloc|free)\(")
+WRAPPER = re.compile(r"cgop_(capheap|system|floor|floorgf)_(malloc|calloc|aligned|realloc|free)\(")
 
 
 def usage(msg=None):
@@ -87,8 +89,8 @@ def parse_args(argv):
                 args["keep"] = v
             else:
                 allocs = [x for x in v.split(",") if x]
-                if not allocs or any(x not in ("capheap", "system") for x in allocs):
-                    usage("--allocators takes capheap and/or system")
+                if not allocs or any(x not in ALLOCATORS for x in allocs):
+                    usage("--allocators takes some of %s" % ",".join(ALLOCATORS))
                 args["allocators"] = allocs
             continue
         elif a == "--":

@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "capheap/heap.hpp"
+#include "floor_tlsf.hpp"
 #include "sim/trace.hpp"
 #include "tlsf_model.hpp"
 
@@ -327,6 +328,49 @@ REPLAY_CG_FN void cgop_system_free(void *p) noexcept {
   std::free(p);
   REPLAY_CG_BARRIER();
 }
+
+// The floor TLSF (bench/floor_tlsf.hpp): `floor` the head-check variant, `floorgf` TLSF's good
+// fit. Only malloc and free are the point; the others are its simple versions.
+#define REPLAY_CG_FLOOR(NAME, TYPE)                                                            \
+  REPLAY_CG_FN void *cgop_##NAME##_malloc(TYPE &h, std::size_t n) noexcept {                   \
+    void *p = h.malloc(n);                                                                     \
+    REPLAY_CG_BARRIER();                                                                       \
+    return p;                                                                                  \
+  }                                                                                            \
+  REPLAY_CG_FN void *cgop_##NAME##_calloc(TYPE &h, std::size_t count, std::size_t size) noexcept { \
+    void *p = h.calloc(count, size);                                                           \
+    REPLAY_CG_BARRIER();                                                                       \
+    return p;                                                                                  \
+  }                                                                                            \
+  REPLAY_CG_FN void *cgop_##NAME##_aligned(TYPE &h, std::size_t align, std::size_t n) noexcept { \
+    void *p = h.aligned(align, n);                                                             \
+    REPLAY_CG_BARRIER();                                                                       \
+    return p;                                                                                  \
+  }                                                                                            \
+  REPLAY_CG_FN void *cgop_##NAME##_realloc(TYPE &h, void *p, std::size_t n) noexcept {         \
+    void *q = h.realloc(p, n);                                                                 \
+    REPLAY_CG_BARRIER();                                                                       \
+    return q;                                                                                  \
+  }                                                                                            \
+  REPLAY_CG_FN void cgop_##NAME##_free(TYPE &h, void *p) noexcept {                            \
+    h.free(p);                                                                                 \
+    REPLAY_CG_BARRIER();                                                                       \
+  }                                                                                            \
+  struct Cg_##NAME##_Alloc {                                                                   \
+    TYPE heap;                                                                                 \
+    void *malloc(std::size_t n) noexcept { return cgop_##NAME##_malloc(heap, n); }             \
+    void *calloc(std::size_t count, std::size_t size) noexcept {                               \
+      return cgop_##NAME##_calloc(heap, count, size);                                          \
+    }                                                                                          \
+    void *aligned(std::size_t align, std::size_t n) noexcept {                                 \
+      return cgop_##NAME##_aligned(heap, align, n);                                            \
+    }                                                                                          \
+    void *realloc(void *p, std::size_t n) noexcept { return cgop_##NAME##_realloc(heap, p, n); } \
+    void free(void *p) noexcept { cgop_##NAME##_free(heap, p); }                               \
+  };
+REPLAY_CG_FLOOR(floor, FloorTlsf<false>)
+REPLAY_CG_FLOOR(floorgf, FloorTlsf<true>)
+#undef REPLAY_CG_FLOOR
 
 struct CgCapheapAlloc {
   Heap heap;
@@ -652,6 +696,15 @@ __attribute__((noinline)) Counts replay_loop_system_cg(CgSystemAlloc &alloc, con
   return replay<false>(alloc, prog, slots);
 }
 
+__attribute__((noinline)) Counts replay_loop_floor_cg(Cg_floor_Alloc &alloc, const Program &prog,
+                                                      Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
+__attribute__((noinline)) Counts replay_loop_floorgf_cg(Cg_floorgf_Alloc &alloc,
+                                                        const Program &prog, Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
+
 /// Frees what a system replay left live.
 template <class Alloc>
 void release_system(Alloc &alloc, std::vector<Slot> &slots) {
@@ -716,7 +769,7 @@ struct Options {
   bool model_round_aligned = true;      ///< TlsfModel::Options::round_aligned_search
   std::size_t model_stable_window = 0;  ///< the model's stability scan (0: none)
   std::string json;
-  std::string callgrind;  ///< "", "capheap" or "system"
+  std::string callgrind;  ///< "", "capheap", "system", "floor" or "floorgf"
   double scan_lo = 0;     ///< --scan: region sizes from scan_lo to scan_hi x peak live (0: no scan)
   double scan_hi = 0;
   int scan_steps = 0;
@@ -1652,7 +1705,7 @@ void usage(std::FILE *out) {
       "  --scan LO,HI,STEPS only this: replay each trace at STEPS + 1 region sizes from LO to HI "
       "x\n"
       "                     peak live on capheap and the ESP-IDF model; print which work\n"
-      "  --callgrind capheap|system\n"
+      "  --callgrind capheap|system|floor|floorgf\n"
       "                     replay each trace once on one allocator through the cgop_* functions\n"
       "                     (after the region search, without the stability scan), nothing else;\n"
       "                     for valgrind --tool=callgrind --toggle-collect='*replay_loop_*'\n"
@@ -1769,8 +1822,10 @@ int parse_options(int argc, char **argv, Options &opt) {
       opt.json = value("--json");
     } else if (arg == "--callgrind") {
       opt.callgrind = value("--callgrind");
-      if (opt.callgrind != "capheap" && opt.callgrind != "system") {
-        std::fprintf(stderr, "capheap_trace_replay: --callgrind takes capheap or system\n");
+      if (opt.callgrind != "capheap" && opt.callgrind != "system" && opt.callgrind != "floor" &&
+          opt.callgrind != "floorgf") {
+        std::fprintf(stderr,
+                     "capheap_trace_replay: --callgrind takes capheap, system, floor or floorgf\n");
         return 2;
       }
     } else if (!arg.empty() && arg[0] == '-') {
@@ -1835,7 +1890,9 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
   std::vector<Slot> slots(prog.slots);
   Counts c;
   std::size_t size = 0;
-  if (opt.callgrind == "capheap") {
+  const bool floor = opt.callgrind == "floor" || opt.callgrind == "floorgf";
+  if (opt.callgrind == "capheap" || floor) {
+    // The floor TLSF gets the region capheap's replay uses (capheap's binary search, doubled).
     RegionSearch search;
     if (opt.search && opt.region == 0) {
       Options o = opt;
@@ -1844,6 +1901,31 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
       std::fill(slots.begin(), slots.end(), Slot{});
     }
     size = timing_region(opt, search);
+    if (floor) {
+      unsigned char *mem = region.get(size);
+      auto run = [&](auto &alloc, auto loop) {
+        if (!alloc.heap.init(mem, size)) {
+          std::fprintf(stderr, "capheap_trace_replay: floor init(%zu bytes) failed\n", size);
+          return false;
+        }
+        REPLAY_CALLGRIND_START();
+        c = loop(alloc, prog, slots.data());
+        REPLAY_CALLGRIND_STOP();
+        return true;
+      };
+      bool ok = false;
+      if (opt.callgrind == "floor") {
+        Cg_floor_Alloc alloc;
+        ok = run(alloc, replay_loop_floor_cg);
+      } else {
+        Cg_floorgf_Alloc alloc;
+        ok = run(alloc, replay_loop_floorgf_cg);
+      }
+      if (!ok) return 2;
+      std::printf("trace %s\nops %zu\nregion %zu\nfailed %zu\n", prog.name.c_str(),
+                  prog.ops.size(), size, c.failed);
+      return 0;
+    }
     CgCapheapAlloc alloc{make_heap(region, size, opt)};
     if (!alloc.heap) {
       std::fprintf(stderr, "capheap_trace_replay: Heap::create(%zu bytes) failed\n", size);
