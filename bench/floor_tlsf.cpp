@@ -63,6 +63,9 @@ FLOOR_INLINE Off class_up(Off size) noexcept {
 /// Offset of class idx's pseudo node (its next field, at 4 * idx + 12, is the list head).
 FLOOR_INLINE Off pseudo(Off idx) noexcept { return 4 * idx + 8; }
 constexpr Off kHeadAt = 12;  // head(idx) is at 4 * idx + kHeadAt
+// The geometry does not depend on the variant.
+constexpr Off kSl = FloorTlsf<false>::kSl;
+constexpr Off kFirst = FloorTlsf<false>::kFirst;
 
 }  // namespace
 
@@ -196,23 +199,23 @@ void *FloorTlsf<kGoodFit>::malloc(std::size_t n) noexcept {
   return bp + 4;
 }
 
-template <bool kGoodFit>
-void FloorTlsf<kGoodFit>::free(void *p) noexcept {
-  if (p == nullptr) return;
-  // The block is addressed from the caller's pointer; only the links (offsets) need the base.
-  unsigned char *bp = static_cast<unsigned char *>(p) - 4;
+namespace {
+
+/// free's body. kCase < 0: the real free (tests both neighbours); 0..3 (bit 0: the next block is
+/// free, bit 1: the previous one is): that case only, for FLOOR_SPLIT_FREE_CASES builds.
+template <int kCase>
+FLOOR_INLINE void free_body(unsigned char *const B, unsigned char *bp) noexcept {
   const Off h = w(bp);
   Off size = h & ~Off{3};
   unsigned char *const np = bp + size;
   const Off hn = w(np);
-  unsigned char *const B = base_;
-  if (hn & kFree) {
+  if (kCase < 0 ? (hn & kFree) != 0 : (kCase & 1) != 0) {
     FLOOR_UNLINK(B, np);
     size += hn - kFree;  // np's prev (bp) was in use
   } else {
     w(np) = static_cast<std::uint32_t>(hn | kPrevFree);
   }
-  if (h & kPrevFree) {
+  if (kCase < 0 ? (h & kPrevFree) != 0 : (kCase & 2) != 0) {
     const Off ps = w(bp - 4);
     bp -= ps;
     FLOOR_UNLINK(B, bp);
@@ -221,6 +224,43 @@ void FloorTlsf<kGoodFit>::free(void *p) noexcept {
   w(bp) = static_cast<std::uint32_t>(size | kFree);
   w(bp + size - 4) = static_cast<std::uint32_t>(size);
   FLOOR_INSERT(B, bp, static_cast<Off>(bp - B), size);
+}
+
+#ifdef FLOOR_SPLIT_FREE_CASES
+// Instrumented build only: one never-inlined function per case, so callgrind counts each.
+__attribute__((noipa)) void floor_free_no_merge(unsigned char *B, unsigned char *bp) noexcept {
+  free_body<0>(B, bp);
+}
+__attribute__((noipa)) void floor_free_merge_next(unsigned char *B, unsigned char *bp) noexcept {
+  free_body<1>(B, bp);
+}
+__attribute__((noipa)) void floor_free_merge_prev(unsigned char *B, unsigned char *bp) noexcept {
+  free_body<2>(B, bp);
+}
+__attribute__((noipa)) void floor_free_merge_both(unsigned char *B, unsigned char *bp) noexcept {
+  free_body<3>(B, bp);
+}
+#endif
+
+}  // namespace
+
+template <bool kGoodFit>
+void FloorTlsf<kGoodFit>::free(void *p) noexcept {
+  if (p == nullptr) return;
+  // The block is addressed from the caller's pointer; only the links (offsets) need the base.
+  unsigned char *const bp = static_cast<unsigned char *>(p) - 4;
+#ifdef FLOOR_SPLIT_FREE_CASES
+  const Off h = w(bp);
+  const Off hn = w(bp + (h & ~Off{3}));
+  switch ((hn & kFree) | (h & kPrevFree)) {
+    case 0: floor_free_no_merge(base_, bp); break;
+    case 1: floor_free_merge_next(base_, bp); break;
+    case 2: floor_free_merge_prev(base_, bp); break;
+    default: floor_free_merge_both(base_, bp); break;
+  }
+#else
+  free_body<-1>(base_, bp);
+#endif
 }
 
 template <bool kGoodFit>
@@ -241,14 +281,14 @@ template <bool kGoodFit>
 void *FloorTlsf<kGoodFit>::realloc(void *p, std::size_t n) noexcept {
   if (p == nullptr) return malloc(n);
   if (n == 0) {
-    free(p);
+    free_body<-1>(base_, static_cast<unsigned char *>(p) - 4);
     return nullptr;
   }
   void *q = malloc(n);
   if (q == nullptr) return nullptr;
   const std::size_t old = usable(p);
   std::memcpy(q, p, old < n ? old : n);
-  free(p);
+  free_body<-1>(base_, static_cast<unsigned char *>(p) - 4);  // not the measured free
   return q;
 }
 
@@ -270,7 +310,8 @@ void *FloorTlsf<kGoodFit>::aligned(std::size_t align, std::size_t n) noexcept {
   const Off gap = nblk - blk;
   put(B, nblk, (h & ~Off{3}) - gap);  // in use, prev (the gap) in use until the gap is freed
   put(B, blk, gap | (h & kPrevFree));
-  free(p);  // the gap: coalesces with a free previous block, marks nblk PREV_FREE
+  // The gap: coalesces with a free previous block, marks nblk PREV_FREE.
+  free_body<-1>(B, blk + B);
   return reinterpret_cast<void *>(q);
 }
 
