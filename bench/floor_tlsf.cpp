@@ -22,12 +22,16 @@ constexpr Off kPrevFree = 2;
 FLOOR_INLINE Word &at(unsigned char *b, Off off) noexcept {
   return *reinterpret_cast<Word *>(b + off);
 }
-FLOOR_INLINE Off get(unsigned char *b, Off off) noexcept { return at(b, off); }
+FLOOR_INLINE Off get(unsigned char *b, Off off) noexcept {
+  return at(b, off);
+}
 FLOOR_INLINE void put(unsigned char *b, Off off, Off v) noexcept {
   at(b, off) = static_cast<std::uint32_t>(v);
 }
 /// The word at pointer q (block fields addressed from a block pointer held in a register).
-FLOOR_INLINE Word &w(unsigned char *q) noexcept { return *reinterpret_cast<Word *>(q); }
+FLOOR_INLINE Word &w(unsigned char *q) noexcept {
+  return *reinterpret_cast<Word *>(q);
+}
 // Fields of block blk: header, next / prev free links.
 constexpr Off kNext = 4;
 constexpr Off kPrev = 8;
@@ -61,7 +65,9 @@ FLOOR_INLINE Off class_up(Off size) noexcept {
 }
 
 /// Offset of class idx's pseudo node (its next field, at 4 * idx + 12, is the list head).
-FLOOR_INLINE Off pseudo(Off idx) noexcept { return 4 * idx + 8; }
+FLOOR_INLINE Off pseudo(Off idx) noexcept {
+  return 4 * idx + 8;
+}
 constexpr Off kHeadAt = 12;  // head(idx) is at 4 * idx + kHeadAt
 // The geometry does not depend on the variant.
 constexpr Off kSl = FloorTlsf<false>::kSl;
@@ -74,46 +80,45 @@ constexpr Off kFirst = FloorTlsf<false>::kFirst;
 #define FLOOR_SL(B, fl) at(B, 4 * (fl) + kSl)
 #define FLOOR_FL(B) at(B, 0)
 
-#define FLOOR_SET_BIT(B, idx)                                      \
-  do {                                                             \
-    FLOOR_SL(B, (idx) >> 5) |= 1u << ((idx) & 31);                 \
-    FLOOR_FL(B) |= 1u << ((idx) >> 5);                             \
+#define FLOOR_SET_BIT(B, idx)                    \
+  do {                                           \
+    FLOOR_SL(B, (idx) >> 5) |= 1u << ((idx)&31); \
+    FLOOR_FL(B) |= 1u << ((idx) >> 5);           \
   } while (0)
 
-#define FLOOR_CLEAR_BIT(B, idx)                                    \
-  do {                                                             \
-    const Off fl_ = (idx) >> 5;                                    \
-    if ((FLOOR_SL(B, fl_) &= all_but(idx)) == 0)                  \
-      FLOOR_FL(B) &= all_but(fl_);                                 \
+#define FLOOR_CLEAR_BIT(B, idx)                                               \
+  do {                                                                        \
+    const Off fl_ = (idx) >> 5;                                               \
+    if ((FLOOR_SL(B, fl_) &= all_but(idx)) == 0) FLOOR_FL(B) &= all_but(fl_); \
   } while (0)
 
 /// Puts free block bp (offset blk; header and footer already written) at the head of its class.
-#define FLOOR_INSERT(B, bp, blk, size)              \
-  do {                                              \
-    const Off ci_ = class_of(size);                 \
-    const Off h_ = get(B, 4 * ci_ + kHeadAt);       \
+#define FLOOR_INSERT(B, bp, blk, size)                         \
+  do {                                                         \
+    const Off ci_ = class_of(size);                            \
+    const Off h_ = get(B, 4 * ci_ + kHeadAt);                  \
     w((bp) + kNext) = static_cast<std::uint32_t>(h_);          \
     w((bp) + kPrev) = static_cast<std::uint32_t>(pseudo(ci_)); \
-    put(B, 4 * ci_ + kHeadAt, blk);                 \
-    if (h_ != 0) {                                  \
-      put(B, h_ + kPrev, blk);                      \
-    } else {                                        \
-      FLOOR_SET_BIT(B, ci_);                        \
-    }                                               \
+    put(B, 4 * ci_ + kHeadAt, blk);                            \
+    if (h_ != 0) {                                             \
+      put(B, h_ + kPrev, blk);                                 \
+    } else {                                                   \
+      FLOOR_SET_BIT(B, ci_);                                   \
+    }                                                          \
   } while (0)
 
 /// Takes free block bp out of its list. The null node and the pseudo nodes absorb the stores at
 /// the list ends; the list became empty iff the next link is null and the prev link a pseudo node.
-#define FLOOR_UNLINK(B, bp)                                 \
-  do {                                                      \
-    const Off nx_ = w((bp) + kNext);                        \
-    const Off pv_ = w((bp) + kPrev);                        \
-    put(B, pv_ + kNext, nx_);                               \
-    put(B, nx_ + kPrev, pv_);                               \
-    if (nx_ == 0 && pv_ < kFirst) {                         \
-      const Off ei_ = (pv_ - 8) >> 2;                       \
-      FLOOR_CLEAR_BIT(B, ei_);                              \
-    }                                                       \
+#define FLOOR_UNLINK(B, bp)           \
+  do {                                \
+    const Off nx_ = w((bp) + kNext);  \
+    const Off pv_ = w((bp) + kPrev);  \
+    put(B, pv_ + kNext, nx_);         \
+    put(B, nx_ + kPrev, pv_);         \
+    if (nx_ == 0 && pv_ < kFirst) {   \
+      const Off ei_ = (pv_ - 8) >> 2; \
+      FLOOR_CLEAR_BIT(B, ei_);        \
+    }                                 \
   } while (0)
 
 template <bool kGoodFit>
@@ -253,10 +258,18 @@ void FloorTlsf<kGoodFit>::free(void *p) noexcept {
   const Off h = w(bp);
   const Off hn = w(bp + (h & ~Off{3}));
   switch ((hn & kFree) | (h & kPrevFree)) {
-    case 0: floor_free_no_merge(base_, bp); break;
-    case 1: floor_free_merge_next(base_, bp); break;
-    case 2: floor_free_merge_prev(base_, bp); break;
-    default: floor_free_merge_both(base_, bp); break;
+    case 0:
+      floor_free_no_merge(base_, bp);
+      break;
+    case 1:
+      floor_free_merge_next(base_, bp);
+      break;
+    case 2:
+      floor_free_merge_prev(base_, bp);
+      break;
+    default:
+      floor_free_merge_both(base_, bp);
+      break;
   }
 #else
   free_body<-1>(base_, bp);

@@ -331,42 +331,42 @@ REPLAY_CG_FN void cgop_system_free(void *p) noexcept {
 
 // The floor TLSF (bench/floor_tlsf.hpp): `floor` the head-check variant, `floorgf` TLSF's good
 // fit. Only malloc and free are the point; the others are its simple versions.
-#define REPLAY_CG_FLOOR(NAME, TYPE)                                                            \
-  REPLAY_CG_FN void *cgop_##NAME##_malloc(TYPE &h, std::size_t n) noexcept {                   \
-    void *p = h.malloc(n);                                                                     \
-    REPLAY_CG_BARRIER();                                                                       \
-    return p;                                                                                  \
-  }                                                                                            \
+#define REPLAY_CG_FLOOR(NAME, TYPE)                                                                \
+  REPLAY_CG_FN void *cgop_##NAME##_malloc(TYPE &h, std::size_t n) noexcept {                       \
+    void *p = h.malloc(n);                                                                         \
+    REPLAY_CG_BARRIER();                                                                           \
+    return p;                                                                                      \
+  }                                                                                                \
   REPLAY_CG_FN void *cgop_##NAME##_calloc(TYPE &h, std::size_t count, std::size_t size) noexcept { \
-    void *p = h.calloc(count, size);                                                           \
-    REPLAY_CG_BARRIER();                                                                       \
-    return p;                                                                                  \
-  }                                                                                            \
-  REPLAY_CG_FN void *cgop_##NAME##_aligned(TYPE &h, std::size_t align, std::size_t n) noexcept { \
-    void *p = h.aligned(align, n);                                                             \
-    REPLAY_CG_BARRIER();                                                                       \
-    return p;                                                                                  \
-  }                                                                                            \
-  REPLAY_CG_FN void *cgop_##NAME##_realloc(TYPE &h, void *p, std::size_t n) noexcept {         \
-    void *q = h.realloc(p, n);                                                                 \
-    REPLAY_CG_BARRIER();                                                                       \
-    return q;                                                                                  \
-  }                                                                                            \
-  REPLAY_CG_FN void cgop_##NAME##_free(TYPE &h, void *p) noexcept {                            \
-    h.free(p);                                                                                 \
-    REPLAY_CG_BARRIER();                                                                       \
-  }                                                                                            \
-  struct Cg_##NAME##_Alloc {                                                                   \
-    TYPE heap;                                                                                 \
-    void *malloc(std::size_t n) noexcept { return cgop_##NAME##_malloc(heap, n); }             \
-    void *calloc(std::size_t count, std::size_t size) noexcept {                               \
-      return cgop_##NAME##_calloc(heap, count, size);                                          \
-    }                                                                                          \
-    void *aligned(std::size_t align, std::size_t n) noexcept {                                 \
-      return cgop_##NAME##_aligned(heap, align, n);                                            \
-    }                                                                                          \
-    void *realloc(void *p, std::size_t n) noexcept { return cgop_##NAME##_realloc(heap, p, n); } \
-    void free(void *p) noexcept { cgop_##NAME##_free(heap, p); }                               \
+    void *p = h.calloc(count, size);                                                               \
+    REPLAY_CG_BARRIER();                                                                           \
+    return p;                                                                                      \
+  }                                                                                                \
+  REPLAY_CG_FN void *cgop_##NAME##_aligned(TYPE &h, std::size_t align, std::size_t n) noexcept {   \
+    void *p = h.aligned(align, n);                                                                 \
+    REPLAY_CG_BARRIER();                                                                           \
+    return p;                                                                                      \
+  }                                                                                                \
+  REPLAY_CG_FN void *cgop_##NAME##_realloc(TYPE &h, void *p, std::size_t n) noexcept {             \
+    void *q = h.realloc(p, n);                                                                     \
+    REPLAY_CG_BARRIER();                                                                           \
+    return q;                                                                                      \
+  }                                                                                                \
+  REPLAY_CG_FN void cgop_##NAME##_free(TYPE &h, void *p) noexcept {                                \
+    h.free(p);                                                                                     \
+    REPLAY_CG_BARRIER();                                                                           \
+  }                                                                                                \
+  struct Cg_##NAME##_Alloc {                                                                       \
+    TYPE heap;                                                                                     \
+    void *malloc(std::size_t n) noexcept { return cgop_##NAME##_malloc(heap, n); }                 \
+    void *calloc(std::size_t count, std::size_t size) noexcept {                                   \
+      return cgop_##NAME##_calloc(heap, count, size);                                              \
+    }                                                                                              \
+    void *aligned(std::size_t align, std::size_t n) noexcept {                                     \
+      return cgop_##NAME##_aligned(heap, align, n);                                                \
+    }                                                                                              \
+    void *realloc(void *p, std::size_t n) noexcept { return cgop_##NAME##_realloc(heap, p, n); }   \
+    void free(void *p) noexcept { cgop_##NAME##_free(heap, p); }                                   \
   };
 REPLAY_CG_FLOOR(floor, FloorTlsf<false>)
 REPLAY_CG_FLOOR(floorgf, FloorTlsf<true>)
@@ -1922,8 +1922,8 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
         ok = run(alloc, replay_loop_floorgf_cg);
       }
       if (!ok) return 2;
-      std::printf("trace %s\nops %zu\nregion %zu\nfailed %zu\n", prog.name.c_str(),
-                  prog.ops.size(), size, c.failed);
+      std::printf("trace %s\nops %zu\nregion %zu\nfailed %zu\n", prog.name.c_str(), prog.ops.size(),
+                  size, c.failed);
       return 0;
     }
     CgCapheapAlloc alloc{make_heap(region, size, opt)};
