@@ -115,7 +115,7 @@ bench: deps
 	echo "$(BENCH_DIR)/bench/capheap_trace_replay $(strip $(REPLAY_ARGS)) --json $(BENCH_OUT)/replay.json$$traces"; \
 	$(BENCH_DIR)/bench/capheap_trace_replay $(REPLAY_ARGS) --json $(BENCH_OUT)/replay.json $$traces; \
 	echo "== instructions per call (callgrind)"; \
-	python3 bench/callgrind_replay.py -b $(BENCH_DIR) -j $(JOBS) --json $(BENCH_OUT)/callgrind.json $$traces
+	python3 bench/callgrind_replay.py -b $(BENCH_DIR) -j $(JOBS) --allocators capheap,system,floor --json $(BENCH_OUT)/callgrind.json $$traces
 	python3 bench/callgrind_caps.py -b $(BENCH_DIR) -j $(JOBS) --json $(BENCH_OUT)/caps.json
 	@echo "== Google Benchmark"
 	$(BENCH_DIR)/bench/capheap_bench --benchmark_min_time=$(BENCH_MIN_TIME) --benchmark_out_format=json --benchmark_out=$(BENCH_OUT)/heap_bench.json

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Instructions per allocator call on traces, per operation kind, capheap and system malloc.
+"""Instructions per allocator call on traces, per operation kind, capheap and system malloc
+(and, on request, the bench-only floor TLSF of bench/floor_tlsf.hpp: floor, floorgf).
 
 Usage:
-  callgrind_replay.py [-b BUILD_DIR] [-j JOBS] [--json FILE] [--allocators capheap,system]
+  callgrind_replay.py [-b BUILD_DIR] [-j JOBS] [--json FILE]
+                      [--allocators capheap,system,floor,floorgf (default capheap,system)]
                       [--keep DIR] [-- REPLAY_OPTIONS... --] TRACE...
 
 Runs `capheap_trace_replay --callgrind ALLOCATOR TRACE` under valgrind's callgrind tool, collecting

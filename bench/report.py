@@ -103,9 +103,10 @@ class Report:
         traces = need(data, "traces", path)
         rows = []
         sys_rows = []
+        floor_rows = []
         for t in traces:
             name = stem(need(t, "trace", path))
-            for alloc, dest in (("capheap", rows), ("system", sys_rows)):
+            for alloc, dest in (("capheap", rows), ("system", sys_rows), ("floor", floor_rows)):
                 a = t.get(alloc)
                 if a is None:
                     continue
@@ -141,6 +142,20 @@ class Report:
         if sys_rows:
             fmt = [[r[0]] + [f1(v) for v in r[1:]] for r in sys_rows]
             text += ["", "System malloc (glibc), the same calls:", "", table(head, fmt)]
+        if floor_rows:
+            cap = {r[0]: r for r in rows}
+            frows = []
+            for r in floor_rows:
+                c = cap.get(r[0])
+                ratio = [None, None]
+                if c is not None:
+                    ratio = [c[i] / r[i] if c[i] is not None and r[i] else None for i in (1, 6)]
+                frows.append([r[0], f1(r[1]), f1(r[6]), f2(ratio[0]), f2(ratio[1])])
+            text += ["", "The floor: bench/floor_tlsf.hpp, the same algorithm without checks, "
+                     "statistics or runtime geometry (a lower bound, not an allocator to use; "
+                     "docs/performance.md 5.5), the same calls:", "",
+                     table(["trace", "malloc", "free", "capheap / floor, malloc",
+                            "capheap / floor, free"], frows)]
         self.sections.append("\n".join(text))
 
     # ---- capheap_trace_replay --json -----------------------------------------------------------

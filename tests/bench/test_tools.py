@@ -171,6 +171,22 @@ class ReportTest(unittest.TestCase):
         self.assertEqual(verdicts[("| (4) Ir, 100000 blocks / 10 blocks",
                                    "heap_caps_get_largest_free_block(DEFAULT)")], "**NO**")
 
+    def test_floor_is_shown_not_judged(self):
+        kinds = {"malloc": {"calls": 100, "ir": 15000, "copy_ir": 0},
+                 "free": {"calls": 100, "ir": 12000, "copy_ir": 0}}
+        floor = {"malloc": {"calls": 100, "ir": 6000, "copy_ir": 0},
+                 "free": {"calls": 100, "ir": 5000, "copy_ir": 0}}
+        cg = self.write("cg.json", {"traces": [{
+            "trace": "w2-churn-uniform.trace",
+            "capheap": {"ops": 60000, "loop_ir": 6000000, "kinds": kinds},
+            "floor": {"ops": 60000, "loop_ir": 3000000, "kinds": floor}}]})
+        rc, out, err = run_report(["--callgrind", cg])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("| w2-churn-uniform | 60.0 | 50.0 | 2.50 | 2.40 |", out)
+        judged = [line for line in out.splitlines() if line.startswith("| (1)")]
+        self.assertEqual(len(judged), 2, out)  # capheap's malloc and free only
+        self.assertTrue(all("150.0" in line or "120.0" in line for line in judged), judged)
+
     def test_model_is_the_memory_limit(self):
         def trace(name, cap, model):
             t = {"trace": name + ".trace", "ops": 60000, "peak_live_bytes": 100000,
