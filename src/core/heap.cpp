@@ -545,58 +545,6 @@ u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
   note_allocation(x, size);
   return blk;
 }
-#else
-/// Allocates `b` bytes from the listed free block f.blk (f.size bytes, list f.idx, previous block
-/// in use). A remainder of at least kMinBlockBytes stays free; when it files under the same list
-/// it simply takes the block's place there. `high` (a block of at least kHighCarveBytes): the
-/// allocation takes the high end and the free rest keeps blk's header. One path for both ends:
-/// large requests are rare, and a separate routine for them ran cold (instruction cache, branch
-/// predictors) on every call, 2-3x the latency of the shared path.
-CAPHEAP_INLINE u32 take(Ctx x, const Found &f, u32 b, bool high) noexcept {
-  const u32 blk = f.blk;
-  u32 size = f.size;
-  const u32 rest = size - b;
-  if (rest >= kMinBlockBytes) {
-    const u32 fresh = high ? blk : blk + b;  // the free rest
-    const u32 at = high ? blk + rest : blk;  // the allocation
-    x.set_header(fresh, rest | kFree);
-    x.set_footer(fresh, rest);
-    const u32 ri = index_of(x, rest);
-    if (ri == f.idx) {
-      if (!high) list_replace(x, blk, fresh, ri);  // high: the rest is blk, already in place
-    } else {
-      if (f.head) {
-        list_remove_head(x, blk, f.idx);
-      } else {
-        list_remove(x, blk, f.idx);
-      }
-      list_insert(x, fresh, ri);
-    }
-    // Low end: the block after the rest keeps its kPrevFree flag. High end: it follows the
-    // allocation now, and the allocation follows a free block.
-    u32 flag = 0;
-    if (high) {
-      x.set_header(blk + size, x.header(blk + size) & ~kPrevFree);
-      flag = kPrevFree;
-    }
-    x.set_header(at, b | flag);
-    ++x.c->used_blocks;
-    note_allocation(x, b);
-    return at;
-  }
-  if (f.head) {
-    list_remove_head(x, blk, f.idx);
-  } else {
-    list_remove(x, blk, f.idx);
-  }
-  const u32 next = blk + size;
-  x.set_header(next, x.header(next) & ~kPrevFree);
-  --x.c->free_blocks;
-  x.set_header(blk, size);
-  ++x.c->used_blocks;
-  note_allocation(x, size);
-  return blk;
-}
 #endif
 
 #if !CAPHEAP_COMPACT
@@ -920,15 +868,196 @@ Heap Heap::attach(void *start) noexcept {
 
 namespace {
 
+#if !CAPHEAP_COMPACT
+// ---- The plain allocation's host form ---------------------------------------------------------
+// find_free(b, kMallocScan) and taking the head it returns, written for the fewest instructions:
+// offsets and sizes are 64-bit locals (Off), so that base + offset + constant is one addressing
+// mode where u32 arithmetic needs a zero-extension per access, and the common path fits the
+// caller-saved registers (no pushes). Same blocks, list order, counters, checks and reports.
+
+using Off = std::size_t;
+
+CAPHEAP_INLINE Off load_at(const unsigned char *base, Off off) noexcept {
+  u32 v;
+  __builtin_memcpy(&v, __builtin_assume_aligned(base + off, 4), sizeof v);
+  return v;
+}
+CAPHEAP_INLINE void store_at(unsigned char *base, Off off, Off v) noexcept {
+  const u32 w = static_cast<u32>(v);
+  __builtin_memcpy(__builtin_assume_aligned(base + off, 4), &w, sizeof w);
+}
+
+/// off - first is at most `room` (a multiple of 4) and off is 4-aligned, in one compare: first is
+/// 4-aligned, so a misaligned off puts low bits at the top of the rotated distance.
+CAPHEAP_INLINE bool in_room(Off off, Off first, Off room) noexcept {
+  const Off d = off - first;
+  return ((d >> 2) | (d << 62)) <= (room >> 2);
+}
+
+/// clear_class_bit() with the mask built by one rotate (~(1 << k) is -2 rotated left by k).
+CAPHEAP_INLINE void clear_bit_at(Control *c, Off idx) noexcept {
+  u32 &w = Ctx(c).bits()[idx / 32];
+  const unsigned k = static_cast<unsigned>(idx) & 31u;
+  w &= (0xFFFFFFFEu << k) | (0xFFFFFFFEu >> ((32u - k) & 31u));
+  if (w == 0) {
+    const unsigned j = static_cast<unsigned>(idx / 32) & 31u;
+    c->word_bitmap &= (0xFFFFFFFEu << j) | (0xFFFFFFFEu >> ((32u - j) & 31u));
+  }
+}
+
+/// list_insert() of the 64-bit form.
+CAPHEAP_INLINE void insert_at(Control *c, unsigned char *base, Off blk, Off idx) noexcept {
+  u32 *const heads = detail::list_heads(c);
+  const Off old = heads[idx];
+  store_at(base, blk + kNextFreeField, old);
+  store_at(base, blk + kPrevFreeField, 0);
+  heads[idx] = static_cast<u32>(blk);
+  if (old != 0) {
+    store_at(base, old + kPrevFreeField, blk);
+    return;
+  }
+  set_class_bit(Ctx(c), static_cast<u32>(idx));
+}
+
+/// Reports a bad free-list entry for the plain allocation (a tail call: the hot path keeps no frame
+/// for it).
+CAPHEAP_COLD void *refuse_bad_entry(const Control *c, u32 blk) noexcept {
+  report_bad_free_entry(c, blk);
+  return nullptr;
+}
+
+/// Allocates b bytes from blk (bsize bytes, previous block in use), the head of list idx whose
+/// successor is nf. A remainder of at least kMinBlockBytes stays free, at the head of its list;
+/// when that is blk's list it simply takes the block's place there (a high-end rest is blk
+/// itself: the stores then rewrite what is there). kHigh (a plain allocation, not realloc's
+/// move) and a block of at least kHighCarveBytes: the allocation takes the high end and the free
+/// rest keeps blk's header. One path for both ends: large requests are rare, and a separate
+/// routine for them ran cold (instruction cache, branch predictors) on every call, 2-3x the
+/// latency of this one. The allocation's header and counters are written first, so that b and
+/// the allocation's offset are dead when the rest's list is computed: its own function, entered
+/// by a tail call, then fits the caller-saved registers.
+template <bool kHigh>
+__attribute__((noinline)) void *take_head(Control *c, Off blk, Off bsize, Off b, Off idx,
+                                          Off nf) noexcept {
+  unsigned char *const base = detail::bytes_of(c);
+  const Off rest = bsize - b;
+  if (rest >= kMinBlockBytes) {
+    Off fresh = blk + b;  // the free rest
+    void *p = base + blk + kHeaderBytes;
+    if (kHigh && b >= kHighCarveBytes) {
+      // The block after blk follows the allocation now, and the allocation follows a free block.
+      fresh = blk;
+      store_at(base, blk + bsize, load_at(base, blk + bsize) & ~Off{kPrevFree});
+      store_at(base, blk + rest, b | kPrevFree);
+      p = base + blk + rest + kHeaderBytes;
+    } else {
+      store_at(base, blk, b);  // a low-end rest: the block after it keeps its kPrevFree flag
+    }
+    ++c->used_blocks;
+    note_allocation(Ctx(c), static_cast<u32>(b));
+    store_at(base, fresh, rest | kFree);
+    store_at(base, fresh + rest - 4, rest);
+    const u32 ri = index_of(Ctx(c), static_cast<u32>(rest));
+    u32 *const heads = detail::list_heads(c);
+    if (ri == idx) {
+      store_at(base, fresh + kNextFreeField, nf);
+      store_at(base, fresh + kPrevFreeField, 0);
+      if (nf != 0) store_at(base, nf + kPrevFreeField, fresh);
+      heads[idx] = static_cast<u32>(fresh);
+    } else {
+      heads[idx] = static_cast<u32>(nf);
+      if (nf != 0) {
+        store_at(base, nf + kPrevFreeField, 0);
+      } else {
+        clear_bit_at(c, idx);
+      }
+      insert_at(c, base, fresh, ri);
+    }
+    return p;
+  }
+  u32 *const heads = detail::list_heads(c);
+  heads[idx] = static_cast<u32>(nf);
+  if (nf != 0) {
+    store_at(base, nf + kPrevFreeField, 0);
+  } else {
+    clear_bit_at(c, idx);
+  }
+  store_at(base, blk + bsize, load_at(base, blk + bsize) & ~Off{kPrevFree});
+  --c->free_blocks;
+  store_at(base, blk, bsize);
+  ++c->used_blocks;
+  note_allocation(Ctx(c), static_cast<u32>(bsize));
+  return base + blk + kHeaderBytes;
+}
+
+/// The free-list entry blk is a sane free block (free_entry_ok(); its range test asks for room for
+/// a whole block, which refuses nothing more: a header closer than 16 bytes to the sentinel cannot
+/// hold a size of 16) whose successor points back to it, as list_head() checks (the predecessor
+/// link of a head is not followed: it has none). Sets h to its header and nf to its successor.
+CAPHEAP_INLINE bool head_ok(const unsigned char *base, Off first, Off end, Off blk, Off &h,
+                            Off &nf) noexcept {
+  const Off room = end - first - kMinBlockBytes;
+  if (!in_room(blk, first, room)) return false;
+  h = load_at(base, blk);
+  const Off s = h & kSizeMask;
+  if ((h & kFree) == 0 || s < kMinBlockBytes || s > end - blk) return false;
+  nf = load_at(base, blk + kNextFreeField);
+  return nf == 0 || (in_room(nf, first, room) && load_at(base, nf + kPrevFreeField) == blk);
+}
+
+/// The plain allocation of b bytes from the first non-empty list above idx (whose blocks all fit):
+/// its own function, entered by a tail call, so that neither part of the search needs a frame.
+template <bool kHigh>
+__attribute__((noinline)) void *take_larger(Control *c, Off b, u32 idx) noexcept {
+  // ~1u << i keeps the bits above i (and is 0 for i = 31).
+  const u32 *const bits = Ctx(c).bits();
+  u32 w = idx / 32;
+  u32 word = bits[w] & (~1u << (idx % 32));
+  if (word == 0) {
+    const u32 words = c->word_bitmap & (~1u << w);
+    if (words == 0) return nullptr;
+    w = lsb_index(words);
+    word = bits[w];
+  }
+  idx = w * 32 + lsb_index(word);
+  const Off blk = detail::list_heads(c)[idx];
+  if (blk == 0) return nullptr;
+  Off h = 0, nf = 0;
+  if (CAPHEAP_UNLIKELY(!head_ok(detail::bytes_of(c), c->first, c->end, blk, h, nf)))
+    return refuse_bad_entry(c, static_cast<u32>(blk));
+  return take_head<kHigh>(c, blk, h & kSizeMask, b, idx, nf);
+}
+
+/// allocate_impl()'s host form (see above): find_free(b, kMallocScan), then take_head().
+template <bool kHigh>
+CAPHEAP_INLINE void *allocate_plain(Control *c, std::size_t size) noexcept {
+  const Off first = c->first, end = c->end;
+  const Off span = end - first;
+  if (size - 1 >= span) return nullptr;  // 0, or more than the block area
+  const unsigned g_log2 = c->granule_log2;
+  Off b = (((size + kHeaderBytes - 1) >> g_log2) + 1) << g_log2;  // size + header, rounded up
+  if (b < kMinBlockBytes) b = kMinBlockBytes;
+  if (b > span) return nullptr;
+  const u32 idx = index_of(Ctx(c), static_cast<u32>(b));
+  const Off blk = detail::list_heads(c)[idx];
+  if (blk == 0) return take_larger<kHigh>(c, b, idx);
+  Off h = 0, nf = 0;
+  if (CAPHEAP_UNLIKELY(!head_ok(detail::bytes_of(c), first, end, blk, h, nf)))
+    return refuse_bad_entry(c, static_cast<u32>(blk));
+  if ((h & kSizeMask) < b) return take_larger<kHigh>(c, b, idx);
+  return take_head<kHigh>(c, blk, h & kSizeMask, b, idx, nf);
+}
+#endif
+
 /// `high_ok`: a block of at least kHighCarveBytes is carved from the high end of the free block
 /// found (realloc's move passes false: the moved block keeps room to grow into the rest).
 CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
                                    bool high_ok = true) noexcept {
   const Ctx x(control_);
+#if CAPHEAP_COMPACT
   if (size == 0) return nullptr;
   const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
-#if CAPHEAP_COMPACT
   const u32 r = find_free_compact(x, b, kMallocScan);
   const u32 blk = r & ~kFoundBad;
   if (blk == 0) return nullptr;
@@ -936,20 +1065,15 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  const u32 at = take(x, blk, b, high_ok && b >= kHighCarveBytes);
+  void *const p = x.data(take(x, blk, b, high_ok && b >= kHighCarveBytes));
 #else
-  const Found f = find_free(x, b, kMallocScan);
-  const u32 blk = f.blk;
-  if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY(f.bad)) {
-    report_bad_free_entry(x.c, blk);
-    return nullptr;
-  }
-  const u32 at = take(x, f, b, high_ok && b >= kHighCarveBytes);
+  void *const p =
+      high_ok ? allocate_plain<true>(control_, size) : allocate_plain<false>(control_, size);
+  if (p == nullptr) return nullptr;
 #endif
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
-                          "heap invalid after allocate", x.data(at), x.id());
-  return x.data(at);
+                          "heap invalid after allocate", p, x.id());
+  return p;
 }
 
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
