@@ -937,8 +937,8 @@ CAPHEAP_COLD void *refuse_bad_entry(const Control *c, u32 blk) noexcept {
 /// the allocation's offset are dead when the rest's list is computed: its own function, entered
 /// by a tail call, then fits the caller-saved registers.
 template <bool kHigh>
-__attribute__((noinline)) void *take_head(Control *c, Off blk, Off bsize, Off b, Off idx,
-                                          Off nf) noexcept {
+CAPHEAP_INLINE void *take_head_body(Control *c, Off blk, Off bsize, Off b, Off idx,
+                                    Off nf) noexcept {
   unsigned char *const base = detail::bytes_of(c);
   const Off rest = bsize - b;
   if (rest >= kMinBlockBytes) {
@@ -1007,8 +1007,21 @@ CAPHEAP_INLINE bool head_ok(const unsigned char *base, Off first, Off end, Off b
 
 /// The plain allocation of b bytes from the first non-empty list above idx (whose blocks all fit):
 /// its own function, entered by a tail call, so that neither part of the search needs a frame.
+/// The plain allocation's take: its own function for malloc (see take_head_body); realloc's move
+/// (kHigh false) inlines it, as its frame is already set up for the copy.
 template <bool kHigh>
-__attribute__((noinline)) void *take_larger(Control *c, Off b, u32 idx) noexcept {
+__attribute__((noinline)) void *take_head_call(Control *c, Off blk, Off bsize, Off b, Off idx,
+                                               Off nf) noexcept {
+  return take_head_body<kHigh>(c, blk, bsize, b, idx, nf);
+}
+template <bool kHigh>
+CAPHEAP_INLINE void *take_head(Control *c, Off blk, Off bsize, Off b, Off idx, Off nf) noexcept {
+  if (kHigh) return take_head_call<kHigh>(c, blk, bsize, b, idx, nf);
+  return take_head_body<kHigh>(c, blk, bsize, b, idx, nf);
+}
+
+template <bool kHigh>
+CAPHEAP_INLINE void *take_larger_body(Control *c, Off b, u32 idx) noexcept {
   // ~1u << i keeps the bits above i (and is 0 for i = 31).
   const u32 *const bits = Ctx(c).bits();
   u32 w = idx / 32;
@@ -1026,6 +1039,16 @@ __attribute__((noinline)) void *take_larger(Control *c, Off b, u32 idx) noexcept
   if (CAPHEAP_UNLIKELY(!head_ok(detail::bytes_of(c), c->first, c->end, blk, h, nf)))
     return refuse_bad_entry(c, static_cast<u32>(blk));
   return take_head<kHigh>(c, blk, h & kSizeMask, b, idx, nf);
+}
+
+template <bool kHigh>
+__attribute__((noinline)) void *take_larger_call(Control *c, Off b, u32 idx) noexcept {
+  return take_larger_body<kHigh>(c, b, idx);
+}
+template <bool kHigh>
+CAPHEAP_INLINE void *take_larger(Control *c, Off b, u32 idx) noexcept {
+  if (kHigh) return take_larger_call<kHigh>(c, b, idx);
+  return take_larger_body<kHigh>(c, b, idx);
 }
 
 /// allocate_impl()'s host form (see above): find_free(b, kMallocScan), then take_head().
