@@ -547,20 +547,6 @@ u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
 }
 #endif
 
-#if !CAPHEAP_COMPACT
-/// The free block `blk` (listed under `idx`, previous block in use) grows in place to `new_size`:
-/// it keeps its list position when it stays in its list.
-CAPHEAP_INLINE void grow_free_block(Ctx x, u32 blk, u32 idx, u32 new_size) noexcept {
-  const u32 ni = index_of(x, new_size);
-  if (ni != idx) {
-    list_remove(x, blk, idx);
-    list_insert(x, blk, ni);
-  }
-  x.set_header(blk, new_size | kFree);
-  x.set_footer(blk, new_size);
-}
-#endif
-
 #if CAPHEAP_DETAILED_REPORTS
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
@@ -1182,7 +1168,224 @@ CAPHEAP_INLINE void note_free(Ctx x, u32 size) noexcept {
 }
 
 #if !CAPHEAP_COMPACT
-void free_merge(Ctx x, u32 blk, u32 h, u32 next_h) noexcept;
+// ---- Host free ----------------------------------------------------------------------------------
+// The host build's free, written for the fewest instructions: offsets held in registers are
+// size_t, so base + offset + field is one x86 addressing mode (a u32 offset costs a
+// zero-extension per access), and each merge case is its own routine that does the stores needing
+// no size class first, so that few values stay live across the class computations (the geometry
+// bytes are read again after a store: one load each, where values kept in locals were spilled).
+// A list index is computed only where a block heads its list. The checks and the resulting
+// blocks, list order, counters and reports are those of the compact form (deallocate_impl,
+// relist, live_block).
+
+using FOff = std::size_t;
+
+CAPHEAP_INLINE FOff fget(const unsigned char *q) noexcept {
+  u32 v;
+  __builtin_memcpy(&v, __builtin_assume_aligned(q, 4), sizeof v);
+  return v;
+}
+CAPHEAP_INLINE void fput(unsigned char *q, FOff v) noexcept {
+  const auto w = static_cast<u32>(v);
+  __builtin_memcpy(__builtin_assume_aligned(q, 4), &w, sizeof w);
+}
+CAPHEAP_INLINE u32 *fheads(unsigned char *b) noexcept {
+  return static_cast<u32 *>(static_cast<void *>(b + sizeof(Control)));
+}
+
+/// link_target_ok() as one compare: (t - first) rotated right by 2 is at most (span - 16) / 4
+/// iff t - first <= span - 16 and t is 4-aligned (first is: a misaligned t leaves a low bit in
+/// bit 30 or 31, above any quarter of a u32). lim4 = (span - 16) >> 2.
+CAPHEAP_INLINE bool ftarget_ok(FOff t, u32 first, u32 lim4) noexcept {
+  const u32 d = static_cast<u32>(t) - first;
+  return ((d >> 2) | (d << 30)) <= lim4;
+}
+
+/// links_ok_at() for the free block at b whose links are nf and pf; the list index is computed
+/// only when b heads its list (idx_of(): the list b is filed under).
+template <typename IdxOf>
+CAPHEAP_INLINE bool flinks_ok(unsigned char *B, FOff b, FOff nf, FOff pf, u32 first, u32 lim4,
+                              IdxOf idx_of) noexcept {
+  if (nf != 0 && (!ftarget_ok(nf, first, lim4) || fget(B + nf + kPrevFreeField) != b)) return false;
+  if (pf == 0) return fheads(B)[idx_of()] == b;
+  return ftarget_ok(pf, first, lim4) && fget(B + pf + kNextFreeField) == b;
+}
+
+/// index_of() given m = floor(log2(size | 2^small_log2)). The sum wraps in 32 bits as index_of()'s
+/// does (its first term is "negative" in a heap without a linear row).
+CAPHEAP_INLINE FOff findex_m(FOff size, u32 m, u32 fl_shift, u32 sl_log2) noexcept {
+  return u32(((m - fl_shift - 1) << sl_log2) + static_cast<u32>(size >> (m - sl_log2)));
+}
+
+/// index_of() from geometry bytes already read.
+CAPHEAP_INLINE FOff findex(FOff size, u32 small_log2, u32 fl_shift, u32 sl_log2) noexcept {
+  const u32 m = msb_index(static_cast<u32>(size) | (1u << small_log2));
+  return findex_m(size, m, fl_shift, sl_log2);
+}
+
+/// index_of() with the geometry read from c where it is called.
+CAPHEAP_INLINE FOff fidx(const Control *c, FOff size) noexcept {
+  return findex(size, c->small_log2, c->fl_shift, c->sl_log2);
+}
+
+/// Unlinks a free block whose links are nf and pf from list idx_of(): list_unlink().
+template <typename IdxOf>
+CAPHEAP_INLINE void funlink(Control *c, FOff nf, FOff pf, IdxOf idx_of) noexcept {
+  unsigned char *const B = detail::bytes_of(c);
+  if (pf != 0) {
+    fput(B + pf + kNextFreeField, nf);
+    if (nf != 0) fput(B + nf + kPrevFreeField, pf);
+    return;
+  }
+  const FOff idx = idx_of();
+  fheads(B)[idx] = static_cast<u32>(nf);
+  if (nf != 0) {
+    fput(B + nf + kPrevFreeField, 0);
+    return;
+  }
+  clear_class_bit(Ctx(c), static_cast<u32>(idx));
+}
+
+/// list_insert() of the free block at b into list idx.
+CAPHEAP_INLINE void finsert(Control *c, FOff b, FOff idx) noexcept {
+  unsigned char *const B = detail::bytes_of(c);
+  u32 *const head = fheads(B) + idx;
+  const FOff old = *head;
+  fput(B + b + kNextFreeField, old);
+  fput(B + b + kPrevFreeField, 0);
+  *head = static_cast<u32>(b);
+  if (old != 0) {
+    fput(B + old + kPrevFreeField, b);
+    return;
+  }
+  set_class_bit(Ctx(c), static_cast<u32>(idx));
+}
+
+CAPHEAP_COLD void report_bad_free(Control *c, FOff blk) noexcept {
+  const Ctx x(c);
+  report_bad_live_block(c, x.data(static_cast<u32>(blk)), static_cast<u32>(blk),
+                        detail::kFreeTexts);
+}
+
+/// free | blk | used  ->  the previous block grows in place (its list position kept when its
+/// class is unchanged). nh: the next block's header.
+__attribute__((noinline)) void merge_prev(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+  unsigned char *const B = detail::bytes_of(c);
+  const u32 first = c->first;
+  const FOff ps = fget(B + blk - 4);
+  if (CAPHEAP_UNLIKELY(ps < kMinBlockBytes || ps > blk - first)) return report_bad_free(c, blk);
+  const FOff prev = blk - ps;
+  unsigned char *const pp = B + prev;
+  if (CAPHEAP_UNLIKELY(fget(pp) != (ps | kFree))) return report_bad_free(c, blk);
+  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
+  const FOff nf = fget(pp + kNextFreeField), pf = fget(pp + kPrevFreeField);
+  if (CAPHEAP_UNLIKELY(!flinks_ok(B, prev, nf, pf, first, lim4, [&] { return fidx(c, ps); })))
+    return report_bad_free(c, blk);
+  // The stores that need no class first: fewer values stay live across the class computations.
+  set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
+  --c->used_blocks;
+  fput(B + blk + size, nh | kPrevFree);
+  retarget_cursor(c, static_cast<u32>(blk), static_cast<u32>(prev));
+  const FOff total = ps + size;
+  const u32 sl_log2 = c->sl_log2;
+  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
+  // Same class iff the sizes agree above index_of()'s shift (the class is those sizes).
+  if (((ps ^ total) >> (m - sl_log2)) != 0) {
+    const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
+    funlink(c, nf, pf, [&] { return fidx(c, ps); });
+    finsert(c, prev, ti);
+  }
+  fput(pp, total | kFree);
+  fput(pp + total - 4, total);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
+                          pp + ps + kHeaderBytes, detail::heap_id(c));
+}
+
+/// used | blk | free  ->  one block at blk, in the next block's list position if it files there.
+__attribute__((noinline)) void merge_next(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+  unsigned char *const B = detail::bytes_of(c);
+  const u32 first = c->first;
+  const FOff next = blk + size, ns = nh & kSizeMask;
+  if (CAPHEAP_UNLIKELY(ns < kMinBlockBytes || ns > c->end - next)) return report_bad_free(c, blk);
+  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
+  const FOff nf = fget(B + next + kNextFreeField), pf = fget(B + next + kPrevFreeField);
+  // The next block's list, needed only when it heads it (the head check, then the unlink).
+  FOff ni = 0;
+  if (CAPHEAP_UNLIKELY(!flinks_ok(B, next, nf, pf, first, lim4, [&] { return ni = fidx(c, ns); })))
+    return report_bad_free(c, blk);
+  set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
+  --c->used_blocks;
+  const FOff total = size + ns;
+  unsigned char *const bp = B + blk;
+  fput(bp, total | kFree);
+  fput(bp + total - 4, total);
+  retarget_cursor(c, static_cast<u32>(next), static_cast<u32>(blk));
+  const u32 sl_log2 = c->sl_log2;
+  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
+  const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
+  if (((ns ^ total) >> (m - sl_log2)) == 0) {
+    fput(bp + kNextFreeField, nf);
+    fput(bp + kPrevFreeField, pf);
+    if (nf != 0) fput(B + nf + kPrevFreeField, blk);
+    if (pf != 0) {
+      fput(B + pf + kNextFreeField, blk);
+    } else {
+      fheads(B)[ti] = static_cast<u32>(blk);
+    }
+  } else {
+    funlink(c, nf, pf, [&] { return ni; });
+    finsert(c, blk, ti);
+  }
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
+                          bp + kHeaderBytes, detail::heap_id(c));
+}
+
+/// free | blk | free  ->  one block at the previous one: the next block is unlinked, then the
+/// previous one grows as in merge_prev.
+__attribute__((noinline)) void merge_both(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+  unsigned char *const B = detail::bytes_of(c);
+  const u32 first = c->first;
+  const FOff next = blk + size, ns = nh & kSizeMask;
+  if (CAPHEAP_UNLIKELY(ns < kMinBlockBytes || ns > c->end - next)) return report_bad_free(c, blk);
+  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
+  const FOff nnf = fget(B + next + kNextFreeField), npf = fget(B + next + kPrevFreeField);
+  if (CAPHEAP_UNLIKELY(!flinks_ok(B, next, nnf, npf, first, lim4, [&] { return fidx(c, ns); })))
+    return report_bad_free(c, blk);
+  const FOff ps = fget(B + blk - 4);
+  if (CAPHEAP_UNLIKELY(ps < kMinBlockBytes || ps > blk - first)) return report_bad_free(c, blk);
+  const FOff prev = blk - ps;
+  unsigned char *const pp = B + prev;
+  if (CAPHEAP_UNLIKELY(fget(pp) != (ps | kFree))) return report_bad_free(c, blk);
+  if (CAPHEAP_UNLIKELY(!flinks_ok(B, prev, fget(pp + kNextFreeField), fget(pp + kPrevFreeField),
+                                  first, lim4, [&] { return fidx(c, ps); })))
+    return report_bad_free(c, blk);
+  set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
+  --c->used_blocks;
+  --c->free_blocks;
+  retarget_cursor(c, static_cast<u32>(blk), static_cast<u32>(prev));
+  retarget_cursor(c, static_cast<u32>(next), static_cast<u32>(prev));
+  funlink(c, nnf, npf, [&] { return fidx(c, ns); });
+  const FOff total = ps + size + ns;
+  const u32 sl_log2 = c->sl_log2;
+  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
+  if (((ps ^ total) >> (m - sl_log2)) != 0) {
+    const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
+    // The previous block's links are read again: the next block may have been its neighbour in
+    // its list.
+    funlink(c, fget(pp + kNextFreeField), fget(pp + kPrevFreeField), [&] { return fidx(c, ps); });
+    finsert(c, prev, ti);
+  }
+  fput(pp, total | kFree);
+  fput(pp + total - 4, total);
+  CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
+                          pp + ps + kHeaderBytes, detail::heap_id(c));
+}
+
+/// Reports a free the fast path refused (any of its checks): as the compact form does, with the
+/// block offset block_of_pointer() gives.
+CAPHEAP_COLD void report_refused_free(Control *c, void *p) noexcept {
+  report_bad_live_block(c, p, block_of_pointer(Ctx(c), p), detail::kFreeTexts);
+}
 #endif
 
 CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
@@ -1225,119 +1428,42 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
                           p, x.id());
 #else
   // The usual free merges with nothing: it is done here with few live values (no frame). A free
-  // with a free neighbour continues in free_merge with what was computed here.
-  const u32 blk = block_of_pointer(x, p);
-  if (CAPHEAP_LIKELY(blk != 0)) {
-    const u32 h = x.header(blk);
-    const u32 size = h & kSizeMask;
-    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree).
-    if ((h & ((x.granule() - 1) & ~kPrevFree)) == 0 && size >= kMinBlockBytes &&
-        size <= x.end() - blk) {
-      const u32 next = blk + size;
-      const u32 next_h = x.header(next);
-      if (CAPHEAP_UNLIKELY(((next_h & detail::kFlagMask) | (h & kPrevFree)) != 0))
-        return free_merge(x, blk, h, next_h);
-      note_free(x, size);
+  // with a free neighbour continues in its case's merge routine. The block's words are addressed
+  // from p (no other pointer held).
+  unsigned char *const B = detail::bytes_of(c);
+  unsigned char *const bp = static_cast<unsigned char *>(p) - kHeaderBytes;
+  const u32 first = c->first, end = c->end;
+  const FOff mask = (FOff{1} << c->granule_log2) - 1;
+  const FOff blk = addr_of(bp) - addr_of(B);
+  if (CAPHEAP_LIKELY(blk - first < u32(end - first) && (addr_of(p) & mask) == 0)) {
+    const FOff h = fget(bp);
+    const FOff size = h & kSizeMask;
+    // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree);
+    // blk < end, so size <= end - blk is blk + size <= end.
+    if ((h & mask & ~FOff{kPrevFree}) == 0 && size >= kMinBlockBytes && blk + size <= end) {
+      const FOff nh = fget(bp + size);
+      if (CAPHEAP_UNLIKELY(((nh & detail::kFlagMask) | (h & kPrevFree)) != 0)) {
+        if ((nh & kPrevFree) != 0) return report_refused_free(c, p);
+        if ((nh & kFree) == 0) return merge_prev(c, blk, size, nh);
+        if ((h & kPrevFree) != 0) return merge_both(c, blk, size, nh);
+        return merge_next(c, blk, size, nh);
+      }
+      const FOff idx = fidx(c, size);  // before the stores: the geometry is not read again
+      set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
+      --c->used_blocks;
+      fput(bp + size, nh | kPrevFree);
       ++c->free_blocks;
-      x.set_header(next, next_h | kPrevFree);
-      x.set_header(blk, size | kFree);
-      x.set_footer(blk, size);
-      list_insert(x, blk, index_of(x, size));
+      fput(bp, size | kFree);
+      fput(bp + size - 4, size);
+      finsert(c, blk, idx);
       CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
                               "heap invalid after free", p, x.id());
       return;
     }
   }
-  report_bad_live_block(c, p, blk, detail::kFreeTexts);
+  report_refused_free(c, p);
 #endif
 }
-
-#if !CAPHEAP_COMPACT
-// deallocate_impl()'s merges, one routine per case, each with the neighbour checks of
-// checked_live_block that its case needs (fewer live values per routine: no register spills on
-// the common cases). blk is the live block being freed (header checked, in use, `size` bytes).
-
-CAPHEAP_COLD void report_bad_free(Ctx x, u32 blk) noexcept {
-  report_bad_live_block(x.c, x.data(blk), blk, detail::kFreeTexts);
-}
-
-/// The free block before blk (its footer holds prev_size): a sane free block with sane links.
-CAPHEAP_INLINE bool prev_ok(Ctx x, u32 blk, u32 prev_size, u32 prev_idx) noexcept {
-  return prev_size >= kMinBlockBytes && prev_size <= blk - x.first() &&
-         x.header(blk - prev_size) == (prev_size | kFree) &&
-         links_ok_at(x, blk - prev_size, prev_idx);
-}
-
-/// The free block at next (header next_h) has a sane size and sane links.
-CAPHEAP_INLINE bool next_ok(Ctx x, u32 next, u32 next_size, u32 next_idx) noexcept {
-  return next_size >= kMinBlockBytes && next_size <= x.end() - next &&
-         links_ok_at(x, next, next_idx);
-}
-
-/// free | blk | used  ->  the previous block grows in place.
-__attribute__((noinline)) void merge_prev(Ctx x, u32 blk, u32 size, u32 next_h) noexcept {
-  const u32 prev_size = x.word(blk - 4);
-  const u32 prev_idx = index_of(x, prev_size);
-  if (CAPHEAP_UNLIKELY(!prev_ok(x, blk, prev_size, prev_idx))) return report_bad_free(x, blk);
-  note_free(x, size);
-  x.set_header(blk + size, next_h | kPrevFree);
-  const u32 prev = blk - prev_size;
-  grow_free_block(x, prev, prev_idx, prev_size + size);
-  retarget_cursor(x.c, blk, prev);
-  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
-                          x.data(blk), x.id());
-}
-
-/// free | blk | free  ->  one block at the previous one.
-__attribute__((noinline)) void merge_both(Ctx x, u32 blk, u32 size, u32 next_size,
-                                          u32 next_idx) noexcept {
-  const u32 prev_size = x.word(blk - 4);
-  const u32 prev_idx = index_of(x, prev_size);
-  if (CAPHEAP_UNLIKELY(!prev_ok(x, blk, prev_size, prev_idx))) return report_bad_free(x, blk);
-  note_free(x, size);
-  const u32 next = blk + size, prev = blk - prev_size;
-  list_remove(x, next, next_idx);
-  grow_free_block(x, prev, prev_idx, prev_size + size + next_size);
-  --x.c->free_blocks;
-  retarget_cursor(x.c, blk, prev);
-  retarget_cursor(x.c, next, prev);
-  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
-                          x.data(blk), x.id());
-}
-
-/// deallocate_impl() when blk's next block (header next_h) is free or says blk is, or blk's
-/// previous block is free (h: blk's header).
-__attribute__((noinline)) void free_merge(Ctx x, u32 blk, u32 h, u32 next_h) noexcept {
-  const u32 size = h & kSizeMask;
-  if ((next_h & kFree) == 0) {
-    // Only the previous block is free (or next_h wrongly says blk is).
-    if (CAPHEAP_UNLIKELY((next_h & kPrevFree) != 0)) return report_bad_free(x, blk);
-    return merge_prev(x, blk, size, next_h);
-  }
-  const u32 next = blk + size;
-  const u32 next_size = next_h & kSizeMask;
-  const u32 next_idx = index_of(x, next_size);
-  // A free neighbour is merged with: its size and links must be sane before they are used.
-  if (CAPHEAP_UNLIKELY((next_h & kPrevFree) != 0 || !next_ok(x, next, next_size, next_idx)))
-    return report_bad_free(x, blk);
-  if ((h & kPrevFree) != 0) return merge_both(x, blk, size, next_size, next_idx);
-  // used | blk | free  ->  one block at blk, in the next block's list position if it files there.
-  note_free(x, size);
-  const u32 total = size + next_size;
-  const u32 ti = index_of(x, total);
-  x.set_header(blk, total | kFree);
-  x.set_footer(blk, total);
-  if (ti == next_idx) {
-    list_replace(x, next, blk, ti);
-  } else {
-    list_remove(x, next, next_idx);
-    list_insert(x, blk, ti);
-  }
-  retarget_cursor(x.c, next, blk);
-  CAPHEAP_ASSERT_PARANOID(Heap::from_control(x.c).validate().ok(), "heap invalid after free",
-                          x.data(blk), x.id());
-}
-#endif
 
 // ================================================================================================
 // Realloc
