@@ -877,7 +877,7 @@ CAPHEAP_INLINE void store_at(unsigned char *base, Off off, Off v) noexcept {
 /// 4-aligned, so a misaligned off puts low bits at the top of the rotated distance.
 CAPHEAP_INLINE bool in_room(Off off, Off first, Off room) noexcept {
   const Off d = off - first;
-  return ((d >> 2) | (d << 62)) <= (room >> 2);
+  return ((d >> 2) | (d << (sizeof(Off) * 8 - 2))) <= (room >> 2);
 }
 
 /// clear_class_bit() with the mask built by one rotate (~(1 << k) is -2 rotated left by k).
