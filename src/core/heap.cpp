@@ -257,8 +257,7 @@ CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
 }
 
 /// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list). Firmware built
-/// for size keeps one out-of-line copy; hosts inline it, and list_remove_head's constant 0 folds
-/// the predecessor's update away.
+/// for size keeps one out-of-line copy; hosts inline it.
 #if CAPHEAP_COMPACT
 void
 #else
@@ -280,10 +279,6 @@ list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
 }
 CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32 idx) noexcept {
   list_unlink(x, blk, idx, x.prev_free(blk));
-}
-/// list_remove() for the first block of list idx (its predecessor link is not read).
-CAPHEAP_INLINE void list_remove_head(Ctx x, u32 blk, u32 idx) noexcept {
-  list_unlink(x, blk, idx, 0);
 }
 
 /// Puts free block `fresh` in the list position of `old` (both filed under idx): what a split or
@@ -1159,13 +1154,6 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 // ================================================================================================
 // Free
 // ================================================================================================
-
-/// The counters of a free of `size` bytes (the free-block count is the caller's: merges change it).
-CAPHEAP_INLINE void note_free(Ctx x, u32 size) noexcept {
-  Control *c = x.c;
-  set_counter(c->free_bytes, c->free_bytes + size);
-  --c->used_blocks;
-}
 
 #if !CAPHEAP_COMPACT
 // ---- Host free ----------------------------------------------------------------------------------
