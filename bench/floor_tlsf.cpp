@@ -148,6 +148,9 @@ void *FloorTlsf<kGoodFit>::malloc(std::size_t n) noexcept {
   Off idx;
   Off blk;
   Off hb;
+  // The bitmap search is written out in both variants: as one shared helper (a search from or
+  // above idx, reporting failure) it cost the floor 0.1-1.2 instructions per malloc, and this
+  // file exists to be the lower bound.
   if constexpr (kGoodFit) {
     idx = class_up(size);
     const Off fl = idx >> 5;

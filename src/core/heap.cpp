@@ -150,9 +150,12 @@ CAPHEAP_INLINE u32 list_index(Ctx x, SizeClass k) noexcept {
 /// fl_shift = small_log2 - 1) get m = small_log2, so the first term is SL and the second is
 /// size >> g_log2: the row's own index. "(a << sl_log2) - SL" is computed as (a - 1) << sl_log2
 /// (equal modulo 2^32), one use of sl_log2 and one subtraction fewer.
+CAPHEAP_INLINE u32 index_from_m(u32 size, u32 m, u32 fl_shift, u32 sl_log2) noexcept {
+  return ((m - fl_shift - 1) << sl_log2) + (size >> (m - sl_log2));
+}
 CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
   const u32 m = msb_index(size | (1u << x.small_log2()));
-  return ((m - x.fl_shift() - 1) << x.sl_log2()) + (size >> (m - x.sl_log2()));
+  return index_from_m(size, m, x.fl_shift(), x.sl_log2());
 }
 
 /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
@@ -858,21 +861,29 @@ namespace {
 
 using Off = std::size_t;
 
-CAPHEAP_INLINE Off load_at(const unsigned char *base, Off off) noexcept {
+/// The 32-bit metadata word at q, widened to a register-sized offset.
+CAPHEAP_INLINE Off load32(const unsigned char *q) noexcept {
   u32 v;
-  __builtin_memcpy(&v, __builtin_assume_aligned(base + off, 4), sizeof v);
+  __builtin_memcpy(&v, __builtin_assume_aligned(q, 4), sizeof v);
   return v;
 }
-CAPHEAP_INLINE void store_at(unsigned char *base, Off off, Off v) noexcept {
+CAPHEAP_INLINE void store32(unsigned char *q, Off v) noexcept {
   const u32 w = static_cast<u32>(v);
-  __builtin_memcpy(__builtin_assume_aligned(base + off, 4), &w, sizeof w);
+  __builtin_memcpy(__builtin_assume_aligned(q, 4), &w, sizeof w);
 }
 
-/// off - first is at most `room` (a multiple of 4) and off is 4-aligned, in one compare: first is
-/// 4-aligned, so a misaligned off puts low bits at the top of the rotated distance.
-CAPHEAP_INLINE bool in_room(Off off, Off first, Off room) noexcept {
-  const Off d = off - first;
-  return ((d >> 2) | (d << (sizeof(Off) * 8 - 2))) <= (room >> 2);
+/// (span - kMinBlockBytes) / 4 for target_ok().
+CAPHEAP_INLINE Off room4(Off first, Off end) noexcept {
+  return (end - first - kMinBlockBytes) >> 2;
+}
+
+/// link_target_ok() in one compare (free_entry_ok()'s range test too: a header closer than 16
+/// bytes to the sentinel cannot hold a size of 16, so asking for room for a whole block refuses
+/// nothing more): t - first rotated right by 2 is at most room4 iff t - first <= span - 16 and t
+/// is 4-aligned (first is, so a misaligned t leaves low bits at the top of the rotated distance).
+CAPHEAP_INLINE bool target_ok(Off t, Off first, Off room4) noexcept {
+  const Off d = t - first;
+  return ((d >> 2) | (d << (sizeof(Off) * 8 - 2))) <= room4;
 }
 
 /// clear_class_bit() with the mask built by one rotate (~(1 << k) is -2 rotated left by k).
@@ -887,17 +898,49 @@ CAPHEAP_INLINE void clear_bit_at(Control *c, Off idx) noexcept {
 }
 
 /// list_insert() of the 64-bit form.
-CAPHEAP_INLINE void insert_at(Control *c, unsigned char *base, Off blk, Off idx) noexcept {
+CAPHEAP_INLINE void insert_at(Control *c, Off blk, Off idx) noexcept {
+  unsigned char *const base = detail::bytes_of(c);
   u32 *const heads = detail::list_heads(c);
   const Off old = heads[idx];
-  store_at(base, blk + kNextFreeField, old);
-  store_at(base, blk + kPrevFreeField, 0);
+  store32(base + blk + kNextFreeField, old);
+  store32(base + blk + kPrevFreeField, 0);
   heads[idx] = static_cast<u32>(blk);
   if (old != 0) {
-    store_at(base, old + kPrevFreeField, blk);
+    store32(base + old + kPrevFreeField, blk);
     return;
   }
   set_class_bit(Ctx(c), static_cast<u32>(idx));
+}
+
+/// list_unlink() of the 64-bit form, for a free block whose links are nf and pf; its list index
+/// is computed only when it heads its list (idx_of: the list it is filed under).
+template <typename IdxOf>
+CAPHEAP_INLINE void unlink_at(Control *c, Off nf, Off pf, IdxOf idx_of) noexcept {
+  unsigned char *const base = detail::bytes_of(c);
+  if (pf != 0) {
+    store32(base + pf + kNextFreeField, nf);
+    if (nf != 0) store32(base + nf + kPrevFreeField, pf);
+    return;
+  }
+  const Off idx = idx_of();
+  detail::list_heads(c)[idx] = static_cast<u32>(nf);
+  if (nf != 0) {
+    store32(base + nf + kPrevFreeField, 0);
+    return;
+  }
+  clear_bit_at(c, idx);
+}
+
+/// links_ok_at() of the 64-bit form, for the free block at b whose links are nf and pf (room4:
+/// see target_ok()); the list index is computed only when b heads its list.
+template <typename IdxOf>
+CAPHEAP_INLINE bool links_ok_off(Control *c, Off b, Off nf, Off pf, Off first, Off room,
+                                 IdxOf idx_of) noexcept {
+  const unsigned char *const base = detail::bytes_of(c);
+  if (nf != 0 && (!target_ok(nf, first, room) || load32(base + nf + kPrevFreeField) != b))
+    return false;
+  if (pf == 0) return detail::list_heads(c)[idx_of()] == b;
+  return target_ok(pf, first, room) && load32(base + pf + kNextFreeField) == b;
 }
 
 /// Reports a bad free-list entry for the plain allocation (a tail call: the hot path keeps no frame
@@ -928,66 +971,51 @@ CAPHEAP_INLINE void *take_head_body(Control *c, Off blk, Off bsize, Off b, Off i
     if (kHigh && b >= kHighCarveBytes) {
       // The block after blk follows the allocation now, and the allocation follows a free block.
       fresh = blk;
-      store_at(base, blk + bsize, load_at(base, blk + bsize) & ~Off{kPrevFree});
-      store_at(base, blk + rest, b | kPrevFree);
+      store32(base + blk + bsize, load32(base + blk + bsize) & ~Off{kPrevFree});
+      store32(base + blk + rest, b | kPrevFree);
       p = base + blk + rest + kHeaderBytes;
     } else {
-      store_at(base, blk, b);  // a low-end rest: the block after it keeps its kPrevFree flag
+      store32(base + blk, b);  // a low-end rest: the block after it keeps its kPrevFree flag
     }
     ++c->used_blocks;
     note_allocation(Ctx(c), static_cast<u32>(b));
-    store_at(base, fresh, rest | kFree);
-    store_at(base, fresh + rest - 4, rest);
+    store32(base + fresh, rest | kFree);
+    store32(base + fresh + rest - 4, rest);
     const u32 ri = index_of(Ctx(c), static_cast<u32>(rest));
-    u32 *const heads = detail::list_heads(c);
     if (ri == idx) {
-      store_at(base, fresh + kNextFreeField, nf);
-      store_at(base, fresh + kPrevFreeField, 0);
-      if (nf != 0) store_at(base, nf + kPrevFreeField, fresh);
-      heads[idx] = static_cast<u32>(fresh);
+      store32(base + fresh + kNextFreeField, nf);
+      store32(base + fresh + kPrevFreeField, 0);
+      if (nf != 0) store32(base + nf + kPrevFreeField, fresh);
+      detail::list_heads(c)[idx] = static_cast<u32>(fresh);
     } else {
-      heads[idx] = static_cast<u32>(nf);
-      if (nf != 0) {
-        store_at(base, nf + kPrevFreeField, 0);
-      } else {
-        clear_bit_at(c, idx);
-      }
-      insert_at(c, base, fresh, ri);
+      unlink_at(c, nf, 0, [idx] { return idx; });
+      insert_at(c, fresh, ri);
     }
     return p;
   }
-  u32 *const heads = detail::list_heads(c);
-  heads[idx] = static_cast<u32>(nf);
-  if (nf != 0) {
-    store_at(base, nf + kPrevFreeField, 0);
-  } else {
-    clear_bit_at(c, idx);
-  }
-  store_at(base, blk + bsize, load_at(base, blk + bsize) & ~Off{kPrevFree});
+  unlink_at(c, nf, 0, [idx] { return idx; });
+  store32(base + blk + bsize, load32(base + blk + bsize) & ~Off{kPrevFree});
   --c->free_blocks;
-  store_at(base, blk, bsize);
+  store32(base + blk, bsize);
   ++c->used_blocks;
   note_allocation(Ctx(c), static_cast<u32>(bsize));
   return base + blk + kHeaderBytes;
 }
 
-/// The free-list entry blk is a sane free block (free_entry_ok(); its range test asks for room for
-/// a whole block, which refuses nothing more: a header closer than 16 bytes to the sentinel cannot
-/// hold a size of 16) whose successor points back to it, as list_head() checks (the predecessor
-/// link of a head is not followed: it has none). Sets h to its header and nf to its successor.
+/// The free-list entry blk is a sane free block (free_entry_ok()) whose successor points back to
+/// it, as list_head() checks (the predecessor link of a head is not followed: it has none). Sets
+/// h to its header and nf to its successor.
 CAPHEAP_INLINE bool head_ok(const unsigned char *base, Off first, Off end, Off blk, Off &h,
                             Off &nf) noexcept {
-  const Off room = end - first - kMinBlockBytes;
-  if (!in_room(blk, first, room)) return false;
-  h = load_at(base, blk);
+  const Off room = room4(first, end);
+  if (!target_ok(blk, first, room)) return false;
+  h = load32(base + blk);
   const Off s = h & kSizeMask;
   if ((h & kFree) == 0 || s < kMinBlockBytes || s > end - blk) return false;
-  nf = load_at(base, blk + kNextFreeField);
-  return nf == 0 || (in_room(nf, first, room) && load_at(base, nf + kPrevFreeField) == blk);
+  nf = load32(base + blk + kNextFreeField);
+  return nf == 0 || (target_ok(nf, first, room) && load32(base + nf + kPrevFreeField) == blk);
 }
 
-/// The plain allocation of b bytes from the first non-empty list above idx (whose blocks all fit):
-/// its own function, entered by a tail call, so that neither part of the search needs a frame.
 /// The plain allocation's take: its own function for malloc (see take_head_body); realloc's move
 /// (kHigh false) inlines it, as its frame is already set up for the copy.
 template <bool kHigh>
@@ -1001,6 +1029,9 @@ CAPHEAP_INLINE void *take_head(Control *c, Off blk, Off bsize, Off b, Off idx, O
   return take_head_body<kHigh>(c, blk, bsize, b, idx, nf);
 }
 
+/// The plain allocation of b bytes from the first non-empty list above idx (whose blocks all fit):
+/// malloc enters it by a tail call (take_larger_call), so that neither part of the search needs a
+/// frame; realloc's move inlines it.
 template <bool kHigh>
 CAPHEAP_INLINE void *take_larger_body(Control *c, Off b, u32 idx) noexcept {
   // ~1u << i keeps the bits above i (and is 0 for i = 31).
@@ -1166,163 +1197,107 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
 // blocks, list order, counters and reports are those of the compact form (deallocate_impl,
 // relist, live_block).
 
-using FOff = std::size_t;
-
-CAPHEAP_INLINE FOff fget(const unsigned char *q) noexcept {
-  u32 v;
-  __builtin_memcpy(&v, __builtin_assume_aligned(q, 4), sizeof v);
-  return v;
-}
-CAPHEAP_INLINE void fput(unsigned char *q, FOff v) noexcept {
-  const auto w = static_cast<u32>(v);
-  __builtin_memcpy(__builtin_assume_aligned(q, 4), &w, sizeof w);
-}
-CAPHEAP_INLINE u32 *fheads(unsigned char *b) noexcept {
-  return static_cast<u32 *>(static_cast<void *>(b + sizeof(Control)));
-}
-
-/// link_target_ok() as one compare: (t - first) rotated right by 2 is at most (span - 16) / 4
-/// iff t - first <= span - 16 and t is 4-aligned (first is: a misaligned t leaves a low bit in
-/// bit 30 or 31, above any quarter of a u32). lim4 = (span - 16) >> 2.
-CAPHEAP_INLINE bool ftarget_ok(FOff t, u32 first, u32 lim4) noexcept {
-  const u32 d = static_cast<u32>(t) - first;
-  return ((d >> 2) | (d << 30)) <= lim4;
-}
-
-/// links_ok_at() for the free block at b whose links are nf and pf; the list index is computed
-/// only when b heads its list (idx_of(): the list b is filed under).
-template <typename IdxOf>
-CAPHEAP_INLINE bool flinks_ok(unsigned char *B, FOff b, FOff nf, FOff pf, u32 first, u32 lim4,
-                              IdxOf idx_of) noexcept {
-  if (nf != 0 && (!ftarget_ok(nf, first, lim4) || fget(B + nf + kPrevFreeField) != b)) return false;
-  if (pf == 0) return fheads(B)[idx_of()] == b;
-  return ftarget_ok(pf, first, lim4) && fget(B + pf + kNextFreeField) == b;
-}
-
-/// index_of() given m = floor(log2(size | 2^small_log2)). The sum wraps in 32 bits as index_of()'s
-/// does (its first term is "negative" in a heap without a linear row).
-CAPHEAP_INLINE FOff findex_m(FOff size, u32 m, u32 fl_shift, u32 sl_log2) noexcept {
-  return u32(((m - fl_shift - 1) << sl_log2) + static_cast<u32>(size >> (m - sl_log2)));
-}
-
-/// index_of() from geometry bytes already read.
-CAPHEAP_INLINE FOff findex(FOff size, u32 small_log2, u32 fl_shift, u32 sl_log2) noexcept {
-  const u32 m = msb_index(static_cast<u32>(size) | (1u << small_log2));
-  return findex_m(size, m, fl_shift, sl_log2);
-}
-
-/// index_of() with the geometry read from c where it is called.
-CAPHEAP_INLINE FOff fidx(const Control *c, FOff size) noexcept {
-  return findex(size, c->small_log2, c->fl_shift, c->sl_log2);
-}
-
-/// Unlinks a free block whose links are nf and pf from list idx_of(): list_unlink().
-template <typename IdxOf>
-CAPHEAP_INLINE void funlink(Control *c, FOff nf, FOff pf, IdxOf idx_of) noexcept {
-  unsigned char *const B = detail::bytes_of(c);
-  if (pf != 0) {
-    fput(B + pf + kNextFreeField, nf);
-    if (nf != 0) fput(B + nf + kPrevFreeField, pf);
-    return;
-  }
-  const FOff idx = idx_of();
-  fheads(B)[idx] = static_cast<u32>(nf);
-  if (nf != 0) {
-    fput(B + nf + kPrevFreeField, 0);
-    return;
-  }
-  clear_class_bit(Ctx(c), static_cast<u32>(idx));
-}
-
-/// list_insert() of the free block at b into list idx.
-CAPHEAP_INLINE void finsert(Control *c, FOff b, FOff idx) noexcept {
-  unsigned char *const B = detail::bytes_of(c);
-  u32 *const head = fheads(B) + idx;
-  const FOff old = *head;
-  fput(B + b + kNextFreeField, old);
-  fput(B + b + kPrevFreeField, 0);
-  *head = static_cast<u32>(b);
-  if (old != 0) {
-    fput(B + old + kPrevFreeField, b);
-    return;
-  }
-  set_class_bit(Ctx(c), static_cast<u32>(idx));
-}
-
-CAPHEAP_COLD void report_bad_free(Control *c, FOff blk) noexcept {
+CAPHEAP_COLD void report_bad_free(Control *c, Off blk) noexcept {
   const Ctx x(c);
   report_bad_live_block(c, x.data(static_cast<u32>(blk)), static_cast<u32>(blk),
                         detail::kFreeTexts);
 }
 
+/// The free block after blk (at next, size ns from its header): a sane size and sane links, which
+/// it returns in nf and pf. The list index of a block heading its list is computed only then
+/// (idx_of: the list next is filed under).
+template <typename IdxOf>
+CAPHEAP_INLINE bool next_ok(Control *c, Off next, Off ns, Off &nf, Off &pf, IdxOf idx_of) noexcept {
+  if (ns < kMinBlockBytes || ns > c->end - next) return false;
+  unsigned char *const q = detail::bytes_of(c) + next;
+  nf = load32(q + kNextFreeField);
+  pf = load32(q + kPrevFreeField);
+  return links_ok_off(c, next, nf, pf, c->first, room4(c->first, c->end), idx_of);
+}
+
+/// The free block before blk (its footer holds ps): a sane size, a header that agrees, and sane
+/// links, which it returns in nf and pf.
+CAPHEAP_INLINE bool prev_ok(Control *c, Off blk, Off ps, Off &nf, Off &pf) noexcept {
+  const Off first = c->first;
+  if (ps < kMinBlockBytes || ps > blk - first) return false;
+  unsigned char *const pp = detail::bytes_of(c) + blk - ps;
+  if (load32(pp) != (ps | kFree)) return false;
+  nf = load32(pp + kNextFreeField);
+  pf = load32(pp + kPrevFreeField);
+  return links_ok_off(c, blk - ps, nf, pf, first, room4(first, c->end),
+                      [&] { return index_of(Ctx(c), static_cast<u32>(ps)); });
+}
+
+/// A free block of `old` bytes grown to `total` (m: msb_index of total | 2^small_log2) stays in
+/// its class iff the sizes agree above index_of()'s shift (a class is exactly those sizes).
+CAPHEAP_INLINE bool same_class(const Control *c, Off old, Off total, u32 m) noexcept {
+  return ((old ^ total) >> (m - c->sl_log2)) == 0;
+}
+CAPHEAP_INLINE u32 class_msb(const Control *c, Off total) noexcept {
+  return msb_index(static_cast<u32>(total) | (1u << c->small_log2));
+}
+CAPHEAP_INLINE Off index_for_msb(const Control *c, Off total, u32 m) noexcept {
+  return index_from_m(static_cast<u32>(total), m, c->fl_shift, c->sl_log2);
+}
+
 /// free | blk | used  ->  the previous block grows in place (its list position kept when its
 /// class is unchanged). nh: the next block's header.
-__attribute__((noinline)) void merge_prev(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+__attribute__((noinline)) void merge_prev(Control *c, Off blk, Off size, Off nh) noexcept {
   unsigned char *const B = detail::bytes_of(c);
-  const u32 first = c->first;
-  const FOff ps = fget(B + blk - 4);
-  if (CAPHEAP_UNLIKELY(ps < kMinBlockBytes || ps > blk - first)) return report_bad_free(c, blk);
-  const FOff prev = blk - ps;
+  const Off ps = load32(B + blk - 4);
+  Off nf = 0, pf = 0;
+  if (CAPHEAP_UNLIKELY(!prev_ok(c, blk, ps, nf, pf))) return report_bad_free(c, blk);
+  const Off prev = blk - ps;
   unsigned char *const pp = B + prev;
-  if (CAPHEAP_UNLIKELY(fget(pp) != (ps | kFree))) return report_bad_free(c, blk);
-  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
-  const FOff nf = fget(pp + kNextFreeField), pf = fget(pp + kPrevFreeField);
-  if (CAPHEAP_UNLIKELY(!flinks_ok(B, prev, nf, pf, first, lim4, [&] { return fidx(c, ps); })))
-    return report_bad_free(c, blk);
   // The stores that need no class first: fewer values stay live across the class computations.
   set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
   --c->used_blocks;
-  fput(B + blk + size, nh | kPrevFree);
+  store32(B + blk + size, nh | kPrevFree);
   retarget_cursor(c, static_cast<u32>(blk), static_cast<u32>(prev));
-  const FOff total = ps + size;
-  const u32 sl_log2 = c->sl_log2;
-  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
-  // Same class iff the sizes agree above index_of()'s shift (the class is those sizes).
-  if (((ps ^ total) >> (m - sl_log2)) != 0) {
-    const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
-    funlink(c, nf, pf, [&] { return fidx(c, ps); });
-    finsert(c, prev, ti);
+  const Off total = ps + size;
+  const u32 m = class_msb(c, total);
+  if (!same_class(c, ps, total, m)) {
+    const Off ti = index_for_msb(c, total, m);
+    unlink_at(c, nf, pf, [&] { return index_of(Ctx(c), static_cast<u32>(ps)); });
+    insert_at(c, prev, ti);
   }
-  fput(pp, total | kFree);
-  fput(pp + total - 4, total);
+  store32(pp, total | kFree);
+  store32(pp + total - 4, total);
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
                           pp + ps + kHeaderBytes, detail::heap_id(c));
 }
 
 /// used | blk | free  ->  one block at blk, in the next block's list position if it files there.
-__attribute__((noinline)) void merge_next(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+__attribute__((noinline)) void merge_next(Control *c, Off blk, Off size, Off nh) noexcept {
   unsigned char *const B = detail::bytes_of(c);
-  const u32 first = c->first;
-  const FOff next = blk + size, ns = nh & kSizeMask;
-  if (CAPHEAP_UNLIKELY(ns < kMinBlockBytes || ns > c->end - next)) return report_bad_free(c, blk);
-  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
-  const FOff nf = fget(B + next + kNextFreeField), pf = fget(B + next + kPrevFreeField);
+  const Off next = blk + size, ns = nh & kSizeMask;
+  Off nf = 0, pf = 0;
   // The next block's list, needed only when it heads it (the head check, then the unlink).
-  FOff ni = 0;
-  if (CAPHEAP_UNLIKELY(!flinks_ok(B, next, nf, pf, first, lim4, [&] { return ni = fidx(c, ns); })))
+  Off ni = 0;
+  if (CAPHEAP_UNLIKELY(!next_ok(c, next, ns, nf, pf,
+                                [&] { return ni = index_of(Ctx(c), static_cast<u32>(ns)); })))
     return report_bad_free(c, blk);
   set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
   --c->used_blocks;
-  const FOff total = size + ns;
+  const Off total = size + ns;
   unsigned char *const bp = B + blk;
-  fput(bp, total | kFree);
-  fput(bp + total - 4, total);
+  store32(bp, total | kFree);
+  store32(bp + total - 4, total);
   retarget_cursor(c, static_cast<u32>(next), static_cast<u32>(blk));
-  const u32 sl_log2 = c->sl_log2;
-  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
-  const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
-  if (((ns ^ total) >> (m - sl_log2)) == 0) {
-    fput(bp + kNextFreeField, nf);
-    fput(bp + kPrevFreeField, pf);
-    if (nf != 0) fput(B + nf + kPrevFreeField, blk);
+  const u32 m = class_msb(c, total);
+  const Off ti = index_for_msb(c, total, m);
+  if (same_class(c, ns, total, m)) {
+    store32(bp + kNextFreeField, nf);
+    store32(bp + kPrevFreeField, pf);
+    if (nf != 0) store32(B + nf + kPrevFreeField, blk);
     if (pf != 0) {
-      fput(B + pf + kNextFreeField, blk);
+      store32(B + pf + kNextFreeField, blk);
     } else {
-      fheads(B)[ti] = static_cast<u32>(blk);
+      detail::list_heads(c)[ti] = static_cast<u32>(blk);
     }
   } else {
-    funlink(c, nf, pf, [&] { return ni; });
-    finsert(c, blk, ti);
+    unlink_at(c, nf, pf, [&] { return ni; });
+    insert_at(c, blk, ti);
   }
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
                           bp + kHeaderBytes, detail::heap_id(c));
@@ -1330,41 +1305,34 @@ __attribute__((noinline)) void merge_next(Control *c, FOff blk, FOff size, FOff 
 
 /// free | blk | free  ->  one block at the previous one: the next block is unlinked, then the
 /// previous one grows as in merge_prev.
-__attribute__((noinline)) void merge_both(Control *c, FOff blk, FOff size, FOff nh) noexcept {
+__attribute__((noinline)) void merge_both(Control *c, Off blk, Off size, Off nh) noexcept {
   unsigned char *const B = detail::bytes_of(c);
-  const u32 first = c->first;
-  const FOff next = blk + size, ns = nh & kSizeMask;
-  if (CAPHEAP_UNLIKELY(ns < kMinBlockBytes || ns > c->end - next)) return report_bad_free(c, blk);
-  const u32 lim4 = (c->end - first - kMinBlockBytes) >> 2;
-  const FOff nnf = fget(B + next + kNextFreeField), npf = fget(B + next + kPrevFreeField);
-  if (CAPHEAP_UNLIKELY(!flinks_ok(B, next, nnf, npf, first, lim4, [&] { return fidx(c, ns); })))
-    return report_bad_free(c, blk);
-  const FOff ps = fget(B + blk - 4);
-  if (CAPHEAP_UNLIKELY(ps < kMinBlockBytes || ps > blk - first)) return report_bad_free(c, blk);
-  const FOff prev = blk - ps;
+  const Off next = blk + size, ns = nh & kSizeMask;
+  const auto next_idx = [&] { return index_of(Ctx(c), static_cast<u32>(ns)); };
+  Off nnf = 0, npf = 0, pnf = 0, ppf = 0;
+  if (CAPHEAP_UNLIKELY(!next_ok(c, next, ns, nnf, npf, next_idx))) return report_bad_free(c, blk);
+  const Off ps = load32(B + blk - 4);
+  if (CAPHEAP_UNLIKELY(!prev_ok(c, blk, ps, pnf, ppf))) return report_bad_free(c, blk);
+  const Off prev = blk - ps;
   unsigned char *const pp = B + prev;
-  if (CAPHEAP_UNLIKELY(fget(pp) != (ps | kFree))) return report_bad_free(c, blk);
-  if (CAPHEAP_UNLIKELY(!flinks_ok(B, prev, fget(pp + kNextFreeField), fget(pp + kPrevFreeField),
-                                  first, lim4, [&] { return fidx(c, ps); })))
-    return report_bad_free(c, blk);
   set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
   --c->used_blocks;
   --c->free_blocks;
   retarget_cursor(c, static_cast<u32>(blk), static_cast<u32>(prev));
   retarget_cursor(c, static_cast<u32>(next), static_cast<u32>(prev));
-  funlink(c, nnf, npf, [&] { return fidx(c, ns); });
-  const FOff total = ps + size + ns;
-  const u32 sl_log2 = c->sl_log2;
-  const u32 m = msb_index(static_cast<u32>(total) | (1u << c->small_log2));
-  if (((ps ^ total) >> (m - sl_log2)) != 0) {
-    const FOff ti = findex_m(total, m, c->fl_shift, sl_log2);
+  unlink_at(c, nnf, npf, next_idx);
+  const Off total = ps + size + ns;
+  const u32 m = class_msb(c, total);
+  if (!same_class(c, ps, total, m)) {
+    const Off ti = index_for_msb(c, total, m);
     // The previous block's links are read again: the next block may have been its neighbour in
     // its list.
-    funlink(c, fget(pp + kNextFreeField), fget(pp + kPrevFreeField), [&] { return fidx(c, ps); });
-    finsert(c, prev, ti);
+    unlink_at(c, load32(pp + kNextFreeField), load32(pp + kPrevFreeField),
+              [&] { return index_of(Ctx(c), static_cast<u32>(ps)); });
+    insert_at(c, prev, ti);
   }
-  fput(pp, total | kFree);
-  fput(pp + total - 4, total);
+  store32(pp, total | kFree);
+  store32(pp + total - 4, total);
   CAPHEAP_ASSERT_PARANOID(Heap::from_control(c).validate().ok(), "heap invalid after free",
                           pp + ps + kHeaderBytes, detail::heap_id(c));
 }
@@ -1421,15 +1389,15 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
   unsigned char *const B = detail::bytes_of(c);
   unsigned char *const bp = static_cast<unsigned char *>(p) - kHeaderBytes;
   const u32 first = c->first, end = c->end;
-  const FOff mask = (FOff{1} << c->granule_log2) - 1;
-  const FOff blk = addr_of(bp) - addr_of(B);
+  const Off mask = (Off{1} << c->granule_log2) - 1;
+  const Off blk = addr_of(bp) - addr_of(B);
   if (CAPHEAP_LIKELY(blk - first < u32(end - first) && (addr_of(p) & mask) == 0)) {
-    const FOff h = fget(bp);
-    const FOff size = h & kSizeMask;
+    const Off h = load32(bp);
+    const Off size = h & kSizeMask;
     // One test for "not free" and "size is a multiple of the granule" (bit 1 is kPrevFree);
     // blk < end, so size <= end - blk is blk + size <= end.
-    if ((h & mask & ~FOff{kPrevFree}) == 0 && size >= kMinBlockBytes && blk + size <= end) {
-      const FOff nh = fget(bp + size);
+    if ((h & mask & ~Off{kPrevFree}) == 0 && size >= kMinBlockBytes && blk + size <= end) {
+      const Off nh = load32(bp + size);
       if (CAPHEAP_UNLIKELY(((nh & detail::kFlagMask) | (h & kPrevFree)) != 0)) {
         if ((nh & kPrevFree) != 0) return report_refused_free(c, p);
         if ((nh & kFree) == 0) return merge_prev(c, blk, size, nh);
@@ -1438,13 +1406,13 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
       }
       set_counter(c->free_bytes, c->free_bytes + static_cast<u32>(size));
       --c->used_blocks;
-      fput(bp + size, nh | kPrevFree);
+      store32(bp + size, nh | kPrevFree);
       ++c->free_blocks;
-      fput(bp, size | kFree);
-      fput(bp + size - 4, size);
+      store32(bp, size | kFree);
+      store32(bp + size - 4, size);
       // The class after the stores: reading the geometry bytes again costs less than the
       // callee-saved registers that an index held across them needed (3 more pushes, 6.5 Ir).
-      finsert(c, blk, fidx(c, size));
+      insert_at(c, blk, index_of(Ctx(c), static_cast<u32>(size)));
       CAPHEAP_ASSERT_PARANOID(Heap::from_control(control_).validate().ok(),
                               "heap invalid after free", p, x.id());
       return;
