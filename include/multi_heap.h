@@ -73,13 +73,17 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
  */
 
 /* Allocates size bytes, aligned to the heap's granule.
- * Returns NULL if and only if heap is NULL, size is 0, or no free block can hold size bytes.
+ * Returns NULL if heap is NULL, size is 0, or size is above the heap's largest_free_block (the
+ * block it takes is the head of the request's own size class or of the first non-empty larger
+ * class: a fitting block behind a head that is too small is not looked at).
  * Complexity: O(1). Locks. */
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size);
 
 /* Allocates size bytes aligned to `alignment`.
- * Returns NULL if heap is NULL, size is 0, alignment is 0 or not a power of two, or no free block
- * can hold the aligned allocation. Free the result with multi_heap_free.
+ * Returns NULL if heap is NULL, size is 0, alignment is 0 or not a power of two, or none of the
+ * blocks it looks at (up to 4 of the request's own size class, then the first non-empty larger
+ * class) can hold the aligned allocation; it may succeed above largest_free_block, never above the
+ * largest free block. Free the result with multi_heap_free.
  * Complexity: O(1). Locks. */
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment);
 

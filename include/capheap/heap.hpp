@@ -145,14 +145,19 @@ class Heap {
   constexpr bool operator==(const Heap &other) const noexcept { return control_ == other.control_; }
   constexpr bool operator!=(const Heap &other) const noexcept { return control_ != other.control_; }
 
-  /// Allocates `size` bytes aligned to the granule. Returns null if and only if size is 0 or no
-  /// free block can hold it. O(1) (a bounded best-fit look at the request's own size class, then
-  /// the first non-empty larger class).
+  /// Allocates `size` bytes aligned to the granule from the head of the request's own size class
+  /// if that block is large enough, else from the head of the first non-empty larger class (all
+  /// of whose blocks fit). Returns null if size is 0 or neither can hold it; a fitting block
+  /// behind the head of the own class is not looked at (design.md 2.4), so every size up to
+  /// largest_free_block() succeeds and a larger one fails. O(1).
   void *allocate(std::size_t size) noexcept;
 
-  /// Allocates `size` bytes such that (result + offset) is a multiple of `alignment`.
+  /// Allocates `size` bytes such that (result + offset) is a multiple of `alignment`. Looks at up
+  /// to 4 blocks of the request's own size class (best fit) before the first non-empty larger
+  /// class, so it may succeed above largest_free_block() (the bound of allocate()), never above
+  /// the largest free block's usable bytes.
   /// Returns null if size is 0, alignment is 0 or not a power of two, offset is not a multiple of
-  /// 4, no address in this granule can satisfy it, or no free block is large enough. O(1).
+  /// 4, no address in this granule can satisfy it, or no block it looks at is large enough. O(1).
   void *allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset = 0) noexcept;
 
   /// Frees p (null: no-op). A pointer that is not a live block of this heap is reported through the

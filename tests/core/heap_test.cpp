@@ -329,6 +329,33 @@ TEST(HeapAllocate, APlainAllocationTakesTheHeadOfItsClassWhenItFits) {
   EXPECT_TRUE(h.validate().ok());
 }
 
+TEST(HeapAllocate, AnAlignedAllocationMayFindABlockBehindTheHeadAboveLargestFreeBlock) {
+  // Regression (engine_fuzz, session 9): largest_free_block() is the largest *plain* allocation
+  // (the head of the top class); an aligned allocation examines up to kFitScan entries of its own
+  // class, so it may take a larger block behind the head. The two free blocks of class
+  // [992, 1024) are the only free blocks: head 996 (freed last), behind it 1020.
+  Region r(256 * 1024);
+  Heap h = Heap::create(r.data(), r.size, granule(Granule::k4));
+  void *big_hole = h.allocate(1016);  // block 1020
+  void *guard1 = h.allocate(16);
+  void *small_hole = h.allocate(992);  // block 996
+  void *guard2 = h.allocate(16);
+  ASSERT_TRUE(big_hole && guard1 && small_hole && guard2);
+  void *rest = h.allocate(h.largest_free_block());
+  ASSERT_NE(rest, nullptr);
+  EXPECT_EQ(h.largest_free_block(), 0u);
+  h.deallocate(big_hole);
+  h.deallocate(small_hole);
+  EXPECT_EQ(h.info().free_blocks, 2u);
+  EXPECT_EQ(h.largest_free_block(), 992u);
+  EXPECT_EQ(h.allocate(996), nullptr);  // plain: the head does not fit, no larger class
+  // (The offset makes big_hole's own address the aligned one: no leading gap is needed.)
+  const std::size_t off = (8 - reinterpret_cast<std::uintptr_t>(big_hole) % 8) % 8;
+  EXPECT_EQ(h.allocate_aligned(1020, 8, off), nullptr);  // above every free block
+  EXPECT_EQ(h.allocate_aligned(1008, 8, off), big_hole);
+  EXPECT_TRUE(h.validate().ok());
+}
+
 TEST(HeapAllocate, LargeBlocksAreCarvedFromTheHighEndOfTheFreeBlock) {
   // A block of at least kHighCarveBytes takes the high end of the free block it is cut from; the
   // free rest stays at the low end, where the next small block goes (design.md 2.4).
