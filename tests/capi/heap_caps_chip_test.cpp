@@ -1011,6 +1011,30 @@ TEST_P(ChipConfigTest, ReallocMovesDataBetweenCapabilities) {
   EXPECT_EQ(esp_only_failure_count(), 0);
 }
 
+// heap_caps_realloc tries the block's own heap first whenever that heap has every requested
+// capability and the pointer is not an instruction alias (spec §1.1). DMA is such a capability:
+// internal memory of these chips needs no DMA alignment beyond 4 bytes, so a DMA block shrinks
+// and grows in place like any other (it used to move on every DMA realloc).
+TEST_P(ChipConfigTest, ReallocWithDmaCapsResizesInPlace) {
+  for (const std::uint32_t caps : {kDma, kDma | kI, kDma | k8}) {
+    SCOPED_TRACE(hex(caps));
+    auto *p = static_cast<unsigned char *>(heap_caps_malloc(200, caps));
+    ASSERT_NE(p, nullptr);
+    for (unsigned i = 0; i < 200; ++i)
+      p[i] = static_cast<unsigned char>(i);
+    void *after_shrink = heap_caps_realloc(p, 100, caps);
+    ASSERT_EQ(after_shrink, p);  // shrunk in place
+    EXPECT_EQ(heap_caps_get_allocated_size(p), 100u);
+    void *after_grow = heap_caps_realloc(p, 200, caps);
+    ASSERT_EQ(after_grow, p);  // grown back into the space it released
+    for (unsigned i = 0; i < 100; ++i)
+      ASSERT_EQ(p[i], static_cast<unsigned char>(i)) << i;
+    heap_caps_free(p);
+  }
+  EXPECT_TRUE(g_failures.empty());
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
 // ================================================================================================
 // Runtime regions
 // ================================================================================================
