@@ -401,8 +401,8 @@ using capheap::capi::Released;
 // pointer, the requested size and the caps the successful attempt used; esp_heap_trace_free_hook
 // runs after every free of a non-NULL block, including realloc to size 0 and the old block of a
 // realloc that moved (ESP-IDF's order: the alloc hook of the new block, then the free hook of the
-// old one, since the new block is allocated and filled before the old one is freed). Independent of the
-// event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
+// old one, since the new block is allocated and filled before the old one is freed). Independent of
+// the event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
 #if CAPHEAP_USE_HOOKS
 __attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
   if (p != nullptr) esp_heap_trace_alloc_hook(p, size, caps);
