@@ -715,13 +715,14 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 }
 
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps) {
-  size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = total == 0 ? nullptr : calloc_base_impl(n, size, caps);
+  size_t total;  // n * size, wrapped if it overflows
+  const bool overflow = __builtin_mul_overflow(n, size, &total);
+  void *p = overflow || total == 0 ? nullptr : calloc_base_impl(n, size, caps);
   if (p != nullptr) {
     note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   } else if (size > 0) {
-    // ESP-IDF code reports on `size > 0`, so calloc(0, n) also runs the callback, with n * size.
+    // ESP-IDF reports every NULL result on `size > 0` (spec §1.1): calloc(0, n) and an overflowing
+    // n * size (the base call refused it) run the callback too, with n * size as computed.
     report_failure(total, caps, __func__);
   }
   return p;

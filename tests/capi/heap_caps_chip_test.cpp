@@ -686,9 +686,12 @@ TEST_P(ChipConfigTest, DmaSpiramIsCacheAlignedPsram) {
 TEST_P(ChipConfigTest, CallocOverflowZeroAndQuirk) {
   const std::size_t half = SIZE_MAX / 2 + 2;
   g_failures.clear();
-  EXPECT_EQ(heap_caps_calloc(half, 2, k8), nullptr);  // overflow: no callback
-  EXPECT_EQ(heap_caps_calloc(2, half, k8), nullptr);
-  EXPECT_EQ(heap_caps_aligned_calloc(16, half, 2, k8), nullptr);
+  // Overflow: NULL, and (size > 0) one callback with the wrapped n * size (spec §1.1).
+  EXPECT_EQ(heap_caps_calloc(half, 2, k8), nullptr);
+  expect_one_failure(static_cast<std::size_t>(half * 2u), k8, "heap_caps_calloc");
+  EXPECT_EQ(heap_caps_calloc(2, half, kDma), nullptr);
+  expect_one_failure(static_cast<std::size_t>(half * 2u), kDma, "heap_caps_calloc");
+  EXPECT_EQ(heap_caps_aligned_calloc(16, half, 2, k8), nullptr);  // returns before allocating
   EXPECT_TRUE(g_failures.empty());
   EXPECT_EQ(heap_caps_calloc(1, 0, k8), nullptr);  // size 0: no callback
   EXPECT_TRUE(g_failures.empty());
