@@ -133,8 +133,9 @@ void heap_caps_aligned_free(void *ptr);
  * overflow. ISR: yes. */
 void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps);
 
-/* heap_caps_malloc of n * size bytes, zero-filled; NULL on overflow. ESP-IDF code: n == 0 with
- * size > 0 returns NULL and still runs the callback; the callback receives n * size. ISR: yes. */
+/* heap_caps_malloc of n * size bytes, zero-filled; NULL on overflow. ESP-IDF code: every NULL
+ * result with size > 0 runs the callback (n == 0 and an overflowing n * size included); the
+ * callback receives n * size (wrapped on overflow). ISR: yes. */
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
 
 /* Tries each of the num caps masks (variadic uint32_t) in order; the first success wins. On

@@ -400,8 +400,9 @@ using capheap::capi::Released;
 // every successful allocation (malloc, calloc, aligned, realloc, in place or moved) with the user
 // pointer, the requested size and the caps the successful attempt used; esp_heap_trace_free_hook
 // runs after every free of a non-NULL block, including realloc to size 0 and the old block of a
-// realloc that moved (free hook first, then the alloc hook of the new block). Independent of the
-// event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
+// realloc that moved (ESP-IDF's order: the alloc hook of the new block, then the free hook of the
+// old one, since the new block is allocated and filled before the old one is freed). Independent of
+// the event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
 #if CAPHEAP_USE_HOOKS
 __attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
   if (p != nullptr) esp_heap_trace_alloc_hook(p, size, caps);
@@ -564,8 +565,10 @@ void note_realloc(void *old_ptr, void *p, size_t size, uint32_t caps, const Rele
                   void *caller) {
   if (events_on() && p != nullptr)
     capheap::capi::emit(AllocEvent{EventOp::kRealloc, p, old_ptr, size, 0, caps, caller}, pre);
-  if (p != nullptr && p != old_ptr) hook_free(old_ptr);
+  // A realloc that moved allocates the new block before it frees the old one (spec §1.1), so the
+  // new block's alloc hook runs before the old block's free hook.
   hook_alloc(p, size, caps);
+  if (p != nullptr && p != old_ptr) hook_free(old_ptr);
 }
 
 }  // namespace
@@ -712,13 +715,14 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 }
 
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps) {
-  size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  void *p = total == 0 ? nullptr : calloc_base_impl(n, size, caps);
+  size_t total;  // n * size, wrapped if it overflows
+  const bool overflow = __builtin_mul_overflow(n, size, &total);
+  void *p = overflow || total == 0 ? nullptr : calloc_base_impl(n, size, caps);
   if (p != nullptr) {
     note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   } else if (size > 0) {
-    // ESP-IDF code reports on `size > 0`, so calloc(0, n) also runs the callback, with n * size.
+    // ESP-IDF reports every NULL result on `size > 0` (spec §1.1): calloc(0, n) and an overflowing
+    // n * size (the base call refused it) run the callback too, with n * size as computed.
     report_failure(total, caps, __func__);
   }
   return p;

@@ -713,12 +713,16 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   // A pointer that is not a live, intact block is reported once (by the heap, with its exact
   // reason) and refused, whichever path below would have taken it. If the current heap qualifies,
   // resize within it (in place when possible); otherwise (or if that fails) move: new block with
-  // the requested caps, copy, free the old one.
+  // the requested caps, copy, free the old one. Only requests that need a hardware alignment
+  // beyond the granule skip the in-heap attempt (spec §1.1: caps the heap has, not an alias), so
+  // e.g. DMA on a chip without DMA alignment rules resizes in place like any other request.
+  Caps adj(c);
+  const bool needs_alignment = hw_alignment(adj) != 0;
   void *q = nullptr;
   std::size_t old_usable = 0;
   lock(*r);
   const bool live = r->heap.verify_live(data);
-  if (live && !alias && (r->caps[kAny] & c) == c && (c & kHwAlignCaps) == 0)
+  if (live && !alias && (r->caps[kAny] & c) == c && !needs_alignment)
     q = r->heap.reallocate(
         ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
   if (live && q == nullptr) old_usable = r->heap.usable_size(data) - (alias ? kAliasWord : 0);

@@ -686,9 +686,12 @@ TEST_P(ChipConfigTest, DmaSpiramIsCacheAlignedPsram) {
 TEST_P(ChipConfigTest, CallocOverflowZeroAndQuirk) {
   const std::size_t half = SIZE_MAX / 2 + 2;
   g_failures.clear();
-  EXPECT_EQ(heap_caps_calloc(half, 2, k8), nullptr);  // overflow: no callback
-  EXPECT_EQ(heap_caps_calloc(2, half, k8), nullptr);
-  EXPECT_EQ(heap_caps_aligned_calloc(16, half, 2, k8), nullptr);
+  // Overflow: NULL, and (size > 0) one callback with the wrapped n * size (spec §1.1).
+  EXPECT_EQ(heap_caps_calloc(half, 2, k8), nullptr);
+  expect_one_failure(static_cast<std::size_t>(half * 2u), k8, "heap_caps_calloc");
+  EXPECT_EQ(heap_caps_calloc(2, half, kDma), nullptr);
+  expect_one_failure(static_cast<std::size_t>(half * 2u), kDma, "heap_caps_calloc");
+  EXPECT_EQ(heap_caps_aligned_calloc(16, half, 2, k8), nullptr);  // returns before allocating
   EXPECT_TRUE(g_failures.empty());
   EXPECT_EQ(heap_caps_calloc(1, 0, k8), nullptr);  // size 0: no callback
   EXPECT_TRUE(g_failures.empty());
@@ -1009,6 +1012,30 @@ TEST_P(ChipConfigTest, ReallocMovesDataBetweenCapabilities) {
       }
     }
   EXPECT_EQ(esp_only_failure_count(), 0);
+}
+
+// heap_caps_realloc tries the block's own heap first whenever that heap has every requested
+// capability and the pointer is not an instruction alias (spec §1.1). DMA is such a capability:
+// internal memory of these chips needs no DMA alignment beyond 4 bytes, so a DMA block shrinks
+// and grows in place like any other (it used to move on every DMA realloc).
+TEST_P(ChipConfigTest, ReallocWithDmaCapsResizesInPlace) {
+  for (const std::uint32_t caps : {kDma, kDma | kI, kDma | k8}) {
+    SCOPED_TRACE(hex(caps));
+    auto *p = static_cast<unsigned char *>(heap_caps_malloc(200, caps));
+    ASSERT_NE(p, nullptr);
+    for (unsigned i = 0; i < 200; ++i)
+      p[i] = static_cast<unsigned char>(i);
+    void *after_shrink = heap_caps_realloc(p, 100, caps);
+    ASSERT_EQ(after_shrink, p);  // shrunk in place
+    EXPECT_EQ(heap_caps_get_allocated_size(p), 100u);
+    void *after_grow = heap_caps_realloc(p, 200, caps);
+    ASSERT_EQ(after_grow, p);  // grown back into the space it released
+    for (unsigned i = 0; i < 100; ++i)
+      ASSERT_EQ(p[i], static_cast<unsigned char>(i)) << i;
+    heap_caps_free(p);
+  }
+  EXPECT_TRUE(g_failures.empty());
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
 // ================================================================================================

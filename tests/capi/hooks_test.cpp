@@ -39,7 +39,7 @@ TEST(Hooks, EveryAllocationAndFreeCallsItsHook) {
   void *z = heap_caps_calloc(2, 8, MALLOC_CAP_8BIT);
   void *m = heap_caps_aligned_alloc(32, 40, MALLOC_CAP_DEFAULT);
   void *blocker = heap_caps_malloc(4, MALLOC_CAP_DEFAULT);
-  void *r = heap_caps_realloc(a, 4000, MALLOC_CAP_DEFAULT);     // moves: free hook + alloc hook
+  void *r = heap_caps_realloc(a, 4000, MALLOC_CAP_DEFAULT);     // moves: alloc hook + free hook
   void *s = heap_caps_realloc(r, 3000, MALLOC_CAP_DEFAULT);     // in place: alloc hook only
   EXPECT_EQ(heap_caps_malloc(0, MALLOC_CAP_DEFAULT), nullptr);  // failures: no hook
   EXPECT_EQ(heap_caps_malloc(1, MALLOC_CAP_INVALID), nullptr);
@@ -51,16 +51,18 @@ TEST(Hooks, EveryAllocationAndFreeCallsItsHook) {
   g_on = false;
   ASSERT_NE(r, a);
   ASSERT_EQ(s, r);
-  const std::vector<std::string> expected = {"a100",  "a16", "a40", "a4", "f", "a4000",
+  // A moving realloc allocates (and fills) the new block before freeing the old one (spec §1.1):
+  // its alloc hook comes first.
+  const std::vector<std::string> expected = {"a100",  "a16", "a40", "a4", "a4000", "f",
                                              "a3000", "f",   "f",   "f",  "f"};
   ASSERT_EQ(g_calls.size(), expected.size());
-  const void *ptrs[] = {a, z, m, blocker, a, r, r, z, m, blocker, r};
+  const void *ptrs[] = {a, z, m, blocker, r, a, r, z, m, blocker, r};
   const std::uint32_t caps[] = {MALLOC_CAP_DEFAULT,
                                 MALLOC_CAP_8BIT,
                                 MALLOC_CAP_DEFAULT,
                                 MALLOC_CAP_DEFAULT,
-                                0,
                                 MALLOC_CAP_DEFAULT,
+                                0,
                                 MALLOC_CAP_DEFAULT,
                                 0,
                                 0,

@@ -615,14 +615,20 @@ TEST_P(CapsMisuseSuite, HugeSizesReturnNullWithTheCallback) {
   expect_intact(start_free_);
 }
 
-TEST_P(CapsMisuseSuite, CallocOverflowReturnsNullWithoutCallback) {
+// heap_caps_calloc reports an overflowing n * size like any NULL result with size > 0 (spec §1.1:
+// the report tests only size > 0), with the wrapped product; the other calloc variants return
+// before allocating, without a callback.
+TEST_P(CapsMisuseSuite, CallocOverflowReturnsNull) {
   const std::size_t half = SIZE_MAX / 2 + 1;
   for (std::size_t n :
        {half, SIZE_MAX, (pow2_or_max(63) == SIZE_MAX ? SIZE_MAX / 2 + 2 : pow2_or_max(63) + 1)}) {
     SCOPED_TRACE(n);
     EXPECT_EQ(heap_caps_calloc(n, 2, k8), nullptr);
+    expect_one_alloc_failure(n * 2, k8, "heap_caps_calloc");
     EXPECT_EQ(heap_caps_calloc(2, n, k8), nullptr);
+    expect_one_alloc_failure(2 * n, k8, "heap_caps_calloc");
     EXPECT_EQ(heap_caps_calloc(n, n, k8), nullptr);
+    expect_one_alloc_failure(n * n, k8, "heap_caps_calloc");
     EXPECT_EQ(heap_caps_calloc_prefer(n, 2, 2, kDma, k8), nullptr);
     EXPECT_EQ(heap_caps_aligned_calloc(16, n, 4, k8), nullptr);
     EXPECT_EQ(heap_caps_calloc_base(n, 4, k8), nullptr);

@@ -1,0 +1,267 @@
+// spec_facts_test.cpp — single facts of the ESP-IDF heap reference (spec §1.1, §1.3, §4.3, §4.5)
+// pinned with exact values on the simulated ESP32: failure-callback arguments for oversize
+// requests, the _prefer variants' reported caps, query results for MALLOC_CAP_INVALID, the local
+// minimum monitor's repeated start, heap_caps_walk's per-heap stop, raw block sizes under
+// poisoning and task tracking, the abort-on-failure text and multi_heap's NULL-handle answers.
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "capheap.h"
+#include "capheap_host.h"
+#include "esp_heap_caps.h"
+#include "multi_heap.h"
+
+namespace {
+
+struct Failure {
+  std::size_t size;
+  std::uint32_t caps;
+  std::string function;
+};
+std::vector<Failure> g_failures;
+void on_failure(size_t size, uint32_t caps, const char *function_name) {
+  g_failures.push_back({size, caps, function_name != nullptr ? function_name : "(null)"});
+}
+
+/// The simulated ESP32 (no PSRAM) with the given poisoning and task tracking.
+class SpecFacts : public ::testing::Test {
+ protected:
+  void SetUp() override { start(CAPHEAP_POISONING_NONE, false); }
+  void TearDown() override { capheap_host_deinit(); }
+  void start(capheap_poisoning_t poisoning, bool tracking) {
+    capheap_host_deinit();
+    capheap_host_config_t hc = CAPHEAP_HOST_CONFIG_DEFAULT;
+    hc.psram_size = 0;
+    hc.poisoning = poisoning;
+    hc.task_tracking = tracking;
+    ASSERT_EQ(capheap_host_init("esp32", &hc), ESP_OK);
+    ASSERT_EQ(heap_caps_register_failed_alloc_callback(on_failure), ESP_OK);
+    g_failures.clear();
+  }
+  static void expect_one_failure(std::size_t size, std::uint32_t caps, const char *function) {
+    ASSERT_EQ(g_failures.size(), 1u);
+    EXPECT_EQ(g_failures[0].size, size);
+    EXPECT_EQ(g_failures[0].caps, caps);
+    EXPECT_EQ(g_failures[0].function, function);
+    g_failures.clear();
+  }
+};
+
+// §1.1: a size above HEAP_SIZE_MAX returns NULL and still runs the callback (size > 0), with the
+// caller's size and caps and the public function's name.
+TEST_F(SpecFacts, OversizeRequestsReturnNullAndReportTheirArguments) {
+  EXPECT_EQ(heap_caps_malloc(SIZE_MAX, MALLOC_CAP_8BIT), nullptr);
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_8BIT, "heap_caps_malloc");
+  EXPECT_EQ(heap_caps_malloc(SIZE_MAX - 2, MALLOC_CAP_32BIT), nullptr);  // no rounding overflow
+  expect_one_failure(SIZE_MAX - 2, MALLOC_CAP_32BIT, "heap_caps_malloc");
+  EXPECT_EQ(heap_caps_aligned_alloc(16, SIZE_MAX, MALLOC_CAP_8BIT), nullptr);
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_8BIT, "heap_caps_aligned_alloc");
+  auto *p = static_cast<unsigned char *>(heap_caps_malloc(10, MALLOC_CAP_8BIT));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x5A, 10);
+  EXPECT_EQ(heap_caps_realloc(p, SIZE_MAX, MALLOC_CAP_8BIT), nullptr);
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_8BIT, "heap_caps_realloc");
+  for (unsigned i = 0; i < 10; ++i)
+    EXPECT_EQ(p[i], 0x5A) << i;  // the original block is untouched
+  heap_caps_free(p);
+  EXPECT_EQ(heap_caps_malloc_default(SIZE_MAX), nullptr);  // external malloc disabled
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL, "heap_caps_malloc");
+  EXPECT_EQ(heap_caps_realloc_default(nullptr, SIZE_MAX), nullptr);
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL, "heap_caps_realloc");
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
+// §1.1 heap_caps_malloc_prefer: one callback with the caps tried last, or MALLOC_CAP_DEFAULT when
+// no caps were given.
+TEST_F(SpecFacts, PreferFailureReportsTheLastCapsTried) {
+  EXPECT_EQ(heap_caps_malloc_prefer(SIZE_MAX, 2, MALLOC_CAP_8BIT, MALLOC_CAP_32BIT), nullptr);
+  expect_one_failure(SIZE_MAX, MALLOC_CAP_32BIT, "heap_caps_malloc_prefer");
+  EXPECT_EQ(heap_caps_malloc_prefer(100, 0), nullptr);
+  expect_one_failure(100, MALLOC_CAP_DEFAULT, "heap_caps_malloc_prefer");
+  // size 0 frees on the first attempt, without a callback.
+  void *p = heap_caps_malloc(40, MALLOC_CAP_8BIT);
+  ASSERT_NE(p, nullptr);
+  const std::size_t free_with_p = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+  EXPECT_EQ(heap_caps_realloc_prefer(p, 0, 2, MALLOC_CAP_8BIT, MALLOC_CAP_32BIT), nullptr);
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_8BIT), free_with_p + 44);
+  EXPECT_TRUE(g_failures.empty());
+}
+
+// §1.1 / §2: MALLOC_CAP_INVALID matches no heap in the size and info queries, and every heap in
+// check/dump/walk; an address outside every heap fails heap_caps_check_integrity_addr.
+TEST_F(SpecFacts, InvalidCapsInQueriesAndIntegrityOfUnknownAddresses) {
+  multi_heap_info_t info;
+  std::memset(&info, 0xFF, sizeof info);
+  heap_caps_get_info(&info, MALLOC_CAP_INVALID);
+  EXPECT_EQ(info.total_free_bytes, 0u);
+  EXPECT_EQ(info.total_allocated_bytes, 0u);
+  EXPECT_EQ(info.largest_free_block, 0u);
+  EXPECT_EQ(info.minimum_free_bytes, 0u);
+  EXPECT_EQ(info.allocated_blocks, 0u);
+  EXPECT_EQ(info.free_blocks, 0u);
+  EXPECT_EQ(info.total_blocks, 0u);
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_INVALID), 0u);
+  EXPECT_EQ(heap_caps_get_total_size(MALLOC_CAP_INVALID), 0u);
+  EXPECT_EQ(heap_caps_get_largest_free_block(MALLOC_CAP_INVALID), 0u);
+  EXPECT_GT(heap_caps_get_free_size(0), 0u);  // caps 0: every heap
+  EXPECT_TRUE(heap_caps_check_integrity(MALLOC_CAP_INVALID, true));
+  static int not_heap_memory;
+  EXPECT_FALSE(heap_caps_check_integrity_addr(reinterpret_cast<intptr_t>(&not_heap_memory), true));
+}
+
+// §1.1: the 2024 implementation answers ESP_OK to a second start (a new snapshot); stop without
+// an active window is ESP_FAIL.
+TEST_F(SpecFacts, LocalMinimumMonitorRestartIsOk) {
+  EXPECT_EQ(heap_caps_monitor_local_minimum_free_size_stop(), ESP_FAIL);
+  EXPECT_EQ(heap_caps_monitor_local_minimum_free_size_start(), ESP_OK);
+  EXPECT_EQ(heap_caps_monitor_local_minimum_free_size_start(), ESP_OK);
+  EXPECT_EQ(heap_caps_monitor_local_minimum_free_size_stop(), ESP_OK);
+  EXPECT_EQ(heap_caps_monitor_local_minimum_free_size_stop(), ESP_FAIL);
+}
+
+// §1.1 heap_caps_walk: a callback returning false stops the current heap only; the walk goes on
+// with the next heap.
+TEST_F(SpecFacts, WalkerReturningFalseStopsOnlyTheCurrentHeap) {
+  struct Seen {
+    std::vector<intptr_t> heaps;  // heap of each block the callback saw
+  };
+  const auto record = [](walker_heap_into_t heap, walker_block_info_t, void *user) {
+    static_cast<Seen *>(user)->heaps.push_back(heap.start);
+    return true;
+  };
+  const auto record_and_stop = [](walker_heap_into_t heap, walker_block_info_t, void *user) {
+    static_cast<Seen *>(user)->heaps.push_back(heap.start);
+    return false;
+  };
+  void *a = heap_caps_malloc(100, MALLOC_CAP_8BIT);  // a heap of several blocks
+  void *b = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  Seen all, stopped;
+  heap_caps_walk_all(record, &all);
+  heap_caps_walk_all(record_and_stop, &stopped);
+  std::vector<intptr_t> distinct;
+  for (intptr_t h : all.heaps)
+    if (distinct.empty() || distinct.back() != h) distinct.push_back(h);
+  ASSERT_GT(distinct.size(), 1u);
+  EXPECT_GT(all.heaps.size(), distinct.size());
+  EXPECT_EQ(stopped.heaps, distinct);  // exactly one block of every heap, in list order
+  multi_heap_info_t info;
+  heap_caps_get_info(&info, 0);
+  EXPECT_EQ(all.heaps.size(), info.total_blocks);
+  heap_caps_free(a);
+  heap_caps_free(b);
+}
+
+// §1.1 heap_caps_walk and heap_caps_get_containing_block_size report the raw block (poison head
+// and tail, owner word included: 16 + 8 + 4 with poisoning, + 4 with task tracking), while
+// heap_caps_get_allocated_size stays the usable size.
+TEST_F(SpecFacts, RawBlockFiguresIncludeDecoration) {
+  struct Mode {
+    capheap_poisoning_t poisoning;
+    bool tracking;
+    std::size_t head;  // bytes between the raw block and the user pointer
+    std::size_t raw;   // raw block size of a 16-byte allocation
+  };
+  for (const Mode m :
+       {Mode{CAPHEAP_POISONING_NONE, false, 0, 16}, Mode{CAPHEAP_POISONING_LIGHT, false, 8, 28},
+        Mode{CAPHEAP_POISONING_NONE, true, 4, 20}, Mode{CAPHEAP_POISONING_LIGHT, true, 12, 32}}) {
+    SCOPED_TRACE(std::to_string(m.poisoning) + (m.tracking ? " tracking" : ""));
+    ASSERT_NO_FATAL_FAILURE(start(m.poisoning, m.tracking));
+    void *p = heap_caps_malloc(16, MALLOC_CAP_8BIT);
+    ASSERT_NE(p, nullptr);
+    struct Found {
+      const unsigned char *user;
+      const unsigned char *block = nullptr;
+      std::size_t size = 0;
+    } found{static_cast<unsigned char *>(p)};
+    heap_caps_walk_all(
+        [](walker_heap_into_t, walker_block_info_t b, void *user) {
+          auto *f = static_cast<Found *>(user);
+          const auto *start = static_cast<const unsigned char *>(b.ptr);
+          if (b.used && f->user >= start && f->user < start + b.size) {
+            f->block = start;
+            f->size = b.size;
+          }
+          return true;
+        },
+        &found);
+    ASSERT_NE(found.block, nullptr);
+    EXPECT_EQ(static_cast<std::size_t>(found.user - found.block), m.head);
+    EXPECT_EQ(found.size, m.raw);
+    EXPECT_EQ(heap_caps_get_containing_block_size(p), m.raw);
+    EXPECT_EQ(heap_caps_get_containing_block_size(static_cast<char *>(p) + 15), m.raw);
+    EXPECT_EQ(heap_caps_get_allocated_size(p), 16u);
+    // §4.3: the allocated bytes leave the decoration out.
+    multi_heap_info_t before, after;
+    heap_caps_free(p);
+    heap_caps_get_info(&before, MALLOC_CAP_8BIT);
+    p = heap_caps_malloc(32, MALLOC_CAP_8BIT);
+    heap_caps_get_info(&after, MALLOC_CAP_8BIT);
+    EXPECT_EQ(after.total_allocated_bytes - before.total_allocated_bytes, 32u);
+    EXPECT_EQ(after.allocated_blocks - before.allocated_blocks, 1u);
+    EXPECT_EQ(before.total_free_bytes - after.total_free_bytes, 32u + 4u + (m.raw - 16u));
+    heap_caps_free(p);
+    EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  }
+}
+
+// §1.1: with CONFIG_HEAP_ABORT_WHEN_ALLOCATION_FAILS the callback runs, then the system aborts
+// with "Mem alloc fail. size 0x<8 hex> caps 0x<8 hex>" (lower-case hex).
+TEST_F(SpecFacts, AbortOnFailurePrintsSizeAndCapsInLowerCaseHex) {
+  EXPECT_DEATH(
+      {
+        capheap_set_abort_on_alloc_failure(true);
+        (void)heap_caps_malloc(0x7fffffab, MALLOC_CAP_SPIRAM | MALLOC_CAP_EXEC);
+      },
+      "Mem alloc fail\\. size 0x7fffffab caps 0x00000401");
+  capheap_set_abort_on_alloc_failure(false);
+}
+
+// §1.3: NULL handles and bad arguments of the multi_heap API.
+TEST(SpecFactsMultiHeap, NullHandlesAndArgumentErrors) {
+  alignas(16) static unsigned char region[8192];
+  EXPECT_EQ(multi_heap_register(region + 1, 4096), nullptr);  // not 4-byte aligned
+  EXPECT_EQ(multi_heap_register(region, 16), nullptr);        // too small
+  multi_heap_handle_t h = multi_heap_register(region, sizeof region);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(multi_heap_malloc(h, 0), nullptr);
+  EXPECT_EQ(multi_heap_malloc(nullptr, 10), nullptr);
+  EXPECT_EQ(multi_heap_aligned_alloc(h, 10, 0), nullptr);
+  EXPECT_EQ(multi_heap_aligned_alloc(h, 10, 24), nullptr);
+  EXPECT_EQ(multi_heap_aligned_alloc(h, 0, 8), nullptr);
+  multi_heap_free(h, nullptr);
+  multi_heap_free(nullptr, nullptr);
+  EXPECT_EQ(multi_heap_free_size(nullptr), 0u);
+  EXPECT_EQ(multi_heap_minimum_free_size(nullptr), 0u);
+  multi_heap_info_t info;
+  std::memset(&info, 0xFF, sizeof info);
+  multi_heap_get_info(nullptr, &info);  // zeroed, stays zero
+  EXPECT_EQ(info.total_free_bytes, 0u);
+  EXPECT_EQ(info.total_allocated_bytes, 0u);
+  EXPECT_EQ(info.largest_free_block, 0u);
+  EXPECT_EQ(info.minimum_free_bytes, 0u);
+  EXPECT_EQ(info.allocated_blocks, 0u);
+  EXPECT_EQ(info.free_blocks, 0u);
+  EXPECT_EQ(info.total_blocks, 0u);
+  // reset returns the old minimum and sets it to the current free size; restore keeps the lower.
+  void *big = multi_heap_malloc(h, 1000);
+  ASSERT_NE(big, nullptr);
+  multi_heap_free(h, big);
+  const std::size_t low = multi_heap_minimum_free_size(h);
+  const std::size_t now = multi_heap_free_size(h);
+  ASSERT_LT(low, now);
+  EXPECT_EQ(multi_heap_reset_minimum_free_bytes(h), low);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), now);
+  multi_heap_restore_minimum_free_bytes(h, now + 100);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), now);
+  multi_heap_restore_minimum_free_bytes(h, low);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), low);
+  EXPECT_EQ(multi_heap_reset_minimum_free_bytes(nullptr), 0u);
+}
+
+}  // namespace
