@@ -1,5 +1,6 @@
 // Tests of sim/layout: every bundled layouts/*.json loads; exact types, regions and reserved
-// ranges for esp32 and esp32s3 against the heap spec (section 5); the heaps each layout yields
+// ranges for esp32 and esp32s3, exact types and regions for esp32p4 (both values of memprot)
+// against the heap spec (section 5); the heaps each layout yields
 // against real ESP-IDF boot logs; options; every error message with its exact text; layouts from
 // arbitrary paths and from CAPHEAP_LAYOUT_DIR; generated C tables.
 #include "sim/layout.hpp"
@@ -398,6 +399,35 @@ TEST(LayoutEsp32s3, ReservedRangesAndOtherFacts) {
   EXPECT_EQ(c.align.simd, 16u);
   EXPECT_EQ(c.align.cache_line_ext, 32u);
   EXPECT_EQ(layout.app_usable_dram_end(), std::optional<std::uintptr_t>(0x3FCE9710));
+}
+
+// ---- ESP32-P4: types and regions against spec section 5 ------------------------------------
+
+LayoutOptions memprot_off() {
+  LayoutOptions o;
+  o.memprot = false;
+  return o;
+}
+
+TEST(LayoutEsp32p4, TypesAndRegionsMatchSpec) {
+  // Spec section 5: L2MEM base and RTCRAM base both gain EXEC only without the PMP I/D split; with
+  // it (the default) no memory is EXEC (spec 3.3).
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "PMP I/D split" : "no PMP I/D split");
+    const ChipLayout layout = load_ok("esp32p4", mp ? LayoutOptions{} : memprot_off());
+    const char *exec = mp ? "" : "|EXEC";
+    const std::string l2mem = std::string("DEFAULT|32BIT|8BIT|INTERNAL|DMA") + exec;
+    const std::string rtc = std::string("DEFAULT|32BIT|8BIT|INTERNAL") + exec;
+    expect_types(layout, {{"RAM", {l2mem.c_str(), "0", "0"}},
+                          {"SPIRAM", {"SPIRAM", "DEFAULT|32BIT|8BIT", "0"}},
+                          {"TCM", {"SPM", "DEFAULT|32BIT|8BIT|INTERNAL", "0"}},
+                          {"RTCRAM", {"RTCRAM", "0", rtc.c_str()}}});
+    // 128 KiB L2 cache: STARTUP_DATA_SIZE = 0x4FFC0000 - 0x20000 - 0x4FF3AFC0 = 0x65040.
+    expect_regions(layout, {{0x4FF00000, 0x4FF3AFC0 - 0x4FF00000, "RAM", 0x4FF00000, false},
+                            {0x4FF3AFC0, 0x65040, "RAM", 0x4FF3AFC0, true},
+                            {0x50108000, 0x8000, "RTCRAM", 0, false},
+                            {0x30100000, 0x2000, "TCM", 0, false}});
+  }
 }
 
 // ---- Heaps against ESP-IDF boot logs, and spot checks ----------------------------------------
