@@ -352,7 +352,10 @@ TEST(LayoutEsp32s3, TypesMatchSpec) {
 std::vector<ExpectedRegion> esp32s3_regions(bool memprot) {
   const char *main = memprot ? "DRAM" : "D/IRAM";
   const char *stack = memprot ? "STACK/DRAM" : "STACK/DIRAM";
-  return {{0x3FC88000, 0x8000, main, 0x40378000, false},
+  // ESP-IDF's table order (the heap list order): the 16 KiB-instruction-cache IRAM region comes
+  // first although 0x40374000 is above the D/IRAM data addresses.
+  return {{0x40374000, 0x4000, "IRAM", 0, false},
+          {0x3FC88000, 0x8000, main, 0x40378000, false},
           {0x3FC90000, 0x10000, main, 0x40380000, false},
           {0x3FCA0000, 0x10000, main, 0x40390000, false},
           {0x3FCB0000, 0x10000, main, 0x403A0000, false},
@@ -361,7 +364,6 @@ std::vector<ExpectedRegion> esp32s3_regions(bool memprot) {
           {0x3FCE0000, 0x3FCE9710 - 0x3FCE0000, main, 0x403D0000, false},
           {0x3FCE9710, 0x3FCF0000 - 0x3FCE9710, stack, 0x403D9710, true},
           {0x3FCF0000, 0x8000, "DRAM", 0, false},
-          {0x40374000, 0x4000, "IRAM", 0, false},
           {0x600FE000, 0x2000, "RTCRAM", 0, false}};
 }
 
