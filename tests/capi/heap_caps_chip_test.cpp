@@ -911,6 +911,22 @@ TEST_F(ChipTest, Esp32s3MemprotRefusesExec) {
   heap_caps_free(p);
 }
 
+// ESP32-C6, H2 and P4 with the PMP I/D split (their default): no memory type has EXEC (spec §5:
+// COMMON, L2MEM and RTCRAM base caps gain EXEC only without the split; spec §3.3: EXEC fails).
+TEST_F(ChipTest, PmpSplitChipsRefuseExec) {
+  for (const char *chip : {"esp32c6", "esp32h2", "esp32p4"}) {
+    SCOPED_TRACE(chip);
+    ASSERT_EQ(capheap_host_init(chip, nullptr), ESP_OK);
+    ASSERT_EQ(heap_caps_register_failed_alloc_callback(on_alloc_failed), ESP_OK);
+    g_failures.clear();
+    EXPECT_EQ(heap_caps_get_total_size(kX), 0u);
+    EXPECT_EQ(heap_caps_malloc(64, kX), nullptr);
+    expect_one_failure(64, kX, "heap_caps_malloc");
+    EXPECT_GT(heap_caps_get_total_size(kRtc), 0u);  // the RTC heap exists and is not EXEC
+    capheap_host_deinit();
+  }
+}
+
 // ESP32 (inverted D/IRAM): once IRAM is full, EXEC comes from D/IRAM through the word-reversed
 // instruction window. The alias address and the hidden word are the device's; pointer arithmetic,
 // get_allocated_size, realloc and free work through them. Cross-bus visibility is NOT emulated

@@ -1,7 +1,8 @@
 // Tests of sim/layout: every bundled layouts/*.json loads; exact types, regions and reserved
-// ranges for esp32 and esp32s3 against the heap spec (section 5); the heaps each layout yields
-// against real ESP-IDF boot logs; options; every error message with its exact text; layouts from
-// arbitrary paths and from CAPHEAP_LAYOUT_DIR; generated C tables.
+// ranges for esp32 and esp32s3, exact types and regions for esp32s2/c2/c3/c6/h2/p4 (both values
+// of memprot) against the heap spec (section 5); the heaps each layout yields against real
+// ESP-IDF boot logs; options; every error message with its exact text; layouts from arbitrary
+// paths and from CAPHEAP_LAYOUT_DIR; generated C tables.
 #include "sim/layout.hpp"
 
 #include <gtest/gtest.h>
@@ -351,7 +352,10 @@ TEST(LayoutEsp32s3, TypesMatchSpec) {
 std::vector<ExpectedRegion> esp32s3_regions(bool memprot) {
   const char *main = memprot ? "DRAM" : "D/IRAM";
   const char *stack = memprot ? "STACK/DRAM" : "STACK/DIRAM";
-  return {{0x3FC88000, 0x8000, main, 0x40378000, false},
+  // ESP-IDF's table order (the heap list order): the 16 KiB-instruction-cache IRAM region comes
+  // first although 0x40374000 is above the D/IRAM data addresses.
+  return {{0x40374000, 0x4000, "IRAM", 0, false},
+          {0x3FC88000, 0x8000, main, 0x40378000, false},
           {0x3FC90000, 0x10000, main, 0x40380000, false},
           {0x3FCA0000, 0x10000, main, 0x40390000, false},
           {0x3FCB0000, 0x10000, main, 0x403A0000, false},
@@ -360,7 +364,6 @@ std::vector<ExpectedRegion> esp32s3_regions(bool memprot) {
           {0x3FCE0000, 0x3FCE9710 - 0x3FCE0000, main, 0x403D0000, false},
           {0x3FCE9710, 0x3FCF0000 - 0x3FCE9710, stack, 0x403D9710, true},
           {0x3FCF0000, 0x8000, "DRAM", 0, false},
-          {0x40374000, 0x4000, "IRAM", 0, false},
           {0x600FE000, 0x2000, "RTCRAM", 0, false}};
 }
 
@@ -398,6 +401,125 @@ TEST(LayoutEsp32s3, ReservedRangesAndOtherFacts) {
   EXPECT_EQ(c.align.simd, 16u);
   EXPECT_EQ(c.align.cache_line_ext, 32u);
   EXPECT_EQ(layout.app_usable_dram_end(), std::optional<std::uintptr_t>(0x3FCE9710));
+}
+
+// ---- ESP32-S2, C2, C3, C6, H2, P4: types and regions against spec section 5 -------------------
+
+LayoutOptions memprot_off() {
+  LayoutOptions o;
+  o.memprot = false;
+  return o;
+}
+
+TEST(LayoutEsp32s2, TypesAndRegionsMatchSpec) {
+  // ESP-IDF's type 1 (startup-stack "DRAM", same caps) is DRAM with the startup_stack flag.
+  const std::vector<ExpectedType> types = {
+      {"DRAM", {"8BIT|DEFAULT", "INTERNAL|DMA|32BIT", "0"}},
+      {"D/IRAM", {"0", "DMA|8BIT|INTERNAL|DEFAULT", "32BIT|EXEC"}},
+      {"IRAM", {"EXEC|32BIT|INTERNAL", "0", "0"}},
+      {"SPIRAM", {"SPIRAM|DEFAULT", "0", "8BIT|32BIT"}},
+      {"RTCRAM", {"RTCRAM", "8BIT|DEFAULT", "INTERNAL|32BIT"}}};
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "memprot" : "no memprot");
+    const ChipLayout layout = load_ok("esp32s2", mp ? LayoutOptions{} : memprot_off());
+    expect_types(layout, types);
+    const char *main = mp ? "DRAM" : "D/IRAM";
+    // 8 KiB instruction cache + 8 KiB data cache (the Kconfig defaults): blocks 2 and 3 are heap.
+    std::vector<ExpectedRegion> r = {{0x3FFB4000, 0x2000, main, 0x40024000, false},
+                                     {0x3FFB6000, 0x2000, main, 0x40026000, false}};
+    for (std::uintptr_t a = 0x3FFB8000; a <= 0x3FFF8000; a += 0x4000) {
+      r.push_back({a, 0x4000, main, a + 0x70000, false});
+    }
+    r.push_back({0x3FFFC000, 0x4000, "DRAM", 0x4006C000, true});
+    r.push_back({0x3FF9E000, 0x2000, "RTCRAM", 0, false});
+    expect_regions(layout, r);
+  }
+}
+
+TEST(LayoutEsp32c2, TypesAndRegionsMatchSpec) {
+  const ChipLayout layout = load_ok("esp32c2");
+  expect_types(layout, {{"RAM", {"DEFAULT|DMA|8BIT|INTERNAL|32BIT|EXEC", "0", "0"}}});
+  expect_regions(layout, {{0x3FCA0000, 0x10000, "RAM", 0x40380000, false},
+                          {0x3FCB0000, 0x10000, "RAM", 0x40390000, false},
+                          {0x3FCC0000, 0x3FCDCB70 - 0x3FCC0000, "RAM", 0x403A0000, false},
+                          {0x3FCDCB70, 0x3FCE0000 - 0x3FCDCB70, "RAM", 0x403BCB70, true}});
+}
+
+TEST(LayoutEsp32c3, TypesAndRegionsMatchSpec) {
+  const std::vector<ExpectedType> types = {
+      {"DRAM", {"8BIT|DEFAULT", "INTERNAL|DMA|32BIT", "0"}},
+      {"STACK/DRAM", {"8BIT|DEFAULT", "INTERNAL|DMA|32BIT", "RETENTION"}},
+      {"D/IRAM", {"0", "DMA|8BIT|INTERNAL|DEFAULT", "32BIT|EXEC"}},
+      {"STACK/DIRAM", {"8BIT|DEFAULT|RETENTION", "EXEC|INTERNAL|DMA|32BIT", "0"}},
+      {"RTCRAM", {"RTCRAM", "8BIT|DEFAULT", "INTERNAL|32BIT"}}};
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "memprot" : "no memprot");
+    const ChipLayout layout = load_ok("esp32c3", mp ? LayoutOptions{} : memprot_off());
+    expect_types(layout, types);
+    const char *main = mp ? "DRAM" : "D/IRAM";
+    const char *stack = mp ? "STACK/DRAM" : "STACK/DIRAM";
+    expect_regions(layout, {{0x3FC80000, 0x20000, main, 0x40380000, false},
+                            {0x3FCA0000, 0x20000, main, 0x403A0000, false},
+                            {0x3FCC0000, 0x3FCDC710 - 0x3FCC0000, main, 0x403C0000, false},
+                            {0x3FCDC710, 0x3FCE0000 - 0x3FCDC710, stack, 0x403DC710, true},
+                            {0x50000000, 0x2000, "RTCRAM", 0, false}});
+  }
+}
+
+// The C6 file follows current ESP-IDF's RAM/RTCRAM types (docs/layouts.md 7.3), with the same
+// regions as the spec's commit.
+TEST(LayoutEsp32c6, TypesAndRegions) {
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "PMP I/D split" : "no PMP I/D split");
+    const ChipLayout layout = load_ok("esp32c6", mp ? LayoutOptions{} : memprot_off());
+    const char *common = mp ? "DEFAULT|INTERNAL|32BIT|8BIT" : "DEFAULT|INTERNAL|32BIT|8BIT|EXEC";
+    const std::string ram = std::string(common) + "|DMA";
+    expect_types(layout, {{"RAM", {ram.c_str(), "0", "0"}}, {"RTCRAM", {"RTCRAM", common, "0"}}});
+    expect_regions(layout, {{0x40800000, 0x20000, "RAM", 0x40800000, false},
+                            {0x40820000, 0x20000, "RAM", 0x40820000, false},
+                            {0x40840000, 0x20000, "RAM", 0x40840000, false},
+                            {0x40860000, 0x4087C610 - 0x40860000, "RAM", 0x40860000, false},
+                            {0x4087C610, 0x40880000 - 0x4087C610, "RAM", 0x4087C610, true},
+                            {0x50000000, 0x4000, "RTCRAM", 0, false}});
+  }
+}
+
+TEST(LayoutEsp32h2, TypesAndRegionsMatchSpec) {
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "PMP I/D split" : "no PMP I/D split");
+    const ChipLayout layout = load_ok("esp32h2", mp ? LayoutOptions{} : memprot_off());
+    const char *common = mp ? "DEFAULT|INTERNAL|32BIT|8BIT" : "DEFAULT|INTERNAL|32BIT|8BIT|EXEC";
+    const std::string ram = std::string(common) + "|DMA";
+    expect_types(layout, {{"RAM", {ram.c_str(), "0", "0"}}, {"RTCRAM", {"RTCRAM", common, "0"}}});
+    expect_regions(layout, {{0x40800000, 0x10000, "RAM", 0x40800000, false},
+                            {0x40810000, 0x10000, "RAM", 0x40810000, false},
+                            {0x40820000, 0x10000, "RAM", 0x40820000, false},
+                            {0x40830000, 0x10000, "RAM", 0x40830000, false},
+                            {0x40840000, 0x4084D380 - 0x40840000, "RAM", 0x40840000, false},
+                            {0x4084D380, 0x40850000 - 0x4084D380, "RAM", 0x4084D380, true},
+                            {0x50000000, 0x1000, "RTCRAM", 0, false}});
+  }
+}
+
+TEST(LayoutEsp32p4, TypesAndRegionsMatchSpec) {
+  // Spec section 5: L2MEM base and RTCRAM base both gain EXEC only without the PMP I/D split; with
+  // it (the default) no memory is EXEC (spec 3.3).
+  for (const bool mp : {true, false}) {
+    SCOPED_TRACE(mp ? "PMP I/D split" : "no PMP I/D split");
+    const ChipLayout layout = load_ok("esp32p4", mp ? LayoutOptions{} : memprot_off());
+    const char *exec = mp ? "" : "|EXEC";
+    const std::string l2mem = std::string("DEFAULT|32BIT|8BIT|INTERNAL|DMA") + exec;
+    const std::string rtc = std::string("DEFAULT|32BIT|8BIT|INTERNAL") + exec;
+    expect_types(layout, {{"RAM", {l2mem.c_str(), "0", "0"}},
+                          {"SPIRAM", {"SPIRAM", "DEFAULT|32BIT|8BIT", "0"}},
+                          {"TCM", {"SPM", "DEFAULT|32BIT|8BIT|INTERNAL", "0"}},
+                          {"RTCRAM", {"RTCRAM", "0", rtc.c_str()}}});
+    // 128 KiB L2 cache: STARTUP_DATA_SIZE = 0x4FFC0000 - 0x20000 - 0x4FF3AFC0 = 0x65040.
+    expect_regions(layout, {{0x4FF00000, 0x4FF3AFC0 - 0x4FF00000, "RAM", 0x4FF00000, false},
+                            {0x4FF3AFC0, 0x65040, "RAM", 0x4FF3AFC0, true},
+                            {0x50108000, 0x8000, "RTCRAM", 0, false},
+                            {0x30100000, 0x2000, "TCM", 0, false}});
+  }
 }
 
 // ---- Heaps against ESP-IDF boot logs, and spot checks ----------------------------------------
