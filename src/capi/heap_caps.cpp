@@ -398,14 +398,18 @@ using capheap::capi::Released;
 
 // ESP-IDF's CONFIG_HEAP_USE_HOOKS (spec §1.1, §4.8): the weak esp_heap_trace_alloc_hook runs after
 // every successful allocation (malloc, calloc, aligned, realloc, in place or moved) with the user
-// pointer, the requested size and the caps the successful attempt used; esp_heap_trace_free_hook
+// pointer, the requested size and the caps the successful attempt used, adjusted as ESP-IDF
+// adjusts them (EXEC adds 32BIT); esp_heap_trace_free_hook
 // runs after every free of a non-NULL block, including realloc to size 0 and the old block of a
 // realloc that moved (ESP-IDF's order: the alloc hook of the new block, then the free hook of the
 // old one, since the new block is allocated and filled before the old one is freed). Independent of
 // the event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
 #if CAPHEAP_USE_HOOKS
+// (ESP-IDF passes the caps as adjusted before the walk: EXEC adds 32BIT, spec §3.3.)
 __attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
-  if (p != nullptr) esp_heap_trace_alloc_hook(p, size, caps);
+  if (p != nullptr)
+    esp_heap_trace_alloc_hook(p, size,
+                              (caps & MALLOC_CAP_EXEC) != 0 ? caps | MALLOC_CAP_32BIT : caps);
 }
 __attribute__((always_inline)) inline void hook_free(void *p) {
   if (p != nullptr) esp_heap_trace_free_hook(p);

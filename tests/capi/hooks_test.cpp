@@ -78,4 +78,25 @@ TEST(Hooks, EveryAllocationAndFreeCallsItsHook) {
   }
 }
 
+TEST(Hooks, AnExecAllocationReportsTheAdjustedCaps) {
+  // ESP-IDF adds 32BIT to an EXEC request before it walks the heaps (spec §3.3) and hands the hook
+  // the adjusted caps (spec §1.1); the size is the one requested.
+  heap_caps_free(heap_caps_malloc(1, MALLOC_CAP_DEFAULT));  // initialise
+  g_calls.clear();
+  g_on = true;
+  void *x = heap_caps_malloc(64, MALLOC_CAP_EXEC);
+  void *y = heap_caps_malloc(40, MALLOC_CAP_32BIT);
+  g_on = false;
+  ASSERT_NE(x, nullptr);
+  ASSERT_NE(y, nullptr);
+  ASSERT_EQ(g_calls.size(), 2u);
+  EXPECT_EQ(g_calls[0].ptr, x);
+  EXPECT_EQ(g_calls[0].size, 64u);
+  EXPECT_EQ(g_calls[0].caps, MALLOC_CAP_EXEC | MALLOC_CAP_32BIT);
+  EXPECT_EQ(g_calls[1].ptr, y);
+  EXPECT_EQ(g_calls[1].caps, MALLOC_CAP_32BIT);
+  heap_caps_free(x);
+  heap_caps_free(y);
+}
+
 }  // namespace
