@@ -143,6 +143,8 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
  * size 0 returns NULL. ISR: yes. */
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...);
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...);
+/* heap_caps_calloc over each caps in turn: a NULL result with size > 0 (n == 0 and an overflowing
+ * n * size included) runs the callback once with n * size and the last caps. */
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...);
 
 /* From now on plain malloc() (heap_caps_malloc_default) puts requests of at most `limit` bytes in

@@ -841,15 +841,23 @@ void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
 }
 
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
-  size_t total;
-  if (__builtin_mul_overflow(n, size, &total) || total == 0) return nullptr;
+  size_t total;  // n * size, wrapped if it overflows
+  const bool refused = __builtin_mul_overflow(n, size, &total) || total == 0;
   va_list ap;
   va_start(ap, num);
-  uint32_t caps;
-  void *p = prefer_loop(false, nullptr, total, num, ap, caps);
+  uint32_t caps = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  if (!refused) {
+    p = prefer_loop(false, nullptr, total, num, ap, caps);
+  } else {
+    // As heap_caps_calloc (spec §1.1, "same over calloc"): every caps' base call refuses an
+    // overflowing or zero n * size, and the report tests size > 0 with the caps tried last.
+    while (num-- > 0)
+      caps = va_arg(ap, uint32_t);
+  }
   va_end(ap);
   if (p == nullptr) {
-    report_failure(total, caps, __func__);
+    if (size > 0) report_failure(total, caps, __func__);
     return p;
   }
   __builtin_memset(p, 0, total);

@@ -699,6 +699,16 @@ TEST_P(ChipConfigTest, CallocOverflowZeroAndQuirk) {
   expect_one_failure(0, k8, "heap_caps_calloc");
   EXPECT_EQ(heap_caps_calloc(4, 25, kX | k8), nullptr);  // callback gets n * size (2024 code)
   expect_one_failure(100, kX | k8, "heap_caps_calloc");
+  // heap_caps_calloc_prefer behaves as calloc over its caps (spec §1.1), reporting the caps tried
+  // last (MALLOC_CAP_DEFAULT without any).
+  EXPECT_EQ(heap_caps_calloc_prefer(half, 2, 2, kDma, k8), nullptr);
+  expect_one_failure(static_cast<std::size_t>(half * 2u), k8, "heap_caps_calloc_prefer");
+  EXPECT_EQ(heap_caps_calloc_prefer(0, 16, 2, k8, kDma), nullptr);
+  expect_one_failure(0, kDma, "heap_caps_calloc_prefer");
+  EXPECT_EQ(heap_caps_calloc_prefer(0, 16, 0), nullptr);
+  expect_one_failure(0, MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer");
+  EXPECT_EQ(heap_caps_calloc_prefer(3, 0, 1, k8), nullptr);  // size 0: no callback
+  EXPECT_TRUE(g_failures.empty());
   auto *z = static_cast<unsigned char *>(heap_caps_calloc(7, 9, k8));
   ASSERT_NE(z, nullptr);
   for (int i = 0; i < 63; ++i)

@@ -629,7 +629,8 @@ TEST_P(CapsMisuseSuite, CallocOverflowReturnsNull) {
     expect_one_alloc_failure(2 * n, k8, "heap_caps_calloc");
     EXPECT_EQ(heap_caps_calloc(n, n, k8), nullptr);
     expect_one_alloc_failure(n * n, k8, "heap_caps_calloc");
-    EXPECT_EQ(heap_caps_calloc_prefer(n, 2, 2, kDma, k8), nullptr);
+    EXPECT_EQ(heap_caps_calloc_prefer(n, 2, 2, kDma, k8), nullptr);  // the caps tried last
+    expect_one_alloc_failure(n * 2, k8, "heap_caps_calloc_prefer");
     EXPECT_EQ(heap_caps_aligned_calloc(16, n, 4, k8), nullptr);
     EXPECT_EQ(heap_caps_calloc_base(n, 4, k8), nullptr);
   }
