@@ -149,7 +149,8 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...);
 
 /* From now on plain malloc() (heap_caps_malloc_default) puts requests of at most `limit` bytes in
  * internal memory first and larger ones in external memory first; both fall back to any DEFAULT
- * heap. O(1). */
+ * heap. The limit is kept as ESP-IDF's int (its low 32 bits, signed): -1, e.g. 0xFFFFFFFF or
+ * SIZE_MAX, disables external allocations again (internal memory only). O(1). */
 void heap_caps_malloc_extmem_enable(size_t limit);
 
 /* ---- Queries ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 // _prefer variants, calloc's overflow rules, the printed reports and the local minimum monitor.
 
 #include <cstdarg>
+#include <cstdint>
 
 #include "capheap.h"
 #include "capheap/caps.hpp"
@@ -369,7 +370,10 @@ esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callb
 }
 
 void heap_caps_malloc_extmem_enable(size_t limit) {
-  __atomic_store_n(&capheap::capi::g_extmem_limit, static_cast<long>(limit), __ATOMIC_RELAXED);
+  // ESP-IDF's int: the low 32 bits as a signed value, so 0xFFFFFFFF is -1 ("disabled") on a
+  // 64-bit host as on the chip.
+  const auto as_int = static_cast<std::int32_t>(static_cast<std::uint32_t>(limit));
+  __atomic_store_n(&capheap::capi::g_extmem_limit, static_cast<long>(as_int), __ATOMIC_RELAXED);
 }
 
 // ================================================================================================

@@ -1300,6 +1300,13 @@ TEST_P(ChipConfigTest, MallocDefaultPolicy) {
   ASSERT_NE(small, nullptr);
   EXPECT_TRUE(in_model(small, "SPIRAM"));
   heap_caps_free(small);
+  // ESP-IDF keeps the limit as an int (spec §1.1): 0xFFFFFFFF is -1 there, "external allocations
+  // disabled", on a 64-bit host as on the chip; malloc then stays internal and fails.
+  g_failures.clear();
+  heap_caps_malloc_extmem_enable(0xFFFFFFFFu);
+  EXPECT_EQ(heap_caps_malloc_default(64), nullptr);
+  expect_one_failure(64, kD | kI, "heap_caps_malloc");
+  heap_caps_malloc_extmem_enable(16384);
   for (void *p : internal)
     heap_caps_free(p);
   g_failures.clear();
