@@ -1534,6 +1534,35 @@ TEST(MultiHeapWalk, AddressOrderExactSizesAndStop) {
   multi_heap_free(h, d);
 }
 
+// A block whose size word is impossible is handed to the walker as read (the size its word gives,
+// past the heap's end), and the walk ends there: ESP-IDF's "heap walker corrupted heap detection"
+// through multi_heap_walk. A size below the minimum block is reported the same way.
+TEST(MultiHeapWalk, CorruptedSizeIsHandedToTheWalkerAndEndsTheWalk) {
+  Region r(4096);
+  multi_heap_handle_t h = r.heap(4);
+  ASSERT_NE(h, nullptr);
+  unsigned char *a = bytes(multi_heap_malloc(h, 10));  // 16
+  unsigned char *b = bytes(multi_heap_malloc(h, 50));  // 56
+  unsigned char *c = bytes(multi_heap_malloc(h, 20));  // 24
+  ASSERT_TRUE(a && b && c);
+  std::uint32_t saved;
+  std::memcpy(&saved, b - 4, 4);
+  for (const std::uint32_t bad : {0xFF000000u, 0x00000008u, 0x00000000u}) {
+    SCOPED_TRACE(bad);
+    std::memcpy(b - 4, &bad, 4);
+    std::vector<Block> seen = blocks_of(h);
+    const std::vector<Block> want = {{a, 12, true}, {b, bad > 4 ? bad - 4 : 0, true}};
+    EXPECT_EQ(seen, want);
+    EXPECT_FALSE(multi_heap_check(h, false));
+  }
+  std::memcpy(b - 4, &saved, 4);
+  EXPECT_EQ(blocks_of(h).size(), 4u);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  multi_heap_free(h, a);
+  multi_heap_free(h, b);
+  multi_heap_free(h, c);
+}
+
 TEST(MultiHeapBlocks, HelpersEnumerateTheSameBlocksAsWalk) {
   Region r(8192);
   multi_heap_handle_t h = r.heap(4);
