@@ -1242,7 +1242,7 @@ void heap_caps_dump_all(void) {
 size_t heap_caps_get_allocated_size(void *ptr) {
   if (ptr == nullptr) return 0;
   ensure_init();
-  return g_registry.usable_size(ptr);
+  return g_registry.allocated_size(ptr);
 }
 
 size_t heap_caps_get_containing_block_size(void *ptr) {

@@ -250,7 +250,12 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size) {
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return 0;
-  return heap_of(heap).usable_size(p);
+  const Heap h = heap_of(heap);
+  const std::size_t usable = h.usable_size(p);
+  if (usable == 0 || h.poisoning() == capheap::Poisoning::kNone) return usable;
+  // ESP-IDF's figure with poisoning (spec §1.3): the block less its header and the 12 bytes of
+  // poisoning, not the requested size.
+  return h.block_size(p) - capheap::detail::kHeaderBytes - h.decoration_total();
 }
 
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p) {

@@ -1424,10 +1424,14 @@ TEST(MultiHeapCheck, DetectsACorruptedHeaderAndRecovers) {
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
     EXPECT_EQ(out.back(), '\n');
     if (at != -4) {
-      // With an impossible size the walkers stop before the bad block instead of running off.
+      // With an impossible size the walks stop at the bad block instead of running off;
+      // multi_heap_walk hands the bad block to its callback as read (ESP-IDF's walker does).
+      std::uint32_t word;
+      std::memcpy(&word, p - 4, 4);
       const std::vector<Block> seen = blocks_of(h);
-      ASSERT_EQ(seen.size(), 1u);
+      ASSERT_EQ(seen.size(), 2u);
       EXPECT_EQ(seen[0], (Block{a, 32, true}));
+      EXPECT_EQ(seen[1], (Block{p, (word & ~3u) - 4, true}));
       const multi_heap_block_handle_t first = multi_heap_get_first_block(h);
       const multi_heap_block_handle_t second = multi_heap_get_next_block(h, first);
       EXPECT_EQ(multi_heap_get_block_address(second), p);
@@ -2081,8 +2085,9 @@ class MultiHeapEspLevels : public testing::TestWithParam<capheap_poisoning_t> {
   size_t blk(size_t s) const { return block_for(s + deco(), 4); }
   /// Largest request a free engine block of b bytes serves.
   size_t serves(size_t b) const { return b - kHeader - deco(); }
-  /// multi_heap_get_allocated_size of a fresh s-byte block: with poisoning the requested size.
-  size_t usable(size_t s) const { return deco() != 0 ? s : std::max<size_t>(round_up(s, 4), 12); }
+  /// multi_heap_get_allocated_size of a fresh s-byte block: the block less its header and the
+  /// decoration (spec §1.3), so with poisoning s rounded up to 4, not s.
+  size_t usable(size_t s) const { return blk(s) - kHeader - deco(); }
 };
 
 INSTANTIATE_TEST_SUITE_P(Levels, MultiHeapEspLevels,
@@ -2279,7 +2284,7 @@ TEST_P(MultiHeapEspLevels, ManyRandomAllocations) {
           const size_t full = multi_heap_get_full_block_size(h, q);
           ASSERT_GE(full, blk(size));
           ASSERT_LT(full, blk(size) + kMinBlock);
-          ASSERT_EQ(multi_heap_get_allocated_size(h, q), deco() != 0 ? size : full - kHeader);
+          ASSERT_EQ(multi_heap_get_allocated_size(h, q), full - kHeader - deco());
           ptr[k] = q;
           len[k] = size;
           tag[k] = next_tag++;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -208,6 +209,40 @@ TEST_F(SpecFacts, RawBlockFiguresIncludeDecoration) {
     heap_caps_free(p);
     EXPECT_TRUE(heap_caps_check_integrity_all(true));
   }
+}
+
+// test_malloc.c "test get allocated size" (spec §6.2, §1.1, §1.3): for 1035, 1064 and 1541 bytes
+// of MALLOC_CAP_DEFAULT, heap_caps_get_allocated_size is the size rounded up to 4, exactly, at
+// every poisoning level (ESP-IDF runs it in every configuration) and with task tracking: the figure
+// leaves the poisoning and the owner word out, it is not the requested size.
+TEST_F(SpecFacts, AllocatedSizeIsTheRequestRoundedUpTo4AtEveryLevel) {
+  for (const capheap_poisoning_t level :
+       {CAPHEAP_POISONING_NONE, CAPHEAP_POISONING_LIGHT, CAPHEAP_POISONING_COMPREHENSIVE})
+    for (const bool tracking : {false, true}) {
+      SCOPED_TRACE(std::to_string(level) + (tracking ? " tracking" : ""));
+      ASSERT_NO_FATAL_FAILURE(start(level, tracking));
+      for (const std::size_t size : {std::size_t{1035}, std::size_t{1064}, std::size_t{1541}}) {
+        void *p = heap_caps_malloc(size, MALLOC_CAP_DEFAULT);
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ(heap_caps_get_allocated_size(p), (size + 3) & ~std::size_t{3}) << size;
+        heap_caps_free(p);
+      }
+      // Small and odd sizes: at least 12 usable bytes without poisoning (the minimum block),
+      // the rounded size with it (the 12 bytes of poisoning fill the minimum block).
+      for (const std::size_t size : {std::size_t{1}, std::size_t{5}, std::size_t{13}}) {
+        void *p = heap_caps_malloc(size, MALLOC_CAP_DEFAULT);
+        ASSERT_NE(p, nullptr);
+        const std::size_t rounded = (size + 3) & ~std::size_t{3};
+        const bool bare = level == CAPHEAP_POISONING_NONE && !tracking;
+        EXPECT_EQ(heap_caps_get_allocated_size(p), bare ? std::max<std::size_t>(rounded, 12)
+                                                   : level == CAPHEAP_POISONING_NONE
+                                                       ? std::max<std::size_t>(rounded, 8)
+                                                       : rounded)
+            << size;
+        heap_caps_free(p);
+      }
+      EXPECT_TRUE(heap_caps_check_integrity_all(true));
+    }
 }
 
 // test_walker.c "heap walker corrupted heap detection" (spec §6.2, §1.1 heap_caps_walk): the size
