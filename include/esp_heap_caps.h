@@ -202,7 +202,9 @@ size_t heap_caps_get_allocated_size(void *ptr);
 size_t heap_caps_get_containing_block_size(void *ptr);
 
 /* Walks every block of matching heaps (all heaps with MALLOC_CAP_INVALID) under each heap's lock.
- * The callback must not allocate or free. */
+ * A block whose size word is impossible (corrupted) is passed to the callback as read, with the
+ * size its word gives (so block.ptr + block.size goes past heap_info.end), and the walk of that
+ * heap ends there. The callback must not allocate or free. */
 void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user_data);
 void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data);
 

@@ -145,7 +145,9 @@ void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
                                            const size_t new_minimum_free_bytes_value);
 
 /* Calls walker_func for every block in address order (data pointer, usable size, used flag), under
- * the heap lock, until it returns false. The callback must not call into the same heap. O(n). */
+ * the heap lock, until it returns false. A block whose size word is impossible (corrupted) is
+ * passed as read, with the size its word gives, and the walk ends there. The callback must not
+ * call into the same heap. O(n). */
 void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func, void *user_data);
 
 /* ---- Block-level helpers (used by heap_caps and task tracking) ---------------------------------

@@ -336,8 +336,13 @@ class Registry {
   }
   /// The data-bus block address behind an EXEC alias pointer (reads the hidden word).
   void *data_address_of_alias(const void *p) const noexcept;
-  /// Usable size of a live allocation (alias-aware); 0 (after a fail-hook report) if none.
+  /// Usable size of a live allocation (alias-aware); 0 (after a fail-hook report) if none. With
+  /// poisoning: exactly the requested size (the tail canary follows it).
   std::size_t usable_size(const void *p) const noexcept;
+  /// heap_caps_get_allocated_size's figure (ESP-IDF, spec §1.1/§1.3): the block's bytes less the
+  /// header and the decoration, so with poisoning up to 3 bytes more than requested (the first
+  /// bytes of the unaligned tail canary); otherwise as usable_size.
+  std::size_t allocated_size(const void *p) const noexcept;
 
   /// Number of heaps (registered or not), in list order 0..count()-1.
   unsigned count() const noexcept {

@@ -38,6 +38,15 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
 /// O(n); the caller holds the heap's lock.
 void *containing_block(Heap h, const void *p, std::size_t *size) noexcept;
 
+/// The public walkers' view of h (heap_caps_walk, multi_heap_walk): fn(data, size, used, user) for
+/// every block in address order until it returns false. A block whose size word is impossible
+/// (below the minimum block or past the heap's end) is handed to fn as read — its data address and
+/// the usable size its word gives — and the walk of h ends there, whatever fn returns: as in
+/// ESP-IDF, where a walker callback is how an application sees such a corruption (test_walker.c,
+/// "heap walker corrupted heap detection"). The caller holds the heap's lock.
+using RawWalkFn = bool (*)(void *data, std::size_t size, bool used, void *user);
+void walk_blocks(Heap h, RawWalkFn fn, void *user) noexcept;
+
 /// Forgets every heap and every setting (failure callback, extmem limit, monitor), so that a new
 /// heap_caps_init can run (the host simulator's deinit). Not thread-safe.
 void reset() noexcept;

@@ -1254,7 +1254,7 @@ void heap_caps_dump_all(void) {
 size_t heap_caps_get_allocated_size(void *ptr) {
   if (ptr == nullptr) return 0;
   ensure_init();
-  return g_registry.usable_size(ptr);
+  return g_registry.allocated_size(ptr);
 }
 
 size_t heap_caps_get_containing_block_size(void *ptr) {
@@ -1281,12 +1281,21 @@ void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user
   for (unsigned i = 0; i < g_registry.count(); ++i) {
     if (!matches_query(i, caps)) continue;
     const HeapView v = g_registry.view(i);
-    const walker_heap_into_t hinfo{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)};
+    struct Ctx {
+      heap_caps_walker_cb_t fn;
+      walker_heap_into_t heap;
+      void *user;
+    } ctx{walker_func,
+          walker_heap_into_t{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)},
+          user_data};
     g_registry.with_heap_locked(v, [&] {
-      v.heap.for_each_block([&](const capheap::BlockView &b) {
-        const walker_block_info_t binfo{b.data, b.size, b.used};
-        return walker_func(hinfo, binfo, user_data);
-      });
+      capheap::capi::walk_blocks(
+          v.heap,
+          [](void *data, std::size_t size, bool used, void *u) -> bool {
+            const Ctx *cx = static_cast<const Ctx *>(u);
+            return cx->fn(cx->heap, walker_block_info_t{data, size, used}, cx->user);
+          },
+          &ctx);
     });
   }
 }

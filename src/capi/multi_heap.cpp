@@ -109,6 +109,34 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
 
 }  // namespace
 
+void capheap::capi::walk_blocks(Heap h, RawWalkFn fn, void *user) noexcept {
+  capheap::detail::Control *c = h.control();
+  if (c == nullptr || fn == nullptr) return;
+  struct Ctx {
+    RawWalkFn fn;
+    void *user;
+    const unsigned char *base;
+    std::uint32_t next;  // offset of the header after the last block visited
+    bool stopped;
+  } ctx{fn, user, capheap::detail::bytes_of(c), c->first, false};
+  h.walk(
+      [](const capheap::BlockView &b, void *u) -> bool {
+        Ctx *cx = static_cast<Ctx *>(u);
+        const auto *data = static_cast<const unsigned char *>(b.data);
+        cx->next = static_cast<std::uint32_t>(data - cx->base) + static_cast<std::uint32_t>(b.size);
+        cx->stopped = !cx->fn(b.data, b.size, b.used, cx->user);
+        return !cx->stopped;
+      },
+      &ctx);
+  // Heap::walk ends early only at a block whose size word it cannot follow.
+  if (ctx.stopped || ctx.next >= c->end) return;
+  const std::uint32_t word = capheap::detail::load_word(c, ctx.next);
+  const std::uint32_t size = capheap::detail::header_size(word);
+  (void)fn(capheap::detail::data_of(c, ctx.next),
+           size > capheap::detail::kHeaderBytes ? size - capheap::detail::kHeaderBytes : 0,
+           !capheap::detail::header_is_free(word), user);
+}
+
 void *capheap::capi::containing_block(Heap h, const void *p, std::size_t *size) noexcept {
   struct Ctx {
     std::uintptr_t target;
@@ -222,7 +250,12 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size) {
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return 0;
-  return heap_of(heap).usable_size(p);
+  const Heap h = heap_of(heap);
+  const std::size_t usable = h.usable_size(p);
+  if (usable == 0 || h.poisoning() == capheap::Poisoning::kNone) return usable;
+  // ESP-IDF's figure with poisoning (spec §1.3): the block less its header and the 12 bytes of
+  // poisoning, not the requested size.
+  return h.block_size(p) - capheap::detail::kHeaderBytes - h.decoration_total();
 }
 
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p) {
@@ -328,10 +361,11 @@ void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_fun
     void *user;
   } ctx{walker_func, user_data};
   Guard g(heap);
-  heap_of(heap).walk(
-      [](const capheap::BlockView &b, void *u) -> bool {
+  capheap::capi::walk_blocks(
+      heap_of(heap),
+      [](void *data, std::size_t size, bool used, void *u) -> bool {
         const Ctx *cx = static_cast<const Ctx *>(u);
-        return cx->fn(b.data, b.size, b.used ? 1 : 0, cx->user);
+        return cx->fn(data, size, used ? 1 : 0, cx->user);
       },
       &ctx);
 }

@@ -697,6 +697,19 @@ std::size_t Registry::usable_size(const void *p) const noexcept {
   return s - (data != p ? kAliasWord : 0);
 }
 
+std::size_t Registry::allocated_size(const void *p) const noexcept {
+  const std::size_t usable = usable_size(p);  // validates p (and reports a bad one)
+  if (usable == 0) return 0;
+  void *data;
+  Record *r = owner_of(p, data, "pointer is outside heap areas");
+  if (r == nullptr) return 0;
+  if (r->heap.poisoning() == Poisoning::kNone) return usable;
+  lock(*r);
+  const std::size_t block = r->heap.block_size(data);  // the engine's usable bytes + 4
+  unlock(*r);
+  return block - 4 - r->heap.decoration_total() - (data != p ? kAliasWord : 0);
+}
+
 void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   // (allocate_slow and deallocate_slow apply the same rules as the inline paths.)
   if (ptr == nullptr) return allocate_slow(size, caps);

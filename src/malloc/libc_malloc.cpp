@@ -15,7 +15,7 @@
 //   posix_memalign(o,a,n)  EINVAL unless a is a power of two and a multiple of sizeof(void *);
 //                          n == 0: *o = NULL, returns 0; failure: returns ENOMEM, *o and errno kept
 //   valloc, pvalloc        bare metal: malloc (ESP-IDF); host: page-aligned (see below)
-//   malloc_usable_size(p)  heap_caps_get_allocated_size(p)
+//   malloc_usable_size(p)  the bytes p may hold (with poisoning: the requested size)
 //
 // Failures set errno to ENOMEM (EINVAL for a bad alignment), as POSIX asks; ESP-IDF leaves errno
 // alone, which no conforming program can tell apart.
@@ -425,7 +425,9 @@ std::size_t malloc_usable_size(void *ptr) CAPHEAP_LIBC_NOEXCEPT {
 #if defined(__GLIBC__)
   if (!chip_owns(ptr)) return libc_usable_size(ptr);
 #endif
-  return heap_caps_get_allocated_size(ptr);
+  // Bytes the caller may write: with poisoning the requested size, not heap_caps_get_allocated_size
+  // (ESP-IDF's figure, which may reach into the tail canary).
+  return capheap::capi::registry().usable_size(ptr);
 }
 
 #if defined(_NEWLIB_VERSION) && !defined(__PICOLIBC__)

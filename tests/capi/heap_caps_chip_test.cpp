@@ -299,6 +299,7 @@ class ChipTest : public ::testing::Test {
     cfg_ = c;
     capheap_host_config_t hc = CAPHEAP_HOST_CONFIG_DEFAULT;
     hc.psram_size = c.psram;
+    hc.poisoning = poisoning_;
     const std::string layout = layout_for(c);
     const esp_err_t init = capheap_host_init(layout.c_str(), &hc);
     if (c.variant != Variant::kDefault) std::remove(layout.c_str());  // loaded: no longer needed
@@ -404,6 +405,7 @@ class ChipTest : public ::testing::Test {
   }
 
   ChipConfig cfg_{};
+  capheap_poisoning_t poisoning_ = CAPHEAP_POISONING_NONE;
   std::vector<ModelHeap> model_;
   std::vector<int> pos_;
 };
@@ -903,6 +905,40 @@ TEST_F(ChipTest, Esp32s3DiramAliasRoundTrip) {
   EXPECT_EQ(heap_caps_get_free_size(kI), internal_free);
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
   EXPECT_TRUE(g_failures.empty());
+}
+
+// test_diram.c "Allocate D/IRAM as DRAM": DRAM allocations are filled until one lands in D/IRAM,
+// written through the data bus and read back through the instruction-bus address of the same
+// bytes (ESP32-S3 without memory protection: shared pages). ("Allocate D/IRAM as IRAM" is
+// Esp32s3DiramAliasRoundTrip above; the ESP32's inverted window has no cross-bus view here.)
+TEST_F(ChipTest, Esp32s3DiramAsDram) {
+  ASSERT_NO_FATAL_FAILURE(start(kConfigs[5]));                  // esp32s3, memprot off
+  constexpr std::uint32_t kOffset = 0x40378000u - 0x3FC88000u;  // instruction - data
+  std::vector<void *> fillers;
+  unsigned char *d = nullptr;
+  for (;;) {
+    auto *p = static_cast<unsigned char *>(heap_caps_malloc(4096, k8 | kI));
+    ASSERT_NE(p, nullptr);
+    const int k = model_heap_of(p);
+    ASSERT_GE(k, 0);
+    if (executable_diram(model_[static_cast<std::size_t>(k)])) {
+      d = p;
+      break;
+    }
+    fillers.push_back(p);
+  }
+  const std::uint32_t dchip = chip_of(d);
+  EXPECT_LT(dchip, 0x40000000u);  // a data-bus address
+  for (unsigned i = 0; i < 4096; ++i)
+    d[i] = static_cast<unsigned char>(i * 7);
+  auto *ibus = static_cast<unsigned char *>(capheap_host_from_chip(dchip + kOffset));
+  ASSERT_NE(ibus, nullptr);
+  for (unsigned i = 0; i < 4096; ++i)
+    ASSERT_EQ(ibus[i], static_cast<unsigned char>(i * 7)) << i;
+  heap_caps_free(d);
+  for (void *p : fillers)
+    heap_caps_free(p);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
 // ESP32-S3 with memory protection (the default): EXEC fails, including through realloc, which
@@ -1659,5 +1695,305 @@ TEST_P(ChipConfigTest, MinimumAndLocalMonitorPerHeap) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Chips, ChipConfigTest, ::testing::ValuesIn(kConfigs), config_name);
+
+// ================================================================================================
+// ESP-IDF's on-target cases (spec §6.2) on every chip configuration, at every poisoning level
+// (ESP-IDF runs the test app in the no_poisoning, light_poisoning and comprehensive_poisoning
+// configurations)
+// ================================================================================================
+
+class EspIdfCaseTest : public ChipTest,
+                       public ::testing::WithParamInterface<std::tuple<ChipConfig, int>> {
+ protected:
+  void SetUp() override {
+    ChipTest::SetUp();
+    poisoning_ = static_cast<capheap_poisoning_t>(std::get<1>(GetParam()));
+    start(std::get<0>(GetParam()));
+  }
+  const ChipConfig &chip() const { return std::get<0>(GetParam()); }
+  bool psram() const { return chip().psram > 0; }
+  bool poisoned() const { return poisoning_ != CAPHEAP_POISONING_NONE; }
+  bool comprehensive() const { return poisoning_ == CAPHEAP_POISONING_COMPREHENSIVE; }
+  /// Engine block of an s-byte request (granule 4; 12 bytes of poisoning).
+  std::size_t blk(std::size_t s) const {
+    return std::max<std::size_t>((s + (poisoned() ? 12 : 0) + 3) / 4 * 4 + 4, 16);
+  }
+};
+
+std::string case_name(const ::testing::TestParamInfo<std::tuple<ChipConfig, int>> &i) {
+  static const char *const kLevel[] = {"none", "light", "comprehensive"};
+  return std::string(std::get<0>(i.param).id) + "_" + kLevel[std::get<1>(i.param)];
+}
+
+// test_malloc_caps.c "Capabilities allocator test" (ESP32: IRAM is 32BIT-only): 32BIT free size =
+// 8BIT free size + IRAM; an 8BIT allocation costs both figures its block, a 32BIT one comes from
+// IRAM and leaves the 8BIT figure alone; once IRAM is full 32BIT requests change over to DRAM;
+// 8BIT|EXEC is impossible; EXEC still yields executable memory (IRAM, then the D/IRAM instruction
+// alias).
+TEST_P(EspIdfCaseTest, CapabilitiesAllocator) {
+  if (!is_esp32(chip())) GTEST_SKIP() << "the ESP32's 32BIT-only IRAM";
+  const int iram = find_model("IRAM");
+  ASSERT_GE(iram, 0);
+  const std::size_t free8 = heap_caps_get_free_size(k8);
+  const std::size_t free32 = heap_caps_get_free_size(k32);
+  EXPECT_EQ(free32, free8 + free_of(static_cast<std::size_t>(iram)));
+  EXPECT_GT(heap_caps_get_free_size(kX), 0u);
+
+  void *m8 = heap_caps_malloc(10, k8);
+  ASSERT_NE(m8, nullptr);
+  EXPECT_TRUE(in_model(m8, "DRAM"));
+  EXPECT_EQ(heap_caps_get_free_size(k8), free8 - blk(10));
+  EXPECT_EQ(heap_caps_get_free_size(k32), free32 - blk(10));
+
+  void *m32 = heap_caps_malloc(10, k32);
+  ASSERT_NE(m32, nullptr);
+  EXPECT_TRUE(in_model(m32, "IRAM"));
+  EXPECT_EQ(heap_caps_get_free_size(k8), free8 - blk(10));
+  EXPECT_EQ(heap_caps_get_free_size(k32), free32 - blk(10) - blk(12));  // 32BIT: 10 -> 12
+
+  void *x = heap_caps_malloc(100, kX);  // EXEC: IRAM first
+  ASSERT_NE(x, nullptr);
+  EXPECT_TRUE(in_model(x, "IRAM"));
+  // Fill IRAM: the next 32BIT request changes over to DRAM.
+  void *fill = heap_caps_malloc(largest_of(static_cast<std::size_t>(iram)), k32);
+  ASSERT_NE(fill, nullptr);
+  EXPECT_TRUE(in_model(fill, "IRAM"));
+  EXPECT_EQ(largest_of(static_cast<std::size_t>(iram)), 0u);
+  const std::size_t free8_full = heap_caps_get_free_size(k8);
+  void *over = heap_caps_malloc(100, k32);
+  ASSERT_NE(over, nullptr);
+  EXPECT_TRUE(in_model(over, "DRAM"));
+  EXPECT_EQ(heap_caps_get_free_size(k8), free8_full - blk(100));
+  // Impossible.
+  EXPECT_EQ(heap_caps_malloc(100, kX | k8), nullptr);
+  expect_one_failure(100, kX | k8, "heap_caps_malloc");
+  // EXEC with IRAM full: the D/IRAM instruction alias, executable.
+  void *x2 = heap_caps_malloc(100, kX);
+  ASSERT_NE(x2, nullptr);
+  const IramWindow w = iram_window(chip());
+  EXPECT_GE(chip_of(x2), w.lo);
+  EXPECT_LT(chip_of(x2), w.hi);
+  for (void *p : {m8, m32, x, fill, over, x2})
+    heap_caps_free(p);
+  EXPECT_EQ(heap_caps_get_free_size(k8), free8);
+  EXPECT_EQ(heap_caps_get_free_size(k32), free32);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  EXPECT_TRUE(g_failures.empty());
+}
+
+// test_malloc_caps.c "heap_caps metadata test": heap_caps_get_info(8BIT) before and after
+// allocating the largest free block, and after freeing it. ESP-IDF allows 200 bytes of slack;
+// here every figure is exact.
+TEST_P(EspIdfCaseTest, MetadataAroundTheLargestBlock) {
+  multi_heap_info_t original, during, after;
+  heap_caps_get_info(&original, k8);
+  ASSERT_GT(original.largest_free_block, 0u);
+  void *b = heap_caps_malloc(original.largest_free_block, k8);
+  ASSERT_NE(b, nullptr);
+  heap_caps_get_info(&during, k8);
+  EXPECT_LE(during.largest_free_block, original.largest_free_block);
+  EXPECT_EQ(during.allocated_blocks, original.allocated_blocks + 1);
+  EXPECT_EQ(during.total_allocated_bytes,
+            original.total_allocated_bytes + heap_caps_get_allocated_size(b));
+  // The free figure drops by the block; with poisoning 12 bytes less when the heap's free figure
+  // reaches 0 (it is its raw free bytes less 12, floored at 0: spec §4.3).
+  const std::size_t block = original.total_free_bytes - during.total_free_bytes;
+  EXPECT_GE(block + (poisoned() ? 12 : 0), blk(original.largest_free_block));
+  EXPECT_LT(block, blk(original.largest_free_block) + 16);
+  EXPECT_EQ(during.minimum_free_bytes, original.minimum_free_bytes - block);
+  heap_caps_free(b);
+  heap_caps_get_info(&after, k8);
+  EXPECT_EQ(after.total_free_bytes, original.total_free_bytes);
+  EXPECT_EQ(after.total_allocated_bytes, original.total_allocated_bytes);
+  EXPECT_EQ(after.largest_free_block, original.largest_free_block);
+  EXPECT_EQ(after.allocated_blocks, original.allocated_blocks);
+  EXPECT_EQ(after.free_blocks, original.free_blocks);
+  EXPECT_EQ(after.total_blocks, original.total_blocks);
+  EXPECT_EQ(after.minimum_free_bytes, during.minimum_free_bytes);
+  EXPECT_TRUE(g_failures.empty());
+}
+
+// test_malloc.c "Malloc/overwrite, then free all available DRAM": 1 KiB malloc() blocks until
+// none is left, each overwritten, all freed; twice, with the same count, and everything back.
+TEST_P(EspIdfCaseTest, MallocOverwriteThenFreeAllTwice) {
+  const std::size_t free0 = heap_caps_get_free_size(kD);
+  std::size_t counts[2] = {0, 0};
+  for (std::size_t &count : counts) {
+    std::vector<unsigned char *> blocks;
+    while (auto *p = static_cast<unsigned char *>(heap_caps_malloc_default(1024))) {
+      std::memset(p, 0xA5, 1024);
+      blocks.push_back(p);
+    }
+    count = blocks.size();
+    ASSERT_GT(count, 0u);
+    // What is left cannot hold another KiB anywhere malloc() looks.
+    EXPECT_LT(heap_caps_get_largest_free_block(kD | (psram() ? 0 : kI)), 1024u);
+    for (unsigned char *p : blocks) {
+      ASSERT_EQ(p[0], 0xA5);
+      ASSERT_EQ(p[1023], 0xA5);
+      heap_caps_free(p);
+    }
+    EXPECT_EQ(heap_caps_get_free_size(kD), free0);
+  }
+  EXPECT_EQ(counts[0], counts[1]);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  g_failures.clear();  // the last malloc() of each round failed on purpose
+}
+
+// test_realloc.c "realloc shrink buffer in place" (not with comprehensive poisoning, which never
+// reallocates in place: there the block moves and the data come along) and "realloc shrink buffer
+// with EXEC CAPS" (the result is executable memory: IRAM or the D/IRAM instruction alias; ESP-IDF
+// skips it with memory protection, where EXEC is impossible).
+TEST_P(EspIdfCaseTest, ReallocShrink) {
+  auto *x = static_cast<unsigned char *>(heap_caps_malloc_default(64));
+  ASSERT_NE(x, nullptr);
+  for (unsigned i = 0; i < 64; ++i)
+    x[i] = static_cast<unsigned char>(i);
+  auto *y = static_cast<unsigned char *>(heap_caps_realloc_default(x, 48));
+  ASSERT_NE(y, nullptr);
+  EXPECT_EQ(y == x, !comprehensive());
+  for (unsigned i = 0; i < 48; ++i)
+    ASSERT_EQ(y[i], i);
+  heap_caps_free(y);
+
+  const bool exec = is_esp32(chip()) || chip().variant == Variant::kNoMemprot;
+  void *e = heap_caps_malloc(64, kX);
+  EXPECT_EQ(e != nullptr, exec);
+  if (!exec) {
+    expect_one_failure(64, kX, "heap_caps_malloc");
+    return;
+  }
+  std::memset(e, 0x3C, 64);
+  void *e2 = heap_caps_realloc(e, 48, kX);
+  ASSERT_NE(e2, nullptr);
+  const std::uint32_t a = chip_of(e2);
+  const IramWindow w = iram_window(chip());
+  const bool in_iram = in_model(e2, "IRAM");
+  EXPECT_TRUE(in_iram || (a >= w.lo && a < w.hi)) << hex(a);
+  for (unsigned i = 0; i < 48; ++i)
+    ASSERT_EQ(static_cast<unsigned char *>(e2)[i], 0x3C);
+  heap_caps_free(e2);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  EXPECT_TRUE(g_failures.empty());
+}
+
+// test_heap_align_hw.c "test heap_caps_malloc_prefer for dma memory", "test
+// heap_caps_calloc_prefer for dma memory" and "test alignment for dma": DMA allocations are
+// aligned to the memory's cache line (PSRAM: 32 bytes; internal RAM of these chips: none beyond 4)
+// and, where the line rounds the size up, writable up to the rounded size; calloc_prefer
+// zero-fills. (Internal DMA memory is not rounded: writing past the request reaches the tail
+// canary with poisoning, as on the device.)
+TEST_P(EspIdfCaseTest, DmaPreferAndAlignment) {
+  const std::size_t line = psram() ? 32 : 4;  // where DMA|SPIRAM lands first
+  for (const std::size_t size :
+       {std::size_t{1}, std::size_t{31}, std::size_t{33}, std::size_t{100}, std::size_t{1000}}) {
+    SCOPED_TRACE(size);
+    const std::size_t rounded = (size + line - 1) / line * line;
+    auto *p = static_cast<unsigned char *>(heap_caps_malloc_prefer(size, 2, kDma | kS, kDma | kI));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(in_model(p, "SPIRAM"), psram());
+    EXPECT_EQ(chip_of(p) % line, 0u);
+    EXPECT_GE(heap_caps_get_allocated_size(p), rounded);
+    std::memset(p, 0x77, line > 4 ? rounded : size);
+    EXPECT_TRUE(heap_caps_check_integrity_all(true));
+    heap_caps_free(p);
+    auto *z =
+        static_cast<unsigned char *>(heap_caps_calloc_prefer(size, 1, 2, kDma | kS, kDma | kI));
+    ASSERT_NE(z, nullptr);
+    EXPECT_EQ(in_model(z, "SPIRAM"), psram());
+    EXPECT_EQ(chip_of(z) % line, 0u);
+    for (std::size_t i = 0; i < size; ++i)
+      ASSERT_EQ(z[i], 0) << i;
+    heap_caps_free(z);
+    // Internal DMA memory directly.
+    auto *d = static_cast<unsigned char *>(heap_caps_malloc(size, kDma));
+    ASSERT_NE(d, nullptr);
+    EXPECT_FALSE(in_model(d, "SPIRAM"));
+    EXPECT_EQ(chip_of(d) % 4, 0u);
+    std::memset(d, 0x55, size);
+    heap_caps_free(d);
+  }
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  EXPECT_TRUE(g_failures.empty());
+}
+
+// test_corruption_check.c "canary corruption in light or comprehensive poisoning mode": a
+// damaged head or tail canary fails heap_caps_check_integrity(_all/_addr) with poisoning and goes
+// unnoticed without; "multi_heap poisoning detection" (on target): a byte written into freed
+// memory is found only with comprehensive poisoning.
+TEST_P(EspIdfCaseTest, CanaryAndFreeMemoryCorruption) {
+  auto *p = static_cast<unsigned char *>(heap_caps_malloc(100, k8));
+  auto *q = static_cast<unsigned char *>(heap_caps_malloc(200, k8));
+  auto *guard = static_cast<unsigned char *>(heap_caps_malloc(100, k8));
+  ASSERT_TRUE(p && q && guard);
+  const intptr_t at = reinterpret_cast<intptr_t>(p);
+  // (Without poisoning there are no canaries: those bytes are the next block's header, the
+  // canary case runs only in the poisoning configurations, as in ESP-IDF.)
+  if (poisoned())
+    for (const std::ptrdiff_t off : {std::ptrdiff_t{-8}, std::ptrdiff_t{100}}) {  // head, tail
+      SCOPED_TRACE(off);
+      p[off] ^= 0x01;
+      EXPECT_FALSE(heap_caps_check_integrity_all(false));
+      EXPECT_FALSE(heap_caps_check_integrity(k8, false));
+      EXPECT_FALSE(heap_caps_check_integrity_addr(at, false));
+      EXPECT_TRUE(heap_caps_check_integrity(kS, false));  // the other heaps are fine
+      p[off] ^= 0x01;
+      EXPECT_TRUE(heap_caps_check_integrity_all(true));
+    }
+  heap_caps_free(q);
+  q[150] ^= 0x20;  // write after free
+  EXPECT_EQ(heap_caps_check_integrity_all(false), !comprehensive());
+  q[150] ^= 0x20;
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  heap_caps_free(p);
+  heap_caps_free(guard);
+}
+
+// test_allocator_timings.c "Heap many random allocations timings" without the timing figures:
+// 128 pointers, 5000 operations of malloc, free and realloc with MALLOC_CAP_DEFAULT, the heaps'
+// integrity checked after each, contents kept, everything back at the end.
+TEST_P(EspIdfCaseTest, ManyRandomAllocations) {
+  if (comprehensive()) GTEST_SKIP() << "ESP-IDF runs it without poisoning";
+  const unsigned seed = test_seed();
+  std::printf("[ seed     ] CAPHEAP_TEST_SEED=%u\n", seed);
+  std::mt19937 rng(seed);
+  const std::size_t free0 = heap_caps_get_free_size(kD);
+  constexpr std::size_t kSlots = 128;
+  unsigned char *ptr[kSlots] = {};
+  std::size_t len[kSlots] = {};
+  for (int it = 0; it < 5000; ++it) {
+    const std::size_t k = rng() % kSlots;
+    const std::size_t size = rng() % 4096;
+    if (ptr[k] != nullptr) {
+      ASSERT_EQ(ptr[k][0], static_cast<unsigned char>(k));
+      ASSERT_EQ(ptr[k][len[k] - 1], static_cast<unsigned char>(k));
+    }
+    if (rng() % 4 == 0) {
+      auto *q = static_cast<unsigned char *>(heap_caps_realloc(ptr[k], size, kD));
+      if (size == 0 || q != nullptr) {
+        if (q != nullptr && ptr[k] != nullptr) {
+          ASSERT_EQ(q[0], static_cast<unsigned char>(k));
+        }
+        ptr[k] = q;
+        len[k] = size;
+      }
+    } else {
+      heap_caps_free(ptr[k]);
+      ptr[k] = static_cast<unsigned char *>(heap_caps_malloc(size, kD));
+      len[k] = ptr[k] != nullptr ? size : 0;
+    }
+    if (ptr[k] != nullptr) std::memset(ptr[k], static_cast<int>(k), len[k]);
+    ASSERT_TRUE(heap_caps_check_integrity_all(true)) << it;
+  }
+  for (unsigned char *p : ptr)
+    heap_caps_free(p);
+  EXPECT_EQ(heap_caps_get_free_size(kD), free0);
+  g_failures.clear();  // size-0 reallocs and the odd full heap
+}
+
+INSTANTIATE_TEST_SUITE_P(Chips, EspIdfCaseTest,
+                         ::testing::Combine(::testing::ValuesIn(kConfigs),
+                                            ::testing::Values(0, 1, 2)),
+                         case_name);
 
 }  // namespace

@@ -1424,10 +1424,14 @@ TEST(MultiHeapCheck, DetectsACorruptedHeaderAndRecovers) {
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
     EXPECT_EQ(out.back(), '\n');
     if (at != -4) {
-      // With an impossible size the walkers stop before the bad block instead of running off.
+      // With an impossible size the walks stop at the bad block instead of running off;
+      // multi_heap_walk hands the bad block to its callback as read (ESP-IDF's walker does).
+      std::uint32_t word;
+      std::memcpy(&word, p - 4, 4);
       const std::vector<Block> seen = blocks_of(h);
-      ASSERT_EQ(seen.size(), 1u);
+      ASSERT_EQ(seen.size(), 2u);
       EXPECT_EQ(seen[0], (Block{a, 32, true}));
+      EXPECT_EQ(seen[1], (Block{p, (word & ~3u) - 4, true}));
       const multi_heap_block_handle_t first = multi_heap_get_first_block(h);
       const multi_heap_block_handle_t second = multi_heap_get_next_block(h, first);
       EXPECT_EQ(multi_heap_get_block_address(second), p);
@@ -1532,6 +1536,35 @@ TEST(MultiHeapWalk, AddressOrderExactSizesAndStop) {
   multi_heap_free(h, a);
   multi_heap_free(h, b);
   multi_heap_free(h, d);
+}
+
+// A block whose size word is impossible is handed to the walker as read (the size its word gives,
+// past the heap's end), and the walk ends there: ESP-IDF's "heap walker corrupted heap detection"
+// through multi_heap_walk. A size below the minimum block is reported the same way.
+TEST(MultiHeapWalk, CorruptedSizeIsHandedToTheWalkerAndEndsTheWalk) {
+  Region r(4096);
+  multi_heap_handle_t h = r.heap(4);
+  ASSERT_NE(h, nullptr);
+  unsigned char *a = bytes(multi_heap_malloc(h, 10));  // 16
+  unsigned char *b = bytes(multi_heap_malloc(h, 50));  // 56
+  unsigned char *c = bytes(multi_heap_malloc(h, 20));  // 24
+  ASSERT_TRUE(a && b && c);
+  std::uint32_t saved;
+  std::memcpy(&saved, b - 4, 4);
+  for (const std::uint32_t bad : {0xFF000000u, 0x00000008u, 0x00000000u}) {
+    SCOPED_TRACE(bad);
+    std::memcpy(b - 4, &bad, 4);
+    std::vector<Block> seen = blocks_of(h);
+    const std::vector<Block> want = {{a, 12, true}, {b, bad > 4 ? bad - 4 : 0, true}};
+    EXPECT_EQ(seen, want);
+    EXPECT_FALSE(multi_heap_check(h, false));
+  }
+  std::memcpy(b - 4, &saved, 4);
+  EXPECT_EQ(blocks_of(h).size(), 4u);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  multi_heap_free(h, a);
+  multi_heap_free(h, b);
+  multi_heap_free(h, c);
 }
 
 TEST(MultiHeapBlocks, HelpersEnumerateTheSameBlocksAsWalk) {
@@ -2028,6 +2061,485 @@ INSTANTIATE_TEST_SUITE_P(Pools, MultiHeapManyRandom,
                            return std::to_string(pi.param.kib) + "KiB_g" +
                                   std::to_string(pi.param.granule);
                          });
+
+// ================================================================================================
+// ESP-IDF host tests at every poisoning level (spec §6.1: test_multi_heap_host runs each case in
+// the no_poisoning, light_poisoning and comprehensive_poisoning configurations)
+// ================================================================================================
+
+// Per-block figures with ESP-IDF's layout (granule 4): the engine block of an s-byte request is
+// round_up(s + D, 4) + 4 bytes (at least 16), where D is the poisoning decoration (12: head canary,
+// size word, tail canary). Free-size figures lose D once (spec §4.3), so the free size drops by
+// exactly the engine block and a lone free block of B bytes serves B - 4 - D.
+class MultiHeapEspLevels : public testing::TestWithParam<capheap_poisoning_t> {
+ protected:
+  multi_heap_handle_t make(Region &r) const {
+    capheap_heap_config_t cfg{};
+    cfg.granule = 4;
+    cfg.poisoning = GetParam();
+    return capheap_heap_register(r.data(), r.size(), &cfg);
+  }
+  size_t deco() const { return GetParam() == CAPHEAP_POISONING_NONE ? 0 : 12; }
+  bool comprehensive() const { return GetParam() == CAPHEAP_POISONING_COMPREHENSIVE; }
+  /// Engine block of an s-byte request.
+  size_t blk(size_t s) const { return block_for(s + deco(), 4); }
+  /// Largest request a free engine block of b bytes serves.
+  size_t serves(size_t b) const { return b - kHeader - deco(); }
+  /// multi_heap_get_allocated_size of a fresh s-byte block: the block less its header and the
+  /// decoration (spec §1.3), so with poisoning s rounded up to 4, not s.
+  size_t usable(size_t s) const { return blk(s) - kHeader - deco(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Levels, MultiHeapEspLevels,
+                         testing::Values(CAPHEAP_POISONING_NONE, CAPHEAP_POISONING_LIGHT,
+                                         CAPHEAP_POISONING_COMPREHENSIVE),
+                         [](const testing::TestParamInfo<capheap_poisoning_t> &pi) {
+                           return std::string(pi.param == CAPHEAP_POISONING_NONE ? "none"
+                                              : pi.param == CAPHEAP_POISONING_LIGHT
+                                                  ? "light"
+                                                  : "comprehensive");
+                         });
+
+// "multi_heap simple allocations"
+TEST_P(MultiHeapEspLevels, SimpleAllocations) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  EXPECT_EQ(info_of(h).largest_free_block, f - kHeader);
+  const size_t half = (f + 4) / 2;
+  unsigned char *a = bytes(multi_heap_malloc(h, half));
+  ASSERT_NE(a, nullptr);
+  fill(a, half, 0x61);
+  EXPECT_EQ(multi_heap_free_size(h), f - blk(half));
+  EXPECT_EQ(multi_heap_malloc(h, half), nullptr);  // the second one does not fit
+  EXPECT_EQ(multi_heap_free_size(h), f - blk(half));
+  EXPECT_EQ(info_of(h).largest_free_block, f - blk(half) - kHeader);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  multi_heap_free(h, a);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_EQ(multi_heap_malloc(h, half), a);  // fits again, at the same place
+  multi_heap_free(h, a);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_GT(multi_heap_free_size(h), multi_heap_minimum_free_size(h));
+  EXPECT_EQ(multi_heap_minimum_free_size(h), f - blk(half));
+  EXPECT_TRUE(multi_heap_check(h, true));
+}
+
+// "multi_heap fragmentation"
+TEST_P(MultiHeapEspLevels, Fragmentation) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  const size_t b500 = blk(500);
+  unsigned char *p[4];
+  for (size_t k = 0; k < 4; ++k) {
+    p[k] = bytes(multi_heap_malloc(h, 500));
+    ASSERT_NE(p[k], nullptr);
+    fill(p[k], 500, static_cast<unsigned char>(0x10 + k));
+    if (k > 0) {
+      EXPECT_EQ(p[k], p[k - 1] + b500);
+    }
+  }
+  const size_t tail = f - 4 * b500;
+  EXPECT_EQ(multi_heap_free_size(h), tail);
+  EXPECT_EQ(multi_heap_malloc(h, 2500), nullptr);
+  multi_heap_free(h, p[0]);
+  multi_heap_free(h, p[2]);
+  EXPECT_EQ(multi_heap_free_size(h), tail + 2 * b500);
+  EXPECT_EQ(info_of(h).free_blocks, 3u);
+  EXPECT_EQ(multi_heap_malloc(h, 2500), nullptr);  // enough bytes, no contiguous space
+  void *big = multi_heap_malloc(h, 1000);          // only the tail holds it
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(big, p[3] + b500);
+  multi_heap_free(h, p[1]);  // p[0..2] merge into one block of 3 * b500
+  EXPECT_EQ(info_of(h).largest_free_block, serves(3 * b500));
+  void *merged = multi_heap_malloc(h, serves(3 * b500));
+  EXPECT_EQ(merged, p[0]);
+  EXPECT_TRUE(all_bytes(p[3], 500, 0x13));
+  multi_heap_free(h, merged);
+  multi_heap_free(h, p[3]);
+  multi_heap_free(h, big);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_EQ(info_of(h).free_blocks, 1u);
+  EXPECT_TRUE(multi_heap_check(h, true));
+}
+
+// "multi_heap defrag"
+TEST_P(MultiHeapEspLevels, Defrag) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  void *a = multi_heap_malloc(h, 128);
+  void *b = multi_heap_malloc(h, 128);
+  void *c = multi_heap_malloc(h, 128);
+  ASSERT_TRUE(a && b && c);
+  multi_heap_free(h, a);
+  multi_heap_info_t i = info_of(h);
+  EXPECT_EQ(i.allocated_blocks, 2u);
+  EXPECT_EQ(i.free_blocks, 2u);
+  EXPECT_EQ(i.total_blocks, 4u);
+  void *a2 = multi_heap_malloc(h, 64);  // a smaller request reuses the freed space
+  EXPECT_EQ(a2, a);
+  multi_heap_free(h, a2);
+  multi_heap_free(h, b);
+  multi_heap_free(h, c);
+  i = info_of(h);
+  EXPECT_EQ(i.allocated_blocks, 0u);
+  EXPECT_EQ(i.free_blocks, 1u);
+  EXPECT_EQ(i.total_blocks, 1u);
+  EXPECT_EQ(i.total_free_bytes, f);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_TRUE(multi_heap_check(h, true));
+}
+
+// "multi_heap defrag realloc" (ESP-IDF runs it without comprehensive poisoning, which never
+// reallocates in place: spec §4.5; there the shrink moves and the free size is the same).
+TEST_P(MultiHeapEspLevels, DefragRealloc) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  unsigned char *a = bytes(multi_heap_malloc(h, 128));
+  unsigned char *b = bytes(multi_heap_malloc(h, 128));
+  void *c = multi_heap_malloc(h, 128);
+  ASSERT_TRUE(a && b && c);
+  fill(b, 128, 0xB0);
+  void *b2 = multi_heap_realloc(h, b, 64);
+  ASSERT_NE(b2, nullptr);
+  EXPECT_TRUE(all_bytes(b2, 64, 0xB0));
+  if (comprehensive()) {
+    EXPECT_NE(b2, b);
+  } else {
+    EXPECT_EQ(b2, b);  // shrink keeps the address
+    EXPECT_EQ(multi_heap_free_size(h), f - 2 * blk(128) - blk(64));
+    EXPECT_EQ(multi_heap_realloc(h, a, 16), a);
+    EXPECT_EQ(multi_heap_free_size(h), f - blk(128) - blk(64) - blk(16));
+  }
+  EXPECT_TRUE(multi_heap_check(h, true));
+  multi_heap_free(h, a);
+  multi_heap_free(h, b2);
+  multi_heap_free(h, c);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_EQ(info_of(h).free_blocks, 1u);
+}
+
+// "multi_heap many random allocations": pools of 15, 255, 4095 and 8191 KiB, 5000 operations over
+// 64 slots, a quarter of them reallocs, sizes below 1024, contents verified, multi_heap_check after
+// every operation, the free size back at its start at the end.
+TEST_P(MultiHeapEspLevels, ManyRandomAllocations) {
+  const std::uint32_t seed = test_seed();
+  std::printf("[ seed     ] ManyRandomAllocations seed=%u\n", seed);
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  for (size_t kib : {15u, 255u, 4095u, 8191u}) {
+    SCOPED_TRACE(kib);
+    std::mt19937 rng(seed);
+    Region r(kib * 1024);
+    multi_heap_handle_t h = make(r);
+    ASSERT_NE(h, nullptr);
+    const size_t f0 = multi_heap_free_size(h);
+    constexpr size_t kSlots = 64;
+    void *ptr[kSlots] = {};
+    size_t len[kSlots] = {};
+    unsigned char tag[kSlots] = {};
+    unsigned char next_tag = 1;
+    size_t used = 0;
+    // Comprehensive checks read every free byte: in the MiB pools every 16th operation is checked
+    // (the last one included).
+    const int check_every = comprehensive() && kib > 255 ? 16 : 1;
+    for (int it = 0; it < 5000; ++it) {
+      const size_t k = below(rng, kSlots);
+      if (ptr[k] != nullptr) {
+        ASSERT_TRUE(all_bytes(ptr[k], len[k], tag[k])) << "slot " << k << " at " << it;
+      }
+      const size_t size = below(rng, 1024);
+      const bool is_realloc = below(rng, 4) == 0;
+      void *const old = ptr[k];
+      const size_t old_block = old != nullptr ? multi_heap_get_full_block_size(h, old) : 0;
+      void *q;
+      if (is_realloc) {
+        q = multi_heap_realloc(h, old, size);
+      } else {
+        multi_heap_free(h, old);
+        q = multi_heap_malloc(h, size);
+      }
+      if (is_realloc && q == nullptr && size != 0 && old != nullptr) {
+        // Failed: the block stays as it was.
+        ASSERT_EQ(multi_heap_get_full_block_size(h, old), old_block);
+        ASSERT_TRUE(all_bytes(old, len[k], tag[k])) << "failed realloc at " << it;
+      } else {
+        used -= old_block;
+        if (is_realloc && q != nullptr) {
+          ASSERT_TRUE(all_bytes(q, std::min(len[k], size), tag[k])) << "realloc at " << it;
+        }
+        ptr[k] = nullptr;
+        len[k] = 0;
+        if (size == 0) {
+          ASSERT_EQ(q, nullptr);
+        } else if (q != nullptr) {
+          // A block is split only when the rest can be a block of its own (16 bytes): the block
+          // handed out may be up to 12 bytes larger than the request needs.
+          const size_t full = multi_heap_get_full_block_size(h, q);
+          ASSERT_GE(full, blk(size));
+          ASSERT_LT(full, blk(size) + kMinBlock);
+          ASSERT_EQ(multi_heap_get_allocated_size(h, q), full - kHeader - deco());
+          ptr[k] = q;
+          len[k] = size;
+          tag[k] = next_tag++;
+          fill(q, size, tag[k]);
+          used += multi_heap_get_full_block_size(h, q);
+        }
+      }
+      ASSERT_EQ(multi_heap_free_size(h), f0 - used) << "at " << it;
+      if (it % check_every == check_every - 1) {
+        ASSERT_TRUE(multi_heap_check(h, true)) << "at " << it;
+      }
+    }
+    for (size_t k = 0; k < kSlots; ++k) {
+      if (ptr[k] != nullptr) {
+        ASSERT_TRUE(all_bytes(ptr[k], len[k], tag[k]));
+      }
+      multi_heap_free(h, ptr[k]);
+    }
+    EXPECT_EQ(multi_heap_free_size(h), f0);
+    EXPECT_EQ(info_of(h).free_blocks, 1u);
+    EXPECT_TRUE(multi_heap_check(h, true));
+  }
+}
+
+// "multi_heap_get_info() function" (spec §4.3: one 32-byte malloc shows as one block of 32
+// allocated bytes; the free figures come back after the free, the minimum stays low).
+TEST_P(MultiHeapEspLevels, GetInfo) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const multi_heap_info_t before = info_of(h);
+  EXPECT_EQ(before.allocated_blocks, 0u);
+  EXPECT_EQ(before.total_allocated_bytes, 0u);
+  EXPECT_EQ(before.free_blocks, 1u);
+  EXPECT_EQ(before.total_blocks, 1u);
+  EXPECT_EQ(before.total_free_bytes, multi_heap_free_size(h));
+  EXPECT_EQ(before.minimum_free_bytes, before.total_free_bytes);
+  void *p = multi_heap_malloc(h, 32);
+  ASSERT_NE(p, nullptr);
+  const multi_heap_info_t mid = info_of(h);
+  EXPECT_EQ(mid.allocated_blocks, 1u);
+  EXPECT_EQ(mid.total_allocated_bytes, 32u);
+  EXPECT_EQ(mid.free_blocks, 1u);
+  EXPECT_EQ(mid.total_blocks, 2u);
+  EXPECT_EQ(mid.total_free_bytes, before.total_free_bytes - blk(32));
+  EXPECT_EQ(mid.largest_free_block, before.largest_free_block - blk(32));
+  EXPECT_LT(mid.minimum_free_bytes, before.minimum_free_bytes);
+  EXPECT_EQ(mid.minimum_free_bytes, mid.total_free_bytes);
+  multi_heap_free(h, p);
+  const multi_heap_info_t after = info_of(h);
+  EXPECT_EQ(after.allocated_blocks, 0u);
+  EXPECT_EQ(after.total_allocated_bytes, 0u);
+  EXPECT_EQ(after.free_blocks, 1u);
+  EXPECT_EQ(after.total_blocks, 1u);
+  EXPECT_EQ(after.total_free_bytes, before.total_free_bytes);
+  EXPECT_EQ(after.largest_free_block, before.largest_free_block);
+  EXPECT_EQ(after.minimum_free_bytes, mid.minimum_free_bytes);
+}
+
+// "multi_heap minimum-size allocations": 1-byte allocations until the heap is exhausted, freed in
+// a random order; every block is the minimum the request needs, and the free size comes back.
+TEST_P(MultiHeapEspLevels, MinimumSizeAllocations) {
+  const std::uint32_t seed = test_seed();
+  std::printf("[ seed     ] MinimumSizeAllocations seed=%u\n", seed);
+  std::mt19937 rng(seed);
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  std::vector<void *> ptrs;
+  while (void *p = multi_heap_malloc(h, 1)) {
+    *bytes(p) = static_cast<unsigned char>(ptrs.size());
+    ptrs.push_back(p);
+    ASSERT_LE(ptrs.size(), 4096u / kMinBlock);
+  }
+  // The raw free bytes (f + D) hold n blocks of blk(1); the last one takes any remainder smaller
+  // than a block.
+  EXPECT_EQ(ptrs.size(), (f + deco()) / blk(1));
+  EXPECT_EQ(info_of(h).free_blocks, 0u);
+  EXPECT_EQ(info_of(h).largest_free_block, 0u);
+  EXPECT_EQ(info_of(h).allocated_blocks, ptrs.size());
+  EXPECT_EQ(info_of(h).total_allocated_bytes,
+            ptrs.size() * (blk(1) - kHeader - deco()) + (f + deco()) % blk(1));
+  EXPECT_TRUE(multi_heap_check(h, true));
+  std::shuffle(ptrs.begin(), ptrs.end(), rng);
+  for (void *p : ptrs) {
+    multi_heap_free(h, p);
+    ASSERT_TRUE(multi_heap_check(h, true));
+  }
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_EQ(info_of(h).free_blocks, 1u);
+}
+
+// "multi_heap_realloc()": moves when the next block is used, shrinks in place, grows in place into
+// a freed neighbour, an oversize request fails and keeps the block. Comprehensive poisoning never
+// resizes in place (spec §4.5): there every successful realloc moves.
+TEST_P(MultiHeapEspLevels, Realloc) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  unsigned char *a = bytes(multi_heap_malloc(h, 64));
+  unsigned char *b = bytes(multi_heap_malloc(h, 64));
+  ASSERT_TRUE(a && b);
+  for (size_t i = 0; i < 64; ++i)
+    a[i] = static_cast<unsigned char>(i);
+  fill(b, 64, 0xBB);
+  // b is in use right behind a: growing a moves it, and a's block is free again.
+  unsigned char *a2 = bytes(multi_heap_realloc(h, a, 200));
+  ASSERT_NE(a2, nullptr);
+  EXPECT_NE(a2, a);
+  for (size_t i = 0; i < 64; ++i)
+    ASSERT_EQ(a2[i], i);
+  EXPECT_EQ(multi_heap_free_size(h), f - blk(64) - blk(200));
+  EXPECT_EQ(blocks_of(h)[0].used, false);
+  // Shrink: in place (the 200-byte block's tail goes back to the free rest behind it).
+  unsigned char *a3 = bytes(multi_heap_realloc(h, a2, 100));
+  ASSERT_NE(a3, nullptr);
+  EXPECT_EQ(a3 == a2, !comprehensive());
+  for (size_t i = 0; i < 64; ++i)
+    ASSERT_EQ(a3[i], i);
+  EXPECT_EQ(multi_heap_free_size(h), f - blk(64) - blk(100));
+  multi_heap_free(h, a3);
+  // Grow into a freed neighbour: x, y, z in a row, y freed, x grown over y's block.
+  multi_heap_free(h, b);
+  ASSERT_EQ(multi_heap_free_size(h), f);
+  unsigned char *x = bytes(multi_heap_malloc(h, 64));
+  unsigned char *y = bytes(multi_heap_malloc(h, 64));
+  unsigned char *z = bytes(multi_heap_malloc(h, 64));
+  ASSERT_TRUE(x && y && z);
+  EXPECT_EQ(y, x + blk(64));
+  fill(x, 64, 0xCC);
+  multi_heap_free(h, y);
+  unsigned char *x2 = bytes(multi_heap_realloc(h, x, 100));
+  ASSERT_NE(x2, nullptr);
+  EXPECT_TRUE(all_bytes(x2, 64, 0xCC));
+  EXPECT_EQ(x2 == x, !comprehensive());
+  if (!comprehensive()) {
+    EXPECT_EQ(multi_heap_get_allocated_size(h, x2), 100u);
+  }
+  EXPECT_EQ(multi_heap_free_size(h), f - blk(100) - blk(64));
+  // Oversize: NULL, the block and the heap as they were.
+  const size_t f1 = multi_heap_free_size(h);
+  for (size_t s : {f + 1, f1, size_t(SIZE_MAX), size_t(SIZE_MAX - 3)}) {
+    EXPECT_EQ(multi_heap_realloc(h, x2, s), nullptr) << s;
+    EXPECT_EQ(multi_heap_free_size(h), f1) << s;
+    EXPECT_TRUE(all_bytes(x2, 64, 0xCC)) << s;
+  }
+  EXPECT_TRUE(multi_heap_check(h, true));
+  multi_heap_free(h, x2);
+  multi_heap_free(h, z);
+  EXPECT_EQ(multi_heap_free_size(h), f);
+  EXPECT_EQ(info_of(h).free_blocks, 1u);
+}
+
+// "multi_heap aligned allocations": alignments 0 to 256 (0 and non-powers of two fail), every
+// result aligned, nothing written outside the block (the block before keeps its bytes: the TLSF
+// regression), and the heap gets everything back.
+TEST_P(MultiHeapEspLevels, AlignedAllocations) {
+  Region r(64 * 1024);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  for (size_t a = 0; a <= 256; ++a) {
+    SCOPED_TRACE(a);
+    unsigned char *before = bytes(multi_heap_malloc(h, 30));
+    ASSERT_NE(before, nullptr);
+    fill(before, 30, 0xA5);
+    const size_t size = 1 + a * 3;
+    unsigned char *p = bytes(multi_heap_aligned_alloc(h, size, a));
+    if (a == 0 || (a & (a - 1)) != 0) {
+      EXPECT_EQ(p, nullptr);
+    } else {
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(addr(p) % a, 0u);
+      EXPECT_EQ(multi_heap_get_allocated_size(h, p), usable(size));
+      fill(p, size, 0x3C);
+      EXPECT_TRUE(all_bytes(before, 30, 0xA5));
+      ASSERT_TRUE(multi_heap_check(h, true));
+      multi_heap_free(h, p);
+    }
+    multi_heap_free(h, before);
+    ASSERT_EQ(multi_heap_free_size(h), f);
+    ASSERT_EQ(info_of(h).free_blocks, 1u);
+  }
+  EXPECT_TRUE(multi_heap_check(h, true));
+}
+
+// "multi_heap allocation overhead": the free size drops by more than the request, by exactly the
+// engine block (request + decoration rounded to 4, + the 4-byte header, at least 16).
+TEST_P(MultiHeapEspLevels, AllocationOverhead) {
+  Region r(16 * 1024);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  const size_t f = multi_heap_free_size(h);
+  for (size_t s = 1; s <= 1100; s += 7) {
+    void *p = multi_heap_malloc(h, s);
+    ASSERT_NE(p, nullptr) << s;
+    EXPECT_GT(f - multi_heap_free_size(h), s);
+    EXPECT_EQ(f - multi_heap_free_size(h), blk(s)) << s;
+    multi_heap_free(h, p);
+    ASSERT_EQ(multi_heap_free_size(h), f);
+  }
+}
+
+// "multi_heap poisoning detection": every byte of a free block's free area (the bytes that are not
+// the header, free-list links or footer) corrupted in turn; only comprehensive poisoning reports it
+// (with its exact text), and the heap passes again once the byte is restored.
+TEST_P(MultiHeapEspLevels, PoisoningDetectsFreeAreaCorruption) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r);
+  ASSERT_NE(h, nullptr);
+  void *a = multi_heap_malloc(h, 1000);
+  void *b = multi_heap_malloc(h, 200);
+  void *c = multi_heap_malloc(h, 300);
+  ASSERT_TRUE(a && b && c);
+  multi_heap_free(h, b);  // a free block between two used ones, and the free rest of the heap
+  std::vector<Block> free_blocks;
+  for (const Block &blk_info : blocks_of(h))
+    if (!blk_info.used) free_blocks.push_back(blk_info);
+  ASSERT_EQ(free_blocks.size(), 2u);
+  PrintCapture out;
+  size_t corrupted = 0;
+  for (const Block &fb : free_blocks) {
+    // data = header + 4; links at data + 0 and data + 4; footer in the last 4 bytes.
+    unsigned char *from = bytes(fb.data) + 8;
+    unsigned char *to = bytes(fb.data) + fb.size - 4;
+    for (unsigned char *q = from; q < to; ++q) {
+      const unsigned char old = *q;
+      *q = static_cast<unsigned char>(old ^ 0x5A);
+      const bool ok = multi_heap_check(h, true);
+      const std::string text = out.take();
+      if (comprehensive()) {
+        ASSERT_FALSE(ok) << "byte " << static_cast<const void *>(q);
+        char want[160];
+        std::snprintf(want, sizeof want,
+                      "CORRUPT HEAP: Invalid data at %p. Expected 0xfe got 0x%02x (heap %p)\n",
+                      static_cast<void *>(q), static_cast<unsigned>(old ^ 0x5A),
+                      static_cast<void *>(h));
+        ASSERT_EQ(text, want);
+      } else {
+        ASSERT_TRUE(ok) << "byte " << static_cast<const void *>(q);
+        ASSERT_EQ(text, "");
+      }
+      *q = old;
+      ASSERT_TRUE(multi_heap_check(h, true));
+      ++corrupted;
+    }
+  }
+  EXPECT_EQ(corrupted, free_blocks[0].size - 12 + free_blocks[1].size - 12);
+  multi_heap_free(h, a);
+  multi_heap_free(h, c);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  EXPECT_EQ(out.take(), "");
+}
 
 // ================================================================================================
 // Locking

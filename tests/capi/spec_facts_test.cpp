@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -207,6 +208,116 @@ TEST_F(SpecFacts, RawBlockFiguresIncludeDecoration) {
     EXPECT_EQ(before.total_free_bytes - after.total_free_bytes, 32u + 4u + (m.raw - 16u));
     heap_caps_free(p);
     EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  }
+}
+
+// test_malloc.c "test get allocated size" (spec §6.2, §1.1, §1.3): for 1035, 1064 and 1541 bytes
+// of MALLOC_CAP_DEFAULT, heap_caps_get_allocated_size is the size rounded up to 4, exactly, at
+// every poisoning level (ESP-IDF runs it in every configuration) and with task tracking: the figure
+// leaves the poisoning and the owner word out, it is not the requested size.
+TEST_F(SpecFacts, AllocatedSizeIsTheRequestRoundedUpTo4AtEveryLevel) {
+  for (const capheap_poisoning_t level :
+       {CAPHEAP_POISONING_NONE, CAPHEAP_POISONING_LIGHT, CAPHEAP_POISONING_COMPREHENSIVE})
+    for (const bool tracking : {false, true}) {
+      SCOPED_TRACE(std::to_string(level) + (tracking ? " tracking" : ""));
+      ASSERT_NO_FATAL_FAILURE(start(level, tracking));
+      for (const std::size_t size : {std::size_t{1035}, std::size_t{1064}, std::size_t{1541}}) {
+        void *p = heap_caps_malloc(size, MALLOC_CAP_DEFAULT);
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ(heap_caps_get_allocated_size(p), (size + 3) & ~std::size_t{3}) << size;
+        heap_caps_free(p);
+      }
+      // Small and odd sizes: at least 12 usable bytes without poisoning (the minimum block),
+      // the rounded size with it (the 12 bytes of poisoning fill the minimum block).
+      for (const std::size_t size : {std::size_t{1}, std::size_t{5}, std::size_t{13}}) {
+        void *p = heap_caps_malloc(size, MALLOC_CAP_DEFAULT);
+        ASSERT_NE(p, nullptr);
+        const std::size_t rounded = (size + 3) & ~std::size_t{3};
+        const bool bare = level == CAPHEAP_POISONING_NONE && !tracking;
+        EXPECT_EQ(heap_caps_get_allocated_size(p), bare ? std::max<std::size_t>(rounded, 12)
+                                                   : level == CAPHEAP_POISONING_NONE
+                                                       ? std::max<std::size_t>(rounded, 8)
+                                                       : rounded)
+            << size;
+        heap_caps_free(p);
+      }
+      EXPECT_TRUE(heap_caps_check_integrity_all(true));
+    }
+}
+
+// test_walker.c "heap walker corrupted heap detection" (spec §6.2, §1.1 heap_caps_walk): the size
+// word of a block is overwritten with a size larger than the heap (0xFF000000). The walk hands that
+// block to the callback as it reads it, so a callback that checks block.ptr + block.size against
+// the heap's end sees the corruption and returns false; the walk then leaves that heap (never
+// following the bad size) and goes on with the next heaps. At every poisoning level, with and
+// without task tracking.
+TEST_F(SpecFacts, WalkerHandsACorruptedBlockToTheCallback) {
+  struct Mode {
+    capheap_poisoning_t poisoning;
+    bool tracking;
+    std::size_t head;  // bytes between the size word's end and the user pointer
+  };
+  for (const Mode m :
+       {Mode{CAPHEAP_POISONING_NONE, false, 0}, Mode{CAPHEAP_POISONING_LIGHT, false, 8},
+        Mode{CAPHEAP_POISONING_COMPREHENSIVE, false, 8}, Mode{CAPHEAP_POISONING_NONE, true, 4},
+        Mode{CAPHEAP_POISONING_LIGHT, true, 12}}) {
+    SCOPED_TRACE(std::to_string(m.poisoning) + (m.tracking ? " tracking" : ""));
+    ASSERT_NO_FATAL_FAILURE(start(m.poisoning, m.tracking));
+    auto *p = static_cast<unsigned char *>(heap_caps_malloc(16, MALLOC_CAP_DEFAULT));
+    ASSERT_NE(p, nullptr);
+    const std::uint32_t pass = 0x9876BAABu;
+    std::memcpy(p, &pass, 4);
+    struct Seen {
+      Seen(const unsigned char *u, std::size_t h) : user(u), head(h) {}
+      const unsigned char *user;
+      std::size_t head;
+      intptr_t bad_heap = 0;
+      std::size_t bad_size = 0;
+      const void *bad_ptr = nullptr;
+      std::size_t found = 0;             // the test's block seen intact
+      std::vector<intptr_t> heaps;       // every heap the walk entered, in order
+      std::size_t blocks_after_bad = 0;  // blocks of the corrupted heap after the bad one
+    };
+    const auto walker = [](walker_heap_into_t heap, walker_block_info_t b, void *user) {
+      auto *s = static_cast<Seen *>(user);
+      if (s->heaps.empty() || s->heaps.back() != heap.start) s->heaps.push_back(heap.start);
+      if (s->bad_heap == heap.start) ++s->blocks_after_bad;
+      const auto start = reinterpret_cast<intptr_t>(b.ptr);
+      if (b.size > static_cast<std::size_t>(heap.end - start)) {
+        s->bad_heap = heap.start;
+        s->bad_size = b.size;
+        s->bad_ptr = b.ptr;
+        return false;
+      }
+      if (b.used && b.ptr == s->user - s->head) ++s->found;
+      return true;
+    };
+    Seen intact{p, m.head};
+    heap_caps_walk_all(walker, &intact);
+    EXPECT_EQ(intact.found, 1u);
+    EXPECT_EQ(intact.bad_ptr, nullptr);
+    const std::vector<intptr_t> all_heaps = intact.heaps;
+
+    unsigned char *size_word = p - m.head - 4;
+    std::uint32_t saved;
+    std::memcpy(&saved, size_word, 4);
+    const std::uint32_t huge = 0xFF000000u;
+    std::memcpy(size_word, &huge, 4);
+    Seen bad{p, m.head};
+    heap_caps_walk_all(walker, &bad);
+    EXPECT_EQ(bad.bad_ptr, static_cast<const void *>(p - m.head));
+    EXPECT_EQ(bad.bad_size, std::size_t{0xFF000000u} - 4);  // the raw size, less the size word
+    EXPECT_EQ(bad.blocks_after_bad, 0u);  // the callback said stop: nothing more of that heap
+    EXPECT_EQ(bad.heaps, all_heaps);      // and the walk went on with the others
+    EXPECT_EQ(bad.found, 0u);
+    // heap_caps_walk of the block's caps, and multi_heap_walk, see it the same way.
+    Seen by_caps{p, m.head};
+    heap_caps_walk(MALLOC_CAP_DEFAULT, walker, &by_caps);
+    EXPECT_EQ(by_caps.bad_ptr, static_cast<const void *>(p - m.head));
+    EXPECT_FALSE(heap_caps_check_integrity_all(false));
+    std::memcpy(size_word, &saved, 4);
+    EXPECT_TRUE(heap_caps_check_integrity_all(true));
+    heap_caps_free(p);
   }
 }
 
