@@ -252,7 +252,9 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return 0;
   const Heap h = heap_of(heap);
   const std::size_t usable = h.usable_size(p);
-  if (usable == 0 || h.poisoning() == capheap::Poisoning::kNone) return usable;
+  // (Without decoration support no heap is poisoned: the figures agree.)
+  if (!CAPHEAP_WITH_DECORATION || usable == 0 || h.poisoning() == capheap::Poisoning::kNone)
+    return usable;
   // ESP-IDF's figure with poisoning (spec §1.3): the block less its header and the 12 bytes of
   // poisoning, not the requested size.
   return h.block_size(p) - capheap::detail::kHeaderBytes - h.decoration_total();

@@ -699,6 +699,9 @@ std::size_t Registry::usable_size(const void *p) const noexcept {
 
 std::size_t Registry::allocated_size(const void *p) const noexcept {
   const std::size_t usable = usable_size(p);  // validates p (and reports a bad one)
+#if defined(CAPHEAP_WITH_DECORATION) && !CAPHEAP_WITH_DECORATION
+  return usable;  // no heap can be decorated: the figures agree
+#else
   if (usable == 0) return 0;
   void *data;
   Record *r = owner_of(p, data, "pointer is outside heap areas");
@@ -708,6 +711,7 @@ std::size_t Registry::allocated_size(const void *p) const noexcept {
   const std::size_t block = r->heap.block_size(data);  // the engine's usable bytes + 4
   unlock(*r);
   return block - 4 - r->heap.decoration_total() - (data != p ? kAliasWord : 0);
+#endif
 }
 
 void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
