@@ -206,9 +206,23 @@ void print_corruption(const Validation &v, const void *heap, bool chip_addresses
   } else {
     expect_text = nullptr;
   }
-  address(at, expect_text != nullptr ? v.at : v.block);
-  append_hex(expected, static_cast<std::uint32_t>(v.expected), digits);
-  append_hex(found, static_cast<std::uint32_t>(v.found), digits);
+  const void *where = expect_text != nullptr ? v.at : v.block;
+  std::uint32_t expected_value = v.expected, found_value = v.found;
+  if (v.fault == Fault::kBadFreeFill && (reinterpret_cast<std::uintptr_t>(v.block) & 3u) == 0) {
+    // ESP-IDF checks word-aligned free memory a word at a time (spec 4.5: "Invalid data at %p.
+    // Expected 0x%08x got 0x%08x", 0x%02x only for bytes after the last whole word): a block's
+    // fill starts at a word of its data and ends on a word boundary, so the line names the word
+    // holding the bad byte, 0xfefefefe and the word found there.
+    const auto *byte = static_cast<const unsigned char *>(v.at);
+    const unsigned char *word = byte - (reinterpret_cast<std::uintptr_t>(byte) & 3u);
+    __builtin_memcpy(&found_value, word, sizeof found_value);
+    expected_value = 0x01010101u * (v.expected & 0xFFu);
+    where = word;
+    digits = 8;
+  }
+  address(at, where);
+  append_hex(expected, expected_value, digits);
+  append_hex(found, found_value, digits);
   capheap_port_printf(
       "CORRUPT HEAP: %s at %s%s%s%s%s (heap %s)\n", what, at,
       expect_text != nullptr ? expect_text : "", expect_text != nullptr ? expected : "",

@@ -278,13 +278,13 @@ TEST_P(MultiHeapMisuseSuite, WriteAfterFreeIsFoundByCheckAndWhenHandedOutAgain) 
   const std::size_t free = multi_heap_free_size(h_);
   b()[20] = 0x42;
   expect_check_prints("CORRUPT HEAP: Invalid data at " + ptr_text(b() + 20) +
-                      ". Expected 0xfe got 0x42 (heap " + ptr_text(h_) + ")\n");
+                      ". Expected 0xfefefefe got 0xfefefe42 (heap " + ptr_text(h_) + ")\n");
   // The same size gets the same block: refused, and the block stays free with the evidence.
   EXPECT_EQ(multi_heap_malloc(h_, 32), nullptr);
   expect_one_report("Invalid data: expected 0xfe got 0x42", b() + 20);
   EXPECT_EQ(multi_heap_free_size(h_), free);
   expect_check_prints("CORRUPT HEAP: Invalid data at " + ptr_text(b() + 20) +
-                      ". Expected 0xfe got 0x42 (heap " + ptr_text(h_) + ")\n");
+                      ". Expected 0xfefefefe got 0xfefefe42 (heap " + ptr_text(h_) + ")\n");
   b()[20] = 0xFE;
   expect_intact(free);
   void *again = multi_heap_malloc(h_, 32);
@@ -550,7 +550,8 @@ TEST_P(CapsMisuseSuite, WriteAfterFreeIsFoundByCheckAndWhenHandedOutAgain) {
   const std::size_t free = heap_caps_get_free_size(kD);
   b()[20] = 0x42;
   const std::string line = "CORRUPT HEAP: Invalid data at " + chip_text(b() + 20) +
-                           ". Expected 0xfe got 0x42 (heap " + chip_text(region_of(b())) + ")\n";
+                           ". Expected 0xfefefefe got 0xfefefe42 (heap " +
+                           chip_text(region_of(b())) + ")\n";
   EXPECT_FALSE(heap_caps_check_integrity_all(true));
   EXPECT_EQ(g_out, line);
   g_out.clear();

@@ -2519,11 +2519,15 @@ TEST_P(MultiHeapEspLevels, PoisoningDetectsFreeAreaCorruption) {
       const std::string text = out.take();
       if (comprehensive()) {
         ASSERT_FALSE(ok) << "byte " << static_cast<const void *>(q);
+        // ESP-IDF's word check (spec 4.5): the word holding the byte, 0xfefefefe, the word.
+        unsigned char *word = q - (reinterpret_cast<std::uintptr_t>(q) & 3u);
+        std::uint32_t found;
+        std::memcpy(&found, word, 4);
         char want[160];
-        std::snprintf(want, sizeof want,
-                      "CORRUPT HEAP: Invalid data at %p. Expected 0xfe got 0x%02x (heap %p)\n",
-                      static_cast<void *>(q), static_cast<unsigned>(old ^ 0x5A),
-                      static_cast<void *>(h));
+        std::snprintf(
+            want, sizeof want,
+            "CORRUPT HEAP: Invalid data at %p. Expected 0xfefefefe got 0x%08x (heap %p)\n",
+            static_cast<void *>(word), static_cast<unsigned>(found), static_cast<void *>(h));
         ASSERT_EQ(text, want);
       } else {
         ASSERT_TRUE(ok) << "byte " << static_cast<const void *>(q);

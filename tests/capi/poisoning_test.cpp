@@ -137,8 +137,14 @@ TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
   q[20] = 0x42;  // write after free
   EXPECT_FALSE(multi_heap_check(h, true));
   EXPECT_EQ(g_out, "CORRUPT HEAP: Invalid data at " + hex_ptr(q + 20) +
-                       ". Expected 0xfe got 0x42 (heap " + hex_ptr(h) + ")\n");
+                       ". Expected 0xfefefefe got 0xfefefe42 (heap " + hex_ptr(h) + ")\n");
   q[20] = 0xFE;
+  g_out.clear();
+  q[23] = 0x42;  // last byte of a word: the line still names the word (little-endian value)
+  EXPECT_FALSE(multi_heap_check(h, true));
+  EXPECT_EQ(g_out, "CORRUPT HEAP: Invalid data at " + hex_ptr(q + 20) +
+                       ". Expected 0xfefefefe got 0x42fefefe (heap " + hex_ptr(h) + ")\n");
+  q[23] = 0xFE;
   g_out.clear();
   const std::uint32_t big = 0x100;
   std::memcpy(p - 4, &big, 4);
