@@ -64,16 +64,27 @@ std::uintptr_t g_decorated_end[kMaxDecorated];
 Heap g_decorated_heap[kMaxDecorated];
 unsigned g_decorated_count = 0;
 
-void remember_decorated(void *start, size_t size, Heap heap) {
+/// Drops the entries of earlier heaps whose memory [start, start + size) now holds a new heap,
+/// decorated or not (an entry left behind would decorate the new heap's block handles).
+void forget_decorated(void *start, size_t size) {
   const std::uintptr_t s = reinterpret_cast<std::uintptr_t>(start), e = s + size;
-  unsigned slot = g_decorated_count;
-  for (unsigned i = 0; i < g_decorated_count; ++i)
-    if (g_decorated_start[i] < e && s < g_decorated_end[i]) slot = i;  // region reused
-  if (slot == kMaxDecorated) return;  // full: block handles of this heap show raw engine data
-  g_decorated_start[slot] = s;
-  g_decorated_end[slot] = e;
+  unsigned kept = 0;
+  for (unsigned i = 0; i < g_decorated_count; ++i) {
+    if (g_decorated_start[i] < e && s < g_decorated_end[i]) continue;  // region reused
+    g_decorated_start[kept] = g_decorated_start[i];
+    g_decorated_end[kept] = g_decorated_end[i];
+    g_decorated_heap[kept] = g_decorated_heap[i];
+    ++kept;
+  }
+  g_decorated_count = kept;
+}
+
+void remember_decorated(void *start, size_t size, Heap heap) {
+  if (g_decorated_count == kMaxDecorated) return;  // full: block handles show raw engine data
+  const unsigned slot = g_decorated_count++;
+  g_decorated_start[slot] = reinterpret_cast<std::uintptr_t>(start);
+  g_decorated_end[slot] = reinterpret_cast<std::uintptr_t>(start) + size;
   g_decorated_heap[slot] = heap;
-  if (slot == g_decorated_count) ++g_decorated_count;
 }
 
 #ifndef CAPHEAP_WITH_DECORATION
@@ -102,6 +113,7 @@ multi_heap_handle_t register_with(void *start, size_t size, capheap::HeapConfig 
       Heap::create(static_cast<unsigned char *>(start) + kPrefixBytes, size - kPrefixBytes, cfg);
   if (!heap) return nullptr;
   set_lock_of(start, nullptr);
+  if (CAPHEAP_WITH_DECORATION) forget_decorated(start, size);
   if (CAPHEAP_WITH_DECORATION && heap.decoration_total() != 0)
     remember_decorated(start, size, heap);
   return static_cast<multi_heap_handle_t>(start);

@@ -182,6 +182,23 @@ TEST_F(MultiHeapPoisoning, BlockHandlesGiveTheApplicationsAddressAndOwner) {
   multi_heap_free(plain, q);
 }
 
+// Memory that held a poisoned heap registered again as a plain heap (a heap may be registered
+// over any memory no heap uses any more): its block handles give the plain heap's addresses.
+TEST_F(MultiHeapPoisoning, BlockHandlesOfAPlainHeapOverAnOldPoisonedHeapsMemory) {
+  Region r(8192);
+  multi_heap_handle_t old = make(r, CAPHEAP_POISONING_LIGHT, true);
+  ASSERT_NE(old, nullptr);
+  multi_heap_handle_t h =
+      capheap_heap_register(static_cast<unsigned char *>(r.data()) + 256, r.size - 256, nullptr);
+  ASSERT_NE(h, nullptr);
+  void *p = multi_heap_malloc(h, 24);
+  multi_heap_block_handle_t b = multi_heap_get_first_block(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(multi_heap_get_block_address(b), p);
+  EXPECT_EQ(multi_heap_get_block_owner(b), nullptr);
+  multi_heap_free(h, p);
+}
+
 TEST_F(MultiHeapPoisoning, ComprehensiveFillsAndNeverReallocsInPlace) {
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_COMPREHENSIVE);
