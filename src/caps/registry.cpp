@@ -607,10 +607,12 @@ void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps c
   const u32 c = caps.bits();
   if (c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
   if (size > (std::size_t(1) << 31) || alignment > (std::size_t(1) << 31)) return nullptr;
+  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
+  // size to that one, whichever set it.
   Caps adj(c);
-  std::size_t hw = hw_alignment(adj);
+  const std::size_t hw = hw_alignment(adj);
   if (hw > alignment) alignment = hw;
-  if (hw != 0) size = align_up(size, hw);
+  if ((c & kHwAlignCaps) != 0) size = align_up(size, alignment);
   return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
 }
 
