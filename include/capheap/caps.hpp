@@ -401,10 +401,10 @@ class Registry {
     bool runtime = false;
     std::uint8_t index = 0;  // its position in records_ (in the padding before hint_span)
     // end - start while no other heap lies inside this one; 0 from then on (set once, never
-    // restored): free's hint check, a - start < hint_span, fails for an outer heap, which must
-    // search (the pointer may be the inner heap's). 32 bits keep the record at 128 bytes on a
-    // 64-bit host (an index scales by a shift); a region of 4 GiB or more gets 0 and always
-    // searches.
+    // restored), and 0 while a startup-stack region is not yet a heap: free's hint check, a - start
+    // < hint_span, fails for an outer heap, which must search (the pointer may be the inner
+    // heap's). 32 bits keep the record at 128 bytes on a 64-bit host (an index scales by a shift);
+    // a region of 4 GiB or more gets 0 and always searches.
     std::uint32_t hint_span = 0;
   };
   static constexpr unsigned kWords = kMaxHeaps / 32;

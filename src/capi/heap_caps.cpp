@@ -423,17 +423,19 @@ using capheap::capi::Released;
 // old one, since the new block is allocated and filled before the old one is freed). Independent of
 // the event sinks; without CAPHEAP_USE_HOOKS (default in capi/events.hpp) these compile to nothing.
 #if CAPHEAP_USE_HOOKS
-// (ESP-IDF passes the caps as adjusted before the walk: EXEC adds 32BIT, spec §3.3.)
-__attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps) {
+// (ESP-IDF passes the caps as adjusted before the walk: EXEC adds 32BIT, spec §3.3; aligned
+// allocations, which have no EXEC special case (spec §1.1), pass them as requested.)
+__attribute__((always_inline)) inline void hook_alloc(void *p, size_t size, uint32_t caps,
+                                                      bool aligned = false) {
   if (p != nullptr)
-    esp_heap_trace_alloc_hook(p, size,
-                              (caps & MALLOC_CAP_EXEC) != 0 ? caps | MALLOC_CAP_32BIT : caps);
+    esp_heap_trace_alloc_hook(
+        p, size, (caps & MALLOC_CAP_EXEC) != 0 && !aligned ? caps | MALLOC_CAP_32BIT : caps);
 }
 __attribute__((always_inline)) inline void hook_free(void *p) {
   if (p != nullptr) esp_heap_trace_free_hook(p);
 }
 #else
-__attribute__((always_inline)) inline void hook_alloc(void *, size_t, uint32_t) {}
+__attribute__((always_inline)) inline void hook_alloc(void *, size_t, uint32_t, bool = false) {}
 __attribute__((always_inline)) inline void hook_free(void *) {}
 #endif
 
@@ -484,7 +486,7 @@ __attribute__((always_inline)) inline void note_alloc(EventOp op, void *p, size_
     else
       emit_alloc(op, p, size, alignment, caps, caller);
   }
-  hook_alloc(p, size, caps);
+  hook_alloc(p, size, caps, alignment != 0);  // (alignment: the aligned functions only)
 }
 
 CAPHEAP_COLD void emit_free(void *ptr, void *caller) {

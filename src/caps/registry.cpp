@@ -186,7 +186,7 @@ void Registry::publish_fast_caps() noexcept {
 
 bool Registry::register_heap(Record &r) noexcept {
   r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, heap_config_);
-  r.registered = static_cast<bool>(r.heap);
+  st(r.registered, static_cast<bool>(r.heap));
   return r.registered;
 }
 
@@ -325,6 +325,9 @@ Status Registry::insert(Record &r, Placement where) noexcept {
   const unsigned idx = count_;
   records_[idx] = r;
   records_[idx].index = static_cast<std::uint8_t>(idx);
+  // A startup-stack region is no heap yet: free's hint never matches it (its span is set when it
+  // is registered).
+  if (!r.registered) records_[idx].hint_span = 0;
   capheap_lock_init(&records_[idx].lock_storage);
   rebuild_tables(idx, where);
   return Status::kOk;
@@ -433,7 +436,15 @@ void Registry::enable_startup_stack_heaps() noexcept {
   bool changed = false;
   for (unsigned i = 0; i < count_; ++i) {
     Record &r = records_[i];
-    if (!r.registered && register_heap(r)) changed = true;
+    if (r.registered || !register_heap(r)) continue;
+    changed = true;
+    // Free's hint may take it now, unless another heap lies inside it (that one may own the
+    // pointer) or it is too large for the hint's 32 bits. (release: the heap is published first.)
+    bool outer = r.end - r.start > 0xFFFFFFFFu;
+    for (unsigned j = 0; j < count_ && !outer; ++j)
+      outer = j != i && records_[j].start >= r.start && records_[j].end <= r.end;
+    if (!outer)
+      __atomic_store_n(&r.hint_span, static_cast<std::uint32_t>(r.end - r.start), __ATOMIC_RELEASE);
   }
   if (changed) rebuild_tables(kMaxHeaps, Placement::kBoot);
   unlock_table();
@@ -607,10 +618,12 @@ void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps c
   const u32 c = caps.bits();
   if (c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
   if (size > (std::size_t(1) << 31) || alignment > (std::size_t(1) << 31)) return nullptr;
+  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
+  // size to that one, whichever set it.
   Caps adj(c);
-  std::size_t hw = hw_alignment(adj);
+  const std::size_t hw = hw_alignment(adj);
   if (hw > alignment) alignment = hw;
-  if (hw != 0) size = align_up(size, hw);
+  if ((c & kHwAlignCaps) != 0) size = align_up(size, alignment);
   return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
 }
 
@@ -649,7 +662,7 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
-  if (find_heap(data, &rec) < 0) {
+  if (find_heap(data, &rec) < 0 || !ld(records_[rec].registered)) {
     capheap_port_fail("free() target pointer is outside heap areas", ptr, nullptr);
     return;
   }
@@ -675,7 +688,7 @@ Registry::Record *Registry::owner_of(const void *p, void *&data, const char *wha
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
-  if (find_heap(data, &rec) < 0) {
+  if (find_heap(data, &rec) < 0 || !ld(records_[rec].registered)) {
     capheap_port_fail(what, p, nullptr);
     return nullptr;
   }

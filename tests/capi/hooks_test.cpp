@@ -99,4 +99,26 @@ TEST(Hooks, AnExecAllocationReportsTheAdjustedCaps) {
   heap_caps_free(y);
 }
 
+TEST(Hooks, AnAlignedExecAllocationReportsTheCapsAsRequested) {
+  // heap_caps_aligned_alloc has no EXEC special case (spec §1.1): its caps are not adjusted, and
+  // the hook gets them as requested (it used to get 32BIT added as for heap_caps_malloc).
+  heap_caps_free(heap_caps_malloc(1, MALLOC_CAP_DEFAULT));  // initialise
+  g_calls.clear();
+  g_on = true;
+  void *x = heap_caps_aligned_alloc(16, 64, MALLOC_CAP_EXEC);
+  void *z = heap_caps_aligned_calloc(16, 2, 32, MALLOC_CAP_EXEC);
+  g_on = false;
+  ASSERT_NE(x, nullptr);
+  ASSERT_NE(z, nullptr);
+  ASSERT_EQ(g_calls.size(), 2u);
+  EXPECT_EQ(g_calls[0].ptr, x);
+  EXPECT_EQ(g_calls[0].size, 64u);
+  EXPECT_EQ(g_calls[0].caps, MALLOC_CAP_EXEC);
+  EXPECT_EQ(g_calls[1].ptr, z);
+  EXPECT_EQ(g_calls[1].size, 64u);
+  EXPECT_EQ(g_calls[1].caps, MALLOC_CAP_EXEC);
+  heap_caps_free(x);
+  heap_caps_free(z);
+}
+
 }  // namespace

@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "capheap.h"
 #include "capheap/caps.hpp"
 #include "esp_heap_caps.h"
 
@@ -687,6 +689,51 @@ TEST(Registry, AdjacentRegionsOfOneTypeMergeIntoOneHeap) {
   reg.enable_startup_stack_heaps();
   EXPECT_TRUE(reg.view(2).registered);
   EXPECT_NE(reg.allocate(15000, Caps(kD)), nullptr);
+}
+
+// A startup-stack region is no heap until enable_startup_stack_heaps (spec §3.1: heap pointer
+// NULL, §3.2: skipped): a pointer into it is outside every heap for free, realloc and the size
+// query, which report it (spec §1.1) instead of handing it to a heap that does not exist.
+std::vector<std::string> g_reports;
+void record_report(const char *what, const void *, const void *) {
+  g_reports.emplace_back(what);
+}
+
+TEST(Registry, PointersIntoAStartupStackRegionAreOutsideEveryHeap) {
+  Arena arena(65536);
+  const capheap_memory_region_t regions[] = {
+      {arena.at(0), 32768, 0, false, 0},
+      {arena.at(32768), 32768, 0, true, 0},  // startup stack: not registered yet
+  };
+  capheap_layout_t layout{};
+  layout.types = kTypes;
+  layout.type_count = 3;
+  layout.regions = regions;
+  layout.region_count = 2;
+  layout.ext_ram_type = -1;
+  Registry reg;
+  reg.init(4);
+  ASSERT_EQ(reg.build_from_layout(layout), Status::kOk);
+  const capheap_fail_hook_t old = capheap_set_fail_hook(record_report);
+  g_reports.clear();
+  void *stack_ptr = reinterpret_cast<void *>(arena.at(32768 + 1024));
+  reg.deallocate(stack_ptr);
+  EXPECT_EQ(reg.reallocate(stack_ptr, 64, Caps(k8)), nullptr);
+  EXPECT_EQ(reg.usable_size(stack_ptr), 0u);
+  EXPECT_EQ(g_reports, (std::vector<std::string>{"free() target pointer is outside heap areas",
+                                                 "realloc() pointer is outside heap areas",
+                                                 "pointer is outside heap areas"}));
+  capheap_set_fail_hook(old);
+  reg.enable_startup_stack_heaps();
+  void *first = reg.allocate(30000, Caps(kD));
+  void *p = reg.allocate(30000, Caps(kD));  // only the stack region's heap has room left
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(p, nullptr);
+  EXPECT_GE(reinterpret_cast<std::uintptr_t>(p), arena.at(32768));
+  reg.deallocate(p);
+  reg.deallocate(first);
+  EXPECT_EQ(reg.allocate(30000, Caps(kD)), first);
+  EXPECT_EQ(reg.allocate(30000, Caps(kD)), p);
 }
 
 }  // namespace
