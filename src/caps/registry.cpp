@@ -186,7 +186,8 @@ void Registry::publish_fast_caps() noexcept {
 
 bool Registry::register_heap(Record &r) noexcept {
   r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, heap_config_);
-  st(r.registered, static_cast<bool>(r.heap));
+  // (release: a reader that sees the flag through deallocate_slow / owner_of sees the heap.)
+  __atomic_store_n(&r.registered, static_cast<bool>(r.heap), __ATOMIC_RELEASE);
   return r.registered;
 }
 
@@ -662,7 +663,7 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
-  if (find_heap(data, &rec) < 0 || !ld(records_[rec].registered)) {
+  if (find_heap(data, &rec) < 0 || !__atomic_load_n(&records_[rec].registered, __ATOMIC_ACQUIRE)) {
     capheap_port_fail("free() target pointer is outside heap areas", ptr, nullptr);
     return;
   }
@@ -688,7 +689,7 @@ Registry::Record *Registry::owner_of(const void *p, void *&data, const char *wha
   // The record index comes from inside find_heap's sequence window: a list position read there
   // may name another heap by the time it is used (positions shift when a heap is added).
   unsigned rec = 0;
-  if (find_heap(data, &rec) < 0 || !ld(records_[rec].registered)) {
+  if (find_heap(data, &rec) < 0 || !__atomic_load_n(&records_[rec].registered, __ATOMIC_ACQUIRE)) {
     capheap_port_fail(what, p, nullptr);
     return nullptr;
   }
