@@ -108,7 +108,9 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p);
  * Shrinks in place, or grows in place into a free following block; otherwise allocates a new block
  * in this heap, copies min(old usable size, size) bytes and frees p. Returns the (possibly moved)
  * pointer, or NULL on failure, in which case p is untouched and still allocated. heap NULL returns
- * NULL. Complexity: O(1) plus the copy. Locks. */
+ * NULL. The free size changes by old block - new block and the minimum-free mark follows that net
+ * change, also when the block moves (ESP-IDF's accounting; comprehensive poisoning, which always
+ * moves, counts both blocks as ESP-IDF does). Complexity: O(1) plus the copy. Locks. */
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size);
 
 /* Usable size of the allocation at p (≥ the requested size). 0 for NULL p or heap. O(1). */

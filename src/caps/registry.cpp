@@ -19,6 +19,7 @@
 
 #include "capheap/caps.hpp"
 
+#include "core/block_layout.hpp"
 #include "core/check.hpp"
 #include "port/port.h"
 
@@ -55,6 +56,25 @@ constexpr u32 kExecForbidden = MALLOC_CAP_8BIT | MALLOC_CAP_DMA;
 constexpr u32 kHwAlignCaps = MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI |
                              MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD;
 constexpr std::size_t kAliasWord = 4;  // the hidden data address before an EXEC alias pointer
+
+/// h.reallocate(p, size) with ESP-IDF's accounting of the low-water mark (spec 4.2: "realloc:
+/// free_bytes += old block size - new block size", the minimum then following free_bytes): a
+/// resize that moves inside the heap lowers the mark by the net change only, not by the new block
+/// held while the old one still was. Comprehensive poisoning reallocates as malloc, copy, free in
+/// ESP-IDF too, so its transient low stays. Call under the heap's lock.
+inline void *reallocate_net_minimum(Heap h, void *p, std::size_t size) noexcept {
+  if (p == nullptr || size == 0 || h.poisoning() == Poisoning::kComprehensive)
+    return h.reallocate(p, size);
+  detail::Control *c = h.control();
+  const std::uint32_t mark = __atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED);
+  void *q = h.reallocate(p, size);
+  const std::uint32_t now = __atomic_load_n(&c->free_bytes, __ATOMIC_RELAXED);
+  const std::uint32_t net = mark < now ? mark : now;
+  // (Raised back only past a move's transient low; the counters are read without the lock.)
+  if (__atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED) < net)
+    __atomic_store_n(&c->min_free_bytes, net, __ATOMIC_RELAXED);
+  return q;
+}
 
 }  // namespace
 
@@ -754,8 +774,8 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   lock(*r);
   const bool live = r->heap.verify_live(data);
   if (live && !alias && (r->caps[kAny] & c) == c && !needs_alignment)
-    q = r->heap.reallocate(
-        ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
+    q = reallocate_net_minimum(
+        r->heap, ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
   if (live && q == nullptr) old_usable = r->heap.usable_size(data) - (alias ? kAliasWord : 0);
   unlock(*r);
   if (!live || q != nullptr) return q;

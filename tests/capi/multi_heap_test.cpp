@@ -1036,6 +1036,33 @@ TEST(MultiHeapAligned, OffsetsImpossibleInTheGranuleFail) {
   }
 }
 
+// Spec 4.2: an aligned allocation is accounted as a malloc of the block it keeps (the leading gap
+// goes back to the free memory), and the minimum follows free_bytes exactly.
+TEST(MultiHeapAligned, AccountingIsTheKeptBlockOnly) {
+  Region r(64 * 1024);
+  multi_heap_handle_t h = r.heap(4);
+  ASSERT_NE(h, nullptr);
+  void *pad = multi_heap_malloc(h, 20);  // the next block is unlikely to be 1024-aligned already
+  ASSERT_NE(pad, nullptr);
+  for (size_t a : {8u, 64u, 1024u, 4096u}) {
+    for (size_t off : {0u, 4u, 12u}) {
+      SCOPED_TRACE(testing::Message() << "align " << a << " offset " << off);
+      const size_t f = multi_heap_free_size(h);
+      (void)multi_heap_reset_minimum_free_bytes(h);
+      void *p = multi_heap_aligned_alloc_offs(h, 100, a, off);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ((addr(p) + off) % a, 0u);
+      EXPECT_EQ(multi_heap_free_size(h), f - multi_heap_get_full_block_size(h, p));
+      EXPECT_EQ(multi_heap_get_full_block_size(h, p), 104u);
+      EXPECT_EQ(multi_heap_minimum_free_size(h), multi_heap_free_size(h));
+      multi_heap_free(h, p);
+      EXPECT_EQ(multi_heap_free_size(h), f);
+    }
+  }
+  multi_heap_free(h, pad);
+  EXPECT_TRUE(multi_heap_check(h, true));
+}
+
 TEST(MultiHeapAligned, AlignmentLargerThanTheHeapFails) {
   Region r(4096);
   multi_heap_handle_t h = r.heap(4);
@@ -1310,6 +1337,37 @@ TEST_F(MultiHeapRealloc, GrowMovesWhenTheNextBlockIsUsed) {
   multi_heap_free(h_, a);
   multi_heap_free(h_, b);
   multi_heap_free(h_, q);
+  EXPECT_EQ(multi_heap_free_size(h_), f0_);
+}
+
+// Spec 4.2: "realloc: free_bytes += old block size - new block size", and the minimum follows
+// free_bytes after that change: a realloc that moves (malloc, copy, free inside the heap) lowers
+// the minimum by the net change only, not by the new block while the old one was still held.
+TEST_F(MultiHeapRealloc, MovingReallocLowersTheMinimumByTheNetChangeOnly) {
+  unsigned char *a = bytes(multi_heap_malloc(h_, 64));  // 68
+  void *b = multi_heap_malloc(h_, 64);                  // 68: a cannot grow in place
+  ASSERT_TRUE(a && b);
+  fill(a, 64, 0x3C);
+  const size_t f1 = multi_heap_free_size(h_);
+  EXPECT_EQ(multi_heap_reset_minimum_free_bytes(h_), f1);
+  unsigned char *q = bytes(multi_heap_realloc(h_, a, 200));  // 204
+  ASSERT_NE(q, nullptr);
+  ASSERT_NE(q, a);
+  EXPECT_TRUE(all_bytes(q, 64, 0x3C));
+  EXPECT_EQ(multi_heap_free_size(h_), f1 + 68 - 204);
+  EXPECT_EQ(multi_heap_minimum_free_size(h_), f1 + 68 - 204);
+  EXPECT_EQ(info_of(h_).minimum_free_bytes, f1 + 68 - 204);
+  // A failed realloc leaves the minimum alone.
+  EXPECT_EQ(multi_heap_realloc(h_, q, SIZE_MAX / 2), nullptr);
+  EXPECT_EQ(multi_heap_minimum_free_size(h_), f1 + 68 - 204);
+  // A mark lower than the net change is kept.
+  multi_heap_restore_minimum_free_bytes(h_, f1 - 300);
+  void *r = multi_heap_realloc(h_, q, 300);  // moves or grows: either way net 304 - 204
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(multi_heap_minimum_free_size(h_), f1 - 300);
+  EXPECT_TRUE(multi_heap_check(h_, true));
+  multi_heap_free(h_, r);
+  multi_heap_free(h_, b);
   EXPECT_EQ(multi_heap_free_size(h_), f0_);
 }
 

@@ -333,6 +333,28 @@ TEST_F(SpecFacts, AbortOnFailurePrintsSizeAndCapsInLowerCaseHex) {
   capheap_set_abort_on_alloc_failure(false);
 }
 
+// §4.2: realloc changes a heap's free bytes by old block - new block and the minimum follows that
+// net change; heap_caps_realloc resizing inside the pointer's heap (multi_heap_realloc) keeps it,
+// even when the block moves. (Moves to another heap are malloc, copy, free in ESP-IDF too.)
+TEST_F(SpecFacts, ReallocInsideTheHeapLowersTheMinimumByTheNetChangeOnly) {
+  void *a = heap_caps_malloc(64, MALLOC_CAP_8BIT);  // block 68
+  void *b = heap_caps_malloc(64, MALLOC_CAP_8BIT);  // right behind a: a cannot grow in place
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  ASSERT_EQ(static_cast<unsigned char *>(b), static_cast<unsigned char *>(a) + 68);
+  const std::size_t f1 = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+  ASSERT_EQ(heap_caps_get_minimum_free_size(MALLOC_CAP_8BIT), f1);
+  void *q = heap_caps_realloc(a, 200, MALLOC_CAP_8BIT);  // block 204, same heap
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, a);
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_8BIT), f1 + 68 - 204);
+  EXPECT_EQ(heap_caps_get_minimum_free_size(MALLOC_CAP_8BIT), f1 + 68 - 204);
+  q = heap_caps_realloc(q, 100, MALLOC_CAP_8BIT);  // shrinks in place: the mark stays
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(heap_caps_get_minimum_free_size(MALLOC_CAP_8BIT), f1 + 68 - 204);
+  heap_caps_free(q);
+  heap_caps_free(b);
+}
+
 // §1.3: NULL handles and bad arguments of the multi_heap API.
 TEST(SpecFactsMultiHeap, NullHandlesAndArgumentErrors) {
   alignas(16) static unsigned char region[8192];
