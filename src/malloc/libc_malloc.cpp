@@ -12,8 +12,9 @@
 //   realloc(p, n)          heap_caps_realloc_default(p, n)
 //   free(p), cfree(p)      heap_caps_free(p)
 //   memalign(a, n)         heap_caps_aligned_alloc(a, n, MALLOC_CAP_DEFAULT); aligned_alloc too
-//   posix_memalign(o,a,n)  EINVAL unless a is a power of two and a multiple of sizeof(void *);
-//                          n == 0: *o = NULL, returns 0; failure: returns ENOMEM, *o and errno kept
+//   posix_memalign(o,a,n)  n == 0: *o = NULL, returns 0; failure (a bad alignment included):
+//                          returns ENOMEM, *o and errno kept; host: EINVAL first unless a is a
+//                          power of two and a multiple of sizeof(void *) (POSIX, as glibc)
 //   valloc, pvalloc        bare metal: malloc (ESP-IDF); host: page-aligned (see below)
 //   malloc_usable_size(p)  the bytes p may hold (with poisoning: the requested size)
 //
@@ -384,7 +385,11 @@ void *aligned_alloc(std::size_t alignment, std::size_t size) CAPHEAP_LIBC_NOEXCE
 }
 
 int posix_memalign(void **out, std::size_t alignment, std::size_t size) CAPHEAP_LIBC_NOEXCEPT {
+#if defined(__GLIBC__)
   if (!valid_alignment(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+#endif
+  // Bare metal (ESP-IDF, spec §1.6): size 0 first, then heap_caps_aligned_alloc's result alone
+  // (an alignment it refuses is ENOMEM like any failure; 1 and 2 are served).
   if (size == 0) {
     *out = nullptr;
     return 0;
