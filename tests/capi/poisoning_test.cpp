@@ -116,6 +116,57 @@ TEST_F(MultiHeapPoisoning, LightAllocationCarriesEspIdfCanariesAndSizes) {
   EXPECT_EQ(g_fails, 0);
 }
 
+// Spec 4.3 with poisoning: total_free, largest and minimum each lose 12 bytes, floored at 0.
+TEST_F(MultiHeapPoisoning, FreeFiguresAreFlooredAtZeroWhenTheHeapIsFull) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
+  ASSERT_NE(h, nullptr);
+  multi_heap_info_t i;
+  multi_heap_get_info(h, &i);
+  void *p = multi_heap_malloc(h, i.largest_free_block);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(multi_heap_free_size(h), 0u);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), 0u);
+  multi_heap_get_info(h, &i);
+  EXPECT_EQ(i.total_free_bytes, 0u);
+  EXPECT_EQ(i.largest_free_block, 0u);
+  EXPECT_EQ(i.minimum_free_bytes, 0u);
+  EXPECT_EQ(i.free_blocks, 0u);
+  EXPECT_EQ(i.allocated_blocks, 1u);
+  multi_heap_free(h, p);
+  multi_heap_get_info(h, &i);
+  EXPECT_GT(i.total_free_bytes, 0u);
+  EXPECT_EQ(i.minimum_free_bytes, 0u);  // the low mark stays
+  EXPECT_EQ(g_fails, 0);
+}
+
+// Spec 4.2 / 4.5: light poisoning resizes with multi_heap's realloc (the minimum follows the net
+// change old - new block); comprehensive poisoning reallocates as malloc, copy, free, so its
+// minimum counts both blocks.
+TEST_F(MultiHeapPoisoning, ReallocMinimumIsNetForLightAndPeakForComprehensive) {
+  for (capheap_poisoning_t level : {CAPHEAP_POISONING_LIGHT, CAPHEAP_POISONING_COMPREHENSIVE}) {
+    SCOPED_TRACE(level);
+    Region r(4096);
+    multi_heap_handle_t h = make(r, level);
+    ASSERT_NE(h, nullptr);
+    void *a = multi_heap_malloc(h, 64);  // block 4 + 12 + 64 = 80
+    void *b = multi_heap_malloc(h, 64);  // keeps a from growing in place
+    ASSERT_TRUE(a != nullptr && b != nullptr);
+    const std::size_t f1 = multi_heap_free_size(h);
+    ASSERT_EQ(multi_heap_minimum_free_size(h), f1);
+    void *q = multi_heap_realloc(h, a, 200);  // block 216
+    ASSERT_NE(q, nullptr);
+    EXPECT_NE(q, a);
+    EXPECT_EQ(multi_heap_free_size(h), f1 + 80 - 216);
+    EXPECT_EQ(multi_heap_minimum_free_size(h),
+              level == CAPHEAP_POISONING_LIGHT ? f1 + 80 - 216 : f1 - 216);
+    EXPECT_TRUE(multi_heap_check(h, true));
+    multi_heap_free(h, q);
+    multi_heap_free(h, b);
+  }
+  EXPECT_EQ(g_fails, 0);
+}
+
 TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_COMPREHENSIVE);
