@@ -29,6 +29,17 @@ add_library(capheap STATIC
 add_library(capheap::capheap ALIAS capheap)
 target_include_directories(capheap PUBLIC ${PROJECT_SOURCE_DIR}/include)
 
+# capheap::malloc for firmware: the C library's malloc, calloc, realloc, free, memalign, ... over
+# heap_caps (src/malloc/libc_malloc.cpp, its bare-metal branch; reference spec 1.6). A separate
+# archive, outside the link check (it defines malloc; the library itself must not use it); calls
+# inside it stay calls (no folding of malloc + memset into calloc). Tested by target_libc_malloc.
+add_library(capheap_malloc STATIC ${PROJECT_SOURCE_DIR}/src/malloc/libc_malloc.cpp)
+add_library(capheap::malloc ALIAS capheap_malloc)
+target_compile_options(capheap_malloc PRIVATE -fno-builtin-malloc -fno-builtin-calloc
+                       -fno-builtin-realloc -fno-builtin-free)
+target_include_directories(capheap_malloc PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(capheap_malloc PUBLIC capheap)
+
 set(CAPHEAP_LINK_CHECK_INJECT "" CACHE STRING
     "Self-test of the link check: compile a use of printf or malloc into the library (must fail)")
 if(CAPHEAP_LINK_CHECK_INJECT)
