@@ -415,6 +415,9 @@ class Registry {
   };
 
   HeapView view_of_record(const Record &r) const noexcept;
+  // usable_size (allocated false) or allocated_size (true) of a live allocation, alias-aware; 0
+  // after a fail-hook report if p is none.
+  std::size_t block_figure(const void *p, bool allocated) const noexcept;
   // A record's fields other than its heap and lock, from three levels of caps (`keep`: the caps
   // bits kept).
   static Record make_record(const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS], std::uint32_t keep,

@@ -171,6 +171,7 @@ class Heap {
 
   /// Resizes p: null p allocates; size 0 frees and returns null; shrinks in place or grows into a
   /// free successor in place, else moves within this heap (copying min(old usable, size) bytes).
+  /// The low-water mark follows the net change (old block - new block), also when it moves.
   /// Returns null on failure with p untouched. O(1) plus the copy.
   void *reallocate(void *p, std::size_t size) noexcept;
 
@@ -182,6 +183,13 @@ class Heap {
 
   /// Usable bytes of the live block at p (0 for null or a pointer that is not a live block). O(1).
   std::size_t usable_size(const void *p) const noexcept;
+
+  /// ESP-IDF's allocated size of the live block at p (multi_heap_get_allocated_size,
+  /// heap_caps_get_allocated_size): usable_size(p), except on a poisoned heap the block less its
+  /// header and decoration, which is up to 3 bytes more than requested (the first bytes of the
+  /// unaligned tail canary; usable_size() stays the bytes that may be written). 0 as usable_size.
+  /// O(1).
+  std::size_t allocated_size(const void *p) const noexcept;
 
   /// Total bytes of the block holding the allocation p: the engine's usable size plus its 4-byte
   /// header (decoration included). O(1).

@@ -56,25 +56,6 @@ class Guard {
   void *lock_;
 };
 
-/// h.reallocate(p, size) with ESP-IDF's accounting of the low-water mark (spec 4.2: "realloc:
-/// free_bytes += old block size - new block size", the minimum then following free_bytes): a
-/// resize that moves inside the heap lowers the mark by the net change only, not by the new block
-/// held while the old one still was. Comprehensive poisoning reallocates as malloc, copy, free in
-/// ESP-IDF too, so its transient low stays. Call under the heap's lock.
-inline void *reallocate_net_minimum(Heap h, void *p, std::size_t size) noexcept {
-  if (p == nullptr || size == 0 || h.poisoning() == capheap::Poisoning::kComprehensive)
-    return h.reallocate(p, size);
-  capheap::detail::Control *c = h.control();
-  const std::uint32_t mark = __atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED);
-  void *q = h.reallocate(p, size);
-  const std::uint32_t now = __atomic_load_n(&c->free_bytes, __ATOMIC_RELAXED);
-  const std::uint32_t net = mark < now ? mark : now;
-  // (Raised back only past a move's transient low; the counters are read without the lock.)
-  if (__atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED) < net)
-    __atomic_store_n(&c->min_free_bytes, net, __ATOMIC_RELAXED);
-  return q;
-}
-
 // Decorated heaps registered through this API, so that the block-handle functions (which get no
 // heap) can find a block's decoration. heap_caps heaps are found through the registry instead.
 constexpr unsigned kMaxDecorated = 32;
@@ -276,19 +257,12 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p) {
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size) {
   if (heap == nullptr) return nullptr;
   Guard g(heap);
-  return reallocate_net_minimum(heap_of(heap), p, size);
+  return heap_of(heap).reallocate(p, size);
 }
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p) {
   if (heap == nullptr || p == nullptr) return 0;
-  const Heap h = heap_of(heap);
-  const std::size_t usable = h.usable_size(p);
-  // (Without decoration support no heap is poisoned: the figures agree.)
-  if (!CAPHEAP_WITH_DECORATION || usable == 0 || h.poisoning() == capheap::Poisoning::kNone)
-    return usable;
-  // ESP-IDF's figure with poisoning (spec §1.3): the block less its header and the 12 bytes of
-  // poisoning, not the requested size.
-  return h.block_size(p) - capheap::detail::kHeaderBytes - h.decoration_total();
+  return heap_of(heap).allocated_size(p);
 }
 
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p) {

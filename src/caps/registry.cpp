@@ -19,7 +19,6 @@
 
 #include "capheap/caps.hpp"
 
-#include "core/block_layout.hpp"
 #include "core/check.hpp"
 #include "port/port.h"
 
@@ -56,25 +55,6 @@ constexpr u32 kExecForbidden = MALLOC_CAP_8BIT | MALLOC_CAP_DMA;
 constexpr u32 kHwAlignCaps = MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI |
                              MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD;
 constexpr std::size_t kAliasWord = 4;  // the hidden data address before an EXEC alias pointer
-
-/// h.reallocate(p, size) with ESP-IDF's accounting of the low-water mark (spec 4.2: "realloc:
-/// free_bytes += old block size - new block size", the minimum then following free_bytes): a
-/// resize that moves inside the heap lowers the mark by the net change only, not by the new block
-/// held while the old one still was. Comprehensive poisoning reallocates as malloc, copy, free in
-/// ESP-IDF too, so its transient low stays. Call under the heap's lock.
-inline void *reallocate_net_minimum(Heap h, void *p, std::size_t size) noexcept {
-  if (p == nullptr || size == 0 || h.poisoning() == Poisoning::kComprehensive)
-    return h.reallocate(p, size);
-  detail::Control *c = h.control();
-  const std::uint32_t mark = __atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED);
-  void *q = h.reallocate(p, size);
-  const std::uint32_t now = __atomic_load_n(&c->free_bytes, __ATOMIC_RELAXED);
-  const std::uint32_t net = mark < now ? mark : now;
-  // (Raised back only past a move's transient low; the counters are read without the lock.)
-  if (__atomic_load_n(&c->min_free_bytes, __ATOMIC_RELAXED) < net)
-    __atomic_store_n(&c->min_free_bytes, net, __ATOMIC_RELAXED);
-  return q;
-}
 
 }  // namespace
 
@@ -717,35 +697,26 @@ Registry::Record *Registry::owner_of(const void *p, void *&data, const char *wha
 }
 
 std::size_t Registry::usable_size(const void *p) const noexcept {
+  return block_figure(p, false);
+}
+
+std::size_t Registry::allocated_size(const void *p) const noexcept {
+  return block_figure(p, true);
+}
+
+std::size_t Registry::block_figure(const void *p, bool allocated) const noexcept {
   if (p == nullptr) return 0;
   void *data;
   Record *r = owner_of(p, data, "pointer is outside heap areas");
   if (r == nullptr) return 0;
   lock(*r);
-  const std::size_t s = r->heap.usable_size(data);
+  const std::size_t s = allocated ? r->heap.allocated_size(data) : r->heap.usable_size(data);
   unlock(*r);
   if (s == 0) {
     capheap_port_fail("pointer is not a live block", p, r->heap.start());
     return 0;
   }
   return s - (data != p ? kAliasWord : 0);
-}
-
-std::size_t Registry::allocated_size(const void *p) const noexcept {
-  const std::size_t usable = usable_size(p);  // validates p (and reports a bad one)
-#if defined(CAPHEAP_WITH_DECORATION) && !CAPHEAP_WITH_DECORATION
-  return usable;  // no heap can be decorated: the figures agree
-#else
-  if (usable == 0) return 0;
-  void *data;
-  Record *r = owner_of(p, data, "pointer is outside heap areas");
-  if (r == nullptr) return 0;
-  if (r->heap.poisoning() == Poisoning::kNone) return usable;
-  lock(*r);
-  const std::size_t block = r->heap.block_size(data);  // the engine's usable bytes + 4
-  unlock(*r);
-  return block - 4 - r->heap.decoration_total() - (data != p ? kAliasWord : 0);
-#endif
 }
 
 void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
@@ -774,8 +745,8 @@ void *Registry::reallocate(void *ptr, std::size_t size, Caps caps) noexcept {
   lock(*r);
   const bool live = r->heap.verify_live(data);
   if (live && !alias && (r->caps[kAny] & c) == c && !needs_alignment)
-    q = reallocate_net_minimum(
-        r->heap, ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
+    q = r->heap.reallocate(
+        ptr, (c & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) != 0 ? align_up(size, 4) : size);
   if (live && q == nullptr) old_usable = r->heap.usable_size(data) - (alias ? kAliasWord : 0);
   unlock(*r);
   if (!live || q != nullptr) return q;

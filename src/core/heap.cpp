@@ -1502,12 +1502,16 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     return p;
   }
 
-  // Move: allocate, copy, free. On failure the old block stays as it was.
+  // Move: allocate, copy, free. On failure the old block stays as it was. The low-water mark
+  // takes the net change only (ESP-IDF's multi_heap counts a realloc as old block - new block),
+  // not the moment both blocks were held.
+  const u32 mark = c->min_free_bytes;
   void *q = allocate_impl(control_, size, false);
   if (q == nullptr) return nullptr;
   const std::size_t keep = (cur - kHeaderBytes) < size ? (cur - kHeaderBytes) : size;
   __builtin_memcpy(q, p, keep);
   deallocate_impl(control_, p);
+  set_counter(c->min_free_bytes, c->free_bytes < mark ? c->free_bytes : mark);
   return q;
 }
 
@@ -1612,6 +1616,12 @@ std::size_t Heap::usable_size(const void *p) const noexcept {
   if (p == nullptr || control_ == nullptr) return 0;
   if (CAPHEAP_DECORATED(control_)) return detail::deco_usable_size(control_, p);
   return usable_size_impl(control_, p);
+}
+
+std::size_t Heap::allocated_size(const void *p) const noexcept {
+  const std::size_t usable = usable_size(p);
+  if (!CAPHEAP_WITH_DECORATION || usable == 0 || poisoning() == Poisoning::kNone) return usable;
+  return block_size(p) - kHeaderBytes - decoration_total();
 }
 
 std::size_t Heap::block_size(const void *p) const noexcept {
