@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "failure_capture.hpp"
 #include "capheap.h"
 #include "capheap_host.h"
 #include "esp_heap_caps.h"
@@ -15,15 +16,9 @@
 
 namespace {
 
-struct Failure {
-  std::size_t size;
-  std::uint32_t caps;
-  std::string function;
-};
-std::vector<Failure> g_failures;
-void on_failure(size_t size, uint32_t caps, const char *function_name) {
-  g_failures.push_back({size, caps, function_name != nullptr ? function_name : "(null)"});
-}
+using capheap_test::expect_one_failure;
+using capheap_test::g_failures;
+using capheap_test::on_failure;
 
 class CapsRules : public ::testing::Test {
  protected:
@@ -155,13 +150,6 @@ TEST_F(CapsRules, WalkOrderAcrossLevelsAndRuntimeHeaps) {
 // caps DEFAULT under the _default function's own name. Size 0 never reports.
 TEST_F(CapsRules, DefaultPolicyFailureReports) {
   constexpr std::uint32_t kDI = MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL;
-  const auto expect_one = [](std::size_t size, std::uint32_t caps, const char *function) {
-    ASSERT_EQ(g_failures.size(), 1u);
-    EXPECT_EQ(g_failures[0].size, size);
-    EXPECT_EQ(g_failures[0].caps, caps);
-    EXPECT_EQ(g_failures[0].function, function);
-    g_failures.clear();
-  };
   for (const bool external : {false, true}) {
     SCOPED_TRACE(external);
     start("esp32", external ? 2 * 1024 * 1024 : 0);
@@ -169,14 +157,14 @@ TEST_F(CapsRules, DefaultPolicyFailureReports) {
     void *p = heap_caps_malloc_default(64);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(heap_caps_malloc_default(huge), nullptr);
-    expect_one(huge, external ? MALLOC_CAP_DEFAULT : kDI,
-               external ? "heap_caps_malloc_default" : "heap_caps_malloc");
+    expect_one_failure(huge, external ? MALLOC_CAP_DEFAULT : kDI,
+                       external ? "heap_caps_malloc_default" : "heap_caps_malloc");
     EXPECT_EQ(heap_caps_realloc_default(p, huge), nullptr);
-    expect_one(huge, external ? MALLOC_CAP_DEFAULT : kDI,
-               external ? "heap_caps_realloc_default" : "heap_caps_realloc");
+    expect_one_failure(huge, external ? MALLOC_CAP_DEFAULT : kDI,
+                       external ? "heap_caps_realloc_default" : "heap_caps_realloc");
     EXPECT_EQ(heap_caps_aligned_alloc_default(16, huge), nullptr);
-    expect_one(huge, external ? MALLOC_CAP_DEFAULT : kDI,
-               external ? "heap_caps_aligned_alloc_default" : "heap_caps_aligned_alloc");
+    expect_one_failure(huge, external ? MALLOC_CAP_DEFAULT : kDI,
+                       external ? "heap_caps_aligned_alloc_default" : "heap_caps_aligned_alloc");
     EXPECT_EQ(heap_caps_malloc_default(0), nullptr);
     EXPECT_EQ(heap_caps_aligned_alloc_default(16, 0), nullptr);
     EXPECT_EQ(heap_caps_aligned_alloc_default(24, 16), nullptr);  // not a power of two

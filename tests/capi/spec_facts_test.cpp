@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "failure_capture.hpp"
 #include "capheap.h"
 #include "capheap_host.h"
 #include "esp_heap_caps.h"
@@ -19,15 +20,9 @@
 
 namespace {
 
-struct Failure {
-  std::size_t size;
-  std::uint32_t caps;
-  std::string function;
-};
-std::vector<Failure> g_failures;
-void on_failure(size_t size, uint32_t caps, const char *function_name) {
-  g_failures.push_back({size, caps, function_name != nullptr ? function_name : "(null)"});
-}
+using capheap_test::expect_one_failure;
+using capheap_test::g_failures;
+using capheap_test::on_failure;
 
 /// The simulated ESP32 (no PSRAM) with the given poisoning and task tracking.
 class SpecFacts : public ::testing::Test {
@@ -42,13 +37,6 @@ class SpecFacts : public ::testing::Test {
     hc.task_tracking = tracking;
     ASSERT_EQ(capheap_host_init("esp32", &hc), ESP_OK);
     ASSERT_EQ(heap_caps_register_failed_alloc_callback(on_failure), ESP_OK);
-    g_failures.clear();
-  }
-  static void expect_one_failure(std::size_t size, std::uint32_t caps, const char *function) {
-    ASSERT_EQ(g_failures.size(), 1u);
-    EXPECT_EQ(g_failures[0].size, size);
-    EXPECT_EQ(g_failures[0].caps, caps);
-    EXPECT_EQ(g_failures[0].function, function);
     g_failures.clear();
   }
 };
