@@ -144,7 +144,12 @@ Expect expect_aligned(const std::vector<HeapSnap> &heaps, std::size_t alignment,
   capheap::Caps adj(caps);
   const std::size_t hw = capheap::capi::registry().hw_alignment(adj);
   if (hw > alignment) alignment = hw;
-  if (hw != 0) size = round_up(size, hw);
+  // Hardware-alignment caps round the size to the larger alignment, even where the chip needs no
+  // hardware alignment for them (spec §2).
+  constexpr std::uint32_t kHwAlignCaps = MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB |
+                                         MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED |
+                                         MALLOC_CAP_SIMD;
+  if ((caps & kHwAlignCaps) != 0) size = round_up(size, alignment);
   e.req = adj.bits();
   e.size = size;
   e.alignment = alignment;
