@@ -48,10 +48,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cgprof  # noqa: E402
 
 # floor / floorgf: the bench-only floor TLSF (bench/floor_tlsf.hpp), head-check / good-fit variant.
-ALLOCATORS = ("capheap", "system", "floor", "floorgf")
+ALLOCATORS = ("capheap", "system", "floor", "floorgf", "proto", "protolc", "protofx", "protofxlc")
 KINDS = ["malloc", "calloc", "aligned", "realloc", "free"]
 COPY_FUNCTIONS = re.compile(r"^_*(memcpy|memmove|memset|__memcpy|__memmove|__memset|wmemset)")
-WRAPPER = re.compile(r"cgop_(capheap|system|floor|floorgf)_(malloc|calloc|aligned|realloc|free)\(")
+WRAPPER = re.compile(r"cgop_(capheap|system|floor|floorgf|proto|protolc|protofx|protofxlc)_(malloc|calloc|aligned|realloc|free)\(")
 
 
 def usage(msg=None):

@@ -60,6 +60,7 @@
 
 #include "capheap/heap.hpp"
 #include "floor_tlsf.hpp"
+#include "proto_tlsf.hpp"
 #include "sim/trace.hpp"
 #include "tlsf_model.hpp"
 
@@ -370,6 +371,10 @@ REPLAY_CG_FN void cgop_system_free(void *p) noexcept {
   };
 REPLAY_CG_FLOOR(floor, FloorTlsf<false>)
 REPLAY_CG_FLOOR(floorgf, FloorTlsf<true>)
+REPLAY_CG_FLOOR(proto, ProtoTlsf<0>)
+REPLAY_CG_FLOOR(protolc, ProtoTlsf<1>)
+REPLAY_CG_FLOOR(protofx, ProtoTlsf<2>)
+REPLAY_CG_FLOOR(protofxlc, ProtoTlsf<3>)
 #undef REPLAY_CG_FLOOR
 
 struct CgCapheapAlloc {
@@ -704,6 +709,22 @@ __attribute__((noinline)) Counts replay_loop_floorgf_cg(Cg_floorgf_Alloc &alloc,
                                                         const Program &prog, Slot *slots) {
   return replay<false>(alloc, prog, slots);
 }
+__attribute__((noinline)) Counts replay_loop_proto_cg(Cg_proto_Alloc &alloc, const Program &prog,
+                                                      Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
+__attribute__((noinline)) Counts replay_loop_protolc_cg(Cg_protolc_Alloc &alloc,
+                                                        const Program &prog, Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
+__attribute__((noinline)) Counts replay_loop_protofx_cg(Cg_protofx_Alloc &alloc,
+                                                        const Program &prog, Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
+__attribute__((noinline)) Counts replay_loop_protofxlc_cg(Cg_protofxlc_Alloc &alloc,
+                                                          const Program &prog, Slot *slots) {
+  return replay<false>(alloc, prog, slots);
+}
 
 /// Frees what a system replay left live.
 template <class Alloc>
@@ -769,7 +790,7 @@ struct Options {
   bool model_round_aligned = true;      ///< TlsfModel::Options::round_aligned_search
   std::size_t model_stable_window = 0;  ///< the model's stability scan (0: none)
   std::string json;
-  std::string callgrind;  ///< "", "capheap", "system", "floor" or "floorgf"
+  std::string callgrind;  ///< "", "capheap", "system", "floor", "floorgf" or "proto*"
   double scan_lo = 0;     ///< --scan: region sizes from scan_lo to scan_hi x peak live (0: no scan)
   double scan_hi = 0;
   int scan_steps = 0;
@@ -1705,7 +1726,7 @@ void usage(std::FILE *out) {
       "  --scan LO,HI,STEPS only this: replay each trace at STEPS + 1 region sizes from LO to HI "
       "x\n"
       "                     peak live on capheap and the ESP-IDF model; print which work\n"
-      "  --callgrind capheap|system|floor|floorgf\n"
+      "  --callgrind capheap|system|floor|floorgf|proto|protolc|protofx|protofxlc\n"
       "                     replay each trace once on one allocator through the cgop_* functions\n"
       "                     (after the region search, without the stability scan), nothing else;\n"
       "                     for valgrind --tool=callgrind --toggle-collect='*replay_loop_*'\n"
@@ -1823,9 +1844,12 @@ int parse_options(int argc, char **argv, Options &opt) {
     } else if (arg == "--callgrind") {
       opt.callgrind = value("--callgrind");
       if (opt.callgrind != "capheap" && opt.callgrind != "system" && opt.callgrind != "floor" &&
-          opt.callgrind != "floorgf") {
+          opt.callgrind != "floorgf" && opt.callgrind != "proto" && opt.callgrind != "protolc" &&
+          opt.callgrind != "protofx" && opt.callgrind != "protofxlc") {
         std::fprintf(stderr,
-                     "capheap_trace_replay: --callgrind takes capheap, system, floor or floorgf\n");
+                     "capheap_trace_replay: --callgrind takes capheap, system, floor, floorgf, "
+                     "proto, protolc, "
+                     "protofx or protofxlc\n");
         return 2;
       }
     } else if (!arg.empty() && arg[0] == '-') {
@@ -1890,7 +1914,9 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
   std::vector<Slot> slots(prog.slots);
   Counts c;
   std::size_t size = 0;
-  const bool floor = opt.callgrind == "floor" || opt.callgrind == "floorgf";
+  const bool floor = opt.callgrind == "floor" || opt.callgrind == "floorgf" ||
+                     opt.callgrind == "proto" || opt.callgrind == "protolc" ||
+                     opt.callgrind == "protofx" || opt.callgrind == "protofxlc";
   if (opt.callgrind == "capheap" || floor) {
     // The floor TLSF gets the region capheap's replay uses (capheap's binary search, doubled).
     RegionSearch search;
@@ -1917,9 +1943,33 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
       if (opt.callgrind == "floor") {
         Cg_floor_Alloc alloc;
         ok = run(alloc, replay_loop_floor_cg);
-      } else {
+      } else if (opt.callgrind == "floorgf") {
         Cg_floorgf_Alloc alloc;
         ok = run(alloc, replay_loop_floorgf_cg);
+      } else if (opt.callgrind == "proto") {
+        Cg_proto_Alloc alloc;
+        ok = run(alloc, replay_loop_proto_cg);
+        if (ok)
+          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
+                      alloc.heap.free_bytes());
+      } else if (opt.callgrind == "protofx") {
+        Cg_protofx_Alloc alloc;
+        ok = run(alloc, replay_loop_protofx_cg);
+        if (ok)
+          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
+                      alloc.heap.free_bytes());
+      } else if (opt.callgrind == "protofxlc") {
+        Cg_protofxlc_Alloc alloc;
+        ok = run(alloc, replay_loop_protofxlc_cg);
+        if (ok)
+          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
+                      alloc.heap.free_bytes());
+      } else {
+        Cg_protolc_Alloc alloc;
+        ok = run(alloc, replay_loop_protolc_cg);
+        if (ok)
+          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
+                      alloc.heap.free_bytes());
       }
       if (!ok) return 2;
       std::printf("trace %s\nops %zu\nregion %zu\nfailed %zu\n", prog.name.c_str(), prog.ops.size(),
