@@ -34,9 +34,10 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
 /* Adds [start, end) as a heap with the three priority masks caps[0..2] (copied; the array need not
  * outlive the call). The new heap goes to the head of the heap list, so it is tried before boot
  * heaps at the same priority.
- * Returns ESP_ERR_INVALID_ARG if caps is NULL, start or end is 0, or end <= start; ESP_FAIL if the
- * range straddles the start or end of an existing heap or equals an existing heap's range (a range
- * strictly inside an existing heap is allowed: it turns an allocated buffer into a heap);
+ * Returns ESP_ERR_INVALID_ARG if caps is NULL, start or end is 0, or end <= start (compared as the
+ * signed intptr_t values, as ESP-IDF does: a negative end is below a positive start); ESP_FAIL if
+ * the range straddles the start or end of an existing heap or equals an existing heap's range (a
+ * range strictly inside an existing heap is allowed: it turns an allocated buffer into a heap);
  * ESP_ERR_NO_MEM if the heap table is full; ESP_ERR_INVALID_SIZE if the range is too small for a
  * heap. */
 esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end);

@@ -333,6 +333,10 @@ void heap_caps_enable_nonos_stack_heaps(void) {
 
 esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end) {
   ensure_init();
+  // ESP-IDF compares the bounds as the signed intptr_t they are (spec §1.2: end <= start is
+  // ESP_ERR_INVALID_ARG): a negative end (0x80000000 and above on a 32-bit target) lies below a
+  // positive start. The registry compares addresses unsigned, so the check is made here.
+  if (caps == nullptr || start == 0 || end == 0 || end <= start) return ESP_ERR_INVALID_ARG;
   return static_cast<esp_err_t>(g_registry.add_region(caps, static_cast<std::uintptr_t>(start),
                                                       static_cast<std::uintptr_t>(end)));
 }

@@ -1194,6 +1194,28 @@ TEST_P(ChipConfigTest, RuntimeRegionOverlapMatrix) {
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
+// heap_caps_add_region(_with_caps) compares its intptr_t bounds as signed integers (spec §1.2:
+// end <= start is ESP_ERR_INVALID_ARG): a negative end (an address with the top bit set) lies below
+// start, even where an unsigned comparison would make it the end of a huge range that straddles
+// existing heaps (ESP_FAIL) or that no heap overlaps. Nothing is added.
+TEST_P(ChipConfigTest, RuntimeRegionBoundsCompareAsSignedIntptr) {
+  auto *buf = static_cast<unsigned char *>(heap_caps_malloc(8192, k8 | kI));
+  ASSERT_NE(buf, nullptr);
+  const intptr_t s = reinterpret_cast<intptr_t>(buf);
+  const std::uint32_t caps[3] = {kInvented, 0, 0};
+  const unsigned heaps_before = reg().count();
+  EXPECT_EQ(heap_caps_add_region_with_caps(caps, s, -4), ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(heap_caps_add_region_with_caps(caps, s, INTPTR_MIN), ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(heap_caps_add_region_with_caps(caps, s, -1), ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(heap_caps_add_region(s, -4), ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(reg().count(), heaps_before);
+  EXPECT_EQ(heap_caps_get_total_size(kInvented), 0u);
+  // The same start with a positive end is still a heap.
+  ASSERT_EQ(heap_caps_add_region_with_caps(caps, s, s + 8192), ESP_OK);
+  EXPECT_EQ(heap_caps_get_total_size(kInvented), 8192u);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
 // heap_caps_add_region takes the caps of the chip region containing start (ESP-IDF's "Allocate new
 // heap at runtime": the free size grows by the buffer minus the heap's overhead; ESP-IDF's test
 // allows up to 3248 bytes of overhead).
