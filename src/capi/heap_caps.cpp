@@ -319,10 +319,12 @@ void heap_caps_init(void) {
   g_registry.init(capheap::capi::g_heap_config);
   if (capheap::capi::g_layout != nullptr) g_registry.build_from_layout(*capheap::capi::g_layout);
   // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now
-  // (which turns the fast path on when it has finished).
+  // (which turns the fast path on when it has finished). Already ready (a heap_caps_* call before
+  // heap_caps_init found no layout and no heaps): the fast path opens here too.
   int expected = 0;
   if (__atomic_compare_exchange_n(&capheap::capi::g_init_state, &expected, 2, false,
-                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) ||
+      expected == 2)
     g_registry.set_fast_path(true);
 }
 

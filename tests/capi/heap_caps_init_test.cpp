@@ -1,0 +1,101 @@
+// heap_caps_init_test.cpp — heap_caps_init on bare-metal terms (spec §1.2, §3.1): a program linked
+// without the host simulator, whose startup code sets its own layout and calls heap_caps_init,
+// possibly after heap_caps_* calls made before it (C library or C++ start-up code).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "capheap.h"
+#include "capi/capi_internal.hpp"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+
+namespace {
+
+constexpr std::uint32_t kD = MALLOC_CAP_DEFAULT;
+constexpr std::uint32_t k8 = MALLOC_CAP_8BIT;
+
+alignas(16) unsigned char g_ram[0x4000];
+
+const capheap_memory_type_t kTypes[] = {
+    {"DRAM", {k8 | kD, MALLOC_CAP_INTERNAL | MALLOC_CAP_32BIT, 0}},
+};
+capheap_memory_region_t g_region;
+capheap_layout_t g_layout;
+
+struct Failure {
+  std::size_t size;
+  std::uint32_t caps;
+  std::string function;
+};
+std::vector<Failure> g_failures;
+
+void on_failure(std::size_t size, std::uint32_t caps, const char *function) {
+  g_failures.push_back({size, caps, function});
+}
+
+/// One 16 KiB DRAM region, as firmware describes its RAM.
+void set_layout() {
+  g_region = {reinterpret_cast<std::uintptr_t>(g_ram), sizeof g_ram, 0, false, 0};
+  g_layout = {};
+  g_layout.chip = "one-dram";
+  g_layout.types = kTypes;
+  g_layout.type_count = 1;
+  g_layout.regions = &g_region;
+  g_layout.region_count = 1;
+  g_layout.align.dma_internal = 4;
+  capheap_set_layout(&g_layout);
+}
+
+/// Number of allocate() calls of 100 bytes with `caps` that left the registry's inline fast path.
+int slow_paths(std::uint32_t caps) {
+  int slow = 0;
+  void *p = capheap::capi::registry().allocate(100, capheap::Caps(caps), [&slow] { ++slow; });
+  EXPECT_NE(p, nullptr);
+  capheap::capi::registry().deallocate(p);
+  return slow;
+}
+
+class HeapCapsInit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    capheap::capi::reset();
+    g_failures.clear();
+  }
+  void TearDown() override { capheap::capi::reset(); }
+};
+
+TEST_F(HeapCapsInit, InitOpensTheFastPath) {
+  set_layout();
+  heap_caps_init();
+  EXPECT_EQ(slow_paths(kD), 0);
+  EXPECT_EQ(slow_paths(k8), 0);
+}
+
+// Before heap_caps_init (no layout yet) there is no heap: NULL and the failure callback, as on
+// ESP-IDF with an empty heap list. The heap_caps_init that follows builds the heaps and, as without
+// the early call, serves plain requests from the registry's fast path (the early call had marked
+// the API initialised, and heap_caps_init used to leave the fast path closed for good).
+TEST_F(HeapCapsInit, CallsBeforeInitFindNoHeapAndInitStillOpensTheFastPath) {
+  ASSERT_EQ(heap_caps_register_failed_alloc_callback(on_failure), ESP_OK);
+  EXPECT_EQ(heap_caps_malloc(10, k8), nullptr);
+  ASSERT_EQ(g_failures.size(), 1u);
+  EXPECT_EQ(g_failures[0].size, 10u);
+  EXPECT_EQ(g_failures[0].caps, k8);
+  EXPECT_EQ(g_failures[0].function, "heap_caps_malloc");
+  EXPECT_EQ(heap_caps_get_total_size(0), 0u);
+  set_layout();
+  heap_caps_init();
+  EXPECT_EQ(heap_caps_get_total_size(0), sizeof g_ram);
+  EXPECT_EQ(slow_paths(kD), 0);
+  EXPECT_EQ(slow_paths(k8), 0);
+  void *p = heap_caps_malloc(10, k8);
+  ASSERT_NE(p, nullptr);
+  heap_caps_free(p);
+  EXPECT_EQ(g_failures.size(), 1u);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
+}  // namespace
