@@ -10,6 +10,7 @@
 #   make release-test         Release build in build-release/ + ctest
 #   make clang-test           clang Debug build in build-clang/ + ctest
 #   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
+#   make nodeco-test          build without decoration support in build-nodeco/ (CAPHEAP_DECORATION=OFF)
 #   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
 #   make target-test          bare-metal builds (Cortex-M0+/M4F/M33, RV32IMC/IMAC, Xtensa lx106) + tests under
 #                             QEMU, then the link check's self-test (installs the cross packages first)
@@ -70,7 +71,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
         check-layers check-freestanding install-test ci clean help \
-        release-test clang-test m32-test coverage deps-ci fuzz target-test link-check-selftest size
+        release-test clang-test m32-test nodeco-test coverage deps-ci fuzz target-test link-check-selftest size
 
 all: build
 
@@ -167,7 +168,7 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-cov \
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-nodeco build-cov \
 	  build-target build-size
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
@@ -202,6 +203,14 @@ clang-test: deps-ci
 	$(call configure,build-clang,Debug,-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
 	$(CMAKE) --build build-clang -j $(JOBS)
 	$(CTEST) --test-dir build-clang --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+# Without decoration support (-DCAPHEAP_DECORATION=OFF, the minimal firmware option on the host):
+# every test runs; those that need poisoning or owner words skip themselves
+# (tests/support/decoration_support.hpp).
+nodeco-test: deps-ci
+	$(call configure,build-nodeco,Debug,-DCAPHEAP_DECORATION=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build build-nodeco -j $(JOBS)
+	$(CTEST) --test-dir build-nodeco --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
 
 # 32-bit: GoogleTest is built from Debian's sources with -m32; the tests labelled "portable" (engine,
 # registry, multi_heap, C++ API) run under qemu-i386 when the kernel cannot run 32-bit code itself.

@@ -44,6 +44,7 @@
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 #include "sim/layout.hpp"
+#include "support/decoration_support.hpp"
 
 // The ESP-IDF-only C scenarios (heap_caps_esp_only.c).
 extern "C" {
@@ -1728,6 +1729,7 @@ class EspIdfCaseTest : public ChipTest,
                        public ::testing::WithParamInterface<std::tuple<ChipConfig, int>> {
  protected:
   void SetUp() override {
+    CAPHEAP_SKIP_IF_NO_DECORATION(std::get<1>(GetParam()) != CAPHEAP_POISONING_NONE);
     ChipTest::SetUp();
     poisoning_ = static_cast<capheap_poisoning_t>(std::get<1>(GetParam()));
     start(std::get<0>(GetParam()));

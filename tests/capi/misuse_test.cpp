@@ -22,6 +22,7 @@
 #include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
 #include "multi_heap.h"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -103,6 +104,7 @@ constexpr const char *kReallocFreed = "realloc of a freed block (block is alread
 class MultiHeapMisuseSuite : public ::testing::TestWithParam<capheap_poisoning_t> {
  protected:
   void SetUp() override {
+    CAPHEAP_SKIP_IF_NO_DECORATION(GetParam() != CAPHEAP_POISONING_NONE);
     g_reports.clear();
     g_out.clear();
     old_ = capheap_set_fail_hook(record_fail);
@@ -395,6 +397,7 @@ const void *region_of(const void *p) {
 class CapsMisuseSuite : public ::testing::TestWithParam<capheap_poisoning_t> {
  protected:
   void SetUp() override {
+    CAPHEAP_SKIP_IF_NO_DECORATION(GetParam() != CAPHEAP_POISONING_NONE);
     capheap_host_deinit();
     capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
     cfg.psram_size = 0;
@@ -694,6 +697,7 @@ TEST(MisuseDeathTest, DoubleFreeAbortsWithTheDefaultHook) {
 }
 
 TEST(MisuseDeathTest, OutsideEveryHeapAbortsWithTheDefaultHook) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);               // its second half is a poisoning report
   ::testing::FLAGS_gtest_death_test_style = "fast";  // fork: the child has the same addresses
   capheap_host_deinit();
   capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;

@@ -28,6 +28,7 @@
 
 #include "multi_heap.h"
 #include "capheap.h"
+#include "support/decoration_support.hpp"
 
 // Functions of the C11 translation unit (multi_heap_c11.c).
 extern "C" {
@@ -2131,6 +2132,7 @@ INSTANTIATE_TEST_SUITE_P(Pools, MultiHeapManyRandom,
 // exactly the engine block and a lone free block of B bytes serves B - 4 - D.
 class MultiHeapEspLevels : public testing::TestWithParam<capheap_poisoning_t> {
  protected:
+  void SetUp() override { CAPHEAP_SKIP_IF_NO_DECORATION(GetParam() != CAPHEAP_POISONING_NONE); }
   multi_heap_handle_t make(Region &r) const {
     capheap_heap_config_t cfg{};
     cfg.granule = 4;

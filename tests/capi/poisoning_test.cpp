@@ -17,6 +17,7 @@
 #include "capheap_port.h"
 #include "esp_heap_caps.h"
 #include "multi_heap.h"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -87,6 +88,7 @@ TEST_F(MultiHeapPoisoning, RegisterRejectsAnUnknownLevel) {
 }
 
 TEST_F(MultiHeapPoisoning, LightAllocationCarriesEspIdfCanariesAndSizes) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region plain_r(4096), r(4096);
   multi_heap_handle_t plain = make(plain_r, CAPHEAP_POISONING_NONE);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
@@ -118,6 +120,7 @@ TEST_F(MultiHeapPoisoning, LightAllocationCarriesEspIdfCanariesAndSizes) {
 
 // Spec 4.3 with poisoning: total_free, largest and minimum each lose 12 bytes, floored at 0.
 TEST_F(MultiHeapPoisoning, FreeFiguresAreFlooredAtZeroWhenTheHeapIsFull) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
   ASSERT_NE(h, nullptr);
@@ -144,6 +147,7 @@ TEST_F(MultiHeapPoisoning, FreeFiguresAreFlooredAtZeroWhenTheHeapIsFull) {
 // change old - new block); comprehensive poisoning reallocates as malloc, copy, free, so its
 // minimum counts both blocks.
 TEST_F(MultiHeapPoisoning, ReallocMinimumIsNetForLightAndPeakForComprehensive) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   for (capheap_poisoning_t level : {CAPHEAP_POISONING_LIGHT, CAPHEAP_POISONING_COMPREHENSIVE}) {
     SCOPED_TRACE(level);
     Region r(4096);
@@ -168,6 +172,7 @@ TEST_F(MultiHeapPoisoning, ReallocMinimumIsNetForLightAndPeakForComprehensive) {
 }
 
 TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_COMPREHENSIVE);
   auto *p = static_cast<unsigned char *>(multi_heap_malloc(h, 10));
@@ -211,6 +216,7 @@ TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
 }
 
 TEST_F(MultiHeapPoisoning, BlockHandlesGiveTheApplicationsAddressAndOwner) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096), plain_r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT, true);
   multi_heap_handle_t plain = make(plain_r, CAPHEAP_POISONING_NONE);
@@ -236,6 +242,7 @@ TEST_F(MultiHeapPoisoning, BlockHandlesGiveTheApplicationsAddressAndOwner) {
 // Memory that held a poisoned heap registered again as a plain heap (a heap may be registered
 // over any memory no heap uses any more): its block handles give the plain heap's addresses.
 TEST_F(MultiHeapPoisoning, BlockHandlesOfAPlainHeapOverAnOldPoisonedHeapsMemory) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(8192);
   multi_heap_handle_t old = make(r, CAPHEAP_POISONING_LIGHT, true);
   ASSERT_NE(old, nullptr);
@@ -251,6 +258,7 @@ TEST_F(MultiHeapPoisoning, BlockHandlesOfAPlainHeapOverAnOldPoisonedHeapsMemory)
 }
 
 TEST_F(MultiHeapPoisoning, ComprehensiveFillsAndNeverReallocsInPlace) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_COMPREHENSIVE);
   auto *p = static_cast<unsigned char *>(multi_heap_malloc(h, 32));
@@ -270,6 +278,7 @@ TEST_F(MultiHeapPoisoning, ComprehensiveFillsAndNeverReallocsInPlace) {
 }
 
 TEST_F(MultiHeapPoisoning, HeapCheckStepIsBoundedAndFindsCorruption) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(32768);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
   std::vector<unsigned char *> ps;
@@ -305,6 +314,7 @@ TEST_F(MultiHeapPoisoning, HeapCheckStepIsBoundedAndFindsCorruption) {
 class CapsPoisoning : public ::testing::Test {
  protected:
   void SetUp() override {
+    CAPHEAP_SKIP_IF_NO_DECORATION(true);
     unsetenv("CAPHEAP_POISONING");
     unsetenv("CAPHEAP_TASK_TRACKING");
     capheap_host_deinit();

@@ -31,6 +31,7 @@
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 #include "esp_heap_task_info.h"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -151,6 +152,7 @@ constexpr std::uint32_t kCapsB = kB | MALLOC_CAP_8BIT;
 // ================================================================================================
 
 TEST_F(TaskInfo, LegacyBucketsTotalsAndBlocks) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   Task worker("worker");
   const std::uint32_t w = worker.owner();
@@ -251,6 +253,7 @@ TEST_F(TaskInfo, LegacyBucketsTotalsAndBlocks) {
 }
 
 TEST_F(TaskInfo, LegacySizesIncludeOwnerWord) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   void *p = heap_caps_malloc(36, kA);
   heap_task_block_t b[1] = {};
@@ -266,6 +269,7 @@ TEST_F(TaskInfo, LegacySizesIncludeOwnerWord) {
 }
 
 TEST_F(TaskInfo, LegacySizesWithLightPoisoning) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps(CAPHEAP_POISONING_LIGHT);
   void *p = heap_caps_malloc(36, kA);
   heap_task_block_t b[1] = {};
@@ -280,6 +284,7 @@ TEST_F(TaskInfo, LegacySizesWithLightPoisoning) {
 }
 
 TEST_F(TaskInfo, LegacySizesWithComprehensivePoisoning) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps(CAPHEAP_POISONING_COMPREHENSIVE);
   void *p = heap_caps_malloc(37, kA);
   heap_task_block_t b[1] = {};
@@ -352,6 +357,7 @@ void expect_heap(const heap_stat_t &h, std::uint32_t caps, std::size_t current, 
 }
 
 TEST_F(TaskInfo, CurrentAndPeakPerTaskAndHeap) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   Task worker("worker");
   const std::uint32_t w = worker.owner();
@@ -451,6 +457,7 @@ TEST_F(TaskInfo, CurrentAndPeakPerTaskAndHeap) {
 }
 
 TEST_F(TaskInfo, InvalidArguments) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   EXPECT_EQ(heap_caps_get_all_task_stat(nullptr), ESP_ERR_INVALID_ARG);
   heap_all_tasks_stat_t a{};
@@ -483,6 +490,7 @@ TEST_F(TaskInfo, InvalidArguments) {
 }
 
 TEST_F(TaskInfo, ReallocMovingBetweenHeaps) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   void *p = heap_caps_malloc(36, kA);        // A 40
   void *q = heap_caps_realloc(p, 1000, kB);  // moves: A 0, B 1004
@@ -507,6 +515,7 @@ TEST_F(TaskInfo, ReallocMovingBetweenHeaps) {
 }
 
 TEST_F(TaskInfo, FreeByAnotherTaskIsChargedToTheOwner) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   Task other("other");
   void *p = heap_caps_malloc(36, kA);
@@ -527,6 +536,7 @@ TEST_F(TaskInfo, FreeByAnotherTaskIsChargedToTheOwner) {
 }
 
 TEST_F(TaskInfo, EndedTasksAreDroppedByDefault) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   void *left = nullptr;
   std::uint32_t w = 0;
@@ -560,6 +570,7 @@ TEST_F(TaskInfo, EndedTasksAreDroppedByDefault) {
 }
 
 TEST_F(TaskInfo, EndedTasksKeptWhenTrackingDeleted) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   capheap_task_stats_track_deleted(true);
   void *left = nullptr;
@@ -592,6 +603,7 @@ TEST_F(TaskInfo, EndedTasksKeptWhenTrackingDeleted) {
 }
 
 TEST_F(TaskInfo, EnablingCountsWhatTheHeapsHold) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   capheap_task_stats_enable(false);
   EXPECT_FALSE(capheap_task_stats_enabled());
@@ -613,6 +625,7 @@ TEST_F(TaskInfo, EnablingCountsWhatTheHeapsHold) {
 }
 
 TEST_F(TaskInfo, ArrayHelpers) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   Task worker("worker");
   void *m1 = heap_caps_malloc(36, kA);
@@ -718,6 +731,7 @@ unsigned long chip(const void *p) {
 }
 
 TEST_F(TaskInfo, PrintFormats) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   Task worker("worker");
   const std::uint32_t w = worker.owner();
@@ -762,6 +776,7 @@ TEST_F(TaskInfo, PrintFormats) {
 // Several tasks allocate and free concurrently while another thread reads the statistics; each
 // task's figures depend only on its own sequence, so they are exact at the end. (TSan: make tsan.)
 TEST_F(TaskInfo, ThreadedUpdatesAndQueries) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
   constexpr int kThreads = 4, kRounds = 50, kLive = 8;
   std::atomic<bool> stop{false};

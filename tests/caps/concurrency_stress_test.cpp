@@ -29,6 +29,7 @@
 #include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -114,6 +115,7 @@ struct AddedRegion {
 class ConcurrencyStress : public ::testing::TestWithParam<capheap_poisoning_t> {
  protected:
   void SetUp() override {
+    CAPHEAP_SKIP_IF_NO_DECORATION(GetParam() != CAPHEAP_POISONING_NONE);
     capheap_host_deinit();
     capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
     cfg.psram_size = 4u << 20;

@@ -19,6 +19,7 @@
 #include "support/fail_recorder.hpp"
 #include "capheap_port.h"
 #include "core/block_layout.hpp"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -62,6 +63,7 @@ class Decoration : public capheap::testing::FailRecorderTest {};
 // ---- Layout -------------------------------------------------------------------------------------
 
 TEST_F(Decoration, LightPoisoningLayoutIsEspIdfs) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   Heap h = make(r, Poisoning::kLight);
   ASSERT_TRUE(h);
@@ -86,6 +88,7 @@ TEST_F(Decoration, LightPoisoningLayoutIsEspIdfs) {
 }
 
 TEST_F(Decoration, OwnerWordSitsJustBeforeTheData) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   for (Poisoning poison : {Poisoning::kNone, Poisoning::kLight}) {
     Heap h = make(r, poison, true);
@@ -112,6 +115,7 @@ TEST_F(Decoration, OwnerWordSitsJustBeforeTheData) {
 }
 
 TEST_F(Decoration, LargerGranulesPadTheHeadAndKeepAlignment) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(8192);
   for (Granule g : {Granule::k8, Granule::k16}) {
     Heap h = make(r, Poisoning::kLight, true, g);
@@ -129,6 +133,7 @@ TEST_F(Decoration, LargerGranulesPadTheHeadAndKeepAlignment) {
 }
 
 TEST_F(Decoration, AlignedAllocationAlignsTheApplicationsPointer) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(16384);
   Heap h = make(r, Poisoning::kComprehensive, true);
   for (std::size_t a : {8u, 64u, 256u, 1024u}) {
@@ -146,6 +151,7 @@ TEST_F(Decoration, AlignedAllocationAlignsTheApplicationsPointer) {
 // ---- Statistics ---------------------------------------------------------------------------------
 
 TEST_F(Decoration, StatisticsLeaveOutTheDecoration) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region plain_r(4096), light_r(4096);
   Heap plain = make(plain_r, Poisoning::kNone);
   Heap light = make(light_r, Poisoning::kLight);
@@ -165,6 +171,7 @@ TEST_F(Decoration, StatisticsLeaveOutTheDecoration) {
 // ---- Comprehensive fill -------------------------------------------------------------------------
 
 TEST_F(Decoration, ComprehensiveFillsFreeWithFEAndAllocationsWithCE) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   Heap h = make(r, Poisoning::kComprehensive);
   ASSERT_TRUE(h);
@@ -191,6 +198,7 @@ TEST_F(Decoration, ComprehensiveFillsFreeWithFEAndAllocationsWithCE) {
 }
 
 TEST_F(Decoration, UseAfterFreeWriteIsFoundByCheckAndWhenHandedOut) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   Heap h = make(r, Poisoning::kComprehensive);
   auto *a = static_cast<unsigned char *>(h.allocate(64));
@@ -215,6 +223,7 @@ TEST_F(Decoration, UseAfterFreeWriteIsFoundByCheckAndWhenHandedOut) {
 // ---- Canary reports -----------------------------------------------------------------------------
 
 TEST_F(Decoration, FreeWithBadHeadOrTailIsReportedAndRefused) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   Heap h = make(r, Poisoning::kLight);
   auto *p = static_cast<unsigned char *>(h.allocate(10));
@@ -238,6 +247,7 @@ TEST_F(Decoration, FreeWithBadHeadOrTailIsReportedAndRefused) {
 }
 
 TEST_F(Decoration, CorruptedSizeIsReported) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   Heap h = make(r, Poisoning::kLight);
   auto *p = static_cast<unsigned char *>(h.allocate(10));
@@ -362,12 +372,15 @@ TEST_F(Decoration, EveryMetadataByteDetectedWithoutPoisoning) {
   expect_every_byte_detected(Poisoning::kNone, false);
 }
 TEST_F(Decoration, EveryMetadataAndCanaryByteDetectedLight) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   expect_every_byte_detected(Poisoning::kLight, false);
 }
 TEST_F(Decoration, EveryMetadataCanaryAndFreeByteDetectedComprehensive) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   expect_every_byte_detected(Poisoning::kComprehensive, false);
 }
 TEST_F(Decoration, EveryByteDetectedComprehensiveWithOwnerWords) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   expect_every_byte_detected(Poisoning::kComprehensive, true);
 }
 
@@ -379,6 +392,7 @@ std::uint64_t seed_from_env(std::uint64_t fallback) {
 }
 
 TEST_F(Decoration, StepVisitsAtMostTheBudgetAndCoversTheHeap) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(1 << 16);
   Heap h = make(r, Poisoning::kLight);
   std::vector<void *> ps;
@@ -405,6 +419,7 @@ TEST_F(Decoration, StepVisitsAtMostTheBudgetAndCoversTheHeap) {
 }
 
 TEST_F(Decoration, StepFindsACorruptionPlantedAnywhereWithinOneCycleWhileTheHeapChanges) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   const std::uint64_t seed = seed_from_env(0x57E9);
   std::printf("[ step ] seed 0x%llx\n", static_cast<unsigned long long>(seed));
   SCOPED_TRACE("seed " + std::to_string(seed) + " (replay with CAPHEAP_SEED)");

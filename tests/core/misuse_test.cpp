@@ -13,6 +13,7 @@
 
 #include "capheap.h"
 #include "capheap/heap.hpp"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -141,6 +142,7 @@ TEST_P(CoreMisuse, InteriorPointersAndDoubleFreesAfterAMergeAreNamedAsSuch) {
 }
 
 TEST_P(CoreMisuse, WriteAfterFreeFoundWhenHandedOutLeavesTheHeapAsItWas) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Heap h = make(Poisoning::kComprehensive);
   auto *a = static_cast<unsigned char *>(h.allocate(64));
   auto *b = static_cast<unsigned char *>(h.allocate(64));
@@ -175,6 +177,7 @@ TEST_P(CoreMisuse, WriteAfterFreeFoundWhenHandedOutLeavesTheHeapAsItWas) {
 }
 
 TEST_P(CoreMisuse, VerifyLiveChecksCanariesLikeRealloc) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Heap h = make(Poisoning::kLight);
   auto *p = static_cast<unsigned char *>(h.allocate(10));
   ASSERT_NE(p, nullptr);

@@ -17,6 +17,7 @@
 
 #include "capheap/heap.hpp"
 #include "support/checked_heap.hpp"
+#include "support/decoration_support.hpp"
 
 namespace {
 
@@ -70,6 +71,8 @@ std::size_t draw_size(std::mt19937_64 &rng, std::size_t region) {
 }
 
 TEST_P(Stress, RandomOperationsKeepEveryInvariant) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(GetParam().poisoning != capheap::Poisoning::kNone ||
+                                GetParam().track_owner);
   const StressParam p = GetParam();
   const std::uint64_t seed =
       seed_from_env(0xC0FFEEull ^ (p.region * 31u) ^ static_cast<unsigned>(p.granule));
