@@ -167,8 +167,8 @@ void heap_trace_dump(void);
 
 /* Prints the records whose block lies in internal RAM (caps has MALLOC_CAP_INTERNAL) and/or in
  * external RAM (caps has MALLOC_CAP_SPIRAM; a heap is external when its capabilities include
- * MALLOC_CAP_SPIRAM), then the summary, through capheap_port_printf (capheap_set_print_hook on the
- * host), in ESP-IDF v5's format:
+ * MALLOC_CAP_SPIRAM; an EXEC block's instruction-bus alias is internal), then the summary, through
+ * capheap_port_printf (capheap_set_print_hook on the host), in ESP-IDF v5's format:
  *
  *   ====== Heap Trace: 2 records (100 capacity) ======
  *       84 bytes (@ 0x3fca94d8, Internal) allocated CPU 0 ccount 0x042ac374 caller

@@ -340,8 +340,12 @@ void copy_out(const heap_trace_record_t &r, heap_trace_record_t *out) noexcept {
 
 enum class Region { kNone, kInternal, kPsram };
 
+/// Internal or external RAM by the block's address, as ESP-IDF decides it (spec §1.4, §4.6): an
+/// EXEC block's instruction-bus alias is internal memory; other addresses take the kind of their
+/// heap; outside every heap: kNone.
 Region region_of(const void *p) noexcept {
   Registry &reg = registry();
+  if (reg.is_iram_alias(p)) return Region::kInternal;
   const HeapView v = reg.view_of(p);
   if (!v.heap) return Region::kNone;
   for (std::uint32_t c : v.caps) {

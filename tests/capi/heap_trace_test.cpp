@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -534,6 +535,52 @@ TEST_F(HeapTrace, DumpFollowsTheSpecRules) {
             "total allocations: 2\n"
             "total frees: 0\n"
             "================================\n");
+}
+
+// Spec §1.4 / §4.6: heap_trace_dump_caps filters and labels records by address. An EXEC block
+// served from D/IRAM is handed out at its instruction-bus alias (spec §3.4), internal RAM: it is
+// printed at that address as ", Internal" and counts toward the leaked bytes (it used to be left
+// out of the dump, as if it were in no heap).
+TEST_F(HeapTrace, DumpShowsExecBlocksAtTheirInstructionAddressAsInternal) {
+  (void)heap_trace_stop();
+  capheap_host_deinit();
+  capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
+  cfg.psram_size = 0;
+  cfg.memory_protection = CAPHEAP_MEMPROT_OFF;  // EXEC may use D/IRAM
+  ASSERT_EQ(capheap_host_init("esp32s3", &cfg), ESP_OK);
+  ASSERT_EQ(heap_trace_init_standalone(records_.data(), records_.size()), ESP_OK);
+  void *x = heap_caps_malloc(40, MALLOC_CAP_EXEC);
+  ASSERT_NE(x, nullptr);
+  const std::uintptr_t chip = capheap::capi::display_address(x);
+  ASSERT_GE(chip, 0x40378000u);  // the instruction bus
+  ASSERT_LT(chip, 0x403E0000u);
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+  void *callers[2] = {frame(0x400d1234), frame(0x400d5678)};
+  capheap::capi::trace_record_alloc(x, 40, callers, 0x100);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  char addr[16];
+  std::snprintf(addr, sizeof addr, "0x%08lx", static_cast<unsigned long>(chip));
+  const std::string expected = std::string(
+                                   "====== Heap Trace: 1 records (100 capacity) ======\n"
+                                   "    40 bytes (@ ") +
+                               addr +
+                               ", Internal) allocated CPU 0 ccount 0x00000100 caller "
+                               "0x400d1234:0x400d5678\n"
+                               "====== Heap Trace Summary ======\n"
+                               "Mode: Heap Trace Leaks\n"
+                               "40 bytes 'leaked' in trace (1 allocations)\n"
+                               "records: 1 (100 capacity, 1 high water mark)\n"
+                               "total allocations: 1\n"
+                               "total frees: 0\n"
+                               "================================\n";
+  EXPECT_EQ(dump(), expected);
+  EXPECT_EQ(dump(MALLOC_CAP_INTERNAL), expected);
+  EXPECT_EQ(dump(MALLOC_CAP_SPIRAM).find(" bytes (@ "), std::string::npos);
+  // A traced free of the alias finds the record.
+  ASSERT_EQ(heap_trace_resume(), ESP_OK);
+  heap_caps_free(x);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  EXPECT_EQ(heap_trace_get_count(), 0u);
 }
 
 TEST_F(HeapTrace, DumpNotesEntriesTracedWhileDumping) {
