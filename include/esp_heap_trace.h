@@ -166,9 +166,12 @@ esp_err_t heap_trace_summary(heap_trace_summary_t *summary);
 void heap_trace_dump(void);
 
 /* Prints the records whose block lies in internal RAM (caps has MALLOC_CAP_INTERNAL) and/or in
- * external RAM (caps has MALLOC_CAP_SPIRAM; a heap is external when its capabilities include
- * MALLOC_CAP_SPIRAM; an EXEC block's instruction-bus alias is internal), then the summary, through
- * capheap_port_printf (capheap_set_print_hook on the host), in ESP-IDF v5's format:
+ * external RAM (caps has MALLOC_CAP_SPIRAM), decided by the block's address: the kind of the chip
+ * layout's region holding it (external when its memory type has MALLOC_CAP_SPIRAM), whatever the
+ * caps of its heap; an EXEC block's instruction-bus alias is internal; an address the layout does
+ * not know takes its heap's kind (external when the heap's caps include MALLOC_CAP_SPIRAM). Then
+ * the summary, through capheap_port_printf (capheap_set_print_hook on the host), in ESP-IDF v5's
+ * format:
  *
  *   ====== Heap Trace: 2 records (100 capacity) ======
  *       84 bytes (@ 0x3fca94d8, Internal) allocated CPU 0 ccount 0x042ac374 caller
