@@ -165,15 +165,19 @@ esp_err_t heap_trace_summary(heap_trace_summary_t *summary);
 /* heap_trace_dump_caps(MALLOC_CAP_INTERNAL | MALLOC_CAP_SPIRAM). */
 void heap_trace_dump(void);
 
+/* clang-format off */
 /* Prints the records whose block lies in internal RAM (caps has MALLOC_CAP_INTERNAL) and/or in
- * external RAM (caps has MALLOC_CAP_SPIRAM; a heap is external when its capabilities include
- * MALLOC_CAP_SPIRAM), then the summary, through capheap_port_printf (capheap_set_print_hook on the
- * host), in ESP-IDF v5's format:
+ * external RAM (caps has MALLOC_CAP_SPIRAM), decided by the block's address: the kind of the chip
+ * layout's region holding it (external when its memory type has MALLOC_CAP_SPIRAM), whatever the
+ * caps of its heap; an EXEC block's instruction-bus alias is internal; an address the layout does
+ * not know takes its heap's kind (external when the heap's caps include MALLOC_CAP_SPIRAM). Then
+ * the summary, through capheap_port_printf (capheap_set_print_hook on the host), in ESP-IDF v5's
+ * format:
  *
  *   ====== Heap Trace: 2 records (100 capacity) ======
- *       84 bytes (@ 0x3fca94d8, Internal) allocated CPU 0 ccount 0x042ac374 caller
- * 0x40376183:0x4037da9c 512 bytes (@ 0x3f800010,    PSRAM) allocated CPU 1 ccount 0x04371de8 caller
- * 0x40376183:0x403761b8 freed by 0x40376190:0x4037dab0
+ *       84 bytes (@ 0x3fca94d8, Internal) allocated CPU 0 ccount 0x042ac374 caller 0x40376183:0x4037da9c
+ *      512 bytes (@ 0x3f800010,    PSRAM) allocated CPU 1 ccount 0x04371de8 caller 0x40376183:0x403761b8
+ *   freed by 0x40376190:0x4037dab0
  *   ====== Heap Trace Summary ======
  *   Mode: Heap Trace All
  *   84 bytes alive in trace (1/2 allocations)
@@ -191,6 +195,7 @@ void heap_trace_dump(void);
  * time, so the print hook may allocate; allocations traced while dumping (by any thread) shift the
  * records and produce the first NB line.
  * Does nothing when compiled out. O(count). */
+/* clang-format on */
 void heap_trace_dump_caps(uint32_t caps);
 
 #ifdef __cplusplus

@@ -340,11 +340,22 @@ void copy_out(const heap_trace_record_t &r, heap_trace_record_t *out) noexcept {
 
 enum class Region { kNone, kInternal, kPsram };
 
+/// Internal or external RAM by the block's address, as ESP-IDF decides it (spec §1.4, §4.6): an
+/// EXEC block's instruction-bus alias is internal memory, and an address the chip's memory layout
+/// describes has the kind of its region whatever the caps of the heap holding it (a heap added at
+/// run time inside a PSRAM buffer holds PSRAM). Addresses the layout does not know (heaps in host
+/// memory, builds without a layout) take the kind of their heap; outside every heap: kNone.
 Region region_of(const void *p) noexcept {
   Registry &reg = registry();
-  const HeapView v = reg.view_of(p);
-  if (!v.heap) return Region::kNone;
-  for (std::uint32_t c : v.caps) {
+  if (reg.is_iram_alias(p)) return Region::kInternal;
+  std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {};
+  if (!reg.layout_caps_at(reinterpret_cast<std::uintptr_t>(p), caps)) {
+    const HeapView v = reg.view_of(p);
+    if (!v.heap) return Region::kNone;
+    for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
+      caps[l] = v.caps[l];
+  }
+  for (std::uint32_t c : caps) {
     if ((c & MALLOC_CAP_SPIRAM) != 0) return Region::kPsram;
   }
   return Region::kInternal;

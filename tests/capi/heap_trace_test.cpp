@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include "capi/capi_internal.hpp"
 #include "capi/heap_trace_internal.hpp"
 #include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
 #include "esp_heap_trace.h"
 
 static_assert(CONFIG_HEAP_TRACING_STACK_DEPTH == 2, "this suite expects the default depth");
@@ -534,6 +536,105 @@ TEST_F(HeapTrace, DumpFollowsTheSpecRules) {
             "total allocations: 2\n"
             "total frees: 0\n"
             "================================\n");
+}
+
+// Spec §1.4 / §4.6: heap_trace_dump_caps filters and labels records by address. An EXEC block
+// served from D/IRAM is handed out at its instruction-bus alias (spec §3.4), internal RAM: it is
+// printed at that address as ", Internal" and counts toward the leaked bytes (it used to be left
+// out of the dump, as if it were in no heap).
+TEST_F(HeapTrace, DumpShowsExecBlocksAtTheirInstructionAddressAsInternal) {
+  (void)heap_trace_stop();
+  capheap_host_deinit();
+  capheap_host_config_t cfg = CAPHEAP_HOST_CONFIG_DEFAULT;
+  cfg.psram_size = 0;
+  cfg.memory_protection = CAPHEAP_MEMPROT_OFF;  // EXEC may use D/IRAM
+  ASSERT_EQ(capheap_host_init("esp32s3", &cfg), ESP_OK);
+  ASSERT_EQ(heap_trace_init_standalone(records_.data(), records_.size()), ESP_OK);
+  void *x = heap_caps_malloc(40, MALLOC_CAP_EXEC);
+  ASSERT_NE(x, nullptr);
+  const std::uintptr_t chip = capheap::capi::display_address(x);
+  ASSERT_GE(chip, 0x40378000u);  // the instruction bus
+  ASSERT_LT(chip, 0x403E0000u);
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+  void *callers[2] = {frame(0x400d1234), frame(0x400d5678)};
+  capheap::capi::trace_record_alloc(x, 40, callers, 0x100);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  char addr[16];
+  std::snprintf(addr, sizeof addr, "0x%08lx", static_cast<unsigned long>(chip));
+  const std::string expected = std::string(
+                                   "====== Heap Trace: 1 records (100 capacity) ======\n"
+                                   "    40 bytes (@ ") +
+                               addr +
+                               ", Internal) allocated CPU 0 ccount 0x00000100 caller "
+                               "0x400d1234:0x400d5678\n"
+                               "====== Heap Trace Summary ======\n"
+                               "Mode: Heap Trace Leaks\n"
+                               "40 bytes 'leaked' in trace (1 allocations)\n"
+                               "records: 1 (100 capacity, 1 high water mark)\n"
+                               "total allocations: 1\n"
+                               "total frees: 0\n"
+                               "================================\n";
+  EXPECT_EQ(dump(), expected);
+  EXPECT_EQ(dump(MALLOC_CAP_INTERNAL), expected);
+  EXPECT_EQ(dump(MALLOC_CAP_SPIRAM).find(" bytes (@ "), std::string::npos);
+  // A traced free of the alias finds the record.
+  ASSERT_EQ(heap_trace_resume(), ESP_OK);
+  heap_caps_free(x);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  EXPECT_EQ(heap_trace_get_count(), 0u);
+}
+
+// Spec §1.4 / §4.6: the region is the address's, not the caps of the heap that holds it. A heap
+// added at run time inside a PSRAM buffer (spec §1.2, "strictly inside": a malloc'ed buffer turned
+// into a heap with new caps) holds PSRAM even without MALLOC_CAP_SPIRAM in its caps, and one inside
+// an internal buffer holds internal RAM whatever its caps claim (both were labelled by caps).
+TEST_F(HeapTrace, DumpLabelsBlocksOfRuntimeHeapsByTheirAddress) {
+  init("esp32", 4 * 1024 * 1024);
+  void *ext = heap_caps_malloc(8192, MALLOC_CAP_SPIRAM);
+  void *in = heap_caps_malloc(8192, MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT);
+  ASSERT_TRUE(ext != nullptr && in != nullptr);
+  const std::uint32_t caps_ext[3] = {MALLOC_CAP_PID2 | MALLOC_CAP_8BIT, 0, 0};
+  const std::uint32_t caps_in[3] = {MALLOC_CAP_PID3 | MALLOC_CAP_8BIT | MALLOC_CAP_SPIRAM, 0, 0};
+  const auto at = [](void *p) { return reinterpret_cast<intptr_t>(p); };
+  ASSERT_EQ(heap_caps_add_region_with_caps(caps_ext, at(ext), at(ext) + 8192), ESP_OK);
+  ASSERT_EQ(heap_caps_add_region_with_caps(caps_in, at(in), at(in) + 8192), ESP_OK);
+  void *a = heap_caps_malloc(40, MALLOC_CAP_PID2);
+  void *b = heap_caps_malloc(24, MALLOC_CAP_PID3);
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+  void *callers[2] = {frame(0x400d1234), frame(0x400d5678)};
+  capheap::capi::trace_record_alloc(a, 40, callers, 0x100);
+  capheap::capi::trace_record_alloc(b, 24, callers, 0x200);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  char addr_a[16], addr_b[16];
+  std::snprintf(addr_a, sizeof addr_a, "0x%08lx",
+                static_cast<unsigned long>(capheap::capi::display_address(a)));
+  std::snprintf(addr_b, sizeof addr_b, "0x%08lx",
+                static_cast<unsigned long>(capheap::capi::display_address(b)));
+  ASSERT_EQ(std::string(addr_a).substr(0, 6), "0x3f80");  // PSRAM (0x3f800000..)
+  ASSERT_EQ(std::string(addr_b).substr(0, 5), "0x3ff");   // internal DRAM
+  const std::string line_a = std::string("    40 bytes (@ ") + addr_a +
+                             ",    PSRAM) allocated CPU 0 ccount 0x00000100 caller "
+                             "0x400d1234:0x400d5678\n";
+  const std::string line_b = std::string("    24 bytes (@ ") + addr_b +
+                             ", Internal) allocated CPU 0 ccount 0x00000200 caller "
+                             "0x400d1234:0x400d5678\n";
+  const auto text = [](const std::string &lines, const char *leaked) {
+    return "====== Heap Trace: 2 records (100 capacity) ======\n" + lines +
+           "====== Heap Trace Summary ======\n"
+           "Mode: Heap Trace Leaks\n" +
+           leaked +
+           "records: 2 (100 capacity, 2 high water mark)\n"
+           "total allocations: 2\n"
+           "total frees: 0\n"
+           "================================\n";
+  };
+  EXPECT_EQ(dump(), text(line_a + line_b, "64 bytes 'leaked' in trace (2 allocations)\n"));
+  EXPECT_EQ(dump(MALLOC_CAP_SPIRAM), text(line_a, "40 bytes 'leaked' in trace (1 allocations)\n"));
+  EXPECT_EQ(dump(MALLOC_CAP_INTERNAL),
+            text(line_b, "24 bytes 'leaked' in trace (1 allocations)\n"));
+  heap_caps_free(a);
+  heap_caps_free(b);
 }
 
 TEST_F(HeapTrace, DumpNotesEntriesTracedWhileDumping) {
