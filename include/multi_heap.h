@@ -138,11 +138,14 @@ size_t multi_heap_minimum_free_size(multi_heap_handle_t heap);
  * incrementally; ESP-IDF walks the heap). Locks. */
 void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info);
 
-/* Sets the minimum-free mark to the current free size and returns the previous mark. O(1). Locks.
- */
+/* Sets the minimum-free mark to the current free size and returns the previous mark, the value
+ * multi_heap_minimum_free_size returned (poisoned heaps: without one allocation's decoration). 0
+ * for NULL. O(1). Locks. */
 size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap);
 
-/* Sets the minimum-free mark to min(current mark, new_minimum_free_bytes_value). O(1). Locks. */
+/* Sets the minimum-free mark to min(current mark, new_minimum_free_bytes_value), in
+ * multi_heap_minimum_free_size's units: that function then returns the smaller of its previous
+ * value and new_minimum_free_bytes_value. NULL heap: no-op. O(1). Locks. */
 void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
                                            const size_t new_minimum_free_bytes_value);
 

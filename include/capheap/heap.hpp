@@ -204,9 +204,11 @@ class Heap {
   std::size_t minimum_free_bytes() const noexcept;
   /// Largest L with allocate(L) succeeding now; allocate(L + granule) fails. O(1).
   std::size_t largest_free_block() const noexcept;
-  /// Sets the low-water mark to the current free size; returns the previous mark. O(1).
+  /// Sets the low-water mark to the current free size; returns the previous mark as
+  /// minimum_free_bytes() reported it (decorated heaps: without one allocation's decoration). O(1).
   std::size_t reset_minimum_free_bytes() noexcept;
-  /// Low-water mark := min(mark, value). O(1).
+  /// Low-water mark := min(mark, value), value in minimum_free_bytes()'s units: afterwards
+  /// minimum_free_bytes() is min(its previous value, value). O(1).
   void restore_minimum_free_bytes(std::size_t value) noexcept;
 
   /// Full O(n) cross-check of the physical chain, the free lists, both bitmap levels and the
