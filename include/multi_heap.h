@@ -58,8 +58,8 @@ typedef bool (*multi_heap_walker_cb_t)(void *block_ptr, size_t block_size, int b
 /* Registers [start, start + size) as a heap with the platform's default granule
  * (alignof(max_align_t) on 64-bit hosts, 4 on 32-bit targets; see capheap_heap_register to choose).
  * Returns: the handle, or NULL if start is NULL, not 4-byte aligned, or the region is too small for
- *   the control structure plus one minimum block. There is no deregistration: once every block is
- *   free the memory may simply be reused.
+ *   the 8-byte lock prefix, the control structure and one minimum block. There is no
+ *   deregistration: once every block is free the memory may simply be reused.
  * Complexity: O(log size). Not thread-safe, not ISR-safe (the region must be private to the
  * caller). */
 multi_heap_handle_t multi_heap_register(void *start, size_t size);

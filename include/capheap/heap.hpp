@@ -130,11 +130,14 @@ class Heap {
 
   /// Creates a heap over [start, start + size).
   /// Effects: writes the control structure (sized to the region) at `start` and one free block over
-  ///   the rest. Returns: the handle, or a null handle if and only if start is null or not 4-byte
-  ///   aligned, the granule is not 4/8/16/default, or the region cannot hold the control structure
-  ///   plus one minimum block (region sizes above 4 GiB - 64 use only their first 4 GiB - 64
-  ///   bytes).
-  /// Complexity: O(log size). Thread safety: the region must be private to the caller.
+  ///   the rest (comprehensive poisoning: fills that block with 0xFE). Returns: the handle, or a
+  ///   null handle if and only if start is null or not 4-byte aligned, the granule is not
+  ///   4/8/16/default, reserved_prefix is not 0 or 8, poisoning is not a Poisoning value, poisoning
+  ///   or track_owner is asked of a build without decoration support (CAPHEAP_DECORATION=OFF), or
+  ///   the region cannot hold the control structure plus one minimum block (region sizes above
+  ///   4 GiB - 64 use only their first 4 GiB - 64 bytes). Nothing is written when it fails.
+  /// Complexity: O(log size); O(size) with comprehensive poisoning. Thread safety: the region must
+  ///   be private to the caller.
   static Heap create(void *start, std::size_t size, const HeapConfig &config = {}) noexcept;
 
   /// Adopts an already-created heap from its start address (what create() returned .start()).
