@@ -113,7 +113,9 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p);
  * moves, counts both blocks as ESP-IDF does). Complexity: O(1) plus the copy. Locks. */
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size);
 
-/* Usable size of the allocation at p (≥ the requested size). 0 for NULL p or heap. O(1). */
+/* Usable size of the allocation at p (≥ the requested size; poisoned heaps: the block less header
+ * and decoration, up to 3 bytes more than requested). 0 for NULL p or heap and for a pointer that
+ * is not a live block of the heap (freed, interior, outside it), without a report. O(1). */
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p);
 
 /* ---- Inspection -------------------------------------------------------------------------------
@@ -158,7 +160,9 @@ void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_fun
 /* ---- Block-level helpers (used by heap_caps and task tracking) ---------------------------------
  */
 
-/* Total size of the block holding allocation p: usable size plus the block header. O(1). */
+/* Total size of the block holding allocation p: usable size plus the block header (and, on a
+ * poisoned heap, the decoration). 0 for NULL p or heap and for a pointer that is not a live block
+ * of the heap, without a report. O(1). */
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p);
 
 /* Data pointer of the allocated block containing the address p (p may point inside it), or NULL if
