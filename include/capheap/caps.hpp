@@ -211,9 +211,9 @@ class Registry {
   /// True while hold_then_path holds those fast paths off.
   bool then_path_held() const noexcept { return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE); }
 
-  /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
-  /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
-  /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
+  /// heap_caps_malloc's rules: NULL for size 0 or above 2^31, caps 0, MALLOC_CAP_INVALID, EXEC
+  /// with 8BIT, DMA or DMA_DESC_*, or no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4;
+  /// hardware alignment for DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
   /// `before_slow()` runs first whenever the request leaves the inline fast path.
   template <class BeforeSlow>
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps,
@@ -262,7 +262,9 @@ class Registry {
   void *allocate_general(std::size_t size, Caps caps, unsigned tried = 0) noexcept {
     return allocate_slow(size, caps, tried);
   }
-  /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
+  /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding, no EXEC refusal): NULL for
+  /// alignment 0, not a power of two or above 2^31, size 0 or above 2^31, caps 0,
+  /// MALLOC_CAP_INVALID, or no fitting heap.
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;

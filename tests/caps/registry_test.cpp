@@ -136,6 +136,20 @@ TEST(Registry, ImpossibleRequestsReturnNull) {
   EXPECT_EQ(f.reg.allocate(0, Caps(kD)), nullptr);
   EXPECT_EQ(f.reg.allocate(1u << 20, Caps(kD)), nullptr);
   EXPECT_EQ(f.reg.allocate(SIZE_MAX, Caps(kD)), nullptr);
+  // DMA descriptor bits are DMA once adjusted: executable memory never has them, although the
+  // D/IRAM heap has EXEC and DMA (at different levels).
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | MALLOC_CAP_DMA_DESC_AHB)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | MALLOC_CAP_DMA_DESC_AXI)), nullptr);
+  // allocate_aligned: alignment 0, not a power of two or above 2^31, size 0 or above 2^31.
+  EXPECT_EQ(f.reg.allocate_aligned(0, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(24, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(std::size_t(1) << 32, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 0, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, (std::size_t(1) << 31) + 1, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 100, Caps(0)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 100, Caps(MALLOC_CAP_INVALID | kD)), nullptr);
+  for (unsigned i = 0; i < f.reg.count(); ++i)
+    EXPECT_EQ(f.reg.view(i).heap.info().allocated_blocks, 0u) << i;
 }
 
 // The inline fast path has no size check of its own: sizes the engine cannot hold, and 32BIT's
