@@ -51,10 +51,14 @@ typedef struct capheap_heap_config {
 /* Registers [start, start + size) as a heap with explicit options.
  * Effects: lays a control structure sized to the region at `start` and one free block over the
  * rest. Returns: the heap handle, or NULL if and only if start is NULL or not 4-byte aligned,
- * cfg->granule is not 0/4/8/16, or the region cannot hold the control structure plus one minimum
- * block. Regions larger than 4 GiB - 64 use only their first 4 GiB - 64 bytes (offsets are 32-bit).
- * Complexity: O(log size) (the control structure is zeroed). Thread safety: the region must not be
- *   in use by anyone else. Not ISR-safe. */
+ * cfg->granule is not 0/4/8/16, cfg->poisoning is not a capheap_poisoning_t value, poisoning or
+ * task tracking is asked of a build without decoration support (CAPHEAP_DECORATION=OFF), or the
+ * region cannot hold the 8-byte lock prefix, the control structure and one minimum block
+ * (cfg NULL: every default). Regions larger than 4 GiB - 64 use only their first 4 GiB - 64 bytes
+ * (offsets are 32-bit).
+ * Complexity: O(log size) (the control structure is zeroed); O(size) with comprehensive poisoning
+ *   (the free block is filled with 0xFE). Thread safety: the region must not be in use by anyone
+ *   else. Not ISR-safe. */
 multi_heap_handle_t capheap_heap_register(void *start, size_t size,
                                           const capheap_heap_config_t *cfg);
 

@@ -50,8 +50,8 @@ extern "C" {
 /* Acquire / release the lock object a user attached to a heap (multi_heap_set_lock). `lock` is
  * never NULL here (callers skip locking for NULL). The lock must be recursive. Host: `lock` points
  * to a capheap_lock_t initialised with capheap_lock_init (a recursive pthread mutex) unless hooks
- * were installed with capheap_port_set_lock_hooks. Bare metal: calls the installed hooks; without
- * hooks, locking is a no-op (single-threaded use). */
+ * were installed with capheap_set_lock_hooks (capheap.h). Bare metal: calls the installed hooks;
+ * without hooks, locking is a no-op (single-threaded use). */
 void capheap_port_lock_acquire(void *lock);
 void capheap_port_lock_release(void *lock);
 

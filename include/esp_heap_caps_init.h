@@ -38,8 +38,10 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
  * signed intptr_t values, as ESP-IDF does: a negative end is below a positive start); ESP_FAIL if
  * the range straddles the start or end of an existing heap or equals an existing heap's range (a
  * range strictly inside an existing heap is allowed: it turns an allocated buffer into a heap);
- * ESP_ERR_NO_MEM if the heap table is full; ESP_ERR_INVALID_SIZE if the range is too small for a
- * heap. */
+ * ESP_ERR_NO_MEM if the heap table is full (CAPHEAP_MAX_HEAPS heaps, default 64);
+ * ESP_ERR_INVALID_SIZE if the range is too small for a heap or start is not 4-byte aligned (as
+ * ESP-IDF's TLSF refuses such a pool). Checked in that order; on failure nothing is added.
+ * Thread-safe (allocations may run meanwhile); not ISR-safe. */
 esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end);
 
 #ifdef __cplusplus

@@ -58,8 +58,8 @@ typedef bool (*multi_heap_walker_cb_t)(void *block_ptr, size_t block_size, int b
 /* Registers [start, start + size) as a heap with the platform's default granule
  * (alignof(max_align_t) on 64-bit hosts, 4 on 32-bit targets; see capheap_heap_register to choose).
  * Returns: the handle, or NULL if start is NULL, not 4-byte aligned, or the region is too small for
- *   the control structure plus one minimum block. There is no deregistration: once every block is
- *   free the memory may simply be reused.
+ *   the 8-byte lock prefix, the control structure and one minimum block. There is no
+ *   deregistration: once every block is free the memory may simply be reused.
  * Complexity: O(log size). Not thread-safe, not ISR-safe (the region must be private to the
  * caller). */
 multi_heap_handle_t multi_heap_register(void *start, size_t size);
@@ -113,7 +113,9 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p);
  * moves, counts both blocks as ESP-IDF does). Complexity: O(1) plus the copy. Locks. */
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size);
 
-/* Usable size of the allocation at p (≥ the requested size). 0 for NULL p or heap. O(1). */
+/* Usable size of the allocation at p (≥ the requested size; poisoned heaps: the block less header
+ * and decoration, up to 3 bytes more than requested). 0 for NULL p or heap and for a pointer that
+ * is not a live block of the heap (freed, interior, outside it), without a report. O(1). */
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p);
 
 /* ---- Inspection -------------------------------------------------------------------------------
@@ -138,11 +140,14 @@ size_t multi_heap_minimum_free_size(multi_heap_handle_t heap);
  * incrementally; ESP-IDF walks the heap). Locks. */
 void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info);
 
-/* Sets the minimum-free mark to the current free size and returns the previous mark. O(1). Locks.
- */
+/* Sets the minimum-free mark to the current free size and returns the previous mark, the value
+ * multi_heap_minimum_free_size returned (poisoned heaps: without one allocation's decoration). 0
+ * for NULL. O(1). Locks. */
 size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap);
 
-/* Sets the minimum-free mark to min(current mark, new_minimum_free_bytes_value). O(1). Locks. */
+/* Sets the minimum-free mark to min(current mark, new_minimum_free_bytes_value), in
+ * multi_heap_minimum_free_size's units: that function then returns the smaller of its previous
+ * value and new_minimum_free_bytes_value. NULL heap: no-op. O(1). Locks. */
 void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
                                            const size_t new_minimum_free_bytes_value);
 
@@ -155,7 +160,9 @@ void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_fun
 /* ---- Block-level helpers (used by heap_caps and task tracking) ---------------------------------
  */
 
-/* Total size of the block holding allocation p: usable size plus the block header. O(1). */
+/* Total size of the block holding allocation p: usable size plus the block header (and, on a
+ * poisoned heap, the decoration). 0 for NULL p or heap and for a pointer that is not a live block
+ * of the heap, without a report. O(1). */
 size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p);
 
 /* Data pointer of the allocated block containing the address p (p may point inside it), or NULL if

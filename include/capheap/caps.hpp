@@ -130,7 +130,7 @@ enum class Status : int {
   kNoMem = ESP_ERR_NO_MEM,  ///< heap table full
   kInvalidArg = ESP_ERR_INVALID_ARG,
   kInvalidState = ESP_ERR_INVALID_STATE,
-  kInvalidSize = ESP_ERR_INVALID_SIZE,  ///< region too small for a heap
+  kInvalidSize = ESP_ERR_INVALID_SIZE,  ///< region too small for a heap, or not 4-byte aligned
   kNotFound = ESP_ERR_NOT_FOUND,
 };
 
@@ -176,14 +176,17 @@ class Registry {
 
   /// Builds the boot heaps of a chip layout (heap_caps_init's algorithm; see esp_heap_caps_init.h)
   /// and remembers the layout's alias and alignment facts. Returns kNoMem if the layout has more
-  /// heaps than kMaxHeaps. Not thread-safe (call before other threads use the registry).
+  /// heaps than kMaxHeaps (the first kMaxHeaps are built), else kOk. Not thread-safe (call before
+  /// other threads use the registry).
   Status build_from_layout(const capheap_layout_t &layout) noexcept;
 
   /// Registers startup-stack regions' heaps. Thread-safe.
   void enable_startup_stack_heaps() noexcept;
 
   /// Adds a heap over [start, end) (heap_caps_add_region_with_caps's contract and overlap rules).
-  /// Thread-safe; allocations may run concurrently.
+  /// Returns kOk; kInvalidArg (caps null, start or end 0, end <= start), kFail (overlap), kNoMem
+  /// (table full), kInvalidSize (too small for a heap, or start not 4-byte aligned), checked in
+  /// that order; nothing is added on failure. Thread-safe; allocations may run concurrently.
   Status add_region(const std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS], std::uintptr_t start,
                     std::uintptr_t end, Placement where = Placement::kRuntime,
                     const char *name = nullptr) noexcept;
@@ -208,9 +211,9 @@ class Registry {
   /// True while hold_then_path holds those fast paths off.
   bool then_path_held() const noexcept { return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE); }
 
-  /// heap_caps_malloc's rules: NULL for size 0, caps 0, MALLOC_CAP_INVALID, EXEC with 8BIT/DMA, or
-  /// no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4; hardware alignment for
-  /// DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
+  /// heap_caps_malloc's rules: NULL for size 0 or above 2^31, caps 0, MALLOC_CAP_INVALID, EXEC
+  /// with 8BIT, DMA or DMA_DESC_*, or no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4;
+  /// hardware alignment for DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
   /// `before_slow()` runs first whenever the request leaves the inline fast path.
   template <class BeforeSlow>
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps,
@@ -259,7 +262,9 @@ class Registry {
   void *allocate_general(std::size_t size, Caps caps, unsigned tried = 0) noexcept {
     return allocate_slow(size, caps, tried);
   }
-  /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding).
+  /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding, no EXEC refusal): NULL for
+  /// alignment 0, not a power of two or above 2^31, size 0 or above 2^31, caps 0,
+  /// MALLOC_CAP_INVALID, or no fitting heap.
   void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
   /// heap_caps_realloc's rules.
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;

@@ -21,9 +21,9 @@
 // Alignment: heap_caps_malloc returns 4-byte aligned memory (the ESP-IDF granule; heaps built with
 // a larger granule give more). Types with alignof(T) > 4 are allocated with
 // heap_caps_aligned_alloc(alignof(T), ...), so every object is correctly aligned. Capability sets
-// that heap_caps_malloc refuses (0, MALLOC_CAP_INVALID, EXEC with 8BIT or DMA) fail whatever the
-// alignment. EXEC requests with alignof(T) > 4 get data-bus addresses (heap_caps_aligned_alloc
-// makes no instruction-bus alias).
+// that heap_caps_malloc refuses (0, MALLOC_CAP_INVALID, EXEC with 8BIT, DMA or DMA_DESC_*) fail
+// whatever the alignment. EXEC requests with alignof(T) > 4 get data-bus addresses
+// (heap_caps_aligned_alloc makes no instruction-bus alias).
 //
 // ABI: the behaviour on failure depends on the exception mode, so everything here lives in an
 // inline namespace named after it (capheap::cxx_exceptions or capheap::cxx_no_exceptions).
@@ -58,10 +58,12 @@ namespace caps_detail {
 /// Alignment heap_caps_malloc guarantees on every heap (ESP-IDF's 4-byte granule).
 constexpr std::size_t kCapsMallocAlign = 4;
 
-/// True for the capability sets heap_caps_malloc refuses outright: EXEC together with 8BIT or DMA
-/// (heap_caps_aligned_alloc, like ESP-IDF's, has no such check and would serve them from D/IRAM).
+/// True for the capability sets heap_caps_malloc refuses outright: EXEC together with 8BIT, DMA or
+/// a DMA descriptor bit (which heap_caps_malloc maps to DMA). heap_caps_aligned_alloc, like
+/// ESP-IDF's, has no such check and would serve them from D/IRAM.
 constexpr bool caps_impossible(Caps caps) noexcept {
-  return caps.contains(Caps::exec()) && caps.intersects(Caps::bit8() | Caps::dma());
+  return caps.contains(Caps::exec()) &&
+         caps.intersects(Caps::bit8() | Caps::dma() | Caps::dma_desc_ahb() | Caps::dma_desc_axi());
 }
 
 /// Allocates `bytes` (0 is treated as 1, so that every successful call returns a distinct pointer)
@@ -138,7 +140,8 @@ class caps_allocator {
   constexpr caps_allocator() noexcept : caps_(Caps::default_()) {}
 
   /// An allocator for memory with every capability in `caps`. Caps that no heap has (0,
-  /// MALLOC_CAP_INVALID, EXEC with 8BIT or DMA) are accepted here; allocate() then fails.
+  /// MALLOC_CAP_INVALID, EXEC with 8BIT, DMA or DMA_DESC_*) are accepted here; allocate() then
+  /// fails.
   /// O(1), noexcept.
   constexpr explicit caps_allocator(Caps caps) noexcept : caps_(caps) {}
 

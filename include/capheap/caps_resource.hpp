@@ -39,7 +39,7 @@ namespace capheap {
 class CapsResource : public std::pmr::memory_resource {
  public:
   /// A resource for memory with every capability in `caps`. Impossible caps (0, MALLOC_CAP_INVALID,
-  /// EXEC with 8BIT or DMA) are accepted; every allocation then throws. O(1), noexcept.
+  /// EXEC with 8BIT, DMA or DMA_DESC_*) are accepted; every allocation then throws. O(1), noexcept.
   explicit CapsResource(Caps caps) noexcept : caps_(caps) {}
   CapsResource(const CapsResource &) = default;
   CapsResource &operator=(const CapsResource &) = delete;  // as std::pmr resources
@@ -53,8 +53,8 @@ class CapsResource : public std::pmr::memory_resource {
   /// caps(): heap_caps_malloc when alignment <= 4 (every heap_caps block is 4-byte aligned),
   /// heap_caps_aligned_alloc otherwise (pmr containers ask for alignof(T); allocate() without an
   /// alignment asks for alignof(max_align_t)). bytes == 0 allocates a 1-byte block (a unique
-  /// pointer). Caps that heap_caps_malloc refuses (0, MALLOC_CAP_INVALID, EXEC with 8BIT or DMA)
-  /// fail whatever the alignment.
+  /// pointer). Caps that heap_caps_malloc refuses (0, MALLOC_CAP_INVALID, EXEC with 8BIT, DMA or
+  /// DMA_DESC_*) fail whatever the alignment.
   /// Returns: the block. Throws std::bad_alloc when alignment is not a power of two or no heap with
   ///   those caps can serve the request (heap_caps_*'s failure callback ran first).
   /// Complexity: O(1) per heap tried. Thread-safe.

@@ -130,11 +130,14 @@ class Heap {
 
   /// Creates a heap over [start, start + size).
   /// Effects: writes the control structure (sized to the region) at `start` and one free block over
-  ///   the rest. Returns: the handle, or a null handle if and only if start is null or not 4-byte
-  ///   aligned, the granule is not 4/8/16/default, or the region cannot hold the control structure
-  ///   plus one minimum block (region sizes above 4 GiB - 64 use only their first 4 GiB - 64
-  ///   bytes).
-  /// Complexity: O(log size). Thread safety: the region must be private to the caller.
+  ///   the rest (comprehensive poisoning: fills that block with 0xFE). Returns: the handle, or a
+  ///   null handle if and only if start is null or not 4-byte aligned, the granule is not
+  ///   4/8/16/default, reserved_prefix is not 0 or 8, poisoning is not a Poisoning value, poisoning
+  ///   or track_owner is asked of a build without decoration support (CAPHEAP_DECORATION=OFF), or
+  ///   the region cannot hold the control structure plus one minimum block (region sizes above
+  ///   4 GiB - 64 use only their first 4 GiB - 64 bytes). Nothing is written when it fails.
+  /// Complexity: O(log size); O(size) with comprehensive poisoning. Thread safety: the region must
+  ///   be private to the caller.
   static Heap create(void *start, std::size_t size, const HeapConfig &config = {}) noexcept;
 
   /// Adopts an already-created heap from its start address (what create() returned .start()).
@@ -204,9 +207,11 @@ class Heap {
   std::size_t minimum_free_bytes() const noexcept;
   /// Largest L with allocate(L) succeeding now; allocate(L + granule) fails. O(1).
   std::size_t largest_free_block() const noexcept;
-  /// Sets the low-water mark to the current free size; returns the previous mark. O(1).
+  /// Sets the low-water mark to the current free size; returns the previous mark as
+  /// minimum_free_bytes() reported it (decorated heaps: without one allocation's decoration). O(1).
   std::size_t reset_minimum_free_bytes() noexcept;
-  /// Low-water mark := min(mark, value). O(1).
+  /// Low-water mark := min(mark, value), value in minimum_free_bytes()'s units: afterwards
+  /// minimum_free_bytes() is min(its previous value, value). O(1).
   void restore_minimum_free_bytes(std::size_t value) noexcept;
 
   /// Full O(n) cross-check of the physical chain, the free lists, both bitmap levels and the

@@ -1702,16 +1702,22 @@ std::size_t Heap::minimum_free_bytes() const noexcept {
                   : 0;
 }
 
+// The mark in minimum_free_bytes()'s units (a decorated heap's leaves out one allocation's
+// decoration), so that reset's result, restore's argument and minimum_free_bytes() agree.
 std::size_t Heap::reset_minimum_free_bytes() noexcept {
   if (control_ == nullptr) return 0;
-  const std::size_t old = control_->min_free_bytes;
+  const std::size_t old = minimum_free_bytes();
   set_counter(control_->min_free_bytes, control_->free_bytes);
   return old;
 }
 
 void Heap::restore_minimum_free_bytes(std::size_t value) noexcept {
-  if (control_ != nullptr && value < control_->min_free_bytes)
-    set_counter(control_->min_free_bytes, static_cast<u32>(value));
+  if (control_ == nullptr) return;
+  // A reported mark of v is a counter of v + decoration (or any counter up to the decoration for
+  // v = 0, which minimum_free_bytes() reports as 0).
+  const std::size_t deco = decoration_of(control_);
+  const std::size_t raw = value == 0 ? 0 : value > ~std::size_t(0) - deco ? value : value + deco;
+  if (raw < control_->min_free_bytes) set_counter(control_->min_free_bytes, static_cast<u32>(raw));
 }
 
 HeapInfo Heap::info() const noexcept {

@@ -1138,6 +1138,7 @@ TEST_P(ChipConfigTest, RuntimeRegionOverlapMatrix) {
       {"tiny, strictly inside", hs + 64, hs + 72, ESP_ERR_INVALID_SIZE},
       {"tiny, touching before", hs - 8, hs, ESP_ERR_INVALID_SIZE},
       {"tiny, touching after", he, he + 8, ESP_ERR_INVALID_SIZE},
+      {"start not 4-byte aligned", b + 2, hs, ESP_ERR_INVALID_SIZE},
       {"start 0", 0, he, ESP_ERR_INVALID_ARG},
       {"end 0", hs, 0, ESP_ERR_INVALID_ARG},
       {"end before start", he, hs, ESP_ERR_INVALID_ARG},

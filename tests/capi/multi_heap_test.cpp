@@ -700,6 +700,34 @@ TEST(MultiHeapSizes, AllocatedAndFullBlockSize) {
     multi_heap_free(h, p);
 }
 
+// multi_heap.h: both sizes are 0 for a pointer that is not a live block of the heap (freed,
+// interior, outside it), quietly: nothing is reported (design.md section 4: never reads whatever
+// lies before such a pointer).
+TEST(MultiHeapSizes, NotALiveBlockGivesZeroWithoutAReport) {
+  static int reports = 0;
+  reports = 0;
+  const capheap_fail_hook_t old =
+      capheap_set_fail_hook([](const char *, const void *, const void *) { ++reports; });
+  Region r(4096);
+  multi_heap_handle_t h = r.heap(4);
+  ASSERT_NE(h, nullptr);
+  auto *a = static_cast<unsigned char *>(multi_heap_malloc(h, 40));
+  auto *b = static_cast<unsigned char *>(multi_heap_malloc(h, 40));
+  ASSERT_TRUE(a != nullptr && b != nullptr);
+  multi_heap_free(h, a);
+  int local = 0;
+  for (void *p : {static_cast<void *>(a), static_cast<void *>(b + 4), static_cast<void *>(b + 1),
+                  static_cast<void *>(&local), static_cast<void *>(r.data())}) {
+    EXPECT_EQ(multi_heap_get_allocated_size(h, p), 0u) << p;
+    EXPECT_EQ(multi_heap_get_full_block_size(h, p), 0u) << p;
+  }
+  EXPECT_EQ(multi_heap_get_allocated_size(h, b), 40u);
+  EXPECT_EQ(reports, 0);
+  multi_heap_free(h, b);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  capheap_set_fail_hook(old);
+}
+
 // ================================================================================================
 // multi_heap_get_info
 // ================================================================================================

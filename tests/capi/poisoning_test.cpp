@@ -171,6 +171,29 @@ TEST_F(MultiHeapPoisoning, ReallocMinimumIsNetForLightAndPeakForComprehensive) {
   EXPECT_EQ(g_fails, 0);
 }
 
+// multi_heap.h: reset returns the mark multi_heap_minimum_free_size reported, and restore takes a
+// value in those units (both used the raw counter, 12 bytes of decoration apart).
+TEST_F(MultiHeapPoisoning, ResetAndRestoreMinimumUseMinimumFreeSizesFigure) {
+  Region r(4096);
+  multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
+  ASSERT_NE(h, nullptr);
+  const std::size_t f = multi_heap_free_size(h);
+  void *p = multi_heap_malloc(h, 100);  // block 4 + 12 + 100 = 116
+  ASSERT_NE(p, nullptr);
+  multi_heap_free(h, p);
+  ASSERT_EQ(multi_heap_minimum_free_size(h), f - 116);
+  EXPECT_EQ(multi_heap_reset_minimum_free_bytes(h), f - 116);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), f);
+  multi_heap_restore_minimum_free_bytes(h, f - 500);
+  EXPECT_EQ(multi_heap_minimum_free_size(h), f - 500);
+  multi_heap_info_t i;
+  multi_heap_get_info(h, &i);
+  EXPECT_EQ(i.minimum_free_bytes, f - 500);
+  EXPECT_EQ(multi_heap_reset_minimum_free_bytes(h), f - 500);
+  EXPECT_TRUE(multi_heap_check(h, true));
+  EXPECT_EQ(g_fails, 0);
+}
+
 TEST_F(MultiHeapPoisoning, CheckPrintsEspIdfsTextsWithTheHeap) {
   CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);

@@ -136,6 +136,20 @@ TEST(Registry, ImpossibleRequestsReturnNull) {
   EXPECT_EQ(f.reg.allocate(0, Caps(kD)), nullptr);
   EXPECT_EQ(f.reg.allocate(1u << 20, Caps(kD)), nullptr);
   EXPECT_EQ(f.reg.allocate(SIZE_MAX, Caps(kD)), nullptr);
+  // DMA descriptor bits are DMA once adjusted: executable memory never has them, although the
+  // D/IRAM heap has EXEC and DMA (at different levels).
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | MALLOC_CAP_DMA_DESC_AHB)), nullptr);
+  EXPECT_EQ(f.reg.allocate(100, Caps(kX | MALLOC_CAP_DMA_DESC_AXI)), nullptr);
+  // allocate_aligned: alignment 0, not a power of two or above 2^31, size 0 or above 2^31.
+  EXPECT_EQ(f.reg.allocate_aligned(0, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(24, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(std::size_t(1) << 32, 100, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 0, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, (std::size_t(1) << 31) + 1, Caps(kD)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 100, Caps(0)), nullptr);
+  EXPECT_EQ(f.reg.allocate_aligned(16, 100, Caps(MALLOC_CAP_INVALID | kD)), nullptr);
+  for (unsigned i = 0; i < f.reg.count(); ++i)
+    EXPECT_EQ(f.reg.view(i).heap.info().allocated_blocks, 0u) << i;
 }
 
 // The inline fast path has no size check of its own: sizes the engine cannot hold, and 32BIT's
@@ -549,6 +563,55 @@ TEST(Registry, RuntimeRegionsGoToTheHeadAndFollowOverlapRules) {
   EXPECT_EQ(f.reg.add_region(nullptr, extra.at(0), extra.at(10)), Status::kInvalidArg);
   EXPECT_EQ(f.reg.add_region(caps, 0, extra.at(10)), Status::kInvalidArg);
   EXPECT_EQ(f.reg.add_region(caps, extra.at(10), extra.at(10)), Status::kInvalidArg);
+}
+
+// Every failure case of add_region (esp_heap_caps_init.h, heap_caps_add_region_with_caps) with
+// its exact status, nothing added on failure: a start that is not 4-byte aligned is refused like a
+// range too small for a heap (ESP_ERR_INVALID_SIZE, as ESP-IDF's TLSF refuses such a pool), and
+// a full table gives kNoMem. build_from_layout returns kNoMem for a layout with more heaps than
+// the table holds.
+TEST(Registry, AddRegionFailuresReturnTheirExactStatusAndAddNothing) {
+  Fixture f;
+  Arena extra(Registry::kMaxHeaps * 1024 + 4096);
+  const std::uint32_t caps[3] = {kD | k8, 0, 0};
+  const unsigned n0 = f.reg.count();
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(0), 0), Status::kInvalidArg);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(100), extra.at(50)), Status::kInvalidArg);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(2), extra.at(4096)), Status::kInvalidSize);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(1), extra.at(4096)), Status::kInvalidSize);
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(0), extra.at(40)), Status::kInvalidSize);
+  EXPECT_EQ(f.reg.count(), n0);
+  // Fill the table; the next add fails with kNoMem and changes nothing.
+  unsigned added = 0;
+  while (f.reg.count() < Registry::kMaxHeaps) {
+    ASSERT_EQ(f.reg.add_region(caps, extra.at(added * 1024), extra.at(added * 1024 + 1024)),
+              Status::kOk);
+    ++added;
+  }
+  EXPECT_EQ(f.reg.add_region(caps, extra.at(added * 1024), extra.at(added * 1024 + 1024)),
+            Status::kNoMem);
+  EXPECT_EQ(f.reg.count(), Registry::kMaxHeaps);
+  void *p = f.reg.allocate(64, Caps(kD));
+  ASSERT_NE(p, nullptr);
+  f.reg.deallocate(p);
+
+  // A layout with one region more than the table holds: kNoMem, the first kMaxHeaps are heaps.
+  Arena chip((Registry::kMaxHeaps + 1) * 2048);
+  std::vector<capheap_memory_region_t> regions;
+  for (unsigned i = 0; i <= Registry::kMaxHeaps; ++i)  // types alternate: no two merge
+    regions.push_back(
+        {chip.at(i * 2048), 2048, static_cast<std::uint16_t>(i % 2 == 0 ? 0 : 2), false, 0});
+  capheap_layout_t layout{};
+  layout.chip = "too-many";
+  layout.types = kTypes;
+  layout.type_count = 3;
+  layout.regions = regions.data();
+  layout.region_count = regions.size();
+  layout.ext_ram_type = -1;
+  Registry reg;
+  reg.init(4);
+  EXPECT_EQ(reg.build_from_layout(layout), Status::kNoMem);
+  EXPECT_EQ(reg.count(), Registry::kMaxHeaps);
 }
 
 TEST(Registry, HeapNestedInAnAllocationOwnsItsPointers) {

@@ -168,6 +168,46 @@ TEST_F(Decoration, StatisticsLeaveOutTheDecoration) {
   light.deallocate(p);
 }
 
+// heap.hpp: reset_minimum_free_bytes returns "the previous mark" and restore_minimum_free_bytes
+// sets "the mark" to min(mark, value), the figure minimum_free_bytes() reports. On a decorated heap
+// that figure leaves out one allocation's decoration, so both take and give it in the same units
+// (they used the raw counter: reset returned 12 more, restore(v) left minimum_free_bytes() at
+// v - 12).
+TEST_F(Decoration, MinimumMarkResetAndRestoreUseTheReportedFigure) {
+  for (Poisoning level : {Poisoning::kLight, Poisoning::kComprehensive}) {
+    for (bool owner : {false, true}) {
+      SCOPED_TRACE(static_cast<int>(level) * 10 + (owner ? 1 : 0));
+      Region r(4096);
+      Heap h = make(r, level, owner);
+      ASSERT_TRUE(h);
+      const std::size_t f = h.free_bytes();
+      void *p = h.allocate(100);
+      ASSERT_NE(p, nullptr);
+      h.deallocate(p);
+      const std::size_t low = h.minimum_free_bytes();
+      ASSERT_LT(low, f);
+      EXPECT_EQ(h.reset_minimum_free_bytes(), low);
+      EXPECT_EQ(h.minimum_free_bytes(), f);
+      h.restore_minimum_free_bytes(f - 500);
+      EXPECT_EQ(h.minimum_free_bytes(), f - 500);
+      EXPECT_EQ(h.info().minimum_free_bytes, f - 500);
+      h.restore_minimum_free_bytes(~std::size_t(0));  // larger: unchanged
+      EXPECT_EQ(h.minimum_free_bytes(), f - 500);
+      // The ESP-IDF pattern: reset, measure, restore the old mark.
+      const std::size_t old = h.reset_minimum_free_bytes();
+      EXPECT_EQ(old, f - 500);
+      h.restore_minimum_free_bytes(old);
+      EXPECT_EQ(h.minimum_free_bytes(), f - 500);
+      h.restore_minimum_free_bytes(0);
+      EXPECT_EQ(h.minimum_free_bytes(), 0u);
+      EXPECT_EQ(h.reset_minimum_free_bytes(), 0u);
+      EXPECT_EQ(h.minimum_free_bytes(), f);
+      EXPECT_TRUE(h.validate().ok());
+    }
+  }
+  EXPECT_EQ(g_fail.calls, 0);
+}
+
 // ---- Comprehensive fill -------------------------------------------------------------------------
 
 TEST_F(Decoration, ComprehensiveFillsFreeWithFEAndAllocationsWithCE) {

@@ -285,6 +285,30 @@ TEST(cpp_CapsAllocator, ImpossibleCapsThrowBadAlloc) {
   EXPECT_THROW(v.push_back(1), std::bad_alloc);
 }
 
+// caps_allocator.hpp: caps heap_caps_malloc refuses fail "whatever the alignment". EXEC with a DMA
+// descriptor bit is such a set (heap_caps_malloc maps DMA_DESC_* to DMA, which executable memory
+// never is), but over-aligned types went to heap_caps_aligned_alloc, which served it from the
+// ESP32's D/IRAM (EXEC and DMA at different levels).
+TEST(cpp_CapsAllocator, ExecWithDmaDescriptorCapsFailWhateverTheAlignment) {
+  struct alignas(16) Wide {
+    unsigned char bytes[16];
+  };
+  for (std::uint32_t desc :
+       {std::uint32_t{MALLOC_CAP_DMA_DESC_AHB}, std::uint32_t{MALLOC_CAP_DMA_DESC_AXI}}) {
+    SCOPED_TRACE(desc);
+    const std::uint32_t caps = MALLOC_CAP_EXEC | desc;
+    ASSERT_EQ(heap_caps_malloc(16, caps), nullptr);
+    caps_allocator<int> narrow{Caps(caps)};
+    EXPECT_THROW(narrow.allocate(4), std::bad_alloc);
+    caps_allocator<Wide> wide{Caps(caps)};
+    EXPECT_THROW(wide.allocate(1), std::bad_alloc);
+    EXPECT_THROW(make_unique_caps<Wide>(Caps(caps)), std::bad_alloc);
+    EXPECT_THROW(make_unique_caps<Wide[]>(Caps(caps), 2), std::bad_alloc);
+    CapsResource resource{Caps(caps)};
+    EXPECT_THROW((void)resource.allocate(16, 16), std::bad_alloc);
+  }
+}
+
 TEST(cpp_CapsAllocator, AssignmentAndSwapCarryTheCaps) {
   using Vec = std::vector<int, caps_allocator<int>>;
   Vec dma(10, 1, caps_allocator<int>(Caps(kDma8)));

@@ -866,6 +866,35 @@ TEST(RecorderThreaded, OverflowIsCountedPerThreadRing) {
   EXPECT_EQ(events, 8u);
 }
 
+// capheap_recorder.h: with CAPHEAP_RECORDER_RING_EVENTS_LOG2(k), install_config refuses (exactly
+// ESP_ERR_INVALID_ARG, nothing installed) k above 30 and a buffer that, less the live-address
+// table (its last eighth), holds no ring of 2^k records; the rings it makes are as many as fit.
+TEST(RecorderThreaded, PerThreadRingConfigErrors) {
+  reinit();
+  std::string lines;
+  Pool pool(4, 2);  // rings of 16 records, room for 2
+  capheap_recorder_config_t c = pool.config(&lines);
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(31);
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(255);
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c = pool.config(&lines);
+  c.buffer_size = 16 * CAPHEAP_RECORDER_EVENT_SIZE;  // one ring's records, but the table takes 1/8
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c.buffer_size = 15;  // not even a live-address table of 2 slots
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  EXPECT_FALSE(capheap_recorder_active());
+
+  c = pool.config(&lines);
+  ASSERT_EQ(capheap_recorder_install_config(&c), ESP_OK);
+  capheap_recorder_stats_t st;
+  ASSERT_EQ(capheap_recorder_get_stats(&st), ESP_OK);
+  EXPECT_EQ(st.capacity, 16u);
+  EXPECT_EQ(st.rings, 2u);
+  EXPECT_EQ(capheap_recorder_uninstall(), ESP_OK);
+  EXPECT_EQ(lines, "");
+}
+
 // A thread that ends with events still in its ring: they are delivered by the next drain, and its
 // ring then goes back to the pool for the next thread.
 TEST(RecorderThreaded, ThreadExitWithUndrainedEvents) {
