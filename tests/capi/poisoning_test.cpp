@@ -174,6 +174,7 @@ TEST_F(MultiHeapPoisoning, ReallocMinimumIsNetForLightAndPeakForComprehensive) {
 // multi_heap.h: reset returns the mark multi_heap_minimum_free_size reported, and restore takes a
 // value in those units (both used the raw counter, 12 bytes of decoration apart).
 TEST_F(MultiHeapPoisoning, ResetAndRestoreMinimumUseMinimumFreeSizesFigure) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   Region r(4096);
   multi_heap_handle_t h = make(r, CAPHEAP_POISONING_LIGHT);
   ASSERT_NE(h, nullptr);

@@ -174,6 +174,7 @@ TEST_F(Decoration, StatisticsLeaveOutTheDecoration) {
 // (they used the raw counter: reset returned 12 more, restore(v) left minimum_free_bytes() at
 // v - 12).
 TEST_F(Decoration, MinimumMarkResetAndRestoreUseTheReportedFigure) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
   for (Poisoning level : {Poisoning::kLight, Poisoning::kComprehensive}) {
     for (bool owner : {false, true}) {
       SCOPED_TRACE(static_cast<int>(level) * 10 + (owner ? 1 : 0));
