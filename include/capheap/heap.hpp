@@ -123,6 +123,12 @@ struct StepResult {
 using WalkFn = bool (*)(const BlockView &block, void *user);
 
 /// Handle to a heap laid over one region.
+///
+/// Precondition of the operations that allocate, free or resize (allocate, allocate_aligned,
+/// deallocate, allocate_from, deallocate_to, reallocate, verify_live): a handle returned by
+/// create() or attach() that is not null. Their O(1) paths do not test for a null handle (check
+/// the result of create() or attach() once); the queries below return 0 (or an empty result) on
+/// a null handle.
 class Heap {
  public:
   /// A null handle (operator bool is false).
