@@ -21,7 +21,7 @@
 #   make check-layers | check-freestanding | install-test | ci
 #   make clean
 #
-# Variables: BUILD_DIR, ASAN_DIR, JOBS (2), PREFIX, CMAKE_ARGS (extra configure arguments),
+# Variables: BUILD_DIR, ASAN_DIR, TSAN_DIR, JOBS (2), PREFIX, CMAKE_ARGS (extra configure arguments),
 #            TEST_BUILD_TYPE (Debug), BENCH_DIR (build-rel), BENCH_OUT (BENCH_DIR/bench-results),
 #            BENCH_MIN_TIME (seconds per benchmark, 0.05), CTEST_ARGS, REPLAY_ARGS (extra
 #            capheap_trace_replay options, e.g. --cpu 0), SHARED_TRACES (../shared/data/traces),
@@ -76,7 +76,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 all: build
 
 help:
-	@sed -n "2,29p" Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^[^#]/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@bash scripts/install-deps.sh

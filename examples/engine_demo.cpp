@@ -1,4 +1,5 @@
-// demo.cpp — what `make demo` runs: capheap's engine on an ESP32-sized DRAM region.
+// engine_demo.cpp — capheap's engine alone, through the multi_heap API, on an ESP32-sized DRAM
+// region (build/examples/capheap_engine_demo; `make demo` runs demo.c instead).
 #include <cstdio>
 #include <cstring>
 

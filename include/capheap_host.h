@@ -45,12 +45,17 @@
  *   CAPHEAP_CHIP_ADDRESSES=0|1   0: map regions anywhere (reports still print chip addresses)
  *   CAPHEAP_GRANULE=4|8|16       allocation granule (default 4, ESP-IDF's)
  *   CAPHEAP_MEMPROT=0|1          memory protection (D/IRAM data-only) where the chip has it
+ *   CAPHEAP_TASK_TRACKING=0|1    owner words in every heap and per-task statistics
+ *                                (esp_heap_task_info.h)
  *   CAPHEAP_TRACE_FILE=path      record every heap_caps_* allocation and free of the run into this
  *                                file (capheap's trace format, docs/trace-format.md; created or
  *                                truncated; buffered, written every 60 KiB, at capheap_host_deinit
  *                                and at exit). A file that cannot be created is reported as
  *                                "capheap: cannot open CAPHEAP_TRACE_FILE 'path': REASON" and
  *                                gives ESP_ERR_INVALID_ARG. See capheap_recorder.h.
+ * Also read: CAPHEAP_LAYOUT_DIR (directories searched for CHIP.json before the bundled layouts,
+ * docs/layouts.md section 1) and, when capheap::malloc is linked, CAPHEAP_MALLOC=0 (malloc and
+ * operator new stay in glibc).
  *
  * Host-only (Linux: memfd_create, MAP_FIXED_NOREPLACE).
  * Pure C (C99 and later), usable from C++.

@@ -26,9 +26,12 @@ void heap_caps_init(void);
 /* Registers the heaps of startup-stack regions once those stacks are no longer used. Idempotent. */
 void heap_caps_enable_nonos_stack_heaps(void);
 
-/* Adds [start, end) as a heap with the capabilities of the layout region containing start.
- * Returns ESP_ERR_INVALID_ARG if start is 0, ESP_ERR_NOT_FOUND if start is in no layout region,
- * otherwise what heap_caps_add_region_with_caps returns. The memory must be unused. */
+/* Adds [start, end) as a heap with the capabilities of the memory type of the layout region
+ * containing start or, outside every region, of the layout's external RAM window (ext_ram_start,
+ * ext_ram_max_size, ext_ram_type: how PSRAM or SDRAM is added once it is up).
+ * Returns ESP_ERR_INVALID_ARG if start is 0, ESP_ERR_NOT_FOUND if start is in no layout region and
+ * not in the external RAM window, otherwise what heap_caps_add_region_with_caps returns. The memory
+ * must be unused. */
 esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
 
 /* Adds [start, end) as a heap with the three priority masks caps[0..2] (copied; the array need not

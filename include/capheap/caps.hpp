@@ -136,7 +136,7 @@ enum class Status : int {
 
 /// Where a heap goes in the list.
 enum class Placement : std::uint8_t {
-  kBoot,     ///< after every boot heap (boot heaps are added in ascending address order)
+  kBoot,     ///< after every boot heap (heap_caps_init adds them in the layout's region order)
   kRuntime,  ///< at the head of the list (ESP-IDF's heap_caps_add_region_with_caps)
 };
 

@@ -560,8 +560,11 @@ CAPHEAP_NOINLINE void *malloc_reporting(size_t size, uint32_t caps, void *caller
 /// that began while events were off (it gets no event, as if it had finished before they began).
 CAPHEAP_NOINLINE void *malloc_miss_general(capheap::Registry &reg, size_t size, Caps caps,
                                            unsigned tried, void *caller) {
-  if (caller != nullptr && events_on()) return capheap::capi::malloc_events(size, caps, 0, caller);
+  // Initialise before the event check: the host simulator's initialisation may itself turn
+  // events on (CAPHEAP_TRACE_FILE installs the recorder), and the call that initialises is
+  // recorded like every other.
   ensure_init();
+  if (caller != nullptr && events_on()) return capheap::capi::malloc_events(size, caps, 0, caller);
   void *p = reg.allocate_general(size, caps, tried);
   if (p == nullptr && size != 0) report_failure(size, caps.bits(), "heap_caps_malloc");
   return p;

@@ -65,9 +65,8 @@
 // class_bits[w] != 0, so the first non-empty class above any class is found with two
 // count-trailing-zeros, using only shifts by constants (where a bitmap per first level would
 // shift by sl_log2).
-// - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the region
-// size
-//   so that small regions do not pay for a large table).
+// - SL = 1 << sl_log2 second-level classes per first level (sl_log2 0..5, chosen from the
+//   region size so that small regions do not pay for a large table).
 // - Linear row: when SL * G > 16, block sizes below T = SL * G ("small_log2" = log2 T) go to first
 //   level 0 with one class per granule step (exact sizes). Otherwise there is no linear row and
 //   small_log2 is 4 (no block is smaller than 16).
@@ -134,8 +133,7 @@ constexpr std::size_t kMaxRegionBytes = 0xFFFFFFC0u;
 constexpr u32 kNextFreeField = 4;
 constexpr u32 kPrevFreeField = 8;
 
-// ---- Control structure
-// ----------------------------------------------------------------------------
+// ---- Control structure --------------------------------------------------------------------
 
 /// The heap's control structure at offset 0 of its region. Followed in memory by
 /// `u32 heads[fl_count << sl_log2]` and `u32 class_bits[bitmap_words(fl_count, sl_log2)]`.
@@ -182,12 +180,6 @@ constexpr u32 control_bytes(u32 fl_count, u32 sl_log2) noexcept {
   return static_cast<u32>(sizeof(Control)) + 4u * (fl_count << sl_log2) +
          4u * bitmap_words(fl_count, sl_log2);
 }
-
-// ---- Raw access
-// ------------------------------------------------------------------------------------ All heap
-// metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an offset from
-// the control structure. memcpy keeps the accesses free of type-punning problems (user data may
-// have been stored there with any type); compilers emit one aligned load or store.
 
 // ---- Decoration constants ------------------------------------------------------------------
 
@@ -242,6 +234,11 @@ inline unsigned char *bytes_of(Control *c) noexcept {
 inline const unsigned char *bytes_of(const Control *c) noexcept {
   return static_cast<const unsigned char *>(static_cast<const void *>(c));
 }
+
+// ---- Raw access ---------------------------------------------------------------------------
+// All heap metadata is read and written through these helpers: 4-byte-aligned 32-bit words at an
+// offset from the control structure. memcpy keeps the accesses free of type-punning problems (user
+// data may have been stored there with any type); compilers emit one aligned load or store.
 
 inline u32 load_word(const Control *c, u32 off) noexcept {
   u32 v;

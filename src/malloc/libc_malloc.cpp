@@ -21,19 +21,17 @@
 // Failures set errno to ENOMEM (EINVAL for a bad alignment), as POSIX asks; ESP-IDF leaves errno
 // alone, which no conforming program can tell apart.
 //
-// ---- Bare metal (no glibc)
-// ----------------------------------------------------------------------- Everything goes to
-// heap_caps. The heaps must exist before the first allocation: the startup code calls
-// capheap_set_layout + heap_caps_init (or sets the layout, and the first heap_caps_* call
-// initialises). malloc(0) returns NULL and pointers are 4-byte aligned (ESP-IDF's behaviour). With
-// newlib, the reentrant _malloc_r family is defined too (newlib's own functions call those), and
-// with newlib or picolibc the malloc_trim / mallopt / mallinfo / malloc_stats stubs keep the C
+// ---- Bare metal (no glibc) --------------------------------------------------------------------
+// Everything goes to heap_caps. The heaps must exist before the first allocation: the startup
+// code calls capheap_set_layout + heap_caps_init (or sets the layout, and the first heap_caps_*
+// call initialises). malloc(0) returns NULL and pointers are 4-byte aligned (ESP-IDF's behaviour).
+// With newlib, the reentrant _malloc_r family is defined too (newlib's own functions call those),
+// and with newlib or picolibc the malloc_trim / mallopt / mallinfo / malloc_stats stubs keep the C
 // library's allocator out of the link (ESP-IDF does the same).
 //
-// ---- Host (glibc)
-// -------------------------------------------------------------------------------- The heaps are
-// the simulated chip of capheap::host, which maps its memory and parses its layout (with
-// std::string, JSON, file I/O — all allocating) on the first heap_caps_* call. The C and C++
+// ---- Host (glibc) ------------------------------------------------------------------------------
+// The heaps are the simulated chip of capheap::host, which maps its memory and parses its layout
+// (with std::string, JSON, file I/O — all allocating) on the first heap_caps_* call. The C and C++
 // runtimes also allocate long before main. Hence two allocators coexist:
 //
 // * Bootstrap. Requests go to heap_caps only while the chip is initialised (capi::initialised():

@@ -1066,6 +1066,30 @@ TEST(Recorder, SingleThreadedProcessStaysSingleThreadedForGlibc) {
   run_in_child(single_threaded_recording);
 }
 
+// The heap_caps_malloc that starts the automatic initialisation (which installs the recorder for
+// CAPHEAP_TRACE_FILE) is the run's first event: it is in the file like every later one.
+TEST(Recorder, TraceFileRecordsTheCallThatInitialisesTheSimulator) {
+  const std::string path = ::testing::TempDir() + "capheap_recorder_autoinit.trace";
+  capheap_host_deinit();
+  ASSERT_EQ(setenv("CAPHEAP_TRACE_FILE", path.c_str(), 1), 0);
+  void *p = heap_caps_malloc(100, MALLOC_CAP_8BIT);  // initialises the simulator
+  unsetenv("CAPHEAP_TRACE_FILE");
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(capheap_recorder_active());
+  heap_caps_free(p);
+  capheap_host_deinit();  // completes the file
+
+  const ParseResult rec = load_trace_file(path);
+  ASSERT_TRUE(rec.ok()) << rec.error;
+  ASSERT_EQ(rec.trace.ops.size(), 2u);
+  EXPECT_EQ(rec.trace.ops[0].kind, OpKind::kMalloc);
+  EXPECT_EQ(rec.trace.ops[0].size, 100u);
+  EXPECT_EQ(rec.trace.ops[1].kind, OpKind::kFree);
+  EXPECT_EQ(rec.trace.ops[1].slot, rec.trace.ops[0].slot);
+  EXPECT_EQ(compute_stats(rec.trace).final_live_blocks, 0u);
+  reinit();
+}
+
 TEST(Recorder, BadTraceFileFailsInitialisation) {
   ASSERT_EQ(setenv("CAPHEAP_TRACE_FILE", "/nonexistent-dir/x.trace", 1), 0);
   capheap_host_deinit();
