@@ -183,6 +183,17 @@ class Registry {
   /// Registers startup-stack regions' heaps. Thread-safe.
   void enable_startup_stack_heaps() noexcept;
 
+  /// Takes the table lock, then every heap's lock in table order; unlock_all() releases them.
+  /// While they are held no operation of this registry is half-done, so the heaps' memory is
+  /// consistent: the host simulator copies it for fork() under them. Not reentrant (a thread
+  /// holding a heap's lock must not call it).
+  void lock_all() noexcept;
+  void unlock_all() noexcept;
+  /// In the child of a fork() made while lock_all() was held: the locks belong to the parent's
+  /// thread (the host port's are recursive mutexes, which only their owner may release), so they
+  /// are initialised afresh, unlocked.
+  void reset_locks_in_child() noexcept;
+
   /// Adds a heap over [start, end) (heap_caps_add_region_with_caps's contract and overlap rules).
   /// Returns kOk; kInvalidArg (caps null, start or end 0, end <= start), kFail (overlap), kNoMem
   /// (table full), kInvalidSize (too small for a heap, or start not 4-byte aligned), checked in

@@ -69,6 +69,22 @@ void Registry::unlock_table() noexcept {
   if (table_lock_ready_) capheap_port_lock_release(&table_lock_);
 }
 
+void Registry::lock_all() noexcept {
+  lock_table();
+  for (unsigned i = 0; i < count_; ++i)
+    lock(records_[i]);
+}
+void Registry::unlock_all() noexcept {
+  for (unsigned i = count_; i > 0; --i)
+    unlock(records_[i - 1]);
+  unlock_table();
+}
+void Registry::reset_locks_in_child() noexcept {
+  if (table_lock_ready_) capheap_lock_init(&table_lock_);
+  for (unsigned i = 0; i < count_; ++i)
+    capheap_lock_init(&records_[i].lock_storage);
+}
+
 // ================================================================================================
 // Setup
 // ================================================================================================

@@ -252,14 +252,29 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
   if (opt.task_tracking) capheap_task_stats_enable(true);
   g_state = state;
   // A forked child gets its own copy of the chip (the mappings are MAP_SHARED views of memfds,
-  // which fork would otherwise share between parent and child).
+  // which fork would otherwise share between parent and child). The copy is the chip as it is at
+  // fork(): taken before it, under every heap's lock, and mapped in the child (HostMap).
   static const bool atfork_installed = [] {
-    pthread_atfork(nullptr, nullptr, [] {
-      if (g_state != nullptr && !g_state->map.detach_after_fork()) {
-        static const char msg[] = "capheap: warning: the forked child shares the simulated chip\n";
-        (void)!write(2, msg, sizeof msg - 1);
-      }
-    });
+    pthread_atfork(
+        [] {
+          if (g_state == nullptr) return;
+          capheap::capi::registry().lock_all();
+          (void)g_state->map.prepare_fork();
+        },
+        [] {
+          if (g_state == nullptr) return;
+          g_state->map.end_fork_in_parent();
+          capheap::capi::registry().unlock_all();
+        },
+        [] {
+          if (g_state == nullptr) return;
+          if (!g_state->map.detach_after_fork()) {
+            static const char msg[] =
+                "capheap: warning: the forked child shares the simulated chip\n";
+            (void)!write(2, msg, sizeof msg - 1);
+          }
+          capheap::capi::registry().reset_locks_in_child();
+        });
     return true;
   }();
   (void)atfork_installed;

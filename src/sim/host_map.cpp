@@ -374,23 +374,39 @@ std::string HostMap::map(const capheap_layout_t &chip, std::size_t ext_ram_size,
   return {};
 }
 
-bool HostMap::detach_after_fork() noexcept {
-  bool ok = true;
-  for (int *fd : {&fd_int_, &fd_ext_}) {
-    if (*fd < 0) continue;
-    const bool ext = fd == &fd_ext_;
+bool HostMap::prepare_fork() noexcept {
+  end_fork_in_parent();  // (a copy left over from a fork that failed)
+  for (const int fd : {fd_int_, fd_ext_}) {
+    if (fd < 0) continue;
+    const bool ext = fd == fd_ext_;
     struct stat st {};
-    if (fstat(*fd, &st) != 0) return false;
+    if (fstat(fd, &st) != 0) return false;
     const int copy = memfd_create(ext ? "capheap-psram" : "capheap-ram", MFD_CLOEXEC);
-    if (copy < 0 || ftruncate(copy, st.st_size) != 0) return false;
-    // Copy what the data views show (aliases view the same pages), then map the copy over them.
+    if (copy < 0) return false;
+    (ext ? fork_ext_ : fork_int_) = copy;
+    if (ftruncate(copy, st.st_size) != 0) return false;
+    // What the data views show (aliases view the same pages), at the same file offsets.
     for (const Mapping &m : maps_) {
       const bool mine = ext ? m.kind == Kind::kExtRam : m.kind == Kind::kData;
       if (!mine || m.host_lo == 0) continue;
       const std::size_t len = m.chip_hi - m.chip_lo;
       const ssize_t n = pwrite(copy, reinterpret_cast<const void *>(m.host_lo), len,
                                static_cast<off_t>(m.file_offset));
-      if (n != static_cast<ssize_t>(len)) ok = false;
+      if (n != static_cast<ssize_t>(len)) return false;
+    }
+  }
+  return true;
+}
+
+bool HostMap::detach_after_fork() noexcept {
+  bool ok = true;
+  for (int *fd : {&fd_int_, &fd_ext_}) {
+    if (*fd < 0) continue;
+    const bool ext = fd == &fd_ext_;
+    int &copy = ext ? fork_ext_ : fork_int_;
+    if (copy < 0) {
+      ok = false;
+      continue;
     }
     for (const Mapping &m : maps_) {
       const bool mine =
@@ -403,11 +419,20 @@ bool HostMap::detach_after_fork() noexcept {
     }
     close(*fd);
     *fd = copy;
+    copy = -1;
   }
   return ok;
 }
 
+void HostMap::end_fork_in_parent() noexcept {
+  for (int *copy : {&fork_int_, &fork_ext_}) {
+    if (*copy >= 0) close(*copy);
+    *copy = -1;
+  }
+}
+
 void HostMap::unmap() noexcept {
+  end_fork_in_parent();
   unmap_ranges();
   maps_.clear();
   if (fd_int_ >= 0) close(fd_int_);

@@ -80,11 +80,18 @@ class HostMap {
   /// Unmaps everything and closes the memfds. Idempotent.
   void unmap() noexcept;
 
-  /// In a child process after fork(): the mappings still share the parent's memfds, so both
-  /// processes would allocate from the same heaps. This gives the child private copies: new memfds
-  /// filled with the current contents, mapped over the same addresses (aliases included). Uses only
-  /// system calls. Returns false if a step failed (the child then keeps sharing).
+  /// fork() support. The mappings are MAP_SHARED views of memfds, which a child would share with
+  /// its parent: both would allocate from the same heaps. Before fork (the caller holds every
+  /// heap's lock, so the memory is consistent), prepare_fork() copies the memory into new memfds;
+  /// in the child, detach_after_fork() maps those copies over the same addresses (aliases
+  /// included) and keeps them; in the parent, end_fork_in_parent() closes them. The copy must be
+  /// taken before fork(): taken in the child it would show whatever the parent did since.
+  /// prepare_fork() returns false if a copy could not be made; detach_after_fork() returns false
+  /// if there was no copy or mapping it failed (the child then keeps sharing). The last two use
+  /// only system calls.
+  bool prepare_fork() noexcept;
   bool detach_after_fork() noexcept;
+  void end_fork_in_parent() noexcept;
 
   bool mapped() const noexcept { return !maps_.empty(); }
   /// True if every range sits at its chip address.
@@ -120,6 +127,8 @@ class HostMap {
   std::vector<std::pair<std::uintptr_t, std::size_t>> reservations_;  // PROT_NONE ranges
   int fd_int_ = -1;
   int fd_ext_ = -1;
+  int fork_int_ = -1;  ///< prepare_fork()'s copies (-1: none)
+  int fork_ext_ = -1;
   bool at_chip_ = false;
   std::uintptr_t ext_host_ = 0;
   std::size_t ext_size_ = 0;

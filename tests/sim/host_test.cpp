@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -825,6 +826,65 @@ TEST_F(HostTest, AutomaticInitialisationFailureAborts) {
 // Regression: the chip's memory is MAP_SHARED (memfd views), so a forked child shared the heaps
 // with its parent and both allocated from the same free lists ("double free" aborts in shells run
 // under LD_PRELOAD). The child now gets private copies.
+// A fork handler that runs in the child before the simulator's own (registered before main, so
+// before capheap_host_init registers the simulator's): while g_fork_gate is a pipe, the child
+// waits there until the parent has written to it. That lets the parent change its heaps after
+// fork() returned in it and before the child's handler gives the child its copy of the chip.
+int g_fork_gate = -1;
+const bool g_fork_gate_installed = [] {
+  return pthread_atfork(nullptr, nullptr, [] {
+           if (g_fork_gate >= 0) {
+             char c;
+             (void)!read(g_fork_gate, &c, 1);
+           }
+         }) == 0;
+}();
+
+// Regression: the child's copy of the chip was taken in the child's fork handler, from the pages
+// it still shared with the parent, so whatever the parent did between fork() and that copy showed
+// in the child (bash run under LD_PRELOAD: a subshell's "double free" and crashed commands). The
+// copy is now taken before fork(), under every heap's lock.
+TEST(HostFork, ChildsCopyIsTheChipAtForkEvenIfTheParentGoesOn) {
+  ASSERT_TRUE(g_fork_gate_installed);
+  ASSERT_EQ(capheap_host_init("esp32", nullptr), ESP_OK);
+  auto *kept = static_cast<unsigned char *>(heap_caps_malloc(1000, MALLOC_CAP_DEFAULT));
+  void *other = heap_caps_malloc(3000, MALLOC_CAP_DEFAULT);
+  ASSERT_NE(kept, nullptr);
+  ASSERT_NE(other, nullptr);
+  std::memset(kept, 0x5A, 1000);
+  const std::size_t free_at_fork = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
+  int gate[2];
+  ASSERT_EQ(pipe(gate), 0);
+  g_fork_gate = gate[0];
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child (its handlers have run: the gate opened after the parent's changes below).
+    const bool same_data = kept[0] == 0x5A && kept[999] == 0x5A;
+    const bool same_free = heap_caps_get_free_size(MALLOC_CAP_DEFAULT) == free_at_fork;
+    const bool intact = heap_caps_check_integrity_all(false);
+    heap_caps_free(other);  // still live in the child's heap: no report
+    _exit(same_data && same_free && intact ? 0 : 1 + (same_data ? 0 : 2) + (same_free ? 0 : 4));
+  }
+  g_fork_gate = -1;
+  // Parent: change its heaps while the child waits at the gate.
+  std::memset(kept, 0xEE, 1000);
+  heap_caps_free(other);
+  void *more = heap_caps_malloc(5000, MALLOC_CAP_DEFAULT);
+  ASSERT_NE(more, nullptr);
+  ASSERT_EQ(write(gate[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(gate[0]);
+  close(gate[1]);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1 + 2: data changed, + 4: free size changed";
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  heap_caps_free(more);
+  heap_caps_free(kept);
+  capheap_host_deinit();
+}
+
 TEST(HostFork, ChildGetsItsOwnCopyOfTheChip) {
   ASSERT_EQ(capheap_host_init("esp32", nullptr), ESP_OK);
   auto *kept = static_cast<unsigned char *>(heap_caps_malloc(1000, MALLOC_CAP_DEFAULT));
