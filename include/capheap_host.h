@@ -114,8 +114,9 @@ typedef struct capheap_host_config {
  * unknown or the file is invalid (the reason is printed to stderr with file and field);
  * ESP_ERR_INVALID_ARG for a bad config or environment value, or an option the chip rejects (more
  * PSRAM than its window, PSRAM on a chip without external RAM; the layout loader's message is
- * printed); ESP_ERR_NO_MEM if host memory could not be mapped or the internal DMA reserve does not
- * fit. On failure nothing stays initialised or mapped.
+ * printed); ESP_ERR_NO_MEM if host memory could not be mapped, the internal DMA reserve does not
+ * fit or the layout yields more heaps than CAPHEAP_MAX_HEAPS. On failure nothing stays initialised
+ * or mapped.
  * Not thread-safe: call before other threads allocate. */
 esp_err_t capheap_host_init(const char *chip_or_path, const capheap_host_config_t *cfg);
 
