@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -391,6 +393,31 @@ TEST(TraceErrors, MissingFile) {
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.error_line, 0u);
   EXPECT_EQ(r.error, "/nonexistent/dir/missing.trace: cannot open: No such file or directory");
+}
+
+// An ifstream opened a directory and read it as an empty file: the trace parsed as empty, ok().
+TEST(TraceErrors, DirectoryIsNotATrace) {
+  const std::string dir = ::testing::TempDir() + "capheap-trace-dir.trace";
+  std::filesystem::create_directories(dir);
+  const ParseResult r = load_trace_file(dir);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.error_line, 0u);
+  EXPECT_EQ(r.error, dir + ": cannot open: Is a directory");
+  EXPECT_TRUE(r.trace.ops.empty());
+  std::filesystem::remove(dir);
+
+  // An empty file still is an empty trace, and a file's text is read whole.
+  const std::string empty = ::testing::TempDir() + "capheap-empty.trace";
+  std::ofstream(empty).close();
+  EXPECT_TRUE(load_trace_file(empty).ok());
+  std::string big;
+  for (int i = 0; i < 20000; ++i)
+    big += "a " + std::to_string(i) + " 16\n";
+  std::ofstream(empty) << big;
+  const ParseResult whole = load_trace_file(empty);
+  ASSERT_TRUE(whole.ok()) << whole.error;
+  EXPECT_EQ(whole.trace.ops.size(), 20000u);
+  std::remove(empty.c_str());
 }
 
 // ---- Statistics ------------------------------------------------------------------------------
