@@ -7,6 +7,8 @@
 #include "sim/layout.hpp"
 #include "sim/layout_builtin.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -14,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -866,18 +867,30 @@ class Parser {
 };
 
 bool read_file(const std::string &path, std::string &out, std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // stdio rather than an ifstream: a stream opens a directory and reads it as an empty file,
+  // which was reported as "invalid JSON: ... unexpected end of input".
+  std::FILE *in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) {
     error = path + ": cannot open: " + std::strerror(errno);
     return false;
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
-    error = path + ": read error: " + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(::fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
+    std::fclose(in);
+    error = path + ": cannot open: " + std::strerror(EISDIR);
     return false;
   }
-  out = buffer.str();
+  char chunk[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(chunk, 1, sizeof chunk, in)) > 0)
+    out.append(chunk, n);
+  const bool failed = std::ferror(in) != 0;
+  const int read_errno = errno;
+  std::fclose(in);
+  if (failed) {
+    error = path + ": read error: " + std::strerror(read_errno);
+    return false;
+  }
   return true;
 }
 

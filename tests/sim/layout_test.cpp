@@ -929,6 +929,11 @@ TEST(LayoutCustom, EnvironmentDirectoryComesFirst) {
 TEST(LayoutErrors, FilesAndChips) {
   EXPECT_EQ(load_layout("/nonexistent/x.json").error,
             "/nonexistent/x.json: cannot open: No such file or directory");
+  // A directory was read as an empty file: "invalid JSON: ... unexpected end of input".
+  const std::string dir = ::testing::TempDir() + "capheap-layout-dir.json";
+  fs::create_directories(dir);
+  EXPECT_EQ(load_layout(dir).error, dir + ": cannot open: Is a directory");
+  fs::remove(dir);
   const std::string unknown = load_layout("nochip").error;
   EXPECT_EQ(unknown.rfind("unknown chip 'nochip' (searched: ", 0), 0u) << unknown;
   EXPECT_NE(unknown.find(CAPHEAP_TEST_LAYOUT_DIR), std::string::npos) << unknown;
