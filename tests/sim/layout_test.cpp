@@ -961,6 +961,33 @@ void expect_errors(const std::vector<ErrorCase> &cases, const LayoutOptions &o =
   }
 }
 
+// nlohmann::json keeps the last of two equal keys without a word: a second "size" in a region, a
+// second "regions" array or a repeated option silently replaced the first.
+TEST(LayoutErrors, DuplicateKeys) {
+  expect_errors({
+      {replaced(R"("chip": "testchip")", R"("chip": "testchip", "chip": "other")"),
+       "t.json: duplicate key 'chip'"},
+      {replaced(R"("type": "D/IRAM", "iram": "0x10000")",
+                R"("type": "D/IRAM", "size": "0x2000", "iram": "0x10000")"),
+       "t.json: regions[1]: duplicate key 'size'"},
+      {replaced(R"("memprot": false)", R"("memprot": false, "memprot": true)"),
+       "t.json: options: duplicate key 'memprot'"},
+      {replaced(R"("dma_internal": 4)", R"("dma_internal": 4, "dma_internal": 8)"),
+       "t.json: align: duplicate key 'dma_internal'"},
+      {with("type_aliases", R"({"MAIN": {"memprot": "DRAM", "memprot": "EXT"}})"),
+       "t.json: type_aliases.MAIN: duplicate key 'memprot'"},
+      {with("comment", R"([{"a": 1}, [2, {"b": 1, "b\n": 2, "b": 3}]])"),
+       "t.json: comment[1][1]: duplicate key 'b'"},
+      {with("comment", R"({"x\ny": 1, "x\ny": 2})"), "t.json: comment: duplicate key 'x\\x0ay'"},
+  });
+  // Under an unknown top-level key, the unknown key is the error.
+  EXPECT_EQ(error_of(with("invalid JSON", R"({"a": 1, "a": 2})")),
+            "t.json: unknown key 'invalid JSON'");
+  // The same key in different objects is no duplicate.
+  const LoadResult ok = parse_layout(render(base_sections()), "t.json");
+  EXPECT_TRUE(ok.ok()) << ok.error;
+}
+
 TEST(LayoutErrors, TopLevelAndChip) {
   expect_errors({
       {with("chip2", "1"), "t.json: unknown key 'chip2'"},
