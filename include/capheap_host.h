@@ -52,7 +52,11 @@
  *                                truncated; buffered, written every 60 KiB, at capheap_host_deinit
  *                                and at exit). A file that cannot be created is reported as
  *                                "capheap: cannot open CAPHEAP_TRACE_FILE 'path': REASON" and
- *                                gives ESP_ERR_INVALID_ARG. See capheap_recorder.h.
+ *                                gives ESP_ERR_INVALID_ARG. A write that fails later (disk
+ *                                full) ends the file at the last complete line and is reported
+ *                                on stderr when the file is closed ("capheap: CAPHEAP_TRACE_FILE
+ *                                'path': write failed: REASON; the recording is incomplete").
+ *                                See capheap_recorder.h.
  * Also read: CAPHEAP_LAYOUT_DIR (directories searched for CHIP.json before the bundled layouts,
  * docs/layouts.md section 1) and, when capheap::malloc is linked, CAPHEAP_MALLOC=0 (malloc and
  * operator new stay in glibc).
