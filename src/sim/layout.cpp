@@ -756,11 +756,18 @@ class Parser {
     return std::string(" (size from option ") + kOptionSpecs[*r.size_option].name + ")";
   }
 
-  // True if every byte of [start, end) lies in some active region.
+  // True if every byte of [start, end) lies in some active region. Walks the regions by address:
+  // in file order, a range across two adjacent regions listed high one first was refused.
   bool covered(std::uint64_t start, std::uint64_t end) const {
+    std::vector<const ParsedRegion *> by_start;
+    by_start.reserve(regions_.size());
+    for (const ParsedRegion &r : regions_)
+      by_start.push_back(&r);
+    std::sort(by_start.begin(), by_start.end(),
+              [](const ParsedRegion *a, const ParsedRegion *b) { return a->start < b->start; });
     std::uint64_t at = start;
-    for (const ParsedRegion &r : regions_) {
-      if (r.start <= at && at < r.start + r.size) at = r.start + r.size;
+    for (const ParsedRegion *r : by_start) {
+      if (r->start <= at && at < r->start + r->size) at = r->start + r->size;
       if (at >= end) return true;
     }
     return false;

@@ -988,6 +988,33 @@ TEST(LayoutErrors, DuplicateKeys) {
   EXPECT_TRUE(ok.ok()) << ok.error;
 }
 
+// The coverage check walked the regions in file order (the heap list order, not always by
+// address): a reservation across two adjacent regions listed high one first was "not inside the
+// regions".
+TEST(LayoutCustom, ReservationAcrossRegionsListedOutOfAddressOrder) {
+  const std::string types = R"([{"name": "RAM", "caps": ["8BIT|DEFAULT", "INTERNAL", "0"]}])";
+  const std::string reserved = R"([{"name": "x", "start": "0x1F00", "end": "0x2100"}])";
+  for (const char *regions : {R"([{"start": "0x1000", "size": "0x1000", "type": "RAM"},
+            {"start": "0x2000", "size": "0x1000", "type": "RAM"}])",
+                              R"([{"start": "0x2000", "size": "0x1000", "type": "RAM"},
+            {"start": "0x1000", "size": "0x1000", "type": "RAM"}])"}) {
+    const LoadResult r = parse_layout(
+        render(
+            {{"chip", R"("t")"}, {"types", types}, {"regions", regions}, {"reserved", reserved}}),
+        "t.json");
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_EQ(r.layout->c_layout().reserved_count, 1u);
+    EXPECT_EQ(r.layout->c_layout().reserved[0].start, 0x1F00u);
+    EXPECT_EQ(r.layout->c_layout().reserved[0].end, 0x2100u);
+  }
+  // A gap between the two regions is still refused, whatever their order.
+  const std::string gap = R"([{"start": "0x2100", "size": "0x1000", "type": "RAM"},
+                              {"start": "0x1000", "size": "0x1000", "type": "RAM"}])";
+  EXPECT_EQ(error_of(render(
+                {{"chip", R"("t")"}, {"types", types}, {"regions", gap}, {"reserved", reserved}})),
+            "t.json: reserved[0]: 'x' 0x1F00-0x2100 is not inside the regions");
+}
+
 TEST(LayoutErrors, TopLevelAndChip) {
   expect_errors({
       {with("chip2", "1"), "t.json: unknown key 'chip2'"},
