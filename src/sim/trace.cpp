@@ -237,15 +237,35 @@ class Parser {
   }
 
  private:
+  // Control characters in the message (a NUL-filled tail of a cut file, an escape sequence) are
+  // written as \xNN, so that the error stays one printable line: a NUL used to end the printed
+  // message inside the quoted token.
   bool fail(std::uint32_t line, const std::string &message) {
     std::ostringstream out;
     out << filename_ << ':' << line << ": " << message;
-    result_.error = out.str();
+    result_.error.clear();
+    for (const char ch : out.str()) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u >= 0x20 && u != 0x7F) {
+        result_.error += ch;
+      } else {
+        static const char kHex[] = "0123456789abcdef";
+        result_.error += "\\x";
+        result_.error += kHex[u >> 4];
+        result_.error += kHex[u & 0xFu];
+      }
+    }
     result_.error_line = line;
     return false;
   }
 
-  static std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+  // A token in a message: quoted, cut after kQuoteMax bytes (a line of junk may be megabytes).
+  static constexpr std::size_t kQuoteMax = 64;
+  static std::string quoted(std::string_view s) {
+    if (s.size() <= kQuoteMax) return "'" + std::string(s) + "'";
+    return "'" + std::string(s.substr(0, kQuoteMax)) + "'... (" + std::to_string(s.size()) +
+           " bytes)";
+  }
 
   // Parses a decimal field named `what` into out; values above `max` are out of range.
   bool number(std::uint32_t line, const char *what, std::string_view token, std::uint64_t max,

@@ -388,6 +388,23 @@ TEST(TraceErrors, ErrorReportsLineAndStopsAtFirstError) {
   EXPECT_EQ(r.error, "dir/trace.txt:2: bad SIZE 'x': not an unsigned decimal integer");
 }
 
+// A NUL byte in a token ended the printed message inside the quotes ("unknown operation '"), and a
+// line of junk was quoted whole.
+TEST(TraceErrors, ControlCharactersAndLongTokensInMessages) {
+  EXPECT_EQ(parse_error(std::string("a 1 16\n\0\0\0\n", 10)),
+            "w1.trace:2: unknown operation '\\x00\\x00\\x00'");
+  EXPECT_EQ(parse_error("a 1 16 task=x\x1b[2J site=y\x7f seq=\x01\n"),
+            "w1.trace:1: bad seq '\\x01': not an unsigned decimal integer");
+  EXPECT_EQ(parse_error("a 1 16 caps=DMA|\x1b\n"),
+            "w1.trace:1: bad caps 'DMA|\\x1b': unknown capability '\\x1b'");
+  EXPECT_EQ(parse_error("f \v\n"), "w1.trace:1: 'f' of ID '\\x0b' that was never allocated");
+  EXPECT_EQ(parse_error(std::string(1000, 'q') + "\n"),
+            "w1.trace:1: unknown operation '" + std::string(64, 'q') + "'... (1000 bytes)");
+  EXPECT_EQ(parse_error(std::string("a 1 ") + std::string(70, '9') + "\n"),
+            "w1.trace:1: bad SIZE '" + std::string(64, '9') +
+                "'... (70 bytes): out of range (max 18446744073709551615)");
+}
+
 TEST(TraceErrors, MissingFile) {
   const ParseResult r = load_trace_file("/nonexistent/dir/missing.trace");
   EXPECT_FALSE(r.ok());
