@@ -6,6 +6,7 @@
 #include "sim/layout.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -1341,6 +1343,25 @@ TEST(LayoutCTable, ContainsEveryRegionTypeAndReservation) {
     EXPECT_NE(text.find(".ext_ram_type = " + std::to_string(c.ext_ram_type) + ","),
               std::string::npos);
   }
+}
+
+// capheap_layout_table wrote the table with an unchecked fwrite: with a full disk it exited 0 and
+// left a truncated (here: empty) file behind.
+TEST(LayoutCTable, ToolFailsWhenTheTableCannotBeWritten) {
+  if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
+  const std::string err = ::testing::TempDir() + "capheap-layout-table.err";
+  const std::string cmd = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " esp32s3 > /dev/full 2> " + err;
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << cmd;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << cmd;
+  std::ifstream in(err);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "capheap_layout_table: cannot write the table: No space left on device\n");
+  // Written to a file, the same table succeeds.
+  const std::string ok = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " esp32s3 > " +
+                         ::testing::TempDir() + "capheap-layout-table.c";
+  EXPECT_EQ(std::system(ok.c_str()), 0) << ok;
 }
 
 TEST(LayoutCTable, HeaderCommentListsOptionsAndRejectsBadSymbols) {
