@@ -346,6 +346,11 @@ class Parser {
       } else if (key == "seq") {
         if (!number(line, "seq", value, kMaxU64, op.seq)) return false;
       } else if (key == "to") {
+        // An ID has no '=' (docs/trace-format.md): `to=a=b` bound an ID that no later line can
+        // name, so its block could never be freed.
+        if (value.find('=') != std::string_view::npos) {
+          return fail(line, "bad ID " + quoted(value) + " in field 'to': an ID has no '='");
+        }
         to = value;
       } else {
         op.site = intern(value);

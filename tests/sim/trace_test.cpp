@@ -405,6 +405,14 @@ TEST(TraceErrors, ControlCharactersAndLongTokensInMessages) {
                 "'... (70 bytes): out of range (max 18446744073709551615)");
 }
 
+// `to=a=b` was accepted: the ID 'a=b' could never appear again as a positional ID (a token with
+// '=' is a field there), so its block stayed live for good.
+TEST(TraceErrors, ToIdWithEquals) {
+  EXPECT_EQ(parse_error("a 1 16\nr 1 32 to=x=y\n"),
+            "w1.trace:2: bad ID 'x=y' in field 'to': an ID has no '='");
+  EXPECT_EQ(parse_ok("a 1 16\nr 1 32 to=x\nf x\n").ops.size(), 3u);
+}
+
 TEST(TraceErrors, MissingFile) {
   const ParseResult r = load_trace_file("/nonexistent/dir/missing.trace");
   EXPECT_FALSE(r.ok());
