@@ -52,7 +52,11 @@
  *                                truncated; buffered, written every 60 KiB, at capheap_host_deinit
  *                                and at exit). A file that cannot be created is reported as
  *                                "capheap: cannot open CAPHEAP_TRACE_FILE 'path': REASON" and
- *                                gives ESP_ERR_INVALID_ARG. See capheap_recorder.h.
+ *                                gives ESP_ERR_INVALID_ARG. A write that fails later (disk
+ *                                full) ends the file at the last complete line and is reported
+ *                                on stderr when the file is closed ("capheap: CAPHEAP_TRACE_FILE
+ *                                'path': write failed: REASON; the recording is incomplete").
+ *                                See capheap_recorder.h.
  * Also read: CAPHEAP_LAYOUT_DIR (directories searched for CHIP.json before the bundled layouts,
  * docs/layouts.md section 1) and, when capheap::malloc is linked, CAPHEAP_MALLOC=0 (malloc and
  * operator new stay in glibc).
@@ -114,8 +118,9 @@ typedef struct capheap_host_config {
  * unknown or the file is invalid (the reason is printed to stderr with file and field);
  * ESP_ERR_INVALID_ARG for a bad config or environment value, or an option the chip rejects (more
  * PSRAM than its window, PSRAM on a chip without external RAM; the layout loader's message is
- * printed); ESP_ERR_NO_MEM if host memory could not be mapped or the internal DMA reserve does not
- * fit. On failure nothing stays initialised or mapped.
+ * printed); ESP_ERR_NO_MEM if host memory could not be mapped, the internal DMA reserve does not
+ * fit or the layout yields more heaps than CAPHEAP_MAX_HEAPS. On failure nothing stays initialised
+ * or mapped.
  * Not thread-safe: call before other threads allocate. */
 esp_err_t capheap_host_init(const char *chip_or_path, const capheap_host_config_t *cfg);
 

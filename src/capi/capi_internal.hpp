@@ -54,6 +54,11 @@ void reset() noexcept;
 /// True once heap_caps_init has run.
 bool initialised() noexcept;
 
+/// What the last heap_caps_init made of the layout: Status::kOk, or Status::kNoMem when the layout
+/// yields more heaps than CAPHEAP_MAX_HEAPS (the heaps past the table's end were left out, as
+/// heap_caps_init cannot report it). reset() sets it back to kOk.
+Status boot_status() noexcept;
+
 }  // namespace capi
 }  // namespace capheap
 

@@ -36,6 +36,8 @@ constexpr long kExtmemDisabled = -1;
 long g_extmem_limit = kExtmemDisabled;
 // 0 = not initialised, 1 = initialising, 2 = ready.
 int g_init_state = 0;
+// The registry's verdict on the last heap_caps_init's layout (capi_internal.hpp).
+Status g_boot_status = Status::kOk;
 
 struct MonitorEntry {
   Heap heap;
@@ -249,6 +251,10 @@ bool initialised() noexcept {
   return __atomic_load_n(&g_init_state, __ATOMIC_ACQUIRE) == 2;
 }
 
+Status boot_status() noexcept {
+  return g_boot_status;
+}
+
 void reset() noexcept {
   recorder_before_remap();  // while the mapping and the heaps are still there
   g_registry.init(4);
@@ -260,6 +266,7 @@ void reset() noexcept {
   g_mapper = nullptr;
   g_monitor = nullptr;
   g_monitor_count = 0;
+  g_boot_status = Status::kOk;
   g_init_owner = nullptr;
   __atomic_store_n(&g_init_state, 0, __ATOMIC_RELEASE);
 }
@@ -317,7 +324,9 @@ void heap_caps_init(void) {
   // The registry's fast path stays off until the initialisation is complete (see malloc_base).
   g_registry.set_fast_path(false);
   g_registry.init(capheap::capi::g_heap_config);
-  if (capheap::capi::g_layout != nullptr) g_registry.build_from_layout(*capheap::capi::g_layout);
+  capheap::capi::g_boot_status = capheap::capi::g_layout != nullptr
+                                     ? g_registry.build_from_layout(*capheap::capi::g_layout)
+                                     : capheap::Status::kOk;
   // heap_caps_init is the initialisation: mark ready unless ensure_init is running it right now
   // (which turns the fast path on when it has finished). Already ready (a heap_caps_* call before
   // heap_caps_init found no layout and no heaps): the fast path opens here too.

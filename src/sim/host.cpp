@@ -279,6 +279,15 @@ esp_err_t init(const char *chip_or_path, const capheap_host_config_t *cfg) {
   }();
   (void)atfork_installed;
   if (!state->map.at_chip_addresses()) capheap::capi::set_display_mapper(display_mapper);
+  // heap_caps_init cannot report a heap table too small for the layout: it leaves heaps out.
+  if (capheap::capi::boot_status() != Status::kOk) {
+    std::fprintf(stderr,
+                 "capheap: %s: the layout yields more heaps than this build holds "
+                 "(CAPHEAP_MAX_HEAPS %u)\n",
+                 chip.chip().c_str(), Registry::kMaxHeaps);
+    capheap_host_deinit();
+    return ESP_ERR_NO_MEM;
+  }
 
   Registry &reg = capheap::capi::registry();
   if (psram > 0) {

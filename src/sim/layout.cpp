@@ -7,6 +7,8 @@
 #include "sim/layout.hpp"
 #include "sim/layout_builtin.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -14,8 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -226,6 +228,15 @@ bool is_chip_name(std::string_view s) {
   return true;
 }
 
+// The keys of the document object.
+bool is_top_level_key(std::string_view key) {
+  static constexpr std::string_view kKeys[] = {
+      "chip",     "description", "comment",      "app_usable_dram_end",
+      "options",  "types",       "type_aliases", "regions",
+      "reserved", "diram",       "ext_ram",      "align"};
+  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
+}
+
 std::string index_path(const std::string &array, std::size_t i) {
   return array + "[" + std::to_string(i) + "]";
 }
@@ -258,9 +269,9 @@ class Parser {
     data_ = std::make_shared<ChipLayout::Data>();
     data_->path = file_;
     expect_object(root, "");
-    check_keys(root, "",
-               {"chip", "description", "comment", "app_usable_dram_end", "options", "types",
-                "type_aliases", "regions", "reserved", "diram", "ext_ram", "align"});
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      if (!is_top_level_key(it.key())) fail("", "unknown key '" + it.key() + "'");
+    }
     parse_chip(root);
     parse_options(root);
     parse_types(root);
@@ -745,11 +756,18 @@ class Parser {
     return std::string(" (size from option ") + kOptionSpecs[*r.size_option].name + ")";
   }
 
-  // True if every byte of [start, end) lies in some active region.
+  // True if every byte of [start, end) lies in some active region. Walks the regions by address:
+  // in file order, a range across two adjacent regions listed high one first was refused.
   bool covered(std::uint64_t start, std::uint64_t end) const {
+    std::vector<const ParsedRegion *> by_start;
+    by_start.reserve(regions_.size());
+    for (const ParsedRegion &r : regions_)
+      by_start.push_back(&r);
+    std::sort(by_start.begin(), by_start.end(),
+              [](const ParsedRegion *a, const ParsedRegion *b) { return a->start < b->start; });
     std::uint64_t at = start;
-    for (const ParsedRegion &r : regions_) {
-      if (r.start <= at && at < r.start + r.size) at = r.start + r.size;
+    for (const ParsedRegion *r : by_start) {
+      if (r->start <= at && at < r->start + r->size) at = r->start + r->size;
       if (at >= end) return true;
     }
     return false;
@@ -866,19 +884,122 @@ class Parser {
 };
 
 bool read_file(const std::string &path, std::string &out, std::string &error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // stdio rather than an ifstream: a stream opens a directory and reads it as an empty file,
+  // which was reported as "invalid JSON: ... unexpected end of input".
+  std::FILE *in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) {
     error = path + ": cannot open: " + std::strerror(errno);
     return false;
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
-    error = path + ": read error: " + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(::fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
+    std::fclose(in);
+    error = path + ": cannot open: " + std::strerror(EISDIR);
     return false;
   }
-  out = buffer.str();
+  char chunk[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(chunk, 1, sizeof chunk, in)) > 0)
+    out.append(chunk, n);
+  const bool failed = std::ferror(in) != 0;
+  const int read_errno = errno;
+  std::fclose(in);
+  if (failed) {
+    error = path + ": read error: " + std::strerror(read_errno);
+    return false;
+  }
   return true;
+}
+
+// Follows json::parse's callback events to refuse an object that names a key twice (nlohmann keeps
+// the last value silently, so a second "size" in a region would quietly win). Reports the object's
+// JSON path, as the other messages do.
+class DuplicateKeyCheck {
+ public:
+  explicit DuplicateKeyCheck(std::string_view file) : file_(file) {}
+
+  bool operator()(int, json::parse_event_t event, json &parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        element();
+        frames_.push_back(Frame{event == json::parse_event_t::array_start, 0, {}, {}});
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!frames_.empty()) frames_.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (!frames_.empty() && parsed.is_string()) {
+          Frame &object = frames_.back();
+          const std::string &key = parsed.get_ref<const std::string &>();
+          // Below an unknown top-level key the loader reports that key instead (a path made of
+          // the file's own text could pass for another message, e.g. "invalid JSON: ...").
+          const bool below_unknown = frames_.size() > 1 && !is_top_level_key(frames_[0].key);
+          if (!object.keys.insert(key).second && !below_unknown) {
+            std::string text = file_ + ": ";
+            const std::string path = object_path();
+            if (!path.empty()) text += path + ": ";
+            throw LayoutError{text + "duplicate key '" + key + "'"};
+          }
+          object.key = key;
+        }
+        break;
+      case json::parse_event_t::value:
+        element();
+        break;
+    }
+    return true;
+  }
+
+ private:
+  struct Frame {
+    bool array;
+    std::size_t elements;  // arrays: elements begun so far (the current one is elements - 1)
+    std::string key;       // objects: the key whose value is being read
+    std::set<std::string, std::less<>> keys;
+  };
+
+  // A value begins: in an array, it is the next element.
+  void element() {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().elements;
+  }
+
+  // The path of the innermost object (the frames below it name where it sits).
+  std::string object_path() const {
+    std::string path;
+    for (std::size_t i = 0; i + 1 < frames_.size(); ++i) {
+      const Frame &f = frames_[i];
+      if (f.array) {
+        path += "[" + std::to_string(f.elements - 1) + "]";
+      } else {
+        if (!path.empty()) path += '.';
+        path += f.key;
+      }
+    }
+    return path;
+  }
+
+  std::string file_;
+  std::vector<Frame> frames_;
+};
+
+// Messages quote names from the file: control characters in them are escaped, so that an error
+// stays one line (found by layout_fuzz: a key with a newline).
+std::string one_line(const std::string &message) {
+  std::string out;
+  for (const char ch : message) {
+    const auto u = static_cast<unsigned char>(ch);
+    if (u >= 0x20 && u != 0x7F) {
+      out += ch;
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xFu];
+    }
+  }
+  return out;
 }
 
 bool looks_like_path(std::string_view s) {
@@ -896,7 +1017,14 @@ LoadResult parse_layout(std::string_view json_text, std::string_view filename,
   LoadResult result;
   json root;
   try {
-    root = json::parse(json_text.begin(), json_text.end());
+    DuplicateKeyCheck check(filename);
+    root = json::parse(json_text.begin(), json_text.end(),
+                       [&check](int depth, json::parse_event_t event, json &parsed) {
+                         return check(depth, event, parsed);
+                       });
+  } catch (const LayoutError &e) {
+    result.error = one_line(e.message);
+    return result;
   } catch (const json::parse_error &e) {
     std::string what = e.what();
     const std::size_t bracket = what.find("] ");
@@ -927,19 +1055,7 @@ LoadResult parse_layout(std::string_view json_text, std::string_view filename,
     Parser parser(filename, options, expected_chip);
     result.layout = LayoutLoader::make(parser.run(root));
   } catch (const LayoutError &e) {
-    // Messages quote names from the file: control characters in them are escaped, so that an
-    // error stays one line (found by layout_fuzz: a key with a newline).
-    for (const char ch : e.message) {
-      const auto u = static_cast<unsigned char>(ch);
-      if (u >= 0x20 && u != 0x7F) {
-        result.error += ch;
-      } else {
-        static const char kHex[] = "0123456789abcdef";
-        result.error += "\\x";
-        result.error += kHex[u >> 4];
-        result.error += kHex[u & 0xFu];
-      }
-    }
+    result.error = one_line(e.message);
   }
   return result;
 }

@@ -6,9 +6,11 @@
 // would replay differently from what was recorded.
 #include "sim/trace.hpp"
 
+#include <sys/stat.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -235,15 +237,35 @@ class Parser {
   }
 
  private:
+  // Control characters in the message (a NUL-filled tail of a cut file, an escape sequence) are
+  // written as \xNN, so that the error stays one printable line: a NUL used to end the printed
+  // message inside the quoted token.
   bool fail(std::uint32_t line, const std::string &message) {
     std::ostringstream out;
     out << filename_ << ':' << line << ": " << message;
-    result_.error = out.str();
+    result_.error.clear();
+    for (const char ch : out.str()) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (u >= 0x20 && u != 0x7F) {
+        result_.error += ch;
+      } else {
+        static const char kHex[] = "0123456789abcdef";
+        result_.error += "\\x";
+        result_.error += kHex[u >> 4];
+        result_.error += kHex[u & 0xFu];
+      }
+    }
     result_.error_line = line;
     return false;
   }
 
-  static std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
+  // A token in a message: quoted, cut after kQuoteMax bytes (a line of junk may be megabytes).
+  static constexpr std::size_t kQuoteMax = 64;
+  static std::string quoted(std::string_view s) {
+    if (s.size() <= kQuoteMax) return "'" + std::string(s) + "'";
+    return "'" + std::string(s.substr(0, kQuoteMax)) + "'... (" + std::to_string(s.size()) +
+           " bytes)";
+  }
 
   // Parses a decimal field named `what` into out; values above `max` are out of range.
   bool number(std::uint32_t line, const char *what, std::string_view token, std::uint64_t max,
@@ -324,6 +346,11 @@ class Parser {
       } else if (key == "seq") {
         if (!number(line, "seq", value, kMaxU64, op.seq)) return false;
       } else if (key == "to") {
+        // An ID has no '=' (docs/trace-format.md): `to=a=b` bound an ID that no later line can
+        // name, so its block could never be freed.
+        if (value.find('=') != std::string_view::npos) {
+          return fail(line, "bad ID " + quoted(value) + " in field 'to': an ID has no '='");
+        }
         to = value;
       } else {
         op.site = intern(value);
@@ -459,20 +486,32 @@ ParseResult parse_trace(std::string_view text, std::string_view filename) {
 }
 
 ParseResult load_trace_file(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    ParseResult result;
+  // stdio rather than an ifstream: a stream opens a directory and then reads it as an empty file
+  // (the read error stays inside the stream buffer), which parsed as an empty trace.
+  ParseResult result;
+  std::FILE *in = std::fopen(path.c_str(), "rb");
+  if (in == nullptr) {
     result.error = path + ": cannot open: " + std::strerror(errno);
     return result;
   }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) {
-    ParseResult result;
-    result.error = path + ": read error: " + std::strerror(errno);
+  struct stat st {};
+  if (::fstat(::fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
+    std::fclose(in);
+    result.error = path + ": cannot open: " + std::strerror(EISDIR);
     return result;
   }
-  const std::string text = buffer.str();
+  std::string text;
+  char chunk[1 << 16];
+  std::size_t n = 0;
+  while ((n = std::fread(chunk, 1, sizeof chunk, in)) > 0)
+    text.append(chunk, n);
+  const bool failed = std::ferror(in) != 0;
+  const int read_errno = errno;
+  std::fclose(in);
+  if (failed) {
+    result.error = path + ": read error: " + std::strerror(read_errno);
+    return result;
+  }
   return parse_trace(text, path);
 }
 

@@ -39,17 +39,32 @@ pthread_t g_thread;
 char g_buf[kTraceFileFlushAt + CAPHEAP_RECORDER_MAX_LINE];
 std::size_t g_used = 0;  // owned by whoever holds the recorder's drain lock (or g_mutex when off)
 alignas(CAPHEAP_RECORDER_BUFFER_ALIGN) unsigned char g_ring[kTraceFileBytes];
+// Write failures (disk full, file size limit, I/O error): the first errno, reported when the file
+// is closed. The file then keeps the complete lines written before it and nothing after, so that
+// what is there is a prefix of the recording, never a cut line or a gap.
+int g_write_errno = 0;
+off_t g_written = 0;  // bytes in the file, all of them complete lines
+char g_path[512];     // for the message (truncated if longer)
 
 void write_all(const char *p, std::size_t n) {
-  while (n > 0 && g_fd >= 0) {
+  if (g_fd < 0 || g_write_errno != 0) return;
+  const char *const begin = p;
+  while (n > 0) {
     const ssize_t w = ::write(g_fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      return;  // the recording is lost; nothing sensible to do inside an allocation
+      g_write_errno = errno;
+      // Drop a partly written line (g_buf holds whole lines): the file ends at a line's end.
+      std::size_t keep = static_cast<std::size_t>(p - begin);
+      while (keep > 0 && begin[keep - 1] != '\n')
+        --keep;
+      (void)!::ftruncate(g_fd, g_written + static_cast<off_t>(keep));
+      return;  // nothing sensible to do inside an allocation: reported by stop_trace_file
     }
     p += w;
     n -= static_cast<std::size_t>(w);
   }
+  g_written += static_cast<off_t>(p - begin);
 }
 
 void flush_buffer() {
@@ -100,6 +115,9 @@ esp_err_t start_trace_file_from_env(const char *chip) {
   }
   pthread_mutex_lock(&g_mutex);
   g_fd = fd;
+  g_write_errno = 0;
+  g_written = 0;
+  std::snprintf(g_path, sizeof g_path, "%s", path);
   const int n = std::snprintf(g_buf, sizeof g_buf,
                               CAPHEAP_RECORDER_HEADER "# workload: capheap recording\n# chip: %s\n",
                               chip != nullptr ? chip : "unknown");
@@ -136,8 +154,15 @@ void stop_trace_file() {
   (void)capheap_recorder_uninstall();  // delivers what is pending
   pthread_mutex_lock(&g_mutex);
   flush_buffer();
-  ::close(g_fd);
+  if (::close(g_fd) != 0 && g_write_errno == 0) g_write_errno = errno;
   g_fd = -1;
+  if (g_write_errno != 0) {
+    std::fprintf(stderr,
+                 "capheap: CAPHEAP_TRACE_FILE '%s': write failed: %s; the recording is "
+                 "incomplete\n",
+                 g_path, std::strerror(g_write_errno));
+    g_write_errno = 0;
+  }
   pthread_mutex_unlock(&g_mutex);
 }
 

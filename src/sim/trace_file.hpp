@@ -23,7 +23,10 @@ inline constexpr std::size_t kTraceFileFlushAt = 60 * 1024;
 esp_err_t start_trace_file_from_env(const char *chip);
 
 /// Stops the thread, uninstalls the file's recorder (which delivers every pending event), writes
-/// what is buffered and closes the file (no-op if none).
+/// what is buffered and closes the file (no-op if none). If a write failed (disk full, file size
+/// limit, I/O error), the file holds the complete lines written before the failure and nothing
+/// after it, and "capheap: CAPHEAP_TRACE_FILE 'PATH': write failed: REASON; the recording is
+/// incomplete" is printed to stderr.
 void stop_trace_file();
 
 }  // namespace capheap::sim

@@ -721,6 +721,46 @@ TEST_F(HostTest, UnknownChipIsNotFound) {
   EXPECT_NE(err.find("/nonexistent/chip.json"), std::string::npos) << err;
 }
 
+/// A layout file of `regions` separate 4 KiB regions (a gap after each, so none merge).
+std::string many_regions_layout(unsigned regions) {
+  std::string json = R"({"chip": "many", "types": [{"name": "RAM", "caps": ["8BIT|DEFAULT", )"
+                     R"("INTERNAL", "0"]}], "reserved": [], "regions": [)";
+  for (unsigned i = 0; i < regions; ++i) {
+    char region[96];
+    std::snprintf(region, sizeof region, R"(%s{"start": "0x%X", "size": "0x1000", "type": "RAM"})",
+                  i == 0 ? "" : ", ", 0x20000000u + i * 0x2000u);
+    json += region;
+  }
+  json += "]}";
+  const std::string path =
+      ::testing::TempDir() + "capheap-many-" + std::to_string(regions) + ".json";
+  std::ofstream(path) << json;
+  return path;
+}
+
+// heap_caps_init cannot report that the heap table is full: it used to leave the heaps past
+// CAPHEAP_MAX_HEAPS out, and the simulator started with less memory than the layout describes.
+TEST_F(HostTest, LayoutWithMoreHeapsThanTheTableFailsInitialisation) {
+  const unsigned max = capheap::Registry::kMaxHeaps;
+  ASSERT_EQ(capheap_host_init(many_regions_layout(max).c_str(), nullptr), ESP_OK);
+  EXPECT_EQ(rows().size(), max);
+  EXPECT_EQ(heap_caps_get_total_size(MALLOC_CAP_DEFAULT), max * 0x1000u);
+  capheap_host_deinit();
+
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(capheap_host_init(many_regions_layout(max + 6).c_str(), nullptr), ESP_ERR_NO_MEM);
+  EXPECT_EQ(
+      ::testing::internal::GetCapturedStderr(),
+      "capheap: many: the layout yields more heaps than this build holds (CAPHEAP_MAX_HEAPS " +
+          std::to_string(max) + ")\n");
+  EXPECT_EQ(capheap_host_chip(), nullptr);
+  EXPECT_FALSE(capheap::capi::initialised());
+  EXPECT_EQ(capheap::capi::boot_status(), capheap::Status::kOk);
+  // Nothing of the failed attempt is left: the next chip starts afresh.
+  ASSERT_EQ(capheap_host_init("esp32", nullptr), ESP_OK);
+  EXPECT_STREQ(capheap_host_chip(), "esp32");
+}
+
 // ================================================================================================
 // Life cycle
 // ================================================================================================

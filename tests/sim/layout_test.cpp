@@ -6,6 +6,7 @@
 #include "sim/layout.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -929,6 +931,11 @@ TEST(LayoutCustom, EnvironmentDirectoryComesFirst) {
 TEST(LayoutErrors, FilesAndChips) {
   EXPECT_EQ(load_layout("/nonexistent/x.json").error,
             "/nonexistent/x.json: cannot open: No such file or directory");
+  // A directory was read as an empty file: "invalid JSON: ... unexpected end of input".
+  const std::string dir = ::testing::TempDir() + "capheap-layout-dir.json";
+  fs::create_directories(dir);
+  EXPECT_EQ(load_layout(dir).error, dir + ": cannot open: Is a directory");
+  fs::remove(dir);
   const std::string unknown = load_layout("nochip").error;
   EXPECT_EQ(unknown.rfind("unknown chip 'nochip' (searched: ", 0), 0u) << unknown;
   EXPECT_NE(unknown.find(CAPHEAP_TEST_LAYOUT_DIR), std::string::npos) << unknown;
@@ -954,6 +961,60 @@ void expect_errors(const std::vector<ErrorCase> &cases, const LayoutOptions &o =
   for (const ErrorCase &c : cases) {
     EXPECT_EQ(error_of(c.text, o), c.expected) << c.text;
   }
+}
+
+// nlohmann::json keeps the last of two equal keys without a word: a second "size" in a region, a
+// second "regions" array or a repeated option silently replaced the first.
+TEST(LayoutErrors, DuplicateKeys) {
+  expect_errors({
+      {replaced(R"("chip": "testchip")", R"("chip": "testchip", "chip": "other")"),
+       "t.json: duplicate key 'chip'"},
+      {replaced(R"("type": "D/IRAM", "iram": "0x10000")",
+                R"("type": "D/IRAM", "size": "0x2000", "iram": "0x10000")"),
+       "t.json: regions[1]: duplicate key 'size'"},
+      {replaced(R"("memprot": false)", R"("memprot": false, "memprot": true)"),
+       "t.json: options: duplicate key 'memprot'"},
+      {replaced(R"("dma_internal": 4)", R"("dma_internal": 4, "dma_internal": 8)"),
+       "t.json: align: duplicate key 'dma_internal'"},
+      {with("type_aliases", R"({"MAIN": {"memprot": "DRAM", "memprot": "EXT"}})"),
+       "t.json: type_aliases.MAIN: duplicate key 'memprot'"},
+      {with("comment", R"([{"a": 1}, [2, {"b": 1, "b\n": 2, "b": 3}]])"),
+       "t.json: comment[1][1]: duplicate key 'b'"},
+      {with("comment", R"({"x\ny": 1, "x\ny": 2})"), "t.json: comment: duplicate key 'x\\x0ay'"},
+  });
+  // Under an unknown top-level key, the unknown key is the error.
+  EXPECT_EQ(error_of(with("invalid JSON", R"({"a": 1, "a": 2})")),
+            "t.json: unknown key 'invalid JSON'");
+  // The same key in different objects is no duplicate.
+  const LoadResult ok = parse_layout(render(base_sections()), "t.json");
+  EXPECT_TRUE(ok.ok()) << ok.error;
+}
+
+// The coverage check walked the regions in file order (the heap list order, not always by
+// address): a reservation across two adjacent regions listed high one first was "not inside the
+// regions".
+TEST(LayoutCustom, ReservationAcrossRegionsListedOutOfAddressOrder) {
+  const std::string types = R"([{"name": "RAM", "caps": ["8BIT|DEFAULT", "INTERNAL", "0"]}])";
+  const std::string reserved = R"([{"name": "x", "start": "0x1F00", "end": "0x2100"}])";
+  for (const char *regions : {R"([{"start": "0x1000", "size": "0x1000", "type": "RAM"},
+            {"start": "0x2000", "size": "0x1000", "type": "RAM"}])",
+                              R"([{"start": "0x2000", "size": "0x1000", "type": "RAM"},
+            {"start": "0x1000", "size": "0x1000", "type": "RAM"}])"}) {
+    const LoadResult r = parse_layout(
+        render(
+            {{"chip", R"("t")"}, {"types", types}, {"regions", regions}, {"reserved", reserved}}),
+        "t.json");
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_EQ(r.layout->c_layout().reserved_count, 1u);
+    EXPECT_EQ(r.layout->c_layout().reserved[0].start, 0x1F00u);
+    EXPECT_EQ(r.layout->c_layout().reserved[0].end, 0x2100u);
+  }
+  // A gap between the two regions is still refused, whatever their order.
+  const std::string gap = R"([{"start": "0x2100", "size": "0x1000", "type": "RAM"},
+                              {"start": "0x1000", "size": "0x1000", "type": "RAM"}])";
+  EXPECT_EQ(error_of(render(
+                {{"chip", R"("t")"}, {"types", types}, {"regions", gap}, {"reserved", reserved}})),
+            "t.json: reserved[0]: 'x' 0x1F00-0x2100 is not inside the regions");
 }
 
 TEST(LayoutErrors, TopLevelAndChip) {
@@ -1282,6 +1343,25 @@ TEST(LayoutCTable, ContainsEveryRegionTypeAndReservation) {
     EXPECT_NE(text.find(".ext_ram_type = " + std::to_string(c.ext_ram_type) + ","),
               std::string::npos);
   }
+}
+
+// capheap_layout_table wrote the table with an unchecked fwrite: with a full disk it exited 0 and
+// left a truncated (here: empty) file behind.
+TEST(LayoutCTable, ToolFailsWhenTheTableCannotBeWritten) {
+  if (access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no /dev/full";
+  const std::string err = ::testing::TempDir() + "capheap-layout-table.err";
+  const std::string cmd = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " esp32s3 > /dev/full 2> " + err;
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << cmd;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << cmd;
+  std::ifstream in(err);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "capheap_layout_table: cannot write the table: No space left on device\n");
+  // Written to a file, the same table succeeds.
+  const std::string ok = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " esp32s3 > " +
+                         ::testing::TempDir() + "capheap-layout-table.c";
+  EXPECT_EQ(std::system(ok.c_str()), 0) << ok;
 }
 
 TEST(LayoutCTable, HeaderCommentListsOptionsAndRejectsBadSymbols) {

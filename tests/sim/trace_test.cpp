@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -386,11 +388,61 @@ TEST(TraceErrors, ErrorReportsLineAndStopsAtFirstError) {
   EXPECT_EQ(r.error, "dir/trace.txt:2: bad SIZE 'x': not an unsigned decimal integer");
 }
 
+// A NUL byte in a token ended the printed message inside the quotes ("unknown operation '"), and a
+// line of junk was quoted whole.
+TEST(TraceErrors, ControlCharactersAndLongTokensInMessages) {
+  EXPECT_EQ(parse_error(std::string("a 1 16\n\0\0\0\n", 10)),
+            "w1.trace:2: unknown operation '\\x00\\x00\\x00'");
+  EXPECT_EQ(parse_error("a 1 16 task=x\x1b[2J site=y\x7f seq=\x01\n"),
+            "w1.trace:1: bad seq '\\x01': not an unsigned decimal integer");
+  EXPECT_EQ(parse_error("a 1 16 caps=DMA|\x1b\n"),
+            "w1.trace:1: bad caps 'DMA|\\x1b': unknown capability '\\x1b'");
+  EXPECT_EQ(parse_error("f \v\n"), "w1.trace:1: 'f' of ID '\\x0b' that was never allocated");
+  EXPECT_EQ(parse_error(std::string(1000, 'q') + "\n"),
+            "w1.trace:1: unknown operation '" + std::string(64, 'q') + "'... (1000 bytes)");
+  EXPECT_EQ(parse_error(std::string("a 1 ") + std::string(70, '9') + "\n"),
+            "w1.trace:1: bad SIZE '" + std::string(64, '9') +
+                "'... (70 bytes): out of range (max 18446744073709551615)");
+}
+
+// `to=a=b` was accepted: the ID 'a=b' could never appear again as a positional ID (a token with
+// '=' is a field there), so its block stayed live for good.
+TEST(TraceErrors, ToIdWithEquals) {
+  EXPECT_EQ(parse_error("a 1 16\nr 1 32 to=x=y\n"),
+            "w1.trace:2: bad ID 'x=y' in field 'to': an ID has no '='");
+  EXPECT_EQ(parse_ok("a 1 16\nr 1 32 to=x\nf x\n").ops.size(), 3u);
+}
+
 TEST(TraceErrors, MissingFile) {
   const ParseResult r = load_trace_file("/nonexistent/dir/missing.trace");
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.error_line, 0u);
   EXPECT_EQ(r.error, "/nonexistent/dir/missing.trace: cannot open: No such file or directory");
+}
+
+// An ifstream opened a directory and read it as an empty file: the trace parsed as empty, ok().
+TEST(TraceErrors, DirectoryIsNotATrace) {
+  const std::string dir = ::testing::TempDir() + "capheap-trace-dir.trace";
+  std::filesystem::create_directories(dir);
+  const ParseResult r = load_trace_file(dir);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.error_line, 0u);
+  EXPECT_EQ(r.error, dir + ": cannot open: Is a directory");
+  EXPECT_TRUE(r.trace.ops.empty());
+  std::filesystem::remove(dir);
+
+  // An empty file still is an empty trace, and a file's text is read whole.
+  const std::string empty = ::testing::TempDir() + "capheap-empty.trace";
+  std::ofstream(empty).close();
+  EXPECT_TRUE(load_trace_file(empty).ok());
+  std::string big;
+  for (int i = 0; i < 20000; ++i)
+    big += "a " + std::to_string(i) + " 16\n";
+  std::ofstream(empty) << big;
+  const ParseResult whole = load_trace_file(empty);
+  ASSERT_TRUE(whole.ok()) << whole.error;
+  EXPECT_EQ(whole.trace.ops.size(), 20000u);
+  std::remove(empty.c_str());
 }
 
 // ---- Statistics ------------------------------------------------------------------------------

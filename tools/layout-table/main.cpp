@@ -4,8 +4,9 @@
 //   capheap_layout_table esp32s3 > esp32s3_layout.c
 //   capheap_layout_table --symbol my_board --psram 8M --static-data 96K board.json > layout.c
 //
-// Exit status: 0 on success, 1 for a layout error (printed as FILE: json.path: message), 2 for
-// usage errors.
+// Exit status: 0 on success, 1 for a layout error (printed as FILE: json.path: message) or when
+// the table cannot be written, 2 for usage errors.
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -81,7 +82,15 @@ int main(int argc, char **argv) {
   if (symbol.empty()) symbol = r.layout->chip() + "_layout";
   try {
     const std::string text = capheap::sim::generate_c_table(*r.layout, symbol);
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    // A full disk or a closed pipe must not pass for a generated table (exit status 0 with a
+    // truncated or empty file).
+    errno = 0;
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
+        std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
+      std::fprintf(stderr, "capheap_layout_table: cannot write the table: %s\n",
+                   errno != 0 ? std::strerror(errno) : "write error");
+      return 1;
+    }
   } catch (const std::invalid_argument &e) {
     std::fprintf(stderr, "capheap_layout_table: %s\n", e.what());
     return 2;
