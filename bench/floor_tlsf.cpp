@@ -2,32 +2,20 @@
 // the helpers are forced inline so that malloc and free are each one leaf function.
 #include "floor_tlsf.hpp"
 
+#include "tlsf_words.hpp"
+
 #include <cstring>
 
 namespace capheap::bench {
 namespace {
 
-using Word = std::uint32_t __attribute__((may_alias));
-/// Offsets and sizes in registers are 64-bit, so that base + offset + constant is one x86
-/// addressing mode (32-bit offset arithmetic would need a zero-extension per access); in memory
-/// they are 32-bit words.
-using Off = std::size_t;
+using namespace tlsf_words;  // Word, Off, at/get/put, msb, ctz, all_but
 
 constexpr Off kFree = 1;
 constexpr Off kPrevFree = 2;
 
-#define FLOOR_INLINE inline __attribute__((always_inline))
+#define FLOOR_INLINE TLSF_WORDS_INLINE
 
-/// The word at offset off of the region.
-FLOOR_INLINE Word &at(unsigned char *b, Off off) noexcept {
-  return *reinterpret_cast<Word *>(b + off);
-}
-FLOOR_INLINE Off get(unsigned char *b, Off off) noexcept {
-  return at(b, off);
-}
-FLOOR_INLINE void put(unsigned char *b, Off off, Off v) noexcept {
-  at(b, off) = static_cast<std::uint32_t>(v);
-}
 /// The word at pointer q (block fields addressed from a block pointer held in a register).
 FLOOR_INLINE Word &w(unsigned char *q) noexcept {
   return *reinterpret_cast<Word *>(q);
@@ -35,19 +23,6 @@ FLOOR_INLINE Word &w(unsigned char *q) noexcept {
 // Fields of block blk: header, next / prev free links.
 constexpr Off kNext = 4;
 constexpr Off kPrev = 8;
-
-/// Highest set bit (x != 0).
-FLOOR_INLINE std::uint32_t msb(std::uint32_t x) noexcept {
-  return 31u ^ static_cast<std::uint32_t>(__builtin_clz(x));
-}
-FLOOR_INLINE Off ctz(std::uint32_t x) noexcept {
-  return static_cast<std::uint32_t>(__builtin_ctz(x));
-}
-/// ~(1 << n) as one rotate.
-FLOOR_INLINE std::uint32_t all_but(Off n) noexcept {
-  const auto k = static_cast<std::uint32_t>(n & 31);
-  return (0xFFFFFFFEu << k) | (0xFFFFFFFEu >> ((32 - k) & 31));
-}
 
 /// Class of a block size (multiple of 4, >= 16): exact 4-byte classes below 256, then 32
 /// classes per power of two.

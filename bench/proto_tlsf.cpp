@@ -3,14 +3,15 @@
 // base, whose geometry and counters the hot paths load.
 #include "proto_tlsf.hpp"
 
+#include "tlsf_words.hpp"
+
 #include <cstring>
 
 namespace capheap::bench {
 namespace {
 
+using namespace tlsf_words;  // Word, Off, at/get/put, msb, ctz, all_but
 using u32 = std::uint32_t;
-using Word = std::uint32_t __attribute__((may_alias));
-using Off = std::size_t;
 
 constexpr Off kFree = 1;
 constexpr Off kPrevFree = 2;
@@ -21,7 +22,7 @@ constexpr Off kMinBlock = 16;
 constexpr Off kHighCarve = 12288;
 constexpr unsigned kBits = sizeof(Off) * 8;
 
-#define PROTO_INLINE inline __attribute__((always_inline))
+#define PROTO_INLINE TLSF_WORDS_INLINE
 
 /// The control block, just below the base B.
 struct Ctl {
@@ -44,25 +45,6 @@ constexpr Off kCtl = sizeof(Ctl);
 
 PROTO_INLINE Ctl *ctl(unsigned char *b) noexcept {
   return reinterpret_cast<Ctl *>(b - kCtl);
-}
-PROTO_INLINE Word &at(unsigned char *b, Off off) noexcept {
-  return *reinterpret_cast<Word *>(b + off);
-}
-PROTO_INLINE Off get(unsigned char *b, Off off) noexcept {
-  return at(b, off);
-}
-PROTO_INLINE void put(unsigned char *b, Off off, Off v) noexcept {
-  at(b, off) = static_cast<u32>(v);
-}
-PROTO_INLINE u32 msb(u32 x) noexcept {
-  return 31u ^ static_cast<u32>(__builtin_clz(x));
-}
-PROTO_INLINE Off ctz(u32 x) noexcept {
-  return static_cast<u32>(__builtin_ctz(x));
-}
-PROTO_INLINE u32 all_but(Off n) noexcept {
-  const auto k = static_cast<u32>(n & 31);
-  return (0xFFFFFFFEu << k) | (0xFFFFFFFEu >> ((32 - k) & 31));
 }
 /// kFixed: the geometry of every heap is granule 4, s 5 (compile-time constants).
 template <bool kFixed = false>

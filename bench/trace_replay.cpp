@@ -49,6 +49,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -709,20 +710,11 @@ __attribute__((noinline)) Counts replay_loop_floorgf_cg(Cg_floorgf_Alloc &alloc,
                                                         const Program &prog, Slot *slots) {
   return replay<false>(alloc, prog, slots);
 }
-__attribute__((noinline)) Counts replay_loop_proto_cg(Cg_proto_Alloc &alloc, const Program &prog,
+/// The prototype's variants (bench/proto_tlsf.hpp): one replay loop per variant, named
+/// replay_loop_proto_cg<...> for callgrind's --toggle-collect='*replay_loop_*'.
+template <class Alloc>
+__attribute__((noinline)) Counts replay_loop_proto_cg(Alloc &alloc, const Program &prog,
                                                       Slot *slots) {
-  return replay<false>(alloc, prog, slots);
-}
-__attribute__((noinline)) Counts replay_loop_protolc_cg(Cg_protolc_Alloc &alloc,
-                                                        const Program &prog, Slot *slots) {
-  return replay<false>(alloc, prog, slots);
-}
-__attribute__((noinline)) Counts replay_loop_protofx_cg(Cg_protofx_Alloc &alloc,
-                                                        const Program &prog, Slot *slots) {
-  return replay<false>(alloc, prog, slots);
-}
-__attribute__((noinline)) Counts replay_loop_protofxlc_cg(Cg_protofxlc_Alloc &alloc,
-                                                          const Program &prog, Slot *slots) {
   return replay<false>(alloc, prog, slots);
 }
 
@@ -1946,30 +1938,28 @@ int run_callgrind(const Program &prog, const Options &opt, Region &region) {
       } else if (opt.callgrind == "floorgf") {
         Cg_floorgf_Alloc alloc;
         ok = run(alloc, replay_loop_floorgf_cg);
-      } else if (opt.callgrind == "proto") {
-        Cg_proto_Alloc alloc;
-        ok = run(alloc, replay_loop_proto_cg);
-        if (ok)
-          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
-                      alloc.heap.free_bytes());
-      } else if (opt.callgrind == "protofx") {
-        Cg_protofx_Alloc alloc;
-        ok = run(alloc, replay_loop_protofx_cg);
-        if (ok)
-          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
-                      alloc.heap.free_bytes());
-      } else if (opt.callgrind == "protofxlc") {
-        Cg_protofxlc_Alloc alloc;
-        ok = run(alloc, replay_loop_protofxlc_cg);
-        if (ok)
-          std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
-                      alloc.heap.free_bytes());
       } else {
-        Cg_protolc_Alloc alloc;
-        ok = run(alloc, replay_loop_protolc_cg);
-        if (ok)
+        // The prototype also reports its refused calls and free bytes (tests/bench checks them).
+        auto run_proto = [&](auto &alloc) {
+          if (!run(alloc, replay_loop_proto_cg<std::remove_reference_t<decltype(alloc)>>))
+            return false;
           std::printf("reports %zu\nfree_bytes %zu\n", alloc.heap.reports(),
                       alloc.heap.free_bytes());
+          return true;
+        };
+        if (opt.callgrind == "proto") {
+          Cg_proto_Alloc alloc;
+          ok = run_proto(alloc);
+        } else if (opt.callgrind == "protolc") {
+          Cg_protolc_Alloc alloc;
+          ok = run_proto(alloc);
+        } else if (opt.callgrind == "protofx") {
+          Cg_protofx_Alloc alloc;
+          ok = run_proto(alloc);
+        } else {
+          Cg_protofxlc_Alloc alloc;
+          ok = run_proto(alloc);
+        }
       }
       if (!ok) return 2;
       std::printf("trace %s\nops %zu\nregion %zu\nfailed %zu\n", prog.name.c_str(), prog.ops.size(),

@@ -5,12 +5,10 @@
 // ChipLayout::Data. Every problem is reported through fail(), which throws a LayoutError that
 // parse_layout() turns into LoadResult::error; nothing else escapes but std::bad_alloc.
 #include "sim/layout.hpp"
+#include "sim/file_text.hpp"
 #include "sim/layout_builtin.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -883,34 +881,6 @@ class Parser {
   capheap_hw_alignment_t align_{};
 };
 
-bool read_file(const std::string &path, std::string &out, std::string &error) {
-  // stdio rather than an ifstream: a stream opens a directory and reads it as an empty file,
-  // which was reported as "invalid JSON: ... unexpected end of input".
-  std::FILE *in = std::fopen(path.c_str(), "rb");
-  if (in == nullptr) {
-    error = path + ": cannot open: " + std::strerror(errno);
-    return false;
-  }
-  struct stat st {};
-  if (::fstat(::fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
-    std::fclose(in);
-    error = path + ": cannot open: " + std::strerror(EISDIR);
-    return false;
-  }
-  char chunk[1 << 16];
-  std::size_t n = 0;
-  while ((n = std::fread(chunk, 1, sizeof chunk, in)) > 0)
-    out.append(chunk, n);
-  const bool failed = std::ferror(in) != 0;
-  const int read_errno = errno;
-  std::fclose(in);
-  if (failed) {
-    error = path + ": read error: " + std::strerror(read_errno);
-    return false;
-  }
-  return true;
-}
-
 // Follows json::parse's callback events to refuse an object that names a key twice (nlohmann keeps
 // the last value silently, so a second "size" in a region would quietly win). Reports the object's
 // JSON path, as the other messages do.
@@ -1126,7 +1096,7 @@ LoadResult load_layout(std::string_view chip_or_path, const LayoutOptions &optio
     expected_chip = std::string(chip_or_path);
   }
   std::string text;
-  if (!read_file(file, text, result.error)) return result;
+  if (!read_text_file(file, text, result.error)) return result;
   return parse_layout(text, file, options, expected_chip);
 }
 

@@ -6,10 +6,8 @@
 // would replay differently from what was recorded.
 #include "sim/trace.hpp"
 
-#include <sys/stat.h>
+#include "sim/file_text.hpp"
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -486,32 +484,9 @@ ParseResult parse_trace(std::string_view text, std::string_view filename) {
 }
 
 ParseResult load_trace_file(const std::string &path) {
-  // stdio rather than an ifstream: a stream opens a directory and then reads it as an empty file
-  // (the read error stays inside the stream buffer), which parsed as an empty trace.
   ParseResult result;
-  std::FILE *in = std::fopen(path.c_str(), "rb");
-  if (in == nullptr) {
-    result.error = path + ": cannot open: " + std::strerror(errno);
-    return result;
-  }
-  struct stat st {};
-  if (::fstat(::fileno(in), &st) == 0 && S_ISDIR(st.st_mode)) {
-    std::fclose(in);
-    result.error = path + ": cannot open: " + std::strerror(EISDIR);
-    return result;
-  }
   std::string text;
-  char chunk[1 << 16];
-  std::size_t n = 0;
-  while ((n = std::fread(chunk, 1, sizeof chunk, in)) > 0)
-    text.append(chunk, n);
-  const bool failed = std::ferror(in) != 0;
-  const int read_errno = errno;
-  std::fclose(in);
-  if (failed) {
-    result.error = path + ": read error: " + std::strerror(read_errno);
-    return result;
-  }
+  if (!read_text_file(path, text, result.error)) return result;
   return parse_trace(text, path);
 }
 

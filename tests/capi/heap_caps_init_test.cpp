@@ -11,6 +11,7 @@
 #include "capi/capi_internal.hpp"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "failure_capture.hpp"
 
 namespace {
 
@@ -25,16 +26,9 @@ const capheap_memory_type_t kTypes[] = {
 capheap_memory_region_t g_region;
 capheap_layout_t g_layout;
 
-struct Failure {
-  std::size_t size;
-  std::uint32_t caps;
-  std::string function;
-};
-std::vector<Failure> g_failures;
-
-void on_failure(std::size_t size, std::uint32_t caps, const char *function) {
-  g_failures.push_back({size, caps, function});
-}
+using capheap_test::expect_one_failure;
+using capheap_test::g_failures;
+using capheap_test::on_failure;
 
 /// One 16 KiB DRAM region, as firmware describes its RAM.
 void set_layout() {
@@ -81,10 +75,7 @@ TEST_F(HeapCapsInit, InitOpensTheFastPath) {
 TEST_F(HeapCapsInit, CallsBeforeInitFindNoHeapAndInitStillOpensTheFastPath) {
   ASSERT_EQ(heap_caps_register_failed_alloc_callback(on_failure), ESP_OK);
   EXPECT_EQ(heap_caps_malloc(10, k8), nullptr);
-  ASSERT_EQ(g_failures.size(), 1u);
-  EXPECT_EQ(g_failures[0].size, 10u);
-  EXPECT_EQ(g_failures[0].caps, k8);
-  EXPECT_EQ(g_failures[0].function, "heap_caps_malloc");
+  expect_one_failure(10, k8, "heap_caps_malloc");  // (clears the record)
   EXPECT_EQ(heap_caps_get_total_size(0), 0u);
   set_layout();
   heap_caps_init();
@@ -94,7 +85,7 @@ TEST_F(HeapCapsInit, CallsBeforeInitFindNoHeapAndInitStillOpensTheFastPath) {
   void *p = heap_caps_malloc(10, k8);
   ASSERT_NE(p, nullptr);
   heap_caps_free(p);
-  EXPECT_EQ(g_failures.size(), 1u);
+  EXPECT_TRUE(g_failures.empty());  // no failure since the early call
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 

@@ -160,8 +160,7 @@ TEST_F(SpecFacts, RawBlockFiguresIncludeDecoration) {
   for (const Mode m :
        {Mode{CAPHEAP_POISONING_NONE, false, 0, 16}, Mode{CAPHEAP_POISONING_LIGHT, false, 8, 28},
         Mode{CAPHEAP_POISONING_NONE, true, 4, 20}, Mode{CAPHEAP_POISONING_LIGHT, true, 12, 32}}) {
-    if (!capheap::testing::kDecorationBuilt &&
-        (m.poisoning != CAPHEAP_POISONING_NONE || m.tracking))
+    if (capheap::testing::decoration_missing(m.poisoning != CAPHEAP_POISONING_NONE || m.tracking))
       continue;  // a build without decoration support refuses these heaps
     SCOPED_TRACE(std::to_string(m.poisoning) + (m.tracking ? " tracking" : ""));
     ASSERT_NO_FATAL_FAILURE(start(m.poisoning, m.tracking));
@@ -211,7 +210,7 @@ TEST_F(SpecFacts, AllocatedSizeIsTheRequestRoundedUpTo4AtEveryLevel) {
   for (const capheap_poisoning_t level :
        {CAPHEAP_POISONING_NONE, CAPHEAP_POISONING_LIGHT, CAPHEAP_POISONING_COMPREHENSIVE})
     for (const bool tracking : {false, true}) {
-      if (!capheap::testing::kDecorationBuilt && (level != CAPHEAP_POISONING_NONE || tracking))
+      if (capheap::testing::decoration_missing(level != CAPHEAP_POISONING_NONE || tracking))
         continue;  // a build without decoration support refuses these heaps
       SCOPED_TRACE(std::to_string(level) + (tracking ? " tracking" : ""));
       ASSERT_NO_FATAL_FAILURE(start(level, tracking));
@@ -255,8 +254,7 @@ TEST_F(SpecFacts, WalkerHandsACorruptedBlockToTheCallback) {
        {Mode{CAPHEAP_POISONING_NONE, false, 0}, Mode{CAPHEAP_POISONING_LIGHT, false, 8},
         Mode{CAPHEAP_POISONING_COMPREHENSIVE, false, 8}, Mode{CAPHEAP_POISONING_NONE, true, 4},
         Mode{CAPHEAP_POISONING_LIGHT, true, 12}}) {
-    if (!capheap::testing::kDecorationBuilt &&
-        (m.poisoning != CAPHEAP_POISONING_NONE || m.tracking))
+    if (capheap::testing::decoration_missing(m.poisoning != CAPHEAP_POISONING_NONE || m.tracking))
       continue;  // a build without decoration support refuses these heaps
     SCOPED_TRACE(std::to_string(m.poisoning) + (m.tracking ? " tracking" : ""));
     ASSERT_NO_FATAL_FAILURE(start(m.poisoning, m.tracking));

@@ -15,6 +15,12 @@ constexpr bool kDecorationBuilt = false;
 constexpr bool kDecorationBuilt = true;
 #endif
 
+/// True when a heap with poisoning or owner words (`decorated`) cannot exist in this build: the
+/// loops of tests that go through several configurations skip those.
+constexpr bool decoration_missing(bool decorated) {
+  return decorated && !kDecorationBuilt;
+}
+
 }  // namespace testing
 }  // namespace capheap
 
@@ -22,7 +28,7 @@ constexpr bool kDecorationBuilt = true;
 /// build has no decoration support.
 #define CAPHEAP_SKIP_IF_NO_DECORATION(needed)                                   \
   do {                                                                          \
-    if ((needed) && !::capheap::testing::kDecorationBuilt)                      \
+    if (::capheap::testing::decoration_missing(needed))                         \
       GTEST_SKIP() << "needs poisoning / owner words (CAPHEAP_DECORATION=OFF)"; \
   } while (0)
 
