@@ -169,7 +169,7 @@ ci:
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-nodeco build-cov \
-	  build-target build-size
+	  build-target build-size build-ci-logs
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
 # starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).
