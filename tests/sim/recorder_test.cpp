@@ -964,7 +964,8 @@ TEST(RecorderThreaded, CoarseClockIsMonotonicPerThread) {
     std::uint64_t &prev = last[field(line, "task")];
     EXPECT_GE(t, prev) << line;
     prev = t;
-    EXPECT_GE(t + 2 * CAPHEAP_PORT_COARSE_PERIOD_NS + 50000000u, before) << line;
+    // (The ticker may trail by a scheduling delay on a loaded machine: within a second.)
+    EXPECT_GE(t + 2 * CAPHEAP_PORT_COARSE_PERIOD_NS + 1000000000u, before) << line;
     EXPECT_LE(t, after) << line;
     ++events;
   }
@@ -1024,7 +1025,8 @@ int single_threaded_recording() {
     if (i == 0) first_t = t;
     if (i < 40) last_t = t;
   }
-  if (last_t < first_t + 20000000u) return 11;  // the 100 ms sleep shows
+  // The 100 ms sleep shows (by at least a tick's worth even if the ticker ran late throughout).
+  if (last_t < first_t + CAPHEAP_PORT_COARSE_PERIOD_NS) return 11;
   // Program order across the thread start: 64-byte lines, then 32, then 16.
   for (std::size_t i = 0; i < got.size(); i += 2) {
     const char *want = i < 40 ? " 64 " : i < 60 ? " 32 " : " 16 ";
