@@ -38,6 +38,14 @@
 #define CAPHEAP_MAX_HEAPS 64
 #endif
 
+// 1: each heap record holds a capheap_lock_t for its heap's lock (hosted ports: a recursive mutex).
+// 0 (firmware builds with the bare-metal port, whose lock hooks only receive an object that
+// identifies the heap and whose capheap_lock_init does nothing): the record itself is that object,
+// 64 bytes less .bss per record.
+#ifndef CAPHEAP_LOCK_STORAGE
+#define CAPHEAP_LOCK_STORAGE 1
+#endif
+
 // The C API's leaner fast paths (Registry::allocate_then / deallocate_then and their tables) are
 // for hosts and speed-built firmware; firmware built for size (CAPHEAP_COMPACT) keeps the plain
 // inline fast path and saves their code and 0.5 KiB of tables.
@@ -227,7 +235,11 @@ class Registry {
   /// path only. Not thread-safe against itself. (Firmware built for size, CAPHEAP_COMPACT, has no
   /// inline fast path: every request takes `before_slow` and the general walk, and this does
   /// nothing.)
+#if CAPHEAP_CAPS_TABLES
   void set_fast_path(bool on) noexcept;
+#else
+  void set_fast_path(bool) noexcept {}
+#endif
   /// Holds the inline fast paths of allocate_then() and deallocate_then() off (hold true) or
   /// releases them, independently of set_fast_path, allocate() and deallocate(): while held, every
   /// request to those two goes to its miss handler. The C API holds it while events are on, so that
@@ -432,11 +444,19 @@ class Registry {
     std::uintptr_t end = 0;
     std::uintptr_t iram_start = 0;
     Heap heap;
+#if CAPHEAP_LOCK_STORAGE
     capheap_lock_t lock_storage{};
+    void *lock_object() noexcept { return &lock_storage; }
+#else
+    void *lock_object() noexcept { return this; }
+#endif
     const char *name = nullptr;
     bool registered = false;
     bool runtime = false;
     std::uint8_t index = 0;  // its position in records_ (in the padding before hint_span)
+#if !CAPHEAP_CAPS_TABLES
+    bool outer = false;  // another heap lies inside this one (set by rebuild_tables, never cleared)
+#endif
     // end - start while no other heap lies inside this one; 0 from then on (set once, never
     // restored), and 0 while a startup-stack region is not yet a heap: free's hint check, a - start
     // < hint_span, fails for an outer heap, which must search (the pointer may be the inner
@@ -809,10 +829,10 @@ inline bool Registry::read_seq_retry(std::uint32_t begin) const noexcept {
 }
 
 inline void Registry::lock(Record &r) noexcept {
-  capheap_port_lock_acquire(&r.lock_storage);
+  capheap_port_lock_acquire(r.lock_object());
 }
 inline void Registry::unlock(Record &r) noexcept {
-  capheap_port_lock_release(&r.lock_storage);
+  capheap_port_lock_release(r.lock_object());
 }
 
 }  // namespace capheap

@@ -85,8 +85,10 @@ void Registry::unlock_all() noexcept {
 }
 void Registry::reset_locks_in_child() noexcept {
   if (table_lock_ready_) capheap_lock_init(&table_lock_);
+#if CAPHEAP_LOCK_STORAGE
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_init(&records_[i].lock_storage);
+#endif
 }
 
 // ================================================================================================
@@ -100,8 +102,10 @@ void Registry::init(std::size_t granule) noexcept {
 }
 
 void Registry::init(const HeapConfig &heap_config) noexcept {
+#if CAPHEAP_LOCK_STORAGE
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_destroy(&records_[i].lock_storage);
+#endif
   if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
   // Forget every record, not just the count: free's hint checks a record's own bounds, so a stale
   // record from before (its memory may now belong to new heaps) must never match a pointer. The
@@ -139,8 +143,6 @@ void Registry::set_fast_path(bool on) noexcept {
   fast_off_ = !on;
   publish_fast_caps();
 }
-#else
-void Registry::set_fast_path(bool) noexcept {}  // (no inline fast path in these builds)
 #endif
 
 void Registry::hold_then_path(bool hold) noexcept {
@@ -363,10 +365,14 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
     Record &a = records_[added];
     for (unsigned i = 0; i < count_; ++i) {
       Record &o = records_[i];
-      if (o.start <= a.start && a.end <= o.end)
+      if (o.start <= a.start && a.end <= o.end) {
+        o.outer = true;
         __atomic_store_n(&o.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
-      if (a.start <= o.start && o.end <= a.end)
+      }
+      if (a.start <= o.start && o.end <= a.end) {
+        a.outer = true;
         __atomic_store_n(&a.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
+      }
     }
     // Runtime heaps go to the head of the list, boot heaps to its end. (Release stores: readers
     // load order_ and count_ with acquire and then read the record.)
@@ -430,7 +436,9 @@ Status Registry::insert(Record &r, Placement where) noexcept {
   // A startup-stack region is no heap yet: free's hint never matches it (its span is set when it
   // is registered).
   if (!r.registered) records_[idx].hint_span = 0;
+#if CAPHEAP_LOCK_STORAGE
   capheap_lock_init(&records_[idx].lock_storage);
+#endif
   rebuild_tables(idx, where);
   return Status::kOk;
 }
@@ -474,8 +482,9 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
     unsigned type;
     bool stack;
   };
+  // (No pending piece yet: an empty one, which a piece only joins if it is one, and which flush
+  // drops.)
   Piece pending{};
-  bool have_pending = false;
   Status result = Status::kOk;
 
   auto flush = [&](const Piece &p) {
@@ -489,7 +498,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   };
   auto emit = [&](Piece p) {
     if (p.end - p.start <= 16) return;
-    if (have_pending && pending.type == p.type && pending.stack == p.stack &&
+    if (pending.type == p.type && pending.stack == p.stack &&
         pending.end == p.start &&
         ((pending.iram == 0 && p.iram == 0) ||
          (pending.iram != 0 && p.iram != 0 &&
@@ -497,9 +506,8 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
       pending.end = p.end;
       return;
     }
-    if (have_pending) flush(pending);
+    flush(pending);
     pending = p;
-    have_pending = true;
   };
 
   lock_table();
@@ -530,7 +538,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
       cur = cut_end > cut_start ? cut_end : reg_end;
     }
   }
-  if (have_pending) flush(pending);
+  flush(pending);
   unlock_table();
   return result;
 }
@@ -545,8 +553,12 @@ void Registry::enable_startup_stack_heaps() noexcept {
     // Free's hint may take it now, unless another heap lies inside it (that one may own the
     // pointer) or it is too large for the hint's 32 bits. (release: the heap is published first.)
     bool outer = r.end - r.start > 0xFFFFFFFFu;
+#if CAPHEAP_CAPS_TABLES
     for (unsigned j = 0; j < count_ && !outer; ++j)
       outer = j != i && records_[j].start >= r.start && records_[j].end <= r.end;
+#else
+    outer = outer || r.outer;  // (rebuild_tables found the nesting when the heaps were added)
+#endif
     if (!outer)
       __atomic_store_n(&r.hint_span, static_cast<std::uint32_t>(r.end - r.start), __ATOMIC_RELEASE);
   }
@@ -915,7 +927,7 @@ HeapView Registry::view_of_record(const Record &r) const noexcept {
   v.registered = r.registered;
   v.runtime = r.runtime;
   v.heap = r.heap;
-  v.lock = const_cast<capheap_lock_t *>(&r.lock_storage);
+  v.lock = const_cast<Record &>(r).lock_object();
   return v;
 }
 
