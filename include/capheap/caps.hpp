@@ -247,7 +247,9 @@ class Registry {
   /// last one's value.
   void hold_then_path(bool hold) noexcept;
   /// True while hold_then_path holds those fast paths off.
-  bool then_path_held() const noexcept { return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE); }
+  bool then_path_held() const noexcept {
+    return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE);
+  }
 
   /// heap_caps_malloc's rules: NULL for size 0 or above 2^31, caps 0, MALLOC_CAP_INVALID, EXEC
   /// with 8BIT, DMA or DMA_DESC_*, or no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4;
@@ -446,9 +448,13 @@ class Registry {
     Heap heap;
 #if CAPHEAP_LOCK_STORAGE
     capheap_lock_t lock_storage{};
-    void *lock_object() noexcept { return &lock_storage; }
+    void *lock_object() noexcept {
+      return &lock_storage;
+    }
 #else
-    void *lock_object() noexcept { return this; }
+    void *lock_object() noexcept {
+      return this;
+    }
 #endif
     const char *name = nullptr;
     bool registered = false;

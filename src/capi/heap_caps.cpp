@@ -143,20 +143,27 @@ void report_failure(std::size_t size, std::uint32_t caps, const char *function) 
   }
 }
 
-/// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path).
+/// malloc_base for calloc, the _base and the _prefer functions. Firmware built for size
+/// (CAPHEAP_COMPACT, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
+/// which makes the same choice as its inline fast path without a copy of it in each caller; hosts
+/// keep the fast path (heap_caps_calloc is common).
+void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept;
+
+/// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path). Firmware built for
+/// size, whose registry has no inline fast path: one out-of-line copy (malloc_base_call).
 __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
                                                         std::uint32_t caps) noexcept {
+#if CAPHEAP_COMPACT
+  return malloc_base_call(size, caps);
+#else
   // The initialisation check is on the slow path only: the registry's fast path is off until the
   // initialisation has finished (heap_caps_init / ensure_init_slow turn it on), so a request it
   // serves comes after that. (No size check here: the slow path refuses anything above
   // kHeapSizeMax.)
   return g_registry.allocate(size, Caps(caps), [] { ensure_init(); });
+#endif
 }
 
-/// malloc_base for calloc, the _base and the _prefer functions. Firmware built for size
-/// (CAPHEAP_COMPACT, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
-/// which makes the same choice as its inline fast path without a copy of it in each caller; hosts
-/// keep the fast path (heap_caps_calloc is common).
 void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
 #if CAPHEAP_COMPACT
   ensure_init();
@@ -1056,8 +1063,12 @@ CAPHEAP_NOINLINE void add_info(multi_heap_info_t &total, const capheap::HeapInfo
 using HeapFn = void (*)(const HeapView &v, void *ctx);
 CAPHEAP_NOINLINE void each_heap(uint32_t caps, HeapFn fn, void *ctx) {
   ensure_init();
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (g_registry.heap_matches(i, Caps(caps))) fn(g_registry.view(i), ctx);
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    // (Registry::heap_matches' rule, on the one view read of the heap.)
+    static_assert(CAPHEAP_PRIORITY_LEVELS == 3, "every level's caps");
+    const HeapView v = g_registry.view(i);
+    if (v.registered && ((v.caps[0] | v.caps[1] | v.caps[2]) & caps) == caps) fn(v, ctx);
+  }
 }
 
 /// each_heap with the integrity, dump and walk functions' rule: MALLOC_CAP_INVALID (their _all
@@ -1144,12 +1155,11 @@ void heap_caps_print_heap_info(uint32_t caps) {
       caps,
       [](const HeapView &v, void *c) {
         const capheap::HeapInfo hi = locked_info(v);
-        capheap_port_printf("  At 0x%08x len %d free %d allocated %d min_free %d\n",
-                            display32(display_address(reinterpret_cast<void *>(v.start))),
-                            static_cast<int>(v.end - v.start),
-                            static_cast<int>(hi.total_free_bytes),
-                            static_cast<int>(hi.total_allocated_bytes),
-                            static_cast<int>(hi.minimum_free_bytes));
+        capheap_port_printf(
+            "  At 0x%08x len %d free %d allocated %d min_free %d\n",
+            display32(display_address(reinterpret_cast<void *>(v.start))),
+            static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
+            static_cast<int>(hi.total_allocated_bytes), static_cast<int>(hi.minimum_free_bytes));
         capheap_port_printf(
             "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
             static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),

@@ -498,8 +498,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   };
   auto emit = [&](Piece p) {
     if (p.end - p.start <= 16) return;
-    if (pending.type == p.type && pending.stack == p.stack &&
-        pending.end == p.start &&
+    if (pending.type == p.type && pending.stack == p.stack && pending.end == p.start &&
         ((pending.iram == 0 && p.iram == 0) ||
          (pending.iram != 0 && p.iram != 0 &&
           (layout.diram_inverted || pending.iram + (pending.end - pending.start) == p.iram)))) {
