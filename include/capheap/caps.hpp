@@ -651,8 +651,8 @@ class Registry {
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
   // All-zero until init() sets it (granule 0 becomes 4 there): a registry whose constant
-  // initialiser is all zeros lives in .bss; one non-zero byte would put all of it (8.6 KiB with 64
-  // heap records on a 32-bit target) into .data, i.e. into flash as well.
+  // initialiser is all zeros lives in .bss; one non-zero byte would put all of it (2.9 KiB with 64
+  // heap records in firmware built for size, 32-bit target) into .data, i.e. into flash as well.
   HeapConfig heap_config_{};
   const capheap_layout_t *layout_ = nullptr;
 };
