@@ -3,8 +3,9 @@
 // A Registry holds the heaps of one system. Each heap covers one contiguous region and carries
 // three priority levels of capability masks (MALLOC_CAP_* bits). allocate(size, caps) walks the
 // priority levels and, within each, the heap list, exactly as ESP-IDF's heap_caps_malloc does; free
-// finds the owning heap by binary search over a sorted address table. The C API (esp_heap_caps.h)
-// is a thin shim over one global Registry.
+// finds the owning heap by binary search over a sorted address table. (Firmware built for size,
+// CAPHEAP_COMPACT: both walk the records, O(heaps); see CAPHEAP_CAPS_TABLES.) The C API
+// (esp_heap_caps.h) is a thin shim over one global Registry.
 //
 // Freestanding: no allocation (the heap table is a fixed array of kMaxHeaps records inside the
 // Registry), no exceptions, no I/O. Locks go through the port: one per heap, one for the table.
@@ -37,6 +38,14 @@
 #define CAPHEAP_MAX_HEAPS 64
 #endif
 
+// 1: each heap record holds a capheap_lock_t for its heap's lock (hosted ports: a recursive mutex).
+// 0 (firmware builds with the bare-metal port, whose lock hooks only receive an object that
+// identifies the heap and whose capheap_lock_init does nothing): the record itself is that object,
+// 64 bytes less .bss per record.
+#ifndef CAPHEAP_LOCK_STORAGE
+#define CAPHEAP_LOCK_STORAGE 1
+#endif
+
 // The C API's leaner fast paths (Registry::allocate_then / deallocate_then and their tables) are
 // for hosts and speed-built firmware; firmware built for size (CAPHEAP_COMPACT) keeps the plain
 // inline fast path and saves their code and 0.5 KiB of tables.
@@ -44,6 +53,18 @@
 #define CAPHEAP_THEN_TABLES 0
 #else
 #define CAPHEAP_THEN_TABLES 1
+#endif
+
+// Firmware built for size (CAPHEAP_COMPACT) keeps no table derived from the heap records either
+// (capability masks, precomputed first choices, the sorted address table): the heap choice walks
+// the records in list order as ESP-IDF does (O(heaps) per allocation, no inline fast path), and
+// the owner lookup of free, realloc and the queries scans them (O(heaps); free's hint still
+// answers the common case in O(1)). Same choices and results, about 1.5 KiB less code and 1.6 KiB
+// less .bss (64 records) on a Cortex-M4.
+#if defined(CAPHEAP_COMPACT) && CAPHEAP_COMPACT
+#define CAPHEAP_CAPS_TABLES 0
+#else
+#define CAPHEAP_CAPS_TABLES 1
 #endif
 
 namespace capheap {
@@ -211,8 +232,14 @@ class Registry {
   /// Turns the inline fast path of allocate() on or off (default on; init() keeps the setting).
   /// While it is off every request takes allocate()'s `before_slow` hook and the general walk: the
   /// C API keeps it off while it initialises, so that its initialisation check sits on the slow
-  /// path only. Not thread-safe against itself.
+  /// path only. Not thread-safe against itself. (Firmware built for size, CAPHEAP_COMPACT, has no
+  /// inline fast path: every request takes `before_slow` and the general walk, and this does
+  /// nothing.)
+#if CAPHEAP_CAPS_TABLES
   void set_fast_path(bool on) noexcept;
+#else
+  void set_fast_path(bool) noexcept {}
+#endif
   /// Holds the inline fast paths of allocate_then() and deallocate_then() off (hold true) or
   /// releases them, independently of set_fast_path, allocate() and deallocate(): while held, every
   /// request to those two goes to its miss handler. The C API holds it while events are on, so that
@@ -220,12 +247,15 @@ class Registry {
   /// last one's value.
   void hold_then_path(bool hold) noexcept;
   /// True while hold_then_path holds those fast paths off.
-  bool then_path_held() const noexcept { return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE); }
+  bool then_path_held() const noexcept {
+    return __atomic_load_n(&then_held_, __ATOMIC_ACQUIRE);
+  }
 
   /// heap_caps_malloc's rules: NULL for size 0 or above 2^31, caps 0, MALLOC_CAP_INVALID, EXEC
   /// with 8BIT, DMA or DMA_DESC_*, or no fitting heap; EXEC implies 32BIT; 32BIT rounds size to 4;
   /// hardware alignment for DMA/DMA_DESC_*/CACHE_ALIGNED/SIMD; D/IRAM instruction aliases for EXEC.
-  /// `before_slow()` runs first whenever the request leaves the inline fast path.
+  /// `before_slow()` runs first whenever the request leaves the inline fast path (always in
+  /// firmware built for size, which has none: see CAPHEAP_CAPS_TABLES).
   template <class BeforeSlow>
   __attribute__((always_inline)) inline void *allocate(std::size_t size, Caps caps,
                                                        BeforeSlow &&before_slow) noexcept;
@@ -342,8 +372,13 @@ class Registry {
   }
 
   /// The heap whose region contains p (data-bus address), as a list position, or -1; record_index
-  /// (if not null) receives its record, consistent with the position. O(log heaps), lock-free.
+  /// (if not null) receives its record, consistent with the position. O(log heaps), lock-free
+  /// (firmware built for size, CAPHEAP_COMPACT: O(heaps), a scan of the records).
+#if CAPHEAP_CAPS_TABLES
   inline int find_heap(const void *p, unsigned *record_index = nullptr) const noexcept;
+#else
+  int find_heap(const void *p, unsigned *record_index = nullptr) const noexcept;
+#endif
   /// True if p is an instruction-bus alias produced by an EXEC allocation's D/IRAM path.
   bool is_iram_alias(const void *p) const noexcept {
     const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
@@ -411,11 +446,23 @@ class Registry {
     std::uintptr_t end = 0;
     std::uintptr_t iram_start = 0;
     Heap heap;
+#if CAPHEAP_LOCK_STORAGE
     capheap_lock_t lock_storage{};
+    void *lock_object() noexcept {
+      return &lock_storage;
+    }
+#else
+    void *lock_object() noexcept {
+      return this;
+    }
+#endif
     const char *name = nullptr;
     bool registered = false;
     bool runtime = false;
     std::uint8_t index = 0;  // its position in records_ (in the padding before hint_span)
+#if !CAPHEAP_CAPS_TABLES
+    bool outer = false;  // another heap lies inside this one (set by rebuild_tables, never cleared)
+#endif
     // end - start while no other heap lies inside this one; 0 from then on (set once, never
     // restored), and 0 while a startup-stack region is not yet a heap: free's hint check, a - start
     // < hint_span, fails for an outer heap, which must search (the pointer may be the inner
@@ -426,9 +473,11 @@ class Registry {
   static constexpr unsigned kWords = kMaxHeaps / 32;
   static constexpr unsigned kCapBits = 31;  // bit 31 (INVALID) is never a heap capability
 
+#if CAPHEAP_CAPS_TABLES
   struct Mask {
     std::uint32_t w[kWords] = {};
   };
+#endif
 
   HeapView view_of_record(const Record &r) const noexcept;
   // usable_size (allocated false) or allocated_size (true) of a live allocation, alias-aware; 0
@@ -450,12 +499,14 @@ class Registry {
   // Publishes a change (caller holds the table lock): makes seq_ odd, puts record `added` (if not
   // kMaxHeaps) into the list at `where`, rebuilds every derived table, makes seq_ even again.
   void rebuild_tables(unsigned added, Placement where) noexcept;
+#if CAPHEAP_CAPS_TABLES
   // Heaps among those with every bit of req at some level (registered ones only) in word w of the
   // position masks, and those sharing a bit of req at level l.
   std::uint32_t eligible_in(std::uint32_t req, unsigned w) const noexcept;
   std::uint32_t level_in(std::uint32_t req, unsigned l, unsigned w) const noexcept;
   // 1 + the record index of the first heap the walk tries for req (0: none).
   unsigned first_choice(std::uint32_t req) const noexcept;
+#endif
   bool register_heap(Record &r) noexcept;
   Status insert(Record &r, Placement where) noexcept;
   // The record of the heap holding p (alias-aware; data receives the data-bus address), or null
@@ -469,7 +520,9 @@ class Registry {
   void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
   // The inline fast paths' out-of-line halves: the locked engine call lives here so that the C
   // API's entry points keep no values across calls (no register saves) and end in a tail call.
+#if CAPHEAP_CAPS_TABLES
   static void *allocate_in(Record &r, std::size_t size) noexcept;
+#endif
   static void free_in(Record &r, void *ptr) noexcept;
   // free_in with r's heap handle passed in (by value: see then_heap_).
   static void free_in_heap(Record &r, Heap h, void *ptr) noexcept;
@@ -498,10 +551,12 @@ class Registry {
     return Slow(size, caps, r.index + 1u, caller);
   }
 #endif
+#if CAPHEAP_CAPS_TABLES
   // The inline fast path's choice: the first heap of ESP-IDF's walk for caps (null: take the
   // general walk), and the size to ask it for.
   __attribute__((always_inline)) inline Record *fast_choice(std::size_t size, Caps caps,
                                                             std::size_t &want) noexcept;
+#endif
   // Null, instruction aliases, a miss of the hint (looks the heap up and moves the hint), stray
   // pointers (reported).
   void deallocate_slow(void *ptr) noexcept;
@@ -514,6 +569,7 @@ class Registry {
   Record records_[kMaxHeaps] = {};
   // List order: order_[pos] is the record index of the heap at list position pos.
   std::uint8_t order_[kMaxHeaps] = {};
+#if CAPHEAP_CAPS_TABLES
   // Sorted by start address (ties: larger end first): by_addr_[k] is a list position, and
   // parent_[k] is 1 + the sorted index of the nearest heap enclosing heap k (0 if none; heaps added
   // strictly inside an allocated block of another heap nest).
@@ -522,6 +578,7 @@ class Registry {
   // The same order, denormalised for the lookup on free: starts and ends side by side.
   std::uintptr_t addr_start_[kMaxHeaps] = {};
   std::uintptr_t addr_end_[kMaxHeaps] = {};
+#endif
   // Record index of the heap the last free went to: consecutive frees mostly hit the same heap. A
   // record's start and end never change once it is published and `hint_span` only goes to 0, so a
   // hit is checked against the record itself, without the sequence counter or the tables.
@@ -530,6 +587,7 @@ class Registry {
   static constexpr std::uint32_t kHintHeld = 0x100;
   std::uint32_t free_hint_ = 0;
   unsigned count_ = 0;
+#if CAPHEAP_CAPS_TABLES
   // Per capability bit b: heaps (list positions) with b at level l (masks_[l][b]), and with b at
   // any level (masks_[kAny][b]).
   Mask masks_[CAPHEAP_PRIORITY_LEVELS + 1][kCapBits] = {};
@@ -542,10 +600,12 @@ class Registry {
   // DEFAULT|INTERNAL, DMA|INTERNAL, SPIRAM|8BIT ...): first_pair_[low bit][high bit].
   static constexpr unsigned kPairBits = 16;
   std::uint8_t first_pair_[kPairBits][kPairBits] = {};
+#endif
   // Bounds of all instruction-alias ranges (quick reject on free).
   std::uintptr_t iram_low_ = 0;
   std::uintptr_t iram_high_ = 0;
   std::uintptr_t iram_span_ = 0;  // iram_high_ - iram_low_ (0: no alias window)
+#if CAPHEAP_CAPS_TABLES
   // Capability bits the inline fast path of allocate() handles itself (no alignment, no alias).
   std::uint32_t fast_caps_ = 0;
   std::uint32_t fast_caps_base_ = 0;  // fast_caps_ while at most 32 heaps exist
@@ -554,6 +614,7 @@ class Registry {
     // (count_ atomically: hold_then_path calls this without the table lock.)
     return !fast_off_ && __atomic_load_n(&count_, __ATOMIC_RELAXED) <= 32 ? fast_caps_base_ : 0u;
   }
+#endif
   bool then_held_ = false;  // hold_then_path(true)
 #if CAPHEAP_THEN_TABLES
   // first_single_ for allocate_then(), with fast_caps_ applied: null for a bit the fast path does
@@ -580,16 +641,18 @@ class Registry {
   }
   PairEntry then_pair_[kPairBits][kPairBits] = {};
 #endif
+#if CAPHEAP_CAPS_TABLES
   // Stores fast_caps_ and the allocate_then tables from the current settings, again until they
   // agree with the settings read after the store (a concurrent change of another setting cannot be
   // lost).
   void publish_fast_caps() noexcept;
+#endif
   std::uint32_t seq_ = 0;  // seqlock: odd while the tables change
   capheap_lock_t table_lock_{};
   bool table_lock_ready_ = false;
   // All-zero until init() sets it (granule 0 becomes 4 there): a registry whose constant
-  // initialiser is all zeros lives in .bss; one non-zero byte would put all of it (8.6 KiB with 64
-  // heap records on a 32-bit target) into .data, i.e. into flash as well.
+  // initialiser is all zeros lives in .bss; one non-zero byte would put all of it (2.9 KiB with 64
+  // heap records in firmware built for size, 32-bit target) into .data, i.e. into flash as well.
   HeapConfig heap_config_{};
   const capheap_layout_t *layout_ = nullptr;
 };
@@ -599,6 +662,7 @@ class Registry {
 // word, no alignment, no instruction alias) is inlined into the C API; everything else goes to the
 // out-of-line paths in registry.cpp, which implement the same rules in full.
 
+#if CAPHEAP_CAPS_TABLES
 inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps,
                                                std::size_t &want) noexcept {
   const std::uint32_t c = caps.bits();
@@ -630,8 +694,15 @@ inline Registry::Record *Registry::fast_choice(std::size_t size, Caps caps,
   return nullptr;
 }
 
+#endif  // CAPHEAP_CAPS_TABLES
+
 template <class BeforeSlow>
 inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before_slow) noexcept {
+#if !CAPHEAP_CAPS_TABLES
+  // (Firmware built for size: no inline fast path, the one general walk.)
+  before_slow();
+  return allocate_slow(size, caps);
+#else
   std::size_t want = size;
   Record *r = fast_choice(size, caps, want);
   if (CAPHEAP_LIKELY(r != nullptr)) {
@@ -642,6 +713,7 @@ inline void *Registry::allocate(std::size_t size, Caps caps, BeforeSlow &&before
   }
   before_slow();
   return allocate_slow(size, caps);
+#endif
 }
 
 #if CAPHEAP_THEN_TABLES
@@ -683,6 +755,7 @@ inline void *Registry::allocate_then(std::size_t size, Caps caps, CallerFn &&cal
 
 #endif  // CAPHEAP_THEN_TABLES
 
+#if CAPHEAP_CAPS_TABLES
 inline int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   for (;;) {
@@ -712,6 +785,7 @@ inline int Registry::find_heap(const void *p, unsigned *record_index) const noex
     if (!read_seq_retry(seq)) return found;
   }
 }
+#endif
 
 inline void Registry::deallocate(void *ptr) noexcept {
   // (A null pointer, an instruction alias or a stray pointer never lies inside a heap's data
@@ -761,10 +835,10 @@ inline bool Registry::read_seq_retry(std::uint32_t begin) const noexcept {
 }
 
 inline void Registry::lock(Record &r) noexcept {
-  capheap_port_lock_acquire(&r.lock_storage);
+  capheap_port_lock_acquire(r.lock_object());
 }
 inline void Registry::unlock(Record &r) noexcept {
-  capheap_port_lock_release(&r.lock_storage);
+  capheap_port_lock_release(r.lock_object());
 }
 
 }  // namespace capheap

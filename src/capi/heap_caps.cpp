@@ -46,12 +46,23 @@ struct MonitorEntry {
 MonitorEntry *g_monitor = nullptr;
 unsigned g_monitor_count = 0;
 
-/// The view (with the lock) of a monitored heap, found by the address of its control structure
-/// (list positions shift when a runtime heap is added at the head); empty if none.
-HeapView monitored_view(Heap h) noexcept {
-  if (!h) return HeapView{};
-  const HeapView v = g_registry.view_of(h.control());
-  return v.heap == h ? v : HeapView{};
+/// Starts (start true: resets each heap's minimum, keeping the lowest seen) or ends (restores it)
+/// the monitoring of every heap in g_monitor that still exists, each under its lock. A monitored
+/// heap is found by the address of its control structure (list positions shift when a runtime heap
+/// is added at the head).
+void monitor_pass(bool start) noexcept {
+  for (unsigned i = 0; i < g_monitor_count; ++i) {
+    MonitorEntry &m = g_monitor[i];
+    if (!m.heap) continue;
+    const HeapView v = g_registry.view_of(m.heap.control());
+    if (v.heap != m.heap) continue;
+    // (Under the heap's lock: allocations on other tasks update the same minimum.)
+    g_registry.with_heap_locked(v, [&] {
+      if (!start) return m.heap.restore_minimum_free_bytes(m.saved_min);
+      const size_t old = m.heap.reset_minimum_free_bytes();
+      if (old < m.saved_min) m.saved_min = old;
+    });
+  }
 }
 
 // Largest single request any heap could hold; larger sizes fail before any arithmetic.
@@ -132,20 +143,27 @@ void report_failure(std::size_t size, std::uint32_t caps, const char *function) 
   }
 }
 
-/// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path).
+/// malloc_base for calloc, the _base and the _prefer functions. Firmware built for size
+/// (CAPHEAP_COMPACT, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
+/// which makes the same choice as its inline fast path without a copy of it in each caller; hosts
+/// keep the fast path (heap_caps_calloc is common).
+void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept;
+
+/// heap_caps_malloc_base's body, inlined into heap_caps_malloc (the hot path). Firmware built for
+/// size, whose registry has no inline fast path: one out-of-line copy (malloc_base_call).
 __attribute__((always_inline)) inline void *malloc_base(std::size_t size,
                                                         std::uint32_t caps) noexcept {
+#if CAPHEAP_COMPACT
+  return malloc_base_call(size, caps);
+#else
   // The initialisation check is on the slow path only: the registry's fast path is off until the
   // initialisation has finished (heap_caps_init / ensure_init_slow turn it on), so a request it
   // serves comes after that. (No size check here: the slow path refuses anything above
   // kHeapSizeMax.)
   return g_registry.allocate(size, Caps(caps), [] { ensure_init(); });
+#endif
 }
 
-/// malloc_base for calloc, the _base and the _prefer functions. Firmware built for size
-/// (CAPHEAP_COMPACT, set with CAPHEAP_FORCE_INLINE=OFF) takes the registry's general walk,
-/// which makes the same choice as its inline fast path without a copy of it in each caller; hosts
-/// keep the fast path (heap_caps_calloc is common).
 void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
 #if CAPHEAP_COMPACT
   ensure_init();
@@ -346,8 +364,9 @@ esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, 
   ensure_init();
   // ESP-IDF compares the bounds as the signed intptr_t they are (spec §1.2: end <= start is
   // ESP_ERR_INVALID_ARG): a negative end (0x80000000 and above on a 32-bit target) lies below a
-  // positive start. The registry compares addresses unsigned, so the check is made here.
-  if (caps == nullptr || start == 0 || end == 0 || end <= start) return ESP_ERR_INVALID_ARG;
+  // positive start. The registry compares addresses unsigned, so this check is made here; the
+  // registry refuses the other invalid arguments (caps NULL, a bound 0) with the same code.
+  if (end <= start) return ESP_ERR_INVALID_ARG;
   return static_cast<esp_err_t>(g_registry.add_region(caps, static_cast<std::uintptr_t>(start),
                                                       static_cast<std::uintptr_t>(end)));
 }
@@ -1038,6 +1057,26 @@ CAPHEAP_NOINLINE void add_info(multi_heap_info_t &total, const capheap::HeapInfo
     total.largest_free_block = hi.largest_free_block;
 }
 
+/// The one pass over the heap list of the queries, reports and walkers: fn(view, ctx) for every
+/// registered heap with every bit of caps, in list order (MALLOC_CAP_INVALID: none). Initialises on
+/// first use.
+using HeapFn = void (*)(const HeapView &v, void *ctx);
+CAPHEAP_NOINLINE void each_heap(uint32_t caps, HeapFn fn, void *ctx) {
+  ensure_init();
+  for (unsigned i = 0; i < g_registry.count(); ++i) {
+    // (Registry::heap_matches' rule, on the one view read of the heap.)
+    static_assert(CAPHEAP_PRIORITY_LEVELS == 3, "every level's caps");
+    const HeapView v = g_registry.view(i);
+    if (v.registered && ((v.caps[0] | v.caps[1] | v.caps[2]) & caps) == caps) fn(v, ctx);
+  }
+}
+
+/// each_heap with the integrity, dump and walk functions' rule: MALLOC_CAP_INVALID (their _all
+/// forms) selects every registered heap.
+void each_queried_heap(uint32_t caps, HeapFn fn, void *ctx) {
+  each_heap((caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps, fn, ctx);
+}
+
 /// Validates one heap under its lock and prints what is wrong (print_errors); true if intact.
 bool check_heap(const HeapView &v, bool print_errors) {
   capheap::Validation res;
@@ -1047,23 +1086,26 @@ bool check_heap(const HeapView &v, bool print_errors) {
   return res.ok();
 }
 
-multi_heap_info_t info_pass(uint32_t caps);
-
 enum class Sum { kTotal, kFree, kMinimumFree };
 
 /// The sum of one figure over the heaps matching caps.
 size_t sum_heaps(uint32_t caps, Sum what) {
-  ensure_init();
+  struct Ctx {
+    Sum what;
+    size_t total;
+  } ctx{what, 0};
   return g_registry.consistent([&] {
-    size_t total = 0;
-    for (unsigned i = 0; i < g_registry.count(); ++i)
-      if (g_registry.heap_matches(i, Caps(caps))) {
-        const HeapView v = g_registry.view(i);
-        total += what == Sum::kTotal  ? v.end - v.start
-                 : what == Sum::kFree ? v.heap.free_bytes()
-                                      : v.heap.minimum_free_bytes();
-      }
-    return total;
+    ctx.total = 0;
+    each_heap(
+        caps,
+        [](const HeapView &v, void *c) {
+          Ctx &cx = *static_cast<Ctx *>(c);
+          cx.total += cx.what == Sum::kTotal  ? v.end - v.start
+                      : cx.what == Sum::kFree ? v.heap.free_bytes()
+                                              : v.heap.minimum_free_bytes();
+        },
+        &ctx);
+    return ctx.total;
   });
 }
 }  // namespace
@@ -1087,22 +1129,17 @@ size_t heap_caps_get_minimum_free_size(uint32_t caps) {
 
 void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
   if (info == nullptr) return;
-  ensure_init();
-  *info = g_registry.consistent([&] { return info_pass(caps); });
+  g_registry.consistent([&] {
+    *info = multi_heap_info_t{};
+    each_heap(
+        caps,
+        [](const HeapView &v, void *c) {
+          add_info(*static_cast<multi_heap_info_t *>(c), locked_info(v));
+        },
+        info);
+    return 0;
+  });
 }
-
-}  // extern "C"
-
-namespace {
-multi_heap_info_t info_pass(uint32_t caps) {
-  multi_heap_info_t result{};
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (g_registry.heap_matches(i, Caps(caps))) add_info(result, locked_info(g_registry.view(i)));
-  return result;
-}
-}  // namespace
-
-extern "C" {
 
 size_t heap_caps_get_largest_free_block(uint32_t caps) {
   multi_heap_info_t info;
@@ -1114,21 +1151,22 @@ void heap_caps_print_heap_info(uint32_t caps) {
   ensure_init();
   multi_heap_info_t total{};
   capheap_port_printf("Heap summary for capabilities 0x%08X:\n", static_cast<unsigned>(caps));
-  for (unsigned i = 0; i < g_registry.count(); ++i) {
-    if (!g_registry.heap_matches(i, Caps(caps))) continue;
-    const HeapView v = g_registry.view(i);
-    const capheap::HeapInfo hi = locked_info(v);
-    capheap_port_printf("  At 0x%08x len %d free %d allocated %d min_free %d\n",
-                        display32(display_address(reinterpret_cast<void *>(v.start))),
-                        static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
-                        static_cast<int>(hi.total_allocated_bytes),
-                        static_cast<int>(hi.minimum_free_bytes));
-    capheap_port_printf(
-        "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
-        static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
-        static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
-    add_info(total, hi);
-  }
+  each_heap(
+      caps,
+      [](const HeapView &v, void *c) {
+        const capheap::HeapInfo hi = locked_info(v);
+        capheap_port_printf(
+            "  At 0x%08x len %d free %d allocated %d min_free %d\n",
+            display32(display_address(reinterpret_cast<void *>(v.start))),
+            static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
+            static_cast<int>(hi.total_allocated_bytes), static_cast<int>(hi.minimum_free_bytes));
+        capheap_port_printf(
+            "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
+            static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
+            static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
+        add_info(*static_cast<multi_heap_info_t *>(c), hi);
+      },
+      &total);
   capheap_port_printf("  Totals:\n");
   capheap_port_printf(
       "    free %d allocated %d min_free %d largest_free_block %d\n",
@@ -1152,14 +1190,7 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void) {
       g_monitor[i].saved_min = ~size_t(0);
     }
   }
-  for (unsigned i = 0; i < g_monitor_count; ++i) {
-    capheap::capi::MonitorEntry &m = g_monitor[i];
-    const capheap::HeapView v = capheap::capi::monitored_view(m.heap);
-    if (!v.heap) continue;
-    size_t old = 0;
-    g_registry.with_heap_locked(v, [&] { old = m.heap.reset_minimum_free_bytes(); });
-    if (old < m.saved_min) m.saved_min = old;
-  }
+  capheap::capi::monitor_pass(true);
   return ESP_OK;
 }
 
@@ -1167,13 +1198,7 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
   using capheap::capi::g_monitor;
   using capheap::capi::g_monitor_count;
   if (g_monitor == nullptr) return ESP_FAIL;
-  for (unsigned i = 0; i < g_monitor_count; ++i) {
-    capheap::capi::MonitorEntry &m = g_monitor[i];
-    const capheap::HeapView v = capheap::capi::monitored_view(m.heap);
-    if (!v.heap) continue;
-    // (Under the heap's lock: allocations on other tasks update the same minimum.)
-    g_registry.with_heap_locked(v, [&] { m.heap.restore_minimum_free_bytes(m.saved_min); });
-  }
+  capheap::capi::monitor_pass(false);
   capheap::capi::MonitorEntry *m = g_monitor;
   g_monitor = nullptr;
   g_monitor_count = 0;
@@ -1186,11 +1211,16 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void) {
 // ================================================================================================
 
 bool heap_caps_check_integrity(uint32_t caps, bool print_errors) {
-  ensure_init();
-  bool all_ok = true;
-  for (unsigned i = 0; i < g_registry.count(); ++i)
-    if (matches_query(i, caps) && !check_heap(g_registry.view(i), print_errors)) all_ok = false;
-  return all_ok;
+  // Bit 0: print errors; bit 1: a heap is damaged.
+  unsigned state = print_errors ? 1u : 0u;
+  each_queried_heap(
+      caps,
+      [](const HeapView &v, void *c) {
+        unsigned &st = *static_cast<unsigned *>(c);
+        if (!check_heap(v, (st & 1u) != 0)) st |= 2u;
+      },
+      &state);
+  return (state & 2u) == 0;
 }
 
 bool heap_caps_check_integrity_all(bool print_errors) {
@@ -1264,21 +1294,21 @@ bool capheap_check_integrity_step(capheap_integrity_cursor_t *cursor, size_t max
 }
 
 void heap_caps_dump(uint32_t caps) {
-  ensure_init();
-  for (unsigned i = 0; i < g_registry.count(); ++i) {
-    if (!matches_query(i, caps)) continue;
-    const HeapView v = g_registry.view(i);
-    g_registry.with_heap_locked(v, [&] {
-      capheap_port_printf("Showing data for heap: 0x%08x \n",
-                          display32(display_address(reinterpret_cast<void *>(v.start))));
-      v.heap.for_each_block([](const capheap::BlockView &b) {
-        capheap_port_printf("Block 0x%08x data, size: %d bytes, Free: %s \n",
-                            display32(display_address(b.data)), static_cast<int>(b.size),
-                            b.used ? "No" : "Yes");
-        return true;
-      });
-    });
-  }
+  each_queried_heap(
+      caps,
+      [](const HeapView &v, void *) {
+        g_registry.with_heap_locked(v, [&] {
+          capheap_port_printf("Showing data for heap: 0x%08x \n",
+                              display32(display_address(reinterpret_cast<void *>(v.start))));
+          v.heap.for_each_block([](const capheap::BlockView &b) {
+            capheap_port_printf("Block 0x%08x data, size: %d bytes, Free: %s \n",
+                                display32(display_address(b.data)), static_cast<int>(b.size),
+                                b.used ? "No" : "Yes");
+            return true;
+          });
+        });
+      },
+      nullptr);
 }
 
 void heap_caps_dump_all(void) {
@@ -1311,27 +1341,27 @@ void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user
     capheap_port_fail("heap_caps_walk: NULL walker", nullptr, nullptr);
     return;
   }
-  ensure_init();
-  for (unsigned i = 0; i < g_registry.count(); ++i) {
-    if (!matches_query(i, caps)) continue;
-    const HeapView v = g_registry.view(i);
-    struct Ctx {
-      heap_caps_walker_cb_t fn;
-      walker_heap_into_t heap;
-      void *user;
-    } ctx{walker_func,
-          walker_heap_into_t{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)},
-          user_data};
-    g_registry.with_heap_locked(v, [&] {
-      capheap::capi::walk_blocks(
-          v.heap,
-          [](void *data, std::size_t size, bool used, void *u) -> bool {
-            const Ctx *cx = static_cast<const Ctx *>(u);
-            return cx->fn(cx->heap, walker_block_info_t{data, size, used}, cx->user);
-          },
-          &ctx);
-    });
-  }
+  struct Ctx {
+    heap_caps_walker_cb_t fn;
+    walker_heap_into_t heap;
+    void *user;
+  } ctx{walker_func, walker_heap_into_t{}, user_data};
+  each_queried_heap(
+      caps,
+      [](const HeapView &v, void *c) {
+        Ctx &cx = *static_cast<Ctx *>(c);
+        cx.heap = walker_heap_into_t{static_cast<intptr_t>(v.start), static_cast<intptr_t>(v.end)};
+        g_registry.with_heap_locked(v, [&] {
+          capheap::capi::walk_blocks(
+              v.heap,
+              [](void *data, std::size_t size, bool used, void *u) -> bool {
+                const Ctx *x = static_cast<const Ctx *>(u);
+                return x->fn(x->heap, walker_block_info_t{data, size, used}, x->user);
+              },
+              &cx);
+        });
+      },
+      &ctx);
 }
 
 void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data) {

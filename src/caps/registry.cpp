@@ -11,6 +11,10 @@
 // Finding a pointer's heap: by_addr_ lists positions sorted by start address; a binary search finds
 // the heap in O(log heaps).
 //
+// Firmware built for size (CAPHEAP_COMPACT, CAPHEAP_CAPS_TABLES 0) keeps none of these tables: the
+// choice walks the records in list order level by level, as ESP-IDF does, and the lookup scans
+// them (O(heaps) both; same choices and results).
+//
 // Concurrency. Tables change only when heaps are added (init, enabling startup-stack heaps,
 // add_region), under table_lock_. Readers (allocation, free) take no table lock: they read under a
 // sequence counter (seqlock) and retry if a change overlapped. Every table word is read and written
@@ -81,8 +85,10 @@ void Registry::unlock_all() noexcept {
 }
 void Registry::reset_locks_in_child() noexcept {
   if (table_lock_ready_) capheap_lock_init(&table_lock_);
+#if CAPHEAP_LOCK_STORAGE
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_init(&records_[i].lock_storage);
+#endif
 }
 
 // ================================================================================================
@@ -96,19 +102,23 @@ void Registry::init(std::size_t granule) noexcept {
 }
 
 void Registry::init(const HeapConfig &heap_config) noexcept {
+#if CAPHEAP_LOCK_STORAGE
   for (unsigned i = 0; i < count_; ++i)
     capheap_lock_destroy(&records_[i].lock_storage);
+#endif
   if (table_lock_ready_) capheap_lock_destroy(&table_lock_);
   // Forget every record, not just the count: free's hint checks a record's own bounds, so a stale
   // record from before (its memory may now belong to new heaps) must never match a pointer. The
   // fast path's first-heap tables name records: none until a heap is registered. Unused entries
   // of addr_start_ hold the largest address (all bits set).
   __builtin_memset(static_cast<void *>(records_), 0, sizeof records_);
+#if CAPHEAP_CAPS_TABLES
   __builtin_memset(static_cast<void *>(masks_), 0, sizeof masks_);
   __builtin_memset(static_cast<void *>(first_single_), 0, sizeof first_single_);
   __builtin_memset(static_cast<void *>(first_pair_), 0, sizeof first_pair_);
   __builtin_memset(static_cast<void *>(addr_start_), 0xFF, sizeof addr_start_);
   registered_ = Mask{};
+#endif
   free_hint_ = __atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) ? kHintHeld : 0u;
 #if CAPHEAP_THEN_TABLES
   hint_heap_ = Heap{};
@@ -121,15 +131,19 @@ void Registry::init(const HeapConfig &heap_config) noexcept {
   heap_config_.reserved_prefix = 0;
   capheap_lock_init(&table_lock_);
   table_lock_ready_ = true;
+#if CAPHEAP_CAPS_TABLES
   fast_caps_base_ = ~(MALLOC_CAP_EXEC | MALLOC_CAP_INVALID | MALLOC_CAP_DMA_DESC_AHB |
                       MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | MALLOC_CAP_SIMD);
   publish_fast_caps();
+#endif
 }
 
+#if CAPHEAP_CAPS_TABLES
 void Registry::set_fast_path(bool on) noexcept {
   fast_off_ = !on;
   publish_fast_caps();
 }
+#endif
 
 void Registry::hold_then_path(bool hold) noexcept {
   __atomic_store_n(&then_held_, hold, __ATOMIC_SEQ_CST);
@@ -144,9 +158,12 @@ void Registry::hold_then_path(bool hold) noexcept {
     if (__atomic_load_n(&then_held_, __ATOMIC_SEQ_CST) == h) break;
   }
 #endif
+#if CAPHEAP_CAPS_TABLES
   publish_fast_caps();
+#endif
 }
 
+#if CAPHEAP_CAPS_TABLES
 void Registry::publish_fast_caps() noexcept {
   // Writers: rebuild_tables (under the table lock), set_fast_path and hold_then_path (not). Each
   // stores what the settings say, then checks that every value still matches them; the last
@@ -193,12 +210,9 @@ void Registry::publish_fast_caps() noexcept {
         same = __atomic_load_n(&then_pair_[b0][b1], __ATOMIC_SEQ_CST) == then_pair(b0, b1, t);
     if (same) return;
   }
-#else
-  // (Firmware built for size: only the plain fast path's word; it has no other writer while the
-  // table lock or initialisation is held.)
-  st(fast_caps_, fast_caps_value());
 #endif
 }
+#endif  // CAPHEAP_CAPS_TABLES
 
 bool Registry::register_heap(Record &r) noexcept {
   r.heap = Heap::create(reinterpret_cast<void *>(r.start), r.end - r.start, heap_config_);
@@ -220,6 +234,7 @@ Registry::Record Registry::make_record(const u32 caps[CAPHEAP_PRIORITY_LEVELS], 
   return r;
 }
 
+#if CAPHEAP_CAPS_TABLES
 u32 Registry::eligible_in(u32 req, unsigned w) const noexcept {
   u32 m = ld(registered_.w[w]);
   for (u32 bits = req; bits != 0; bits &= bits - 1)
@@ -336,6 +351,82 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
   }
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
+#else   // !CAPHEAP_CAPS_TABLES
+
+// Firmware built for size: the list order, the alias window and the nesting flags are all there is
+// to publish; allocation and lookups walk the records.
+void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELAXED);  // odd: tables changing
+  CAPHEAP_SEQ_FENCE(__ATOMIC_RELEASE);
+  if (added != kMaxHeaps) {
+    // A heap inside another (either way round; heaps are nested or disjoint): frees of the outer
+    // heap's range must search, since the pointer may be the inner heap's. Set before the heap is
+    // published; never cleared (heaps are not removed).
+    Record &a = records_[added];
+    for (unsigned i = 0; i < count_; ++i) {
+      Record &o = records_[i];
+      if (o.start <= a.start && a.end <= o.end) {
+        o.outer = true;
+        __atomic_store_n(&o.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
+      }
+      if (a.start <= o.start && o.end <= a.end) {
+        a.outer = true;
+        __atomic_store_n(&a.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
+      }
+    }
+    // Runtime heaps go to the head of the list, boot heaps to its end. (Release stores: readers
+    // load order_ and count_ with acquire and then read the record.)
+    const unsigned at = where == Placement::kRuntime ? 0 : count_;
+    for (unsigned p = count_; p > at; --p)
+      __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
+    __atomic_store_n(&order_[at], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
+    __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
+  }
+  std::uintptr_t low = 0, high = 0;
+  for (unsigned i = 0; i < count_; ++i) {
+    const Record &r = records_[i];
+    if (r.iram_start != 0) {
+      const std::uintptr_t e = to_iram(r, r.end);
+      const std::uintptr_t lo = e < r.iram_start ? e : r.iram_start;
+      if (low == 0 || lo < low) low = lo;
+      if (lo + (r.end - r.start) > high) high = lo + (r.end - r.start);
+    }
+  }
+  st(iram_low_, low);
+  st(iram_high_, high);
+  st(iram_span_, high - low);
+  __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
+}
+
+int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  for (;;) {
+    const u32 seq = read_seq_begin();
+    // The innermost heap containing a: heaps are nested or disjoint, so it is the one with the
+    // largest start, and of those the smallest end (the last in start order, ties by larger end
+    // first, then by list position).
+    int found = -1;
+    unsigned rec = 0;
+    std::uintptr_t best_start = 0, best_end = 0;
+    const unsigned n = __atomic_load_n(&count_, __ATOMIC_ACQUIRE);
+    for (unsigned pos = 0; pos < n; ++pos) {
+      const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
+      const Record &r = records_[idx];
+      if (a - r.start < r.end - r.start &&
+          (found < 0 || r.start > best_start || (r.start == best_start && r.end <= best_end))) {
+        found = static_cast<int>(pos);
+        rec = idx;
+        best_start = r.start;
+        best_end = r.end;
+      }
+    }
+    if (!read_seq_retry(seq)) {
+      if (found >= 0 && record_index != nullptr) *record_index = rec;
+      return found;
+    }
+  }
+}
+#endif  // CAPHEAP_CAPS_TABLES
 
 Status Registry::insert(Record &r, Placement where) noexcept {
   if (count_ >= kMaxHeaps) return Status::kNoMem;
@@ -345,7 +436,9 @@ Status Registry::insert(Record &r, Placement where) noexcept {
   // A startup-stack region is no heap yet: free's hint never matches it (its span is set when it
   // is registered).
   if (!r.registered) records_[idx].hint_span = 0;
+#if CAPHEAP_LOCK_STORAGE
   capheap_lock_init(&records_[idx].lock_storage);
+#endif
   rebuild_tables(idx, where);
   return Status::kOk;
 }
@@ -375,11 +468,13 @@ Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintpt
 
 Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   layout_ = &layout;
+#if CAPHEAP_CAPS_TABLES
   // DMA requests need the slow path when this chip aligns internal DMA buffers.
   if (layout.align.dma_internal > 4 || layout.align.cache_line_int > 4) {
     fast_caps_base_ &= ~u32(MALLOC_CAP_DMA);
     publish_fast_caps();
   }
+#endif
   // 1. Reserved ranges, widened to 4-byte boundaries, subtracted from each region; 2. adjacent
   // pieces of the same type, stack flag and alias continuity merged; pieces <= 16 bytes dropped.
   struct Piece {
@@ -387,8 +482,9 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
     unsigned type;
     bool stack;
   };
+  // (No pending piece yet: an empty one, which a piece only joins if it is one, and which flush
+  // drops.)
   Piece pending{};
-  bool have_pending = false;
   Status result = Status::kOk;
 
   auto flush = [&](const Piece &p) {
@@ -402,17 +498,15 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   };
   auto emit = [&](Piece p) {
     if (p.end - p.start <= 16) return;
-    if (have_pending && pending.type == p.type && pending.stack == p.stack &&
-        pending.end == p.start &&
+    if (pending.type == p.type && pending.stack == p.stack && pending.end == p.start &&
         ((pending.iram == 0 && p.iram == 0) ||
          (pending.iram != 0 && p.iram != 0 &&
           (layout.diram_inverted || pending.iram + (pending.end - pending.start) == p.iram)))) {
       pending.end = p.end;
       return;
     }
-    if (have_pending) flush(pending);
+    flush(pending);
     pending = p;
-    have_pending = true;
   };
 
   lock_table();
@@ -443,7 +537,7 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
       cur = cut_end > cut_start ? cut_end : reg_end;
     }
   }
-  if (have_pending) flush(pending);
+  flush(pending);
   unlock_table();
   return result;
 }
@@ -458,8 +552,12 @@ void Registry::enable_startup_stack_heaps() noexcept {
     // Free's hint may take it now, unless another heap lies inside it (that one may own the
     // pointer) or it is too large for the hint's 32 bits. (release: the heap is published first.)
     bool outer = r.end - r.start > 0xFFFFFFFFu;
+#if CAPHEAP_CAPS_TABLES
     for (unsigned j = 0; j < count_ && !outer; ++j)
       outer = j != i && records_[j].start >= r.start && records_[j].end <= r.end;
+#else
+    outer = outer || r.outer;  // (rebuild_tables found the nesting when the heaps were added)
+#endif
     if (!outer)
       __atomic_store_n(&r.hint_span, static_cast<std::uint32_t>(r.end - r.start), __ATOMIC_RELEASE);
   }
@@ -582,6 +680,7 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
   return p;
 }
 
+#if CAPHEAP_CAPS_TABLES
 void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec,
                           unsigned tried) noexcept {
   const u32 req = caps.bits();
@@ -612,6 +711,33 @@ restart:
   }
   return nullptr;
 }
+#else
+// Firmware built for size: ESP-IDF's walk over the records in list order, level by level. A heap
+// qualifies when it is registered and has every requested bit at some level; it is tried at the
+// first level where it shares a requested bit (once: the table form's order exactly).
+void *Registry::try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec,
+                          unsigned tried) noexcept {
+  const u32 req = caps.bits();
+restart:
+  const u32 seq = read_seq_begin();
+  const unsigned n = __atomic_load_n(&count_, __ATOMIC_ACQUIRE);
+  for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l) {
+    for (unsigned pos = 0; pos < n; ++pos) {
+      const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
+      Record &r = records_[idx];
+      unsigned first = 0;  // the first level where r shares a requested bit
+      while (first < l && (r.caps[first] & req) == 0)
+        ++first;
+      if (first != l || (r.caps[l] & req) == 0 || (r.caps[kAny] & req) != req ||
+          !__atomic_load_n(&r.registered, __ATOMIC_ACQUIRE) || idx + 1 == tried)
+        continue;
+      if (read_seq_retry(seq)) goto restart;  // the tables changed under us
+      if (void *p = alloc_in(r, size, alignment, exec && r.iram_start != 0)) return p;
+    }
+  }
+  return nullptr;
+}
+#endif
 
 void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexcept {
   u32 c = caps.bits();
@@ -644,12 +770,14 @@ void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps c
   return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
 }
 
+#if CAPHEAP_CAPS_TABLES
 void *Registry::allocate_in(Record &r, std::size_t size) noexcept {
   lock(r);
   void *p = r.heap.allocate(size);
   unlock(r);
   return p;
 }
+#endif
 
 void Registry::free_in_heap(Record &r, Heap h, void *ptr) noexcept {
   lock(r);
@@ -798,7 +926,7 @@ HeapView Registry::view_of_record(const Record &r) const noexcept {
   v.registered = r.registered;
   v.runtime = r.runtime;
   v.heap = r.heap;
-  v.lock = const_cast<capheap_lock_t *>(&r.lock_storage);
+  v.lock = const_cast<Record &>(r).lock_object();
   return v;
 }
 
