@@ -11,6 +11,8 @@
 #   make clang-test           clang Debug build in build-clang/ + ctest
 #   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
 #   make nodeco-test          build without decoration support in build-nodeco/ (CAPHEAP_DECORATION=OFF)
+#   make compact-test         the size-built firmware forms on the host (CAPHEAP_FORCE_INLINE=OFF):
+#                             every test in build-compact/, threaded tests under TSan
 #   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
 #   make target-test          bare-metal builds (Cortex-M0+/M4F/M33, RV32IMC/IMAC, Xtensa lx106) + tests under
 #                             QEMU, then the link check's self-test (installs the cross packages first)
@@ -71,7 +73,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
         check-layers check-freestanding install-test ci clean help \
-        release-test clang-test m32-test nodeco-test coverage deps-ci fuzz target-test link-check-selftest size
+        release-test clang-test m32-test nodeco-test compact-test coverage deps-ci fuzz target-test link-check-selftest size
 
 all: build
 
@@ -169,7 +171,7 @@ ci:
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR) $(BENCH_DIR) build-release build-cross build-clang build-m32 build-nodeco build-cov \
-	  build-target build-size build-ci-logs
+	  build-target build-size build-ci-logs build-compact build-compact-tsan
 
 # Differential fuzzers (tests/fuzz, docs/testing.md): one after another, each for FUZZ_SECONDS,
 # starting from a scratch copy of its checked-in corpus (new inputs stay in $(FUZZ_DIR)/corpus).
@@ -211,6 +213,20 @@ nodeco-test: deps-ci
 	$(call configure,build-nodeco,Debug,-DCAPHEAP_DECORATION=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
 	$(CMAKE) --build build-nodeco -j $(JOBS)
 	$(CTEST) --test-dir build-nodeco --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+# The compact forms that size-built firmware runs (CAPHEAP_FORCE_INLINE=OFF defines CAPHEAP_COMPACT:
+# the engine's shared routines, the registry without derived tables) on the host: every test in a
+# Debug build, then the threaded tests under ThreadSanitizer (the compact registry's lock-free
+# readers). The bare-metal target tests run the same forms under QEMU with fewer tests.
+COMPACT_TSAN_TESTS ?= Threaded|Thread|Lock|lock|Concurrency|Recorder
+compact-test: deps
+	$(call configure,build-compact,Debug,-DCAPHEAP_FORCE_INLINE=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
+	$(CMAKE) --build build-compact -j $(JOBS)
+	$(CTEST) --test-dir build-compact --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+	$(call configure,build-compact-tsan,Debug,-DCAPHEAP_FORCE_INLINE=OFF -DCAPHEAP_TSAN=ON -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_BUILD_BENCH=OFF)
+	$(CMAKE) --build build-compact-tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  $(CTEST) --test-dir build-compact-tsan --output-on-failure -j $(JOBS) --no-tests=error -R '$(COMPACT_TSAN_TESTS)' $(CTEST_ARGS)
 
 # 32-bit: GoogleTest is built from Debian's sources with -m32; the tests labelled "portable" (engine,
 # registry, multi_heap, C++ API) run under qemu-i386 when the kernel cannot run 32-bit code itself.
