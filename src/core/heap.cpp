@@ -203,24 +203,44 @@ CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
 /// them: its successor points back to it, and its predecessor points to it (or, without one, its
 /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
 /// it on every split and merge).
-#if CAPHEAP_COMPACT && !CAPHEAP_LINK_CHECKS
-CAPHEAP_INLINE bool next_link_ok(Ctx, u32) noexcept {
+#if CAPHEAP_COMPACT
+// Firmware built for size runs every check of a listed free block through one routine, entry_ok():
+// the entry itself (free_entry_ok), then as much of its links as `what` asks for.
+constexpr u32 kEntryOnly = ~0u;  ///< entry_ok(): free_entry_ok() only
+constexpr u32 kNextLink = ~1u;   ///< entry_ok(): and the successor link (a list head's check)
+
+/// free_entry_ok(blk), then (unless `what` is kEntryOnly) its successor is 0 or points back to it,
+/// then (unless `what` is kNextLink; `what` is then the list blk is filed under) its predecessor
+/// points to it, or without one the list starts at it.
+bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
+  // (free_entry_ok(), written out: this is its one caller on the allocation and free paths.)
+  if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
+  const u32 h = x.header(blk);
+  const u32 size = h & kSizeMask;
+  if ((h & kFree) == 0 || size < kMinBlockBytes || size > x.end() - blk) return false;
+#if CAPHEAP_LINK_CHECKS
+  if (what == kEntryOnly) return true;
+  // The successor's predecessor link (its field 8), then the predecessor's successor link (its
+  // field 4), must name blk: field f of blk names a block whose field 12 - f names blk.
+  for (u32 f = kNextFreeField;; f = kPrevFreeField) {
+    const u32 t = x.word(blk + f);
+    if (t != 0) {
+      if (!link_target_ok(x, t) || x.word(t + (kNextFreeField + kPrevFreeField - f)) != blk)
+        return false;
+    } else if (f == kPrevFreeField) {
+      return x.heads()[what] == blk;  // no predecessor: blk heads its list
+    }
+    if (f == kPrevFreeField || what == kNextLink) return true;
+  }
+#else
+  static_cast<void>(what);
   return true;
+#endif
 }
-CAPHEAP_INLINE bool links_ok_at(Ctx, u32, u32) noexcept {
-  return true;
-}
-#elif CAPHEAP_COMPACT
-/// The successor link of a listed free block is 0 or points to a block that points back.
-bool next_link_ok(Ctx x, u32 blk) noexcept {
-  const u32 nf = x.next_free(blk);
-  return nf == 0 || (link_target_ok(x, nf) && x.prev_free(nf) == blk);
-}
-bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
-  if (!next_link_ok(x, blk)) return false;
-  const u32 pf = x.prev_free(blk);
-  if (pf == 0) return x.heads()[idx] == blk;
-  return link_target_ok(x, pf) && x.next_free(pf) == blk;
+/// links_ok_at() of the host form: entry_ok() with the links of the list idx (used where the
+/// entry is known to be sane, so the result is the links' alone).
+CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
+  return entry_ok(x, blk, idx);
 }
 #else
 CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
@@ -247,6 +267,40 @@ CAPHEAP_INLINE void clear_class_bit(Ctx x, u32 idx) noexcept {
   if (w == 0) x.c->word_bitmap &= ~(1u << (idx / 32));
 }
 
+#if CAPHEAP_COMPACT
+// Firmware built for size: every list change is made of connect() steps. A listed block is always
+// filed under the list of its size, so the list to unlink from is computed here, not by callers.
+
+/// a's successor becomes b (a == 0: b heads list idx); b's predecessor becomes a (b == 0: none).
+void connect(Ctx x, u32 a, u32 b, u32 idx) noexcept {
+  if (a != 0) {
+    x.set_word(a + kNextFreeField, b);
+  } else {
+    x.heads()[idx] = b;
+  }
+  if (b != 0) x.set_word(b + kPrevFreeField, a);
+}
+
+/// Unlinks the listed free block blk from the list of its size; returns that list.
+u32 list_remove(Ctx x, u32 blk) noexcept {
+  const u32 idx = index_of(x, x.size_at(blk));
+  connect(x, x.prev_free(blk), x.next_free(blk), idx);
+  if (x.heads()[idx] == 0) clear_class_bit(x, idx);
+  return idx;
+}
+/// list_remove() with the list the caller knows (it is the list of blk's size).
+CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32) noexcept {
+  list_remove(x, blk);
+}
+
+/// Links blk into list idx after the listed block prev (0: at the head).
+void list_insert_after(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+  const u32 next = prev != 0 ? x.next_free(prev) : x.heads()[idx];
+  connect(x, prev, blk, idx);
+  connect(x, blk, next, idx);
+  if ((prev | next) == 0) set_class_bit(x, idx);  // the list was empty
+}
+#else
 CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   const u32 old = x.heads()[idx];
   x.set_word(blk + kNextFreeField, old);
@@ -259,14 +313,8 @@ CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   set_class_bit(x, idx);
 }
 
-/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list). Firmware built
-/// for size keeps one out-of-line copy; hosts inline it.
-#if CAPHEAP_COMPACT
-void
-#else
-CAPHEAP_INLINE void
-#endif
-list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list).
+CAPHEAP_INLINE void list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
   const u32 next = x.next_free(blk);
   if (prev != 0) {
     x.set_word(prev + kNextFreeField, next);
@@ -298,6 +346,7 @@ CAPHEAP_INLINE void list_replace(Ctx x, u32 old, u32 fresh, u32 idx) noexcept {
     x.heads()[idx] = fresh;
   }
 }
+#endif
 
 CAPHEAP_INLINE void note_allocation(Ctx x, u32 taken) noexcept {
   Control *c = x.c;
@@ -370,7 +419,7 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       // A bad entry past the head: the link of the entry before it is what is damaged. The head
       // (prev == 0) is to blame itself, and must also have a successor that points back to it
       // (its own predecessor link is not followed: a head has none).
-      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk) || (prev == 0 && !next_link_ok(x, blk))))
+      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, prev == 0 ? kNextLink : kEntryOnly)))
         return (prev != 0 ? prev : blk) | kFoundBad;
       const u32 s = x.size_at(blk);
       // (b is 0 for the larger list: its head is taken.)
@@ -382,9 +431,9 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       prev = blk;
       blk = x.next_free(blk);
     }
-    // The block taken: its links are followed by take()'s unlink (a head's predecessor link too,
+    // The block taken: its links are followed by the unlink (a head's predecessor link too,
     // which must then be 0: one check for every case, where the host form skips a head's).
-    if (best != 0) return best | (!links_ok_at(x, best, idx) ? kFoundBad : 0u);
+    if (best != 0) return best | (!entry_ok(x, best, idx) ? kFoundBad : 0u);
     if (b == 0) return 0;  // the larger list was empty (a set bit over an empty list)
     // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
     const u32 *bits = x.bits();
@@ -469,6 +518,23 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
 /// it takes old's list position when it files under old's list, else old leaves its list and
 /// fresh heads its own. Writes fresh's header (free, previous block in use) and footer. Old's
 /// header must still be intact (its list is computed from it).
+#if CAPHEAP_COMPACT
+// (The same list order: a block that stays in old's list is linked where old was, after old's
+// predecessor; otherwise at the head of its list.)
+void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
+  const u32 fi = index_of(x, size);
+  u32 prev = 0;
+  if (old == 0) {
+    ++x.c->free_blocks;
+  } else {
+    const u32 old_prev = x.prev_free(old);
+    if (list_remove(x, old) == fi) prev = old_prev;
+  }
+  list_insert_after(x, fresh, fi, prev);
+  x.set_header(fresh, size | kFree);
+  x.set_footer(fresh, size);
+}
+#else
 void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
   const u32 fi = index_of(x, size);
   if (old == 0) {
@@ -483,7 +549,39 @@ void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
   x.set_header(fresh, size | kFree);
   x.set_footer(fresh, size);
 }
+#endif
 
+#if CAPHEAP_COMPACT
+/// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
+/// allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the lists, and
+/// returns the allocated block's header offset. `prev_flag` is the kPrevFree bit the allocated
+/// block's header must carry. `high`: a rest is left at the low end (keeping blk's header) and
+/// the allocation follows it. (Plain allocation takes the head of its list: unlinking it and
+/// filing the rest at the head of the rest's list gives the host form's list order, where the
+/// rest takes the block's list position when it stays in its list.)
+u32 carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag, bool high) noexcept {
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    u32 fresh = blk + b;  // a low-end allocation: the block after the rest keeps its kPrevFree
+    if (high) {
+      fresh = blk;
+      blk += rest;
+      prev_flag = kPrevFree;
+    }
+    relist(x, 0, fresh, rest);
+    size = b;
+  }
+  // The block after the allocation: its previous block is in use now (after a low-end split this
+  // is the rest, whose fresh header has no kPrevFree).
+  const u32 next = blk + size;
+  x.set_header(next, x.header(next) & ~kPrevFree);
+  x.set_header(blk, size | prev_flag);
+  --x.c->free_blocks;
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+  return blk;
+}
+#else
 /// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
 /// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
 /// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
@@ -491,15 +589,11 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     // (The block after the tail already has kPrevFree set.)
-#if CAPHEAP_COMPACT
-    relist(x, 0, blk + b, rest);
-#else
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);
     x.set_footer(tail, rest);
     list_insert(x, tail, index_of(x, rest));
     ++x.c->free_blocks;
-#endif
     size = b;
   } else {
     const u32 next = blk + size;
@@ -509,39 +603,6 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   --x.c->free_blocks;
   ++x.c->used_blocks;
   note_allocation(x, size);
-}
-
-#if CAPHEAP_COMPACT
-/// take() of the host form below with one unlink and one header update for every case.
-/// (The block as find_free_compact() found it; its size and list are read here.)
-u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
-  u32 size = x.size_at(blk);
-  const u32 rest = size - b;
-  u32 flag = 0;
-  if (rest >= kMinBlockBytes) {
-    // Low end: the rest becomes a block after the allocation, and the block after the rest keeps
-    // its kPrevFree flag. High end: the rest keeps blk's header, the allocation follows it.
-    const u32 fresh = high ? blk : blk + b;
-    relist(x, blk, fresh, rest);
-    if (!high) {
-      x.set_header(blk, b);
-      ++x.c->used_blocks;
-      note_allocation(x, b);
-      return blk;
-    }
-    blk += rest;
-    size = b;
-    flag = kPrevFree;
-  } else {
-    list_remove(x, blk, index_of(x, size));
-    --x.c->free_blocks;
-  }
-  const u32 next = blk + size;
-  x.set_header(next, x.header(next) & ~kPrevFree);
-  x.set_header(blk, size | flag);
-  ++x.c->used_blocks;
-  note_allocation(x, size);
-  return blk;
 }
 #endif
 
@@ -641,8 +702,7 @@ struct Live {
 /// A free neighbour at nb claiming `size` bytes may be merged with: a sane free block (inside the
 /// block area, 4-aligned, sane size) whose header says so, with sane links.
 bool free_neighbour_ok(Ctx x, u32 nb, u32 size) noexcept {
-  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) &&
-         links_ok_at(x, nb, index_of(x, size));
+  return entry_ok(x, nb, index_of(x, size)) && x.header(nb) == (size | kFree);
 }
 
 /// The checks of the host form below, with one routine for both neighbours: the live block's
@@ -660,8 +720,7 @@ u32 live_block(Ctx x, const void *p, const detail::OpTexts &op, const void *repo
       bool ok = (next_h & kPrevFree) == 0;
       // (A free next block: its header is next_h, whose kPrevFree is clear.)
       if (ok && (next_h & kFree) != 0)
-        ok = free_entry_ok(x, blk + size) &&
-             links_ok_at(x, blk + size, index_of(x, next_h & kSizeMask));
+        ok = entry_ok(x, blk + size, index_of(x, next_h & kSizeMask));
       if (ok && (h & kPrevFree) != 0) {
         const u32 prev_size = x.word(blk - 4);
         ok = free_neighbour_ok(x, blk - prev_size, prev_size);
@@ -683,7 +742,7 @@ CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const detail::OpTex
   l.size = l.h & kSizeMask;
   const u32 next_h = x.header(l.blk + l.size);
   l.next_size = (next_h & kFree) != 0 ? next_h & kSizeMask : 0u;
-  l.next_idx = index_of(x, l.next_size);
+  l.next_idx = 0;  // (list_remove() finds the list from the block's size)
   return l;
 }
 #else
@@ -1100,7 +1159,9 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  void *const p = x.data(take(x, blk, b, high_ok && b >= kHighCarveBytes));
+  const u32 found = x.size_at(blk);
+  list_remove(x, blk);
+  void *const p = x.data(carve(x, blk, found, b, 0, high_ok && b >= kHighCarveBytes));
 #else
   void *const p =
       high_ok ? allocate_plain<true>(control_, size) : allocate_plain<false>(control_, size);
@@ -1178,7 +1239,11 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
     avail = size_found - gap;
     prev_flag = kPrevFree;
   }
+#if CAPHEAP_COMPACT
+  carve(x, at, avail, b, prev_flag, false);
+#else
   carve(x, at, avail, b, prev_flag);
+#endif
   return x.data(at);
 }
 
@@ -1373,7 +1438,7 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
     start = blk - prev_size;
     total += prev_size;
     if (anchor != 0) {
-      list_remove(x, next, index_of(x, next_h & kSizeMask));
+      list_remove(x, next);
       --c->free_blocks;
     }
     anchor = start;
