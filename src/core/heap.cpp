@@ -160,7 +160,9 @@ CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
 
 /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
 CAPHEAP_INLINE u32 block_for_request(Ctx x, std::size_t request) noexcept {
-  if (request > x.span()) return 0;  // keeps the arithmetic below far from overflow
+  // 0 refused too (callers other than malloc refuse it first); keeps the arithmetic below far
+  // from overflow.
+  if (request - 1 >= x.span()) return 0;
   const u32 g = x.granule();
   u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
   if (b < kMinBlockBytes) b = kMinBlockBytes;
@@ -552,21 +554,25 @@ void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
 #endif
 
 #if CAPHEAP_COMPACT
-/// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
-/// allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the lists, and
-/// returns the allocated block's header offset. `prev_flag` is the kPrevFree bit the allocated
-/// block's header must carry. `high`: a rest is left at the low end (keeping blk's header) and
-/// the allocation follows it. (Plain allocation takes the head of its list: unlinking it and
-/// filing the rest at the head of the rest's list gives the host form's list order, where the
-/// rest takes the block's list position when it stays in its list.)
-u32 carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag, bool high) noexcept {
+/// carve(): the allocation is taken from the high end of a block that splits.
+constexpr u32 kCarveHigh = 1u;
+
+/// Turns the free block `blk` (already off its list, its size in its header, previous block in
+/// use) into an allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the
+/// lists, and returns the allocated block's header offset. `how`: kPrevFree, the bit the allocated
+/// block's header must carry, and kCarveHigh: a rest is left at the low end (keeping blk's
+/// header) and the allocation follows it. (Plain allocation takes the head of its list: unlinking
+/// it and filing the rest at the head of the rest's list gives the host form's list order, where
+/// the rest takes the block's list position when it stays in its list.)
+u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
+  u32 size = x.size_at(blk);
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     u32 fresh = blk + b;  // a low-end allocation: the block after the rest keeps its kPrevFree
-    if (high) {
+    if ((how & kCarveHigh) != 0) {
       fresh = blk;
       blk += rest;
-      prev_flag = kPrevFree;
+      how = kPrevFree;
     }
     relist(x, 0, fresh, rest);
     size = b;
@@ -575,7 +581,7 @@ u32 carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag, bool high) noexcept {
   // is the rest, whose fresh header has no kPrevFree).
   const u32 next = blk + size;
   x.set_header(next, x.header(next) & ~kPrevFree);
-  x.set_header(blk, size | prev_flag);
+  x.set_header(blk, size | (how & kPrevFree));
   --x.c->free_blocks;
   ++x.c->used_blocks;
   note_allocation(x, size);
@@ -1149,8 +1155,7 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
                                    bool high_ok = true) noexcept {
   const Ctx x(control_);
 #if CAPHEAP_COMPACT
-  if (size == 0) return nullptr;
-  const u32 b = block_for_request(x, size);
+  const u32 b = block_for_request(x, size);  // (0 for size 0)
   if (b == 0) return nullptr;
   const u32 r = find_free_compact(x, b, kMallocScan);
   const u32 blk = r & ~kFoundBad;
@@ -1159,9 +1164,8 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
     report_bad_free_entry(x.c, blk);
     return nullptr;
   }
-  const u32 found = x.size_at(blk);
   list_remove(x, blk);
-  void *const p = x.data(carve(x, blk, found, b, 0, high_ok && b >= kHighCarveBytes));
+  void *const p = x.data(carve(x, blk, b, high_ok && b >= kHighCarveBytes ? kCarveHigh : 0u));
 #else
   void *const p =
       high_ok ? allocate_plain<true>(control_, size) : allocate_plain<false>(control_, size);
@@ -1240,7 +1244,8 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
     prev_flag = kPrevFree;
   }
 #if CAPHEAP_COMPACT
-  carve(x, at, avail, b, prev_flag, false);
+  x.set_header(at, avail);  // (carve() reads the size from the header)
+  carve(x, at, b, prev_flag);
 #else
   carve(x, at, avail, b, prev_flag);
 #endif
