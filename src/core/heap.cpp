@@ -401,28 +401,33 @@ struct Found {
 };
 
 #if CAPHEAP_COMPACT
-/// Bit 0 of a find_free_compact result (headers are 4-aligned): a list entry or its links failed
-/// their sanity check, and the rest of the result names the entry to blame.
-constexpr u32 kFoundBad = 1u;
+CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
+
+/// find_free_compact(): `scan | kQuiet` refuses a bad list entry without reporting it.
+constexpr u32 kQuiet = 0x100u;
 
 /// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
 /// the bounded best fit of both lists it looks at (`scan` entries of the own list: kMallocScan or
 /// kFitScan; the first non-empty larger list with a bound of one entry, its head, whose size is
 /// then not compared: all its blocks fit).
-/// Returns the block (0 if none), | kFoundBad if a list entry or its links failed their sanity
-/// check (the block is then the entry to blame). Its list, size and whether it heads its list are
-/// read again by the caller.
+/// Returns the block, or 0 if none fits or a list entry or its links failed their sanity check
+/// (then reported through the fail hook, unless kQuiet). Its list and size are read again by the
+/// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   u32 idx = index_of(x, b);
+  u32 best;  // (on a bad entry: the entry to blame)
   for (;;) {
     u32 blk = x.heads()[idx];
-    u32 best = 0, best_size = ~0u, prev = 0;
-    for (u32 n = scan; blk != 0 && n != 0; --n) {
+    u32 best_size = ~0u, prev = 0;
+    best = 0;
+    for (u32 n = scan & 0xFFu; blk != 0 && n != 0; --n) {
       // A bad entry past the head: the link of the entry before it is what is damaged. The head
       // (prev == 0) is to blame itself, and must also have a successor that points back to it
       // (its own predecessor link is not followed: a head has none).
-      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, prev == 0 ? kNextLink : kEntryOnly)))
-        return (prev != 0 ? prev : blk) | kFoundBad;
+      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, prev == 0 ? kNextLink : kEntryOnly))) {
+        best = prev != 0 ? prev : blk;
+        goto bad;
+      }
       const u32 s = x.size_at(blk);
       // (b is 0 for the larger list: its head is taken.)
       if (s >= b && s < best_size) {
@@ -435,7 +440,10 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
     }
     // The block taken: its links are followed by the unlink (a head's predecessor link too,
     // which must then be 0: one check for every case, where the host form skips a head's).
-    if (best != 0) return best | (!entry_ok(x, best, idx) ? kFoundBad : 0u);
+    if (best != 0) {
+      if (CAPHEAP_LIKELY(entry_ok(x, best, idx))) return best;
+      goto bad;
+    }
     if (b == 0) return 0;  // the larger list was empty (a set bit over an empty list)
     // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
     const u32 *bits = x.bits();
@@ -448,18 +456,19 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       word = bits[w];
     }
     idx = w * 32 + lsb_index(word);
-    scan = 1;
+    scan = (scan & kQuiet) | 1u;
     b = 0;
   }
+bad:
+  if ((scan & kQuiet) == 0) report_bad_free_entry(x.c, best);
+  return 0;
 }
 
-/// find_free_compact() as a Found (the aligned allocation's form).
-__attribute__((noinline)) Found find_free(Ctx x, u32 b, u32 scan) noexcept {
-  const u32 r = find_free_compact(x, b, scan);
-  const u32 blk = r & ~kFoundBad;
-  if (blk == 0 || (r & kFoundBad) != 0) return {blk, 0, 0, false, blk != 0};
-  const u32 size = x.size_at(blk), idx = index_of(x, size);
-  return {blk, idx, size, x.heads()[idx] == blk, false};
+/// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
+/// entry having been reported).
+CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
+  const u32 blk = find_free_compact(x, b, scan);
+  return {blk, 0, blk != 0 ? x.size_at(blk) : 0u, false, false};
 }
 #else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
@@ -1157,13 +1166,8 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
 #if CAPHEAP_COMPACT
   const u32 b = block_for_request(x, size);  // (0 for size 0)
   if (b == 0) return nullptr;
-  const u32 r = find_free_compact(x, b, kMallocScan);
-  const u32 blk = r & ~kFoundBad;
+  const u32 blk = find_free_compact(x, b, kMallocScan);
   if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY((r & kFoundBad) != 0)) {
-    report_bad_free_entry(x.c, blk);
-    return nullptr;
-  }
   list_remove(x, blk);
   void *const p = x.data(carve(x, blk, b, high_ok && b >= kHighCarveBytes ? kCarveHigh : 0u));
 #else
@@ -1190,7 +1194,11 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const std::size_t span = x.span();
   if (alignment > span) {
     // Only a block whose data happens to be aligned could serve it; try the plain path once.
+#if CAPHEAP_COMPACT
+    const Found f = find_free(x, b, kMallocScan | kQuiet);  // (malloc below reports)
+#else
     const Found f = find_free(x, b, kMallocScan);
+#endif
     if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
       return nullptr;
     return allocate_impl(control_, size);
