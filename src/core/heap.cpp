@@ -190,7 +190,7 @@ CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
 /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
 /// inside the region. Whether it really is a free block is not looked at: links_ok() asks that it
 /// points back, which a damaged link practically never does.
-CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
+[[maybe_unused]] CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
   return t - x.first() <= x.span() - kMinBlockBytes && (t & 3u) == 0;
 }
 
@@ -253,12 +253,13 @@ CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
 }
 #endif
 /// links_ok_at() for a block of `size` (sane) bytes.
-CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
+[[maybe_unused]] CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
   return links_ok_at(x, blk, index_of(x, size));
 }
 
 // ---- Free lists (by flat list index: first level idx >> sl_log2, second idx & (SL - 1)) -------
 
+#if !CAPHEAP_COMPACT
 CAPHEAP_INLINE void set_class_bit(Ctx x, u32 idx) noexcept {
   x.bits()[idx / 32] |= 1u << (idx % 32);
   x.c->word_bitmap |= 1u << (idx / 32);
@@ -268,6 +269,7 @@ CAPHEAP_INLINE void clear_class_bit(Ctx x, u32 idx) noexcept {
   w &= ~(1u << (idx % 32));
   if (w == 0) x.c->word_bitmap &= ~(1u << (idx / 32));
 }
+#endif
 
 #if CAPHEAP_COMPACT
 // Firmware built for size: every list change is made of connect() steps. A listed block is always
@@ -283,11 +285,24 @@ void connect(Ctx x, u32 a, u32 b, u32 idx) noexcept {
   if (b != 0) x.set_word(b + kPrevFreeField, a);
 }
 
+/// set_class_bit() (on) or clear_class_bit() (!on) in one routine.
+__attribute__((noinline)) void class_bit(Ctx x, u32 idx, bool on) noexcept {
+  u32 &w = x.bits()[idx / 32];
+  const u32 m = 1u << (idx % 32), wm = 1u << (idx / 32);
+  if (on) {
+    w |= m;
+    x.c->word_bitmap |= wm;
+    return;
+  }
+  w &= ~m;
+  if (w == 0) x.c->word_bitmap &= ~wm;
+}
+
 /// Unlinks the listed free block blk from the list of its size; returns that list.
 u32 list_remove(Ctx x, u32 blk) noexcept {
   const u32 idx = index_of(x, x.size_at(blk));
   connect(x, x.prev_free(blk), x.next_free(blk), idx);
-  if (x.heads()[idx] == 0) clear_class_bit(x, idx);
+  if (x.heads()[idx] == 0) class_bit(x, idx, false);
   return idx;
 }
 /// list_remove() with the list the caller knows (it is the list of blk's size).
@@ -300,7 +315,7 @@ void list_insert_after(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
   const u32 next = prev != 0 ? x.next_free(prev) : x.heads()[idx];
   connect(x, prev, blk, idx);
   connect(x, blk, next, idx);
-  if ((prev | next) == 0) set_class_bit(x, idx);  // the list was empty
+  if ((prev | next) == 0) class_bit(x, idx, true);  // the list was empty
 }
 #else
 CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
@@ -418,9 +433,10 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   u32 best;  // (on a bad entry: the entry to blame)
   for (;;) {
     u32 blk = x.heads()[idx];
-    u32 best_size = ~0u, prev = 0;
+    u32 prev = 0;
     best = 0;
-    for (u32 n = scan & 0xFFu; blk != 0 && n != 0; --n) {
+    // (The low byte of scan counts the entries; kQuiet above it is kept.)
+    for (; blk != 0 && (scan & 0xFFu) != 0; --scan) {
       // A bad entry past the head: the link of the entry before it is what is damaged. The head
       // (prev == 0) is to blame itself, and must also have a successor that points back to it
       // (its own predecessor link is not followed: a head has none).
@@ -430,9 +446,8 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       }
       const u32 s = x.size_at(blk);
       // (b is 0 for the larger list: its head is taken.)
-      if (s >= b && s < best_size) {
+      if (s >= b && (best == 0 || s < x.size_at(best))) {
         best = blk;
-        best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
       prev = blk;
@@ -500,9 +515,8 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
       // A bad entry past the head: the link of the entry before it is what is damaged.
       if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) return {prev, idx, 0, false, true};
       const u32 s = x.size_at(blk);
-      if (s >= b && s < best_size) {
+      if (s >= b && (best == 0 || s < x.size_at(best))) {
         best = blk;
-        best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
       prev = blk;
