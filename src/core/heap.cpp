@@ -1536,6 +1536,33 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
   const u32 next = blk + cur;
   const u32 next_size = l.next_size;
 
+#if CAPHEAP_COMPACT
+  // Shrink or grow in place (the host form's two cases in one): the block and a free successor
+  // make `total` bytes; the allocation keeps b of them and a rest of at least kMinBlockBytes
+  // becomes a free block after it (the successor's header, absorbed, moves the incremental check
+  // to the block that now covers it). A shrink whose rest is too small changes nothing.
+  if (const u32 total = cur + next_size; b <= total) {
+    if (next_size != 0) {
+      list_remove(x, next);
+      --c->free_blocks;
+      retarget_cursor(c, next, b > cur ? blk : blk + b);
+    }
+    const u32 rest = total - b;
+    const u32 after = blk + total;
+    u32 now = total;
+    if (rest >= kMinBlockBytes) {
+      relist(x, 0, blk + b, rest);
+      now = b;
+      // (After a free successor, the block after it has kPrevFree already.)
+      if (next_size == 0) x.set_header(after, x.header(after) | kPrevFree);
+    } else {
+      x.set_header(after, x.header(after) & ~kPrevFree);
+    }
+    x.set_header(blk, now | prev_flag);
+    note_allocation(x, now - cur);  // (a shrink adds cur - now: the low-water mark stays)
+    return p;
+  }
+#else
   if (b <= cur) {
     // Shrink in place. The freed tail joins a free successor, or stands alone if big enough.
     const u32 rest = cur - b + next_size;
@@ -1547,15 +1574,11 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       } else {
         x.set_header(next, x.header(next) | kPrevFree);
       }
-#if CAPHEAP_COMPACT
-      relist(x, 0, blk + b, rest);
-#else
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);
       x.set_footer(tail, rest);
       list_insert(x, tail, index_of(x, rest));
       ++c->free_blocks;
-#endif
       x.set_header(blk, b | prev_flag);
       set_counter(c->free_bytes, c->free_bytes + (cur - b));
     }
@@ -1569,15 +1592,6 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     const u32 total = cur + next_size;
     const u32 rest = total - b;
     u32 now = total;
-#if CAPHEAP_COMPACT
-    --c->free_blocks;
-    if (rest >= kMinBlockBytes) {
-      relist(x, 0, blk + b, rest);  // the block after it keeps its kPrevFree flag
-      now = b;
-    } else {
-      x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
-    }
-#else
     if (rest >= kMinBlockBytes) {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
@@ -1588,11 +1602,12 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
       --c->free_blocks;
     }
-#endif
     x.set_header(blk, now | prev_flag);
     note_allocation(x, now - cur);
     return p;
   }
+
+#endif
 
   // Move: allocate, copy, free. On failure the old block stays as it was. The low-water mark
   // takes the net change only (ESP-IDF's multi_heap counts a realloc as old block - new block),
