@@ -421,62 +421,70 @@ CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 /// find_free_compact(): `scan | kQuiet` refuses a bad list entry without reporting it.
 constexpr u32 kQuiet = 0x100u;
 
-/// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
-/// the bounded best fit of both lists it looks at (`scan` entries of the own list: kMallocScan or
-/// kFitScan; the first non-empty larger list with a bound of one entry, its head, whose size is
-/// then not compared: all its blocks fit).
+/// The block at the head of list idx, if its links hold, else 0 after reporting it (unless quiet).
+/// A list head's links are checked in full before it is taken: its successor points back to it
+/// and it has no predecessor (heads[idx] is blk).
+u32 take_checked(Ctx x, u32 blk, u32 idx, u32 quiet) noexcept {
+  if (CAPHEAP_LIKELY(entry_ok(x, blk, idx))) return blk;
+  if (quiet == 0) report_bad_free_entry(x.c, blk);
+  return 0;
+}
+
+/// The head of the first non-empty list above idx (all of whose blocks fit), checked as
+/// take_checked() does; 0 if there is none.
+u32 larger_head(Ctx x, u32 idx, u32 quiet) noexcept {
+  // ~1u << i keeps the bits above i (and is 0 for i = 31).
+  const u32 *bits = x.bits();
+  u32 w = idx / 32;
+  u32 word = bits[w] & (~1u << (idx % 32));
+  if (word == 0) {
+    const u32 words = x.c->word_bitmap & (~1u << w);
+    if (words == 0) return 0;
+    w = lsb_index(words);
+    word = bits[w];
+  }
+  idx = w * 32 + lsb_index(word);
+  const u32 blk = x.heads()[idx];
+  if (blk == 0) return 0;  // (a set bit over an empty list)
+  return take_checked(x, blk, idx, quiet);
+}
+
+/// Finds a free block of at least `b` bytes: the host form below (`scan` entries of the own list:
+/// kMallocScan or kFitScan, a bounded best fit; then the head of the first non-empty larger list,
+/// all of whose blocks fit).
 /// Returns the block, or 0 if none fits or a list entry or its links failed their sanity check
 /// (then reported through the fail hook, unless kQuiet). Its list and size are read again by the
 /// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
-  u32 idx = index_of(x, b);
-  u32 best;  // (on a bad entry: the entry to blame)
-  for (;;) {
-    u32 blk = x.heads()[idx];
+  const u32 idx = index_of(x, b);
+  const u32 quiet = scan & kQuiet;
+  u32 blk = x.heads()[idx], best = 0;
+  if (blk != 0) {
+    // The head is to blame itself, and must also have a successor that points back to it (its
+    // own predecessor link is not followed: a head has none). A bad entry past the head: the link
+    // of the entry before it is what is damaged.
     u32 prev = 0;
-    best = 0;
-    // (The low byte of scan counts the entries; kQuiet above it is kept.)
-    for (; blk != 0 && (scan & 0xFFu) != 0; --scan) {
-      // A bad entry past the head: the link of the entry before it is what is damaged. The head
-      // (prev == 0) is to blame itself, and must also have a successor that points back to it
-      // (its own predecessor link is not followed: a head has none).
-      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, prev == 0 ? kNextLink : kEntryOnly))) {
-        best = prev != 0 ? prev : blk;
-        goto bad;
+    for (u32 what = kNextLink;; what = kEntryOnly) {
+      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, what))) {
+        if (quiet == 0) report_bad_free_entry(x.c, prev != 0 ? prev : blk);
+        return 0;
       }
       const u32 s = x.size_at(blk);
-      // (b is 0 for the larger list: its head is taken.)
       if (s >= b && (best == 0 || s < x.size_at(best))) {
         best = blk;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
+      // (The low byte of scan counts the entries.)
+      if ((--scan & 0xFFu) == 0) break;
       prev = blk;
       blk = x.next_free(blk);
+      if (blk == 0) break;
     }
-    // The block taken: its links are followed by the unlink (a head's predecessor link too,
-    // which must then be 0: one check for every case, where the host form skips a head's).
-    if (best != 0) {
-      if (CAPHEAP_LIKELY(entry_ok(x, best, idx))) return best;
-      goto bad;
-    }
-    if (b == 0) return 0;  // the larger list was empty (a set bit over an empty list)
-    // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
-    const u32 *bits = x.bits();
-    u32 w = idx / 32;
-    u32 word = bits[w] & (~1u << (idx % 32));
-    if (word == 0) {
-      const u32 words = x.c->word_bitmap & (~1u << w);
-      if (words == 0) return 0;
-      w = lsb_index(words);
-      word = bits[w];
-    }
-    idx = w * 32 + lsb_index(word);
-    scan = (scan & kQuiet) | 1u;
-    b = 0;
   }
-bad:
-  if ((scan & kQuiet) == 0) report_bad_free_entry(x.c, best);
-  return 0;
+  // The block taken: its links are followed by the unlink (a head's predecessor link too, which
+  // must then be 0: one check for every case, where the host form skips a head's).
+  if (best != 0) return take_checked(x, best, idx, quiet);
+  return larger_head(x, idx, quiet);
 }
 
 /// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
