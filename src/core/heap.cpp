@@ -523,8 +523,9 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
       // A bad entry past the head: the link of the entry before it is what is damaged.
       if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk))) return {prev, idx, 0, false, true};
       const u32 s = x.size_at(blk);
-      if (s >= b && (best == 0 || s < x.size_at(best))) {
+      if (s >= b && s < best_size) {
         best = blk;
+        best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
       prev = blk;
