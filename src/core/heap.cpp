@@ -2031,22 +2031,20 @@ Validation Heap::validate() const noexcept {
       return fault_at(Fault::kBadBitmap, c);
     u32 back = 0;
     while (e != 0) {
+      const void *const before = back ? detail::data_of(c, back) : static_cast<const void *>(c);
       if (listed >= free_count)
-        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
-          !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
-          prev_free(c, e) != back)
-        return fault_at(Fault::kBadFreeLink,
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      if (index_of(Ctx(c), size_at(c, e)) != i)
-        return fault_at(Fault::kBadFreeListClass, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      // The block after a listed block must say its predecessor is free: ties the list entry to
-      // the physical chain.
-      if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
-        return fault_at(Fault::kBadFreeLink, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e), before);
+      // (free_entry_ok() keeps e inside the block area.)
+      if (((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 || !free_entry_ok(c, e) ||
+          load_word(c, e + size_at(c, e) - 4) != size_at(c, e) || prev_free(c, e) != back)
+        return fault_at(Fault::kBadFreeLink, before);
+      // In the list of another class; or the block after it does not say its predecessor is
+      // free (ties the list entry to the physical chain).
+      const u32 size = size_at(c, e);
+      const Fault f = index_of(Ctx(c), size) != i              ? Fault::kBadFreeListClass
+                      : (header(c, e + size) & kPrevFree) == 0 ? Fault::kBadFreeLink
+                                                               : Fault::kNone;
+      if (f != Fault::kNone) return fault_at(f, detail::data_of(c, e), before);
       ++listed;
       back = e;
       e = next_free(c, e);
