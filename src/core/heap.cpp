@@ -160,9 +160,13 @@ CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
 
 /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
 CAPHEAP_INLINE u32 block_for_request(Ctx x, std::size_t request) noexcept {
-  // 0 refused too (callers other than malloc refuse it first); keeps the arithmetic below far
-  // from overflow.
+  // Keeps the arithmetic below far from overflow. The compact form refuses 0 too (its malloc
+  // needs no test of its own; the other callers refuse 0 first).
+#if CAPHEAP_COMPACT
   if (request - 1 >= x.span()) return 0;
+#else
+  if (request > x.span()) return 0;
+#endif
   const u32 g = x.granule();
   u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
   if (b < kMinBlockBytes) b = kMinBlockBytes;
