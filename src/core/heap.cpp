@@ -160,7 +160,13 @@ CAPHEAP_INLINE u32 index_of(Ctx x, u32 size) noexcept {
 
 /// Block size for a request of `request` usable bytes; 0 if no block of this heap can hold it.
 CAPHEAP_INLINE u32 block_for_request(Ctx x, std::size_t request) noexcept {
-  if (request > x.span()) return 0;  // keeps the arithmetic below far from overflow
+  // Keeps the arithmetic below far from overflow. The compact form refuses 0 too (its malloc
+  // needs no test of its own; the other callers refuse 0 first).
+#if CAPHEAP_COMPACT
+  if (request - 1 >= x.span()) return 0;
+#else
+  if (request > x.span()) return 0;
+#endif
   const u32 g = x.granule();
   u32 b = (static_cast<u32>(request) + kHeaderBytes + g - 1) & ~(g - 1);
   if (b < kMinBlockBytes) b = kMinBlockBytes;
@@ -188,7 +194,7 @@ CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
 /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
 /// inside the region. Whether it really is a free block is not looked at: links_ok() asks that it
 /// points back, which a damaged link practically never does.
-CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
+[[maybe_unused]] CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
   return t - x.first() <= x.span() - kMinBlockBytes && (t & 3u) == 0;
 }
 
@@ -203,24 +209,44 @@ CAPHEAP_INLINE bool link_target_ok(Ctx x, u32 t) noexcept {
 /// them: its successor points back to it, and its predecessor points to it (or, without one, its
 /// class's list starts at it). What unlinking relies on, and nothing more (the hot paths pay for
 /// it on every split and merge).
-#if CAPHEAP_COMPACT && !CAPHEAP_LINK_CHECKS
-CAPHEAP_INLINE bool next_link_ok(Ctx, u32) noexcept {
+#if CAPHEAP_COMPACT
+// Firmware built for size runs every check of a listed free block through one routine, entry_ok():
+// the entry itself (free_entry_ok), then as much of its links as `what` asks for.
+constexpr u32 kEntryOnly = ~0u;  ///< entry_ok(): free_entry_ok() only
+constexpr u32 kNextLink = ~1u;   ///< entry_ok(): and the successor link (a list head's check)
+
+/// free_entry_ok(blk), then (unless `what` is kEntryOnly) its successor is 0 or points back to it,
+/// then (unless `what` is kNextLink; `what` is then the list blk is filed under) its predecessor
+/// points to it, or without one the list starts at it.
+bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
+  // (free_entry_ok(), written out: this is its one caller on the allocation and free paths.)
+  if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
+  const u32 h = x.header(blk);
+  const u32 size = h & kSizeMask;
+  if ((h & kFree) == 0 || size < kMinBlockBytes || size > x.end() - blk) return false;
+#if CAPHEAP_LINK_CHECKS
+  if (what == kEntryOnly) return true;
+  // The successor's predecessor link (its field 8), then the predecessor's successor link (its
+  // field 4), must name blk: field f of blk names a block whose field 12 - f names blk.
+  for (u32 f = kNextFreeField;; f = kPrevFreeField) {
+    const u32 t = x.word(blk + f);
+    if (t != 0) {
+      if (!link_target_ok(x, t) || x.word(t + (kNextFreeField + kPrevFreeField - f)) != blk)
+        return false;
+    } else if (f == kPrevFreeField) {
+      return x.heads()[what] == blk;  // no predecessor: blk heads its list
+    }
+    if (f == kPrevFreeField || what == kNextLink) return true;
+  }
+#else
+  static_cast<void>(what);
   return true;
+#endif
 }
-CAPHEAP_INLINE bool links_ok_at(Ctx, u32, u32) noexcept {
-  return true;
-}
-#elif CAPHEAP_COMPACT
-/// The successor link of a listed free block is 0 or points to a block that points back.
-bool next_link_ok(Ctx x, u32 blk) noexcept {
-  const u32 nf = x.next_free(blk);
-  return nf == 0 || (link_target_ok(x, nf) && x.prev_free(nf) == blk);
-}
-bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
-  if (!next_link_ok(x, blk)) return false;
-  const u32 pf = x.prev_free(blk);
-  if (pf == 0) return x.heads()[idx] == blk;
-  return link_target_ok(x, pf) && x.next_free(pf) == blk;
+/// links_ok_at() of the host form: entry_ok() with the links of the list idx (used where the
+/// entry is known to be sane, so the result is the links' alone).
+CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
+  return entry_ok(x, blk, idx);
 }
 #else
 CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
@@ -231,12 +257,13 @@ CAPHEAP_INLINE bool links_ok_at(Ctx x, u32 blk, u32 idx) noexcept {
 }
 #endif
 /// links_ok_at() for a block of `size` (sane) bytes.
-CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
+[[maybe_unused]] CAPHEAP_INLINE bool links_ok(Ctx x, u32 blk, u32 size) noexcept {
   return links_ok_at(x, blk, index_of(x, size));
 }
 
 // ---- Free lists (by flat list index: first level idx >> sl_log2, second idx & (SL - 1)) -------
 
+#if !CAPHEAP_COMPACT
 CAPHEAP_INLINE void set_class_bit(Ctx x, u32 idx) noexcept {
   x.bits()[idx / 32] |= 1u << (idx % 32);
   x.c->word_bitmap |= 1u << (idx / 32);
@@ -246,7 +273,55 @@ CAPHEAP_INLINE void clear_class_bit(Ctx x, u32 idx) noexcept {
   w &= ~(1u << (idx % 32));
   if (w == 0) x.c->word_bitmap &= ~(1u << (idx / 32));
 }
+#endif
 
+#if CAPHEAP_COMPACT
+// Firmware built for size: every list change is made of connect() steps. A listed block is always
+// filed under the list of its size, so the list to unlink from is computed here, not by callers.
+
+/// a's successor becomes b (a == 0: b heads list idx); b's predecessor becomes a (b == 0: none).
+void connect(Ctx x, u32 a, u32 b, u32 idx) noexcept {
+  if (a != 0) {
+    x.set_word(a + kNextFreeField, b);
+  } else {
+    x.heads()[idx] = b;
+  }
+  if (b != 0) x.set_word(b + kPrevFreeField, a);
+}
+
+/// set_class_bit() (on) or clear_class_bit() (!on) in one routine.
+__attribute__((noinline)) void class_bit(Ctx x, u32 idx, bool on) noexcept {
+  u32 &w = x.bits()[idx / 32];
+  const u32 m = 1u << (idx % 32), wm = 1u << (idx / 32);
+  if (on) {
+    w |= m;
+    x.c->word_bitmap |= wm;
+    return;
+  }
+  w &= ~m;
+  if (w == 0) x.c->word_bitmap &= ~wm;
+}
+
+/// Unlinks the listed free block blk from the list of its size; returns that list.
+u32 list_remove(Ctx x, u32 blk) noexcept {
+  const u32 idx = index_of(x, x.size_at(blk));
+  connect(x, x.prev_free(blk), x.next_free(blk), idx);
+  if (x.heads()[idx] == 0) class_bit(x, idx, false);
+  return idx;
+}
+/// list_remove() with the list the caller knows (it is the list of blk's size).
+CAPHEAP_INLINE void list_remove(Ctx x, u32 blk, u32) noexcept {
+  list_remove(x, blk);
+}
+
+/// Links blk into list idx after the listed block prev (0: at the head).
+void list_insert_after(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+  const u32 next = prev != 0 ? x.next_free(prev) : x.heads()[idx];
+  connect(x, prev, blk, idx);
+  connect(x, blk, next, idx);
+  if ((prev | next) == 0) class_bit(x, idx, true);  // the list was empty
+}
+#else
 CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   const u32 old = x.heads()[idx];
   x.set_word(blk + kNextFreeField, old);
@@ -259,14 +334,8 @@ CAPHEAP_INLINE void list_insert(Ctx x, u32 blk, u32 idx) noexcept {
   set_class_bit(x, idx);
 }
 
-/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list). Firmware built
-/// for size keeps one out-of-line copy; hosts inline it.
-#if CAPHEAP_COMPACT
-void
-#else
-CAPHEAP_INLINE void
-#endif
-list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
+/// Unlinks blk from list idx, given its predecessor `prev` (0: blk heads the list).
+CAPHEAP_INLINE void list_unlink(Ctx x, u32 blk, u32 idx, u32 prev) noexcept {
   const u32 next = x.next_free(blk);
   if (prev != 0) {
     x.set_word(prev + kNextFreeField, next);
@@ -298,6 +367,7 @@ CAPHEAP_INLINE void list_replace(Ctx x, u32 old, u32 fresh, u32 idx) noexcept {
     x.heads()[idx] = fresh;
   }
 }
+#endif
 
 CAPHEAP_INLINE void note_allocation(Ctx x, u32 taken) noexcept {
   Control *c = x.c;
@@ -350,65 +420,82 @@ struct Found {
 };
 
 #if CAPHEAP_COMPACT
-/// Bit 0 of a find_free_compact result (headers are 4-aligned): a list entry or its links failed
-/// their sanity check, and the rest of the result names the entry to blame.
-constexpr u32 kFoundBad = 1u;
+CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 
-/// Finds a free block of at least `b` bytes: the host form below, with one loop for the heads and
-/// the bounded best fit of both lists it looks at (`scan` entries of the own list: kMallocScan or
-/// kFitScan; the first non-empty larger list with a bound of one entry, its head, whose size is
-/// then not compared: all its blocks fit).
-/// Returns the block (0 if none), | kFoundBad if a list entry or its links failed their sanity
-/// check (the block is then the entry to blame). Its list, size and whether it heads its list are
-/// read again by the caller.
-u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
-  u32 idx = index_of(x, b);
-  for (;;) {
-    u32 blk = x.heads()[idx];
-    u32 best = 0, best_size = ~0u, prev = 0;
-    for (u32 n = scan; blk != 0 && n != 0; --n) {
-      // A bad entry past the head: the link of the entry before it is what is damaged. The head
-      // (prev == 0) is to blame itself, and must also have a successor that points back to it
-      // (its own predecessor link is not followed: a head has none).
-      if (CAPHEAP_UNLIKELY(!free_entry_ok(x, blk) || (prev == 0 && !next_link_ok(x, blk))))
-        return (prev != 0 ? prev : blk) | kFoundBad;
-      const u32 s = x.size_at(blk);
-      // (b is 0 for the larger list: its head is taken.)
-      if (s >= b && s < best_size) {
-        best = blk;
-        best_size = s;
-        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
-      }
-      prev = blk;
-      blk = x.next_free(blk);
-    }
-    // The block taken: its links are followed by take()'s unlink (a head's predecessor link too,
-    // which must then be 0: one check for every case, where the host form skips a head's).
-    if (best != 0) return best | (!links_ok_at(x, best, idx) ? kFoundBad : 0u);
-    if (b == 0) return 0;  // the larger list was empty (a set bit over an empty list)
-    // The first non-empty class above idx. ~1u << i keeps the bits above i (and is 0 for i = 31).
-    const u32 *bits = x.bits();
-    u32 w = idx / 32;
-    u32 word = bits[w] & (~1u << (idx % 32));
-    if (word == 0) {
-      const u32 words = x.c->word_bitmap & (~1u << w);
-      if (words == 0) return 0;
-      w = lsb_index(words);
-      word = bits[w];
-    }
-    idx = w * 32 + lsb_index(word);
-    scan = 1;
-    b = 0;
-  }
+/// find_free_compact(): `scan | kQuiet` refuses a bad list entry without reporting it.
+constexpr u32 kQuiet = 0x100u;
+
+/// The block at the head of list idx, if its links hold, else 0 after reporting it (unless quiet).
+/// A list head's links are checked in full before it is taken: its successor points back to it
+/// and it has no predecessor (heads[idx] is blk).
+u32 take_checked(Ctx x, u32 blk, u32 idx, u32 quiet) noexcept {
+  if (CAPHEAP_LIKELY(entry_ok(x, blk, idx))) return blk;
+  if (quiet == 0) report_bad_free_entry(x.c, blk);
+  return 0;
 }
 
-/// find_free_compact() as a Found (the aligned allocation's form).
-__attribute__((noinline)) Found find_free(Ctx x, u32 b, u32 scan) noexcept {
-  const u32 r = find_free_compact(x, b, scan);
-  const u32 blk = r & ~kFoundBad;
-  if (blk == 0 || (r & kFoundBad) != 0) return {blk, 0, 0, false, blk != 0};
-  const u32 size = x.size_at(blk), idx = index_of(x, size);
-  return {blk, idx, size, x.heads()[idx] == blk, false};
+/// The head of the first non-empty list above idx (all of whose blocks fit), checked as
+/// take_checked() does; 0 if there is none.
+u32 larger_head(Ctx x, u32 idx, u32 quiet) noexcept {
+  // ~1u << i keeps the bits above i (and is 0 for i = 31).
+  const u32 *bits = x.bits();
+  u32 w = idx / 32;
+  u32 word = bits[w] & (~1u << (idx % 32));
+  if (word == 0) {
+    const u32 words = x.c->word_bitmap & (~1u << w);
+    if (words == 0) return 0;
+    w = lsb_index(words);
+    word = bits[w];
+  }
+  idx = w * 32 + lsb_index(word);
+  const u32 blk = x.heads()[idx];
+  if (blk == 0) return 0;  // (a set bit over an empty list)
+  return take_checked(x, blk, idx, quiet);
+}
+
+/// Finds a free block of at least `b` bytes: the host form below (`scan` entries of the own list:
+/// kMallocScan or kFitScan, a bounded best fit; then the head of the first non-empty larger list,
+/// all of whose blocks fit).
+/// Returns the block, or 0 if none fits or a list entry or its links failed their sanity check
+/// (then reported through the fail hook, unless kQuiet). Its list and size are read again by the
+/// caller.
+u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
+  const u32 idx = index_of(x, b);
+  const u32 quiet = scan & kQuiet;
+  u32 blk = x.heads()[idx], best = 0;
+  if (blk != 0) {
+    // The head is to blame itself, and must also have a successor that points back to it (its
+    // own predecessor link is not followed: a head has none). A bad entry past the head: the link
+    // of the entry before it is what is damaged.
+    u32 prev = 0;
+    for (u32 what = kNextLink;; what = kEntryOnly) {
+      if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, what))) {
+        if (quiet == 0) report_bad_free_entry(x.c, prev != 0 ? prev : blk);
+        return 0;
+      }
+      const u32 s = x.size_at(blk);
+      if (s >= b && (best == 0 || s < x.size_at(best))) {
+        best = blk;
+        if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
+      }
+      // (The low byte of scan counts the entries.)
+      if ((--scan & 0xFFu) == 0) break;
+      prev = blk;
+      blk = x.next_free(blk);
+      if (blk == 0) break;
+    }
+  }
+  // The block taken: its links are followed by the unlink (a head's predecessor link too, which
+  // must then be 0: one check for every case, where the host form skips a head's).
+  if (best != 0) return take_checked(x, best, idx, quiet);
+  return larger_head(x, idx, quiet);
+}
+
+/// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
+/// entry having been reported).
+CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
+  const u32 blk = find_free_compact(x, b, scan);
+  return {blk, 0, blk != 0 ? x.size_at(blk) : 0u, false, false};
 }
 #else
 /// The first block of list idx, checked before it is used: a sane free block whose successor
@@ -469,6 +556,23 @@ CAPHEAP_INLINE Found find_free(Ctx x, u32 b, u32 scan) noexcept {
 /// it takes old's list position when it files under old's list, else old leaves its list and
 /// fresh heads its own. Writes fresh's header (free, previous block in use) and footer. Old's
 /// header must still be intact (its list is computed from it).
+#if CAPHEAP_COMPACT
+// (The same list order: a block that stays in old's list is linked where old was, after old's
+// predecessor; otherwise at the head of its list.)
+void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
+  const u32 fi = index_of(x, size);
+  u32 prev = 0;
+  if (old == 0) {
+    ++x.c->free_blocks;
+  } else {
+    const u32 old_prev = x.prev_free(old);
+    if (list_remove(x, old) == fi) prev = old_prev;
+  }
+  list_insert_after(x, fresh, fi, prev);
+  x.set_header(fresh, size | kFree);
+  x.set_footer(fresh, size);
+}
+#else
 void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
   const u32 fi = index_of(x, size);
   if (old == 0) {
@@ -483,7 +587,43 @@ void relist(Ctx x, u32 old, u32 fresh, u32 size) noexcept {
   x.set_header(fresh, size | kFree);
   x.set_footer(fresh, size);
 }
+#endif
 
+#if CAPHEAP_COMPACT
+/// carve(): the allocation is taken from the high end of a block that splits.
+constexpr u32 kCarveHigh = 1u;
+
+/// Turns the free block `blk` (already off its list, its size in its header, previous block in
+/// use) into an allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the
+/// lists, and returns the allocated block's header offset. `how`: kPrevFree, the bit the allocated
+/// block's header must carry, and kCarveHigh: a rest is left at the low end (keeping blk's
+/// header) and the allocation follows it. (Plain allocation takes the head of its list: unlinking
+/// it and filing the rest at the head of the rest's list gives the host form's list order, where
+/// the rest takes the block's list position when it stays in its list.)
+u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
+  u32 size = x.size_at(blk);
+  const u32 rest = size - b;
+  if (rest >= kMinBlockBytes) {
+    u32 fresh = blk + b;  // a low-end allocation: the block after the rest keeps its kPrevFree
+    if ((how & kCarveHigh) != 0) {
+      fresh = blk;
+      blk += rest;
+      how = kPrevFree;
+    }
+    relist(x, 0, fresh, rest);
+    size = b;
+  }
+  // The block after the allocation: its previous block is in use now (after a low-end split this
+  // is the rest, whose fresh header has no kPrevFree).
+  const u32 next = blk + size;
+  x.set_header(next, x.header(next) & ~kPrevFree);
+  x.set_header(blk, size | (how & kPrevFree));
+  --x.c->free_blocks;
+  ++x.c->used_blocks;
+  note_allocation(x, size);
+  return blk;
+}
+#else
 /// Turns the free block `blk` (already off its list, `size` bytes, previous block in use) into an
 /// allocated block of `b` bytes, returning any tail of at least kMinBlockBytes to the lists.
 /// `prev_flag` is the kPrevFree bit the new allocated block's header must carry.
@@ -491,15 +631,11 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   const u32 rest = size - b;
   if (rest >= kMinBlockBytes) {
     // (The block after the tail already has kPrevFree set.)
-#if CAPHEAP_COMPACT
-    relist(x, 0, blk + b, rest);
-#else
     const u32 tail = blk + b;
     x.set_header(tail, rest | kFree);
     x.set_footer(tail, rest);
     list_insert(x, tail, index_of(x, rest));
     ++x.c->free_blocks;
-#endif
     size = b;
   } else {
     const u32 next = blk + size;
@@ -509,39 +645,6 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
   --x.c->free_blocks;
   ++x.c->used_blocks;
   note_allocation(x, size);
-}
-
-#if CAPHEAP_COMPACT
-/// take() of the host form below with one unlink and one header update for every case.
-/// (The block as find_free_compact() found it; its size and list are read here.)
-u32 take(Ctx x, u32 blk, u32 b, bool high) noexcept {
-  u32 size = x.size_at(blk);
-  const u32 rest = size - b;
-  u32 flag = 0;
-  if (rest >= kMinBlockBytes) {
-    // Low end: the rest becomes a block after the allocation, and the block after the rest keeps
-    // its kPrevFree flag. High end: the rest keeps blk's header, the allocation follows it.
-    const u32 fresh = high ? blk : blk + b;
-    relist(x, blk, fresh, rest);
-    if (!high) {
-      x.set_header(blk, b);
-      ++x.c->used_blocks;
-      note_allocation(x, b);
-      return blk;
-    }
-    blk += rest;
-    size = b;
-    flag = kPrevFree;
-  } else {
-    list_remove(x, blk, index_of(x, size));
-    --x.c->free_blocks;
-  }
-  const u32 next = blk + size;
-  x.set_header(next, x.header(next) & ~kPrevFree);
-  x.set_header(blk, size | flag);
-  ++x.c->used_blocks;
-  note_allocation(x, size);
-  return blk;
 }
 #endif
 
@@ -641,8 +744,7 @@ struct Live {
 /// A free neighbour at nb claiming `size` bytes may be merged with: a sane free block (inside the
 /// block area, 4-aligned, sane size) whose header says so, with sane links.
 bool free_neighbour_ok(Ctx x, u32 nb, u32 size) noexcept {
-  return free_entry_ok(x, nb) && x.header(nb) == (size | kFree) &&
-         links_ok_at(x, nb, index_of(x, size));
+  return entry_ok(x, nb, index_of(x, size)) && x.header(nb) == (size | kFree);
 }
 
 /// The checks of the host form below, with one routine for both neighbours: the live block's
@@ -660,8 +762,7 @@ u32 live_block(Ctx x, const void *p, const detail::OpTexts &op, const void *repo
       bool ok = (next_h & kPrevFree) == 0;
       // (A free next block: its header is next_h, whose kPrevFree is clear.)
       if (ok && (next_h & kFree) != 0)
-        ok = free_entry_ok(x, blk + size) &&
-             links_ok_at(x, blk + size, index_of(x, next_h & kSizeMask));
+        ok = entry_ok(x, blk + size, index_of(x, next_h & kSizeMask));
       if (ok && (h & kPrevFree) != 0) {
         const u32 prev_size = x.word(blk - 4);
         ok = free_neighbour_ok(x, blk - prev_size, prev_size);
@@ -683,7 +784,7 @@ CAPHEAP_INLINE Live checked_live_block(Ctx x, const void *p, const detail::OpTex
   l.size = l.h & kSizeMask;
   const u32 next_h = x.header(l.blk + l.size);
   l.next_size = (next_h & kFree) != 0 ? next_h & kSizeMask : 0u;
-  l.next_idx = index_of(x, l.next_size);
+  l.next_idx = 0;  // (list_remove() finds the list from the block's size)
   return l;
 }
 #else
@@ -1090,17 +1191,12 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
                                    bool high_ok = true) noexcept {
   const Ctx x(control_);
 #if CAPHEAP_COMPACT
-  if (size == 0) return nullptr;
-  const u32 b = block_for_request(x, size);
+  const u32 b = block_for_request(x, size);  // (0 for size 0)
   if (b == 0) return nullptr;
-  const u32 r = find_free_compact(x, b, kMallocScan);
-  const u32 blk = r & ~kFoundBad;
+  const u32 blk = find_free_compact(x, b, kMallocScan);
   if (blk == 0) return nullptr;
-  if (CAPHEAP_UNLIKELY((r & kFoundBad) != 0)) {
-    report_bad_free_entry(x.c, blk);
-    return nullptr;
-  }
-  void *const p = x.data(take(x, blk, b, high_ok && b >= kHighCarveBytes));
+  list_remove(x, blk);
+  void *const p = x.data(carve(x, blk, b, high_ok && b >= kHighCarveBytes ? kCarveHigh : 0u));
 #else
   void *const p =
       high_ok ? allocate_plain<true>(control_, size) : allocate_plain<false>(control_, size);
@@ -1125,7 +1221,11 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const std::size_t span = x.span();
   if (alignment > span) {
     // Only a block whose data happens to be aligned could serve it; try the plain path once.
+#if CAPHEAP_COMPACT
+    const Found f = find_free(x, b, kMallocScan | kQuiet);  // (malloc below reports)
+#else
     const Found f = find_free(x, b, kMallocScan);
+#endif
     if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
       return nullptr;
     return allocate_impl(control_, size);
@@ -1178,7 +1278,12 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
     avail = size_found - gap;
     prev_flag = kPrevFree;
   }
+#if CAPHEAP_COMPACT
+  x.set_header(at, avail);  // (carve() reads the size from the header)
+  carve(x, at, b, prev_flag);
+#else
   carve(x, at, avail, b, prev_flag);
+#endif
   return x.data(at);
 }
 
@@ -1373,7 +1478,7 @@ CAPHEAP_INLINE void deallocate_impl(Control *control_, void *p) noexcept {
     start = blk - prev_size;
     total += prev_size;
     if (anchor != 0) {
-      list_remove(x, next, index_of(x, next_h & kSizeMask));
+      list_remove(x, next);
       --c->free_blocks;
     }
     anchor = start;
@@ -1444,6 +1549,33 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
   const u32 next = blk + cur;
   const u32 next_size = l.next_size;
 
+#if CAPHEAP_COMPACT
+  // Shrink or grow in place (the host form's two cases in one): the block and a free successor
+  // make `total` bytes; the allocation keeps b of them and a rest of at least kMinBlockBytes
+  // becomes a free block after it (the successor's header, absorbed, moves the incremental check
+  // to the block that now covers it). A shrink whose rest is too small changes nothing.
+  if (const u32 total = cur + next_size; b <= total) {
+    if (next_size != 0) {
+      list_remove(x, next);
+      --c->free_blocks;
+      retarget_cursor(c, next, b > cur ? blk : blk + b);
+    }
+    const u32 rest = total - b;
+    const u32 after = blk + total;
+    u32 now = total;
+    if (rest >= kMinBlockBytes) {
+      relist(x, 0, blk + b, rest);
+      now = b;
+      // (After a free successor, the block after it has kPrevFree already.)
+      if (next_size == 0) x.set_header(after, x.header(after) | kPrevFree);
+    } else {
+      x.set_header(after, x.header(after) & ~kPrevFree);
+    }
+    x.set_header(blk, now | prev_flag);
+    note_allocation(x, now - cur);  // (a shrink adds cur - now: the low-water mark stays)
+    return p;
+  }
+#else
   if (b <= cur) {
     // Shrink in place. The freed tail joins a free successor, or stands alone if big enough.
     const u32 rest = cur - b + next_size;
@@ -1455,15 +1587,11 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       } else {
         x.set_header(next, x.header(next) | kPrevFree);
       }
-#if CAPHEAP_COMPACT
-      relist(x, 0, blk + b, rest);
-#else
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);
       x.set_footer(tail, rest);
       list_insert(x, tail, index_of(x, rest));
       ++c->free_blocks;
-#endif
       x.set_header(blk, b | prev_flag);
       set_counter(c->free_bytes, c->free_bytes + (cur - b));
     }
@@ -1477,15 +1605,6 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
     const u32 total = cur + next_size;
     const u32 rest = total - b;
     u32 now = total;
-#if CAPHEAP_COMPACT
-    --c->free_blocks;
-    if (rest >= kMinBlockBytes) {
-      relist(x, 0, blk + b, rest);  // the block after it keeps its kPrevFree flag
-      now = b;
-    } else {
-      x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
-    }
-#else
     if (rest >= kMinBlockBytes) {
       const u32 tail = blk + b;
       x.set_header(tail, rest | kFree);  // the block after it keeps its kPrevFree flag
@@ -1496,11 +1615,12 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
       x.set_header(blk + total, x.header(blk + total) & ~kPrevFree);
       --c->free_blocks;
     }
-#endif
     x.set_header(blk, now | prev_flag);
     note_allocation(x, now - cur);
     return p;
   }
+
+#endif
 
   // Move: allocate, copy, free. On failure the old block stays as it was. The low-water mark
   // takes the net change only (ESP-IDF's multi_heap counts a realloc as old block - new block),
@@ -1853,23 +1973,34 @@ Validation Heap::validate() const noexcept {
     const u32 h = header(c, blk);
     const u32 size = h & kSizeMask;
     const void *where = detail::data_of(c, blk);
-    if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk)
-      return fault_at(Fault::kBadBlockSize, where, previous);
-    if (((h & kPrevFree) != 0) != prev_was_free)
-      return fault_at(Fault::kBadPrevFreeFlag, where, previous);
     const bool is_free = (h & kFree) != 0;
+    // (One report for the block's faults: fewer calls in firmware builds.)
+    Fault f = Fault::kNone;
+    const void *culprit = previous;
+    if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk) {
+      f = Fault::kBadBlockSize;
+    } else if (((h & kPrevFree) != 0) != prev_was_free) {
+      f = Fault::kBadPrevFreeFlag;
+    } else if (is_free) {
+      if (prev_was_free) {
+        f = Fault::kAdjacentFree;
+      } else if (load_word(c, blk + size - 4) != size) {
+        f = Fault::kBadFooter;
+      } else {
+        // A real free block is on its class's list: its predecessor links to it, or it heads the
+        // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
+        const u32 pf = prev_free(c, blk);
+        const Ctx x(c);
+        const bool linked = pf == 0 ? detail::list_heads(c)[index_of(x, size)] == blk
+                                    : (free_entry_ok(x, pf) && next_free(c, pf) == blk);
+        if (!linked) {
+          f = Fault::kBadFreeLink;
+          if (pf == 0) culprit = c;
+        }
+      }
+    }
+    if (f != Fault::kNone) return fault_at(f, where, culprit);
     if (is_free) {
-      if (prev_was_free) return fault_at(Fault::kAdjacentFree, where, previous);
-      if (load_word(c, blk + size - 4) != size) return fault_at(Fault::kBadFooter, where, previous);
-      // A real free block is on its class's list: its predecessor links to it, or it heads the
-      // list. Catches a walk that a damaged size sent into stale bytes that look like a block.
-      const u32 pf = prev_free(c, blk);
-      const Ctx x(c);
-      const bool linked = pf == 0 ? detail::list_heads(c)[index_of(x, size)] == blk
-                                  : (free_entry_ok(x, pf) && next_free(c, pf) == blk);
-      if (!linked)
-        return fault_at(Fault::kBadFreeLink, where,
-                        pf == 0 ? static_cast<const void *>(c) : previous);
       ++free_count;
       free_sum += size;
     } else {
@@ -1915,22 +2046,20 @@ Validation Heap::validate() const noexcept {
       return fault_at(Fault::kBadBitmap, c);
     u32 back = 0;
     while (e != 0) {
+      const void *const before = back ? detail::data_of(c, back) : static_cast<const void *>(c);
       if (listed >= free_count)
-        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      if (e < c->first || e >= c->end || ((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 ||
-          !free_entry_ok(c, e) || load_word(c, e + size_at(c, e) - 4) != size_at(c, e) ||
-          prev_free(c, e) != back)
-        return fault_at(Fault::kBadFreeLink,
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      if (index_of(Ctx(c), size_at(c, e)) != i)
-        return fault_at(Fault::kBadFreeListClass, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
-      // The block after a listed block must say its predecessor is free: ties the list entry to
-      // the physical chain.
-      if ((header(c, e + size_at(c, e)) & kPrevFree) == 0)
-        return fault_at(Fault::kBadFreeLink, detail::data_of(c, e),
-                        back ? detail::data_of(c, back) : static_cast<const void *>(c));
+        return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e), before);
+      // (free_entry_ok() keeps e inside the block area.)
+      if (((addr_of(c) + e + kHeaderBytes) & (g - 1)) != 0 || !free_entry_ok(c, e) ||
+          load_word(c, e + size_at(c, e) - 4) != size_at(c, e) || prev_free(c, e) != back)
+        return fault_at(Fault::kBadFreeLink, before);
+      // In the list of another class; or the block after it does not say its predecessor is
+      // free (ties the list entry to the physical chain).
+      const u32 size = size_at(c, e);
+      const Fault f = index_of(Ctx(c), size) != i              ? Fault::kBadFreeListClass
+                      : (header(c, e + size) & kPrevFree) == 0 ? Fault::kBadFreeLink
+                                                               : Fault::kNone;
+      if (f != Fault::kNone) return fault_at(f, detail::data_of(c, e), before);
       ++listed;
       back = e;
       e = next_free(c, e);
