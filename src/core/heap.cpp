@@ -199,7 +199,7 @@ CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
 }
 
 // Free-list link checks (next_link_ok, links_ok_at): part of the always-on tier. Firmware built for
-// size (CAPHEAP_COMPACT) may define CAPHEAP_LINK_CHECKS=0 to drop them (about 200 bytes of
+// size (CAPHEAP_COMPACT) may define CAPHEAP_LINK_CHECKS=0 to drop them (about 100 bytes of
 // Cortex-M4 code; design.md section 3); host builds always run them.
 #ifndef CAPHEAP_LINK_CHECKS
 #define CAPHEAP_LINK_CHECKS 1
@@ -1945,22 +1945,30 @@ CAPHEAP_NOINLINE Validation fault_at(Fault fault, const void *block,
 }
 }  // namespace
 
-Validation Heap::validate() const noexcept {
-  const Control *c = control_;
-  if (c == nullptr) return fault_at(Fault::kBadControl, nullptr);
+namespace {
+/// The control structure's fields describe a geometry create() can make (whatever the check word
+/// says: damage to both a geometry byte and the check word can leave them agreeing, and a table
+/// index from an unchecked geometry would read outside the tables).
+bool control_fields_ok(const Control *c) noexcept {
   if (c->geometry_check != detail::geometry_word(c) || c->magic != detail::kControlMagic ||
       c->granule_log2 < 2 || c->granule_log2 > 4 || c->sl_log2 > detail::kMaxSlLog2 ||
       c->fl_count == 0 || c->fl_count > 32 ||
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
-    return fault_at(Fault::kBadControl, c);
+    return false;
   const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
   const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
-  if (c->small_log2 != small_log2 || c->fl_shift != (linear ? small_log2 - 1 : 4u) ||
-      !detail::valid_prefix(c->prefix_bytes) ||
-      (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) != 0 ||
-      (c->debug & detail::kDebugPoisonMask) == detail::kDebugPoisonMask)
-    return fault_at(Fault::kBadControl, c);
+  return c->small_log2 == small_log2 && c->fl_shift == (linear ? small_log2 - 1 : 4u) &&
+         detail::valid_prefix(c->prefix_bytes) &&
+         (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) == 0 &&
+         (c->debug & detail::kDebugPoisonMask) != detail::kDebugPoisonMask;
+}
+}  // namespace
+
+Validation Heap::validate() const noexcept {
+  const Control *c = control_;
+  if (c == nullptr) return fault_at(Fault::kBadControl, nullptr);
+  if (!control_fields_ok(c)) return fault_at(Fault::kBadControl, c);
   const u32 g = detail::granule_of(c);
 
   // 1. Physical chain.
@@ -2163,9 +2171,7 @@ StepResult Heap::validate_step(std::size_t max_blocks) noexcept {
 
 bool Heap::invariants_hold() const noexcept {
   const Control *c = control_;
-  if (c == nullptr || c->magic != detail::kControlMagic || c->end <= c->first ||
-      c->geometry_check != detail::geometry_word(c))
-    return false;
+  if (c == nullptr || !control_fields_ok(c)) return false;
   const u32 span = c->end - c->first;
   if (c->free_bytes > span || c->min_free_bytes > c->free_bytes) return false;
   if ((c->free_blocks == 0) != (c->word_bitmap == 0)) return false;

@@ -201,6 +201,52 @@ TEST(HeapCreate, BadConfigurationsAreRefused) {
   EXPECT_FALSE(Heap::create(buf, sizeof buf, bad_granule));
 }
 
+// Regression: damage to a geometry byte together with the check word, so that the two still
+// agree, made invariants_hold() (and so validate_step()) index the class bitmaps with an
+// unchecked sl_log2 / fl_count and read far outside the control structure. Every check now
+// refuses a geometry create() cannot make, whatever the check word says.
+TEST(HeapCreate, GeometryDamageThatKeepsTheCheckWordIsBadControl) {
+  alignas(16) static unsigned char buf[16384];
+  Heap h = Heap::create(buf, sizeof buf, HeapConfig{});
+  ASSERT_TRUE(h);
+  void *p = h.allocate(100);
+  ASSERT_NE(p, nullptr);
+  auto *c = reinterpret_cast<capheap::detail::Control *>(buf);
+  const capheap::detail::Control saved = *c;
+  struct Damage {
+    const char *field;
+    std::uint8_t capheap::detail::Control::*member;
+    std::uint8_t value;
+  };
+  using capheap::detail::Control;
+  const Damage damages[] = {
+      {"sl_log2", &Control::sl_log2, 200},
+      {"sl_log2", &Control::sl_log2, 6},
+      {"fl_count", &Control::fl_count, 255},
+      {"fl_count", &Control::fl_count, 0},
+      {"granule_log2", &Control::granule_log2, 9},
+      {"fl_shift", &Control::fl_shift, 40},
+      {"small_log2", &Control::small_log2, 31},
+      {"prefix_bytes", &Control::prefix_bytes, 4},
+      {"debug", &Control::debug, 0x40},
+  };
+  for (const Damage &d : damages) {
+    SCOPED_TRACE(std::string(d.field) + " = " + std::to_string(d.value));
+    c->*d.member = d.value;
+    c->geometry_check = capheap::detail::geometry_word(c);
+    EXPECT_FALSE(h.invariants_hold());
+    EXPECT_EQ(h.validate().fault, Fault::kBadControl);
+    const capheap::StepResult step = h.validate_step(8);
+    EXPECT_EQ(step.validation.fault, Fault::kBadControl);
+    EXPECT_EQ(step.validation.block, static_cast<const void *>(buf));
+    EXPECT_EQ(step.visited, 0u);
+    *c = saved;
+    ASSERT_TRUE(h.invariants_hold());
+  }
+  h.deallocate(p);
+  EXPECT_TRUE(h.validate().ok());
+}
+
 TEST(HeapCreate, EveryQueryOnANullHandleIsNeutral) {
   Heap h;
   int x = 0;
