@@ -172,6 +172,13 @@ struct HeapView {
   bool runtime = false;           ///< added at run time (head of the list)
   Heap heap;                      ///< the engine (null while not registered)
   void *lock = nullptr;           ///< the heap's port lock object
+
+  /// True when the heap is registered and has every bit of `want` at some priority level (the
+  /// rule of Registry::heap_matches, on this one reading of the record). O(1).
+  bool has_caps(std::uint32_t want) const noexcept {
+    static_assert(CAPHEAP_PRIORITY_LEVELS == 3, "every level's caps");
+    return registered && ((caps[0] | caps[1] | caps[2]) & want) == want;
+  }
 };
 
 /// The heaps of one system and the capability-based choice between them.

@@ -173,9 +173,14 @@ void *malloc_base_call(std::size_t size, std::uint32_t caps) noexcept {
 #endif
 }
 
+/// The caps a query of the integrity, dump and walk functions selects heaps by: MALLOC_CAP_INVALID
+/// (their _all forms) selects every registered heap, i.e. those matching no bits at all.
+std::uint32_t query_caps(std::uint32_t caps) noexcept {
+  return (caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps;
+}
+
 bool matches_query(unsigned i, std::uint32_t caps) noexcept {
-  // (MALLOC_CAP_INVALID: every registered heap, i.e. those matching no bits at all.)
-  return g_registry.heap_matches(i, Caps((caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps));
+  return g_registry.heap_matches(i, Caps(query_caps(caps)));
 }
 
 unsigned display32(std::uintptr_t a) noexcept {
@@ -1064,17 +1069,15 @@ using HeapFn = void (*)(const HeapView &v, void *ctx);
 CAPHEAP_NOINLINE void each_heap(uint32_t caps, HeapFn fn, void *ctx) {
   ensure_init();
   for (unsigned i = 0; i < g_registry.count(); ++i) {
-    // (Registry::heap_matches' rule, on the one view read of the heap.)
-    static_assert(CAPHEAP_PRIORITY_LEVELS == 3, "every level's caps");
     const HeapView v = g_registry.view(i);
-    if (v.registered && ((v.caps[0] | v.caps[1] | v.caps[2]) & caps) == caps) fn(v, ctx);
+    if (v.has_caps(caps)) fn(v, ctx);
   }
 }
 
 /// each_heap with the integrity, dump and walk functions' rule: MALLOC_CAP_INVALID (their _all
 /// forms) selects every registered heap.
 void each_queried_heap(uint32_t caps, HeapFn fn, void *ctx) {
-  each_heap((caps & MALLOC_CAP_INVALID) != 0 ? 0u : caps, fn, ctx);
+  each_heap(capheap::capi::query_caps(caps), fn, ctx);
 }
 
 /// Validates one heap under its lock and prints what is wrong (print_errors); true if intact.
