@@ -80,10 +80,11 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size);
 
 /* Allocates size bytes aligned to `alignment`.
- * Returns NULL if heap is NULL, size is 0, alignment is 0 or not a power of two, or none of the
- * blocks it looks at (up to 4 of the request's own size class, then the first non-empty larger
- * class) can hold the aligned allocation; it may succeed above largest_free_block, never above the
- * largest free block. Free the result with multi_heap_free.
+ * Returns NULL if heap is NULL, size is 0, alignment is 0 or not a power of two, alignment is
+ * larger than the heap (whatever the addresses, as in ESP-IDF), or none of the blocks it looks
+ * at (up to 4 of the request's own size class, then the first non-empty larger class) can hold
+ * the aligned allocation; it may succeed above largest_free_block, never above the largest free
+ * block. Free the result with multi_heap_free.
  * Complexity: O(1). Locks. */
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment);
 

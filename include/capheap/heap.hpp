@@ -166,7 +166,9 @@ class Heap {
   /// class, so it may succeed above largest_free_block() (the bound of allocate()), never above
   /// the largest free block's usable bytes.
   /// Returns null if size is 0, alignment is 0 or not a power of two, offset is not a multiple of
-  /// 4, no address in this granule can satisfy it, or no block it looks at is large enough. O(1).
+  /// 4, no address in this granule can satisfy it, alignment exceeds the heap's span (whatever
+  /// the addresses, so a host test answers as the device would), or no block it looks at is large
+  /// enough. O(1).
   void *allocate_aligned(std::size_t size, std::size_t alignment, std::size_t offset = 0) noexcept;
 
   /// Frees p (null: no-op). A pointer that is not a live block of this heap is reported through the

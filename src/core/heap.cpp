@@ -422,21 +422,18 @@ struct Found {
 #if CAPHEAP_COMPACT
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 
-/// find_free_compact(): `scan | kQuiet` refuses a bad list entry without reporting it.
-constexpr u32 kQuiet = 0x100u;
-
-/// The block at the head of list idx, if its links hold, else 0 after reporting it (unless quiet).
+/// The block at the head of list idx, if its links hold, else 0 after reporting it.
 /// A list head's links are checked in full before it is taken: its successor points back to it
 /// and it has no predecessor (heads[idx] is blk).
-u32 take_checked(Ctx x, u32 blk, u32 idx, u32 quiet) noexcept {
+u32 take_checked(Ctx x, u32 blk, u32 idx) noexcept {
   if (CAPHEAP_LIKELY(entry_ok(x, blk, idx))) return blk;
-  if (quiet == 0) report_bad_free_entry(x.c, blk);
+  report_bad_free_entry(x.c, blk);
   return 0;
 }
 
 /// The head of the first non-empty list above idx (all of whose blocks fit), checked as
 /// take_checked() does; 0 if there is none.
-u32 larger_head(Ctx x, u32 idx, u32 quiet) noexcept {
+u32 larger_head(Ctx x, u32 idx) noexcept {
   // ~1u << i keeps the bits above i (and is 0 for i = 31).
   const u32 *bits = x.bits();
   u32 w = idx / 32;
@@ -450,18 +447,17 @@ u32 larger_head(Ctx x, u32 idx, u32 quiet) noexcept {
   idx = w * 32 + lsb_index(word);
   const u32 blk = x.heads()[idx];
   if (blk == 0) return 0;  // (a set bit over an empty list)
-  return take_checked(x, blk, idx, quiet);
+  return take_checked(x, blk, idx);
 }
 
 /// Finds a free block of at least `b` bytes: the host form below (`scan` entries of the own list:
 /// kMallocScan or kFitScan, a bounded best fit; then the head of the first non-empty larger list,
 /// all of whose blocks fit).
 /// Returns the block, or 0 if none fits or a list entry or its links failed their sanity check
-/// (then reported through the fail hook, unless kQuiet). Its list and size are read again by the
+/// (then reported through the fail hook). Its list and size are read again by the
 /// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   const u32 idx = index_of(x, b);
-  const u32 quiet = scan & kQuiet;
   u32 blk = x.heads()[idx], best = 0;
   if (blk != 0) {
     // The head is to blame itself, and must also have a successor that points back to it (its
@@ -470,7 +466,7 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
     u32 prev = 0;
     for (u32 what = kNextLink;; what = kEntryOnly) {
       if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, what))) {
-        if (quiet == 0) report_bad_free_entry(x.c, prev != 0 ? prev : blk);
+        report_bad_free_entry(x.c, prev != 0 ? prev : blk);
         return 0;
       }
       const u32 s = x.size_at(blk);
@@ -478,8 +474,7 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
         best = blk;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
-      // (The low byte of scan counts the entries.)
-      if ((--scan & 0xFFu) == 0) break;
+      if (--scan == 0) break;
       prev = blk;
       blk = x.next_free(blk);
       if (blk == 0) break;
@@ -487,8 +482,8 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   }
   // The block taken: its links are followed by the unlink (a head's predecessor link too, which
   // must then be 0: one check for every case, where the host form skips a head's).
-  if (best != 0) return take_checked(x, best, idx, quiet);
-  return larger_head(x, idx, quiet);
+  if (best != 0) return take_checked(x, best, idx);
+  return larger_head(x, idx);
 }
 
 /// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
@@ -1219,17 +1214,10 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const u32 b = block_for_request(x, size);
   if (b == 0) return nullptr;
   const std::size_t span = x.span();
-  if (alignment > span) {
-    // Only a block whose data happens to be aligned could serve it; try the plain path once.
-#if CAPHEAP_COMPACT
-    const Found f = find_free(x, b, kMallocScan | kQuiet);  // (malloc below reports)
-#else
-    const Found f = find_free(x, b, kMallocScan);
-#endif
-    if (f.blk == 0 || f.bad || ((addr_of(x.data(f.blk)) + offset) & (alignment - 1)) != 0)
-      return nullptr;
-    return allocate_impl(control_, size);
-  }
+  // No block can hold b + alignment bytes: fail whatever the addresses, as ESP-IDF's search for
+  // that size does. (A block whose data happened to sit on such a boundary used to be returned,
+  // which made the answer depend on where the host's malloc put the region, unlike the device.)
+  if (alignment > span) return nullptr;
   const u32 a = static_cast<u32>(alignment);
 
   // The leading gap before the first aligned position of a block that is 0 or can be a free block.

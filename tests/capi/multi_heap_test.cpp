@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <ostream>
 #include <random>
 #include <string>
@@ -1093,14 +1094,28 @@ TEST(MultiHeapAligned, AccountingIsTheKeptBlockOnly) {
 }
 
 TEST(MultiHeapAligned, AlignmentLargerThanTheHeapFails) {
-  Region r(4096);
-  multi_heap_handle_t h = r.heap(4);
+  // The heap's place is chosen, not left to the host's malloc: a 4 KiB heap
+  // from aligned_alloc can straddle an 8 KiB boundary, and then an 8 KiB
+  // alignment (or that boundary minus the offset) is a legitimate success.
+  // Regression: CI's nodeco stage drew a heap whose first block sat 4 bytes
+  // below such a boundary, and aligned_alloc_offs(16, 8192, 4) rightly
+  // returned it. Here the heap spans [base + 8256, base + 12352) with base
+  // 64 KiB-aligned: no multiple of 8 KiB or more, nor 4 bytes below one,
+  // lies inside.
+  constexpr size_t kBase = 64 * 1024;
+  constexpr size_t kPhase = 8192 + 64;
+  constexpr size_t kSize = 4096;
+  std::unique_ptr<unsigned char, decltype(&std::free)> buf(
+      static_cast<unsigned char *>(std::aligned_alloc(kBase, kBase)), &std::free);
+  ASSERT_NE(buf, nullptr);
+  unsigned char *mem = buf.get() + kPhase;
+  capheap_heap_config_t cfg{};
+  cfg.granule = 4;
+  multi_heap_handle_t h = capheap_heap_register(mem, kSize, &cfg);
   ASSERT_NE(h, nullptr);
   const size_t f0 = multi_heap_free_size(h);
-  const std::uintptr_t first = addr(multi_heap_get_block_address(multi_heap_get_first_block(h)));
   int tested = 0;
   for (size_t a = 8192; a != 0 && tested < 8; a <<= 1) {
-    if (first % a == 0) continue;  // this address happens to satisfy it: not a failure case
     EXPECT_EQ(multi_heap_aligned_alloc(h, 16, a), nullptr) << a;
     EXPECT_EQ(multi_heap_aligned_alloc_offs(h, 16, a, 4), nullptr) << a;
     ++tested;
@@ -1110,6 +1125,44 @@ TEST(MultiHeapAligned, AlignmentLargerThanTheHeapFails) {
   EXPECT_EQ(multi_heap_free_size(h), f0);
   EXPECT_EQ(multi_heap_minimum_free_size(h), f0);
   EXPECT_TRUE(multi_heap_check(h, true));
+}
+
+TEST(MultiHeapAligned, AlignmentLargerThanTheHeapFailsEvenWhereTheDataIsAligned) {
+  // Regression for the CI failure above: the heap's first block had its data 4 bytes below an
+  // 8 KiB boundary and aligned_alloc_offs(16, 8192, 4) returned it. An alignment larger than the
+  // heap now fails whatever the addresses (ESP-IDF searches for size + alignment, which no block
+  // of such a heap holds), so a host test answers as the device would.
+  constexpr size_t kBase = 64 * 1024;
+  constexpr size_t kSize = 4096;
+  std::unique_ptr<unsigned char, decltype(&std::free)> buf(
+      static_cast<unsigned char *>(std::aligned_alloc(kBase, kBase)), &std::free);
+  ASSERT_NE(buf, nullptr);
+  capheap_heap_config_t cfg{};
+  cfg.granule = 4;
+  // Where the first block's data sits relative to the region's start (the control structure).
+  multi_heap_handle_t probe = capheap_heap_register(buf.get() + 64, kSize, &cfg);
+  ASSERT_NE(probe, nullptr);
+  const size_t lead =
+      addr(multi_heap_get_block_address(multi_heap_get_first_block(probe))) - addr(buf.get() + 64);
+  ASSERT_LT(lead + 4, size_t{8192});
+  for (size_t off : {size_t{0}, size_t{4}}) {
+    SCOPED_TRACE(off);
+    // first data + off on a 16 KiB boundary (a different one for each offset)
+    unsigned char *start = buf.get() + (off == 0 ? 16384 : 32768) - off - lead;
+    multi_heap_handle_t h = capheap_heap_register(start, kSize, &cfg);
+    ASSERT_NE(h, nullptr);
+    void *first = multi_heap_get_block_address(multi_heap_get_first_block(h));
+    ASSERT_EQ((addr(first) + off) % 16384, 0u);
+    const size_t f0 = multi_heap_free_size(h);
+    EXPECT_EQ(multi_heap_aligned_alloc_offs(h, 16, 8192, off), nullptr);
+    EXPECT_EQ(multi_heap_aligned_alloc_offs(h, 16, 16384, off), nullptr);
+    // An alignment the heap can hold is still served in place, with no leading gap.
+    void *p = multi_heap_aligned_alloc_offs(h, 16, 2048, off);
+    EXPECT_EQ(p, first);
+    multi_heap_free(h, p);
+    EXPECT_EQ(multi_heap_free_size(h), f0);
+    EXPECT_TRUE(multi_heap_check(h, true));
+  }
 }
 
 TEST(MultiHeapAligned, RepeatedAlignedAllocsLeakNothing) {
