@@ -11,6 +11,8 @@
 #   make clang-test           clang Debug build in build-clang/ + ctest
 #   make m32-test             32-bit build in build-m32/ (g++ -m32), portable tests under qemu-i386
 #   make nodeco-test          build without decoration support in build-nodeco/ (CAPHEAP_DECORATION=OFF)
+#   make shift-test           every test of build/ again with the host heap's addresses moved (SHIFTS:
+#                             bytes taken before main; scripts/shift-test.sh)
 #   make compact-test         the size-built firmware forms on the host (CAPHEAP_FORCE_INLINE=OFF):
 #                             every test in build-compact/, threaded tests under TSan
 #   make coverage             clang coverage build in build-cov/: line/branch coverage of src/core, src/caps
@@ -73,7 +75,7 @@ SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_a
 
 .PHONY: all deps deps-cross build demo test bench install asan tsan format format-check \
         check-layers check-freestanding install-test ci clean help \
-        release-test clang-test m32-test nodeco-test compact-test coverage deps-ci fuzz target-test link-check-selftest size
+        release-test clang-test m32-test nodeco-test compact-test shift-test coverage deps-ci fuzz target-test link-check-selftest size
 
 all: build
 
@@ -213,6 +215,13 @@ nodeco-test: deps-ci
 	$(call configure,build-nodeco,Debug,-DCAPHEAP_DECORATION=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_SANITIZE=OFF -DCAPHEAP_TSAN=OFF)
 	$(CMAKE) --build build-nodeco -j $(JOBS)
 	$(CTEST) --test-dir build-nodeco --output-on-failure -j $(JOBS) --no-tests=error $(CTEST_ARGS)
+
+# Address-shift run (scripts/shift-test.sh): the tests of $(BUILD_DIR) once per shift, with a preloaded
+# shim taking SHIFTS bytes from the host's malloc before main, so that no test's outcome may depend on
+# where the host happened to place a buffer.
+SHIFTS ?=
+shift-test: build
+	JOBS=$(JOBS) CTEST_ARGS="$(CTEST_ARGS)" bash scripts/shift-test.sh $(BUILD_DIR) $(SHIFTS)
 
 # The compact forms that size-built firmware runs (CAPHEAP_FORCE_INLINE=OFF defines CAPHEAP_COMPACT:
 # the engine's shared routines, the registry without derived tables) on the host: every test in a
