@@ -45,9 +45,6 @@ __attribute__((always_inline)) inline void st(T &x, T v) noexcept {
   __atomic_store_n(&x, v, __ATOMIC_RELAXED);
 }
 
-inline bool is_pow2(std::size_t v) noexcept {
-  return v != 0 && (v & (v - 1)) == 0;
-}
 inline std::size_t align_up(std::size_t v, std::size_t a) noexcept {
   return (v + a - 1) & ~(a - 1);
 }
@@ -452,16 +449,17 @@ Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintpt
   // A heap registers before it becomes visible; a too-small range fails here without side effects
   // beyond writing the (unused) memory.
   lock_table();
-  Status s = Status::kOk;
-  for (unsigned i = 0; i < count_ && s == Status::kOk; ++i) {
+  Status s = count_ >= kMaxHeaps ? Status::kNoMem : Status::kOk;
+  for (unsigned i = 0; i < count_; ++i) {
     const Record &o = records_[i];
-    const bool before = end <= o.start, after = start >= o.end;
-    const bool inside = (start >= o.start && end < o.end) || (start > o.start && end <= o.end);
-    if (!(before || after || inside)) s = Status::kFail;
+    // Disjoint, or strictly inside (contained and smaller): anything else overlaps.
+    if (end > o.start && start < o.end &&
+        !(start >= o.start && end <= o.end && end - start < o.end - o.start)) {
+      s = Status::kFail;
+      break;
+    }
   }
-  if (s == Status::kOk && count_ >= kMaxHeaps) s = Status::kNoMem;
-  if (s == Status::kOk && !register_heap(r)) s = Status::kInvalidSize;
-  if (s == Status::kOk) s = insert(r, where);
+  if (s == Status::kOk) s = register_heap(r) ? insert(r, where) : Status::kInvalidSize;
   unlock_table();
   return s;
 }
@@ -568,21 +566,24 @@ void Registry::enable_startup_stack_heaps() noexcept {
 bool Registry::layout_caps_at(std::uintptr_t addr,
                               u32 out[CAPHEAP_PRIORITY_LEVELS]) const noexcept {
   if (layout_ == nullptr) return false;
-  const capheap_memory_type_t *type = nullptr;
-  for (std::size_t i = 0; i < layout_->region_count && type == nullptr; ++i) {
-    const capheap_memory_region_t &reg = layout_->regions[i];
-    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout_->type_count)
-      type = &layout_->types[reg.type];
+  const capheap_layout_t &layout = *layout_;
+  long type = -1;  // index into layout.types
+  for (std::size_t i = 0; i < layout.region_count; ++i) {
+    const capheap_memory_region_t &reg = layout.regions[i];
+    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout.type_count) {
+      type = reg.type;
+      break;
+    }
   }
   // External RAM belongs to the chip's region table too (ESP-IDF lists PSRAM there with
   // CONFIG_SPIRAM), although capheap adds its heap at run time.
-  if (type == nullptr && layout_->ext_ram_type >= 0 &&
-      static_cast<std::size_t>(layout_->ext_ram_type) < layout_->type_count &&
-      addr >= layout_->ext_ram_start && addr - layout_->ext_ram_start < layout_->ext_ram_max_size)
-    type = &layout_->types[layout_->ext_ram_type];
-  if (type == nullptr) return false;
+  if (type < 0 && layout.ext_ram_type >= 0 &&
+      static_cast<std::size_t>(layout.ext_ram_type) < layout.type_count &&
+      addr >= layout.ext_ram_start && addr - layout.ext_ram_start < layout.ext_ram_max_size)
+    type = layout.ext_ram_type;
+  if (type < 0) return false;
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-    out[l] = type->caps[l];
+    out[l] = layout.types[type].caps[l];
   return true;
 }
 
@@ -739,35 +740,28 @@ restart:
 }
 #endif
 
-void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexcept {
+void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried,
+                              std::size_t alignment) noexcept {
   u32 c = caps.bits();
   if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
-  if ((c & MALLOC_CAP_EXEC) != 0) {
+  // Aligned requests (alignment != 0) have no EXEC rule and no 32BIT rounding (spec §1.1).
+  const bool exec = alignment == 0 && (c & MALLOC_CAP_EXEC) != 0;
+  if (exec) {
     if ((c & kExecForbidden) != 0) return nullptr;  // executable memory is never 8-bit or DMA
     c |= MALLOC_CAP_32BIT;
   }
-  if (size > (std::size_t(1) << 31)) return nullptr;  // no region is that large; keeps sums exact
-  if ((c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
-  Caps adj(c);
-  const std::size_t alignment = hw_alignment(adj);
-  // DMA_DESC_* requests are DMA requests once adjusted (spec §2): executable memory is never DMA.
-  if ((c & MALLOC_CAP_EXEC) != 0 && (adj.bits() & kExecForbidden) != 0) return nullptr;
-  if (alignment != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0, tried);
-}
-
-void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
-  if (!is_pow2(alignment) || size == 0) return nullptr;
-  const u32 c = caps.bits();
-  if (c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  // No region is that large; keeps sums exact.
   if (size > (std::size_t(1) << 31) || alignment > (std::size_t(1) << 31)) return nullptr;
-  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
-  // size to that one, whichever set it.
+  if (alignment == 0 && (c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
   Caps adj(c);
   const std::size_t hw = hw_alignment(adj);
+  // DMA_DESC_* requests are DMA requests once adjusted (spec §2): executable memory is never DMA.
+  if (exec && (adj.bits() & kExecForbidden) != 0) return nullptr;
+  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
+  // size to that one, whichever set it. (hw is 0 without such a request, else above 4.)
   if (hw > alignment) alignment = hw;
-  if ((c & kHwAlignCaps) != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
+  if (alignment != 0 && (c & kHwAlignCaps) != 0) size = align_up(size, alignment);
+  return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, exec, tried);
 }
 
 #if CAPHEAP_CAPS_TABLES
@@ -857,7 +851,7 @@ std::size_t Registry::block_figure(const void *p, bool allocated) const noexcept
   const std::size_t s = allocated ? r->heap.allocated_size(data) : r->heap.usable_size(data);
   unlock(*r);
   if (s == 0) {
-    capheap_port_fail("pointer is not a live block", p, r->heap.start());
+    capheap_port_fail("pointer is not a live block", p, r->heap.control());
     return 0;
   }
   return s - (data != p ? kAliasWord : 0);
