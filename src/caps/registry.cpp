@@ -362,13 +362,13 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
     Record &a = records_[added];
     for (unsigned i = 0; i < count_; ++i) {
       Record &o = records_[i];
-      if (o.start <= a.start && a.end <= o.end) {
-        o.outer = true;
-        __atomic_store_n(&o.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
-      }
-      if (a.start <= o.start && o.end <= a.end) {
-        a.outer = true;
-        __atomic_store_n(&a.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
+      // (Never both: add_region refuses a range equal to an existing one.)
+      Record *const outer = o.start <= a.start && a.end <= o.end   ? &o
+                            : a.start <= o.start && o.end <= a.end ? &a
+                                                                   : nullptr;
+      if (outer != nullptr) {
+        outer->outer = true;
+        __atomic_store_n(&outer->hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
       }
     }
     // Runtime heaps go to the head of the list, boot heaps to its end. (Release stores: readers
@@ -378,20 +378,19 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
       __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
     __atomic_store_n(&order_[at], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
     __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
-  }
-  std::uintptr_t low = 0, high = 0;
-  for (unsigned i = 0; i < count_; ++i) {
-    const Record &r = records_[i];
-    if (r.iram_start != 0) {
-      const std::uintptr_t e = to_iram(r, r.end);
-      const std::uintptr_t lo = e < r.iram_start ? e : r.iram_start;
+    // The alias window spans every record's alias (registered or not). Records are only added
+    // (init clears the window) and keep their alias: widening it by the new one's is the update.
+    if (a.iram_start != 0) {
+      const std::uintptr_t e = to_iram(a, a.end);
+      const std::uintptr_t lo = e < a.iram_start ? e : a.iram_start;
+      std::uintptr_t low = iram_low_, high = iram_high_;
       if (low == 0 || lo < low) low = lo;
-      if (lo + (r.end - r.start) > high) high = lo + (r.end - r.start);
+      if (lo + (a.end - a.start) > high) high = lo + (a.end - a.start);
+      st(iram_low_, low);
+      st(iram_high_, high);
+      st(iram_span_, high - low);
     }
   }
-  st(iram_low_, low);
-  st(iram_high_, high);
-  st(iram_span_, high - low);
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
 
@@ -399,22 +398,21 @@ int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   for (;;) {
     const u32 seq = read_seq_begin();
-    // The innermost heap containing a: heaps are nested or disjoint, so it is the one with the
-    // largest start, and of those the smallest end (the last in start order, ties by larger end
-    // first, then by list position).
+    // The innermost heap containing a: heaps are nested or disjoint (a nested heap is strictly
+    // smaller), so it is the smallest one (equal ones, which add_region refuses: the last in
+    // list order).
     int found = -1;
     unsigned rec = 0;
-    std::uintptr_t best_start = 0, best_end = 0;
+    std::uintptr_t best_span = ~std::uintptr_t(0);  // (no heap spans the whole address space)
     const unsigned n = __atomic_load_n(&count_, __ATOMIC_ACQUIRE);
     for (unsigned pos = 0; pos < n; ++pos) {
       const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
       const Record &r = records_[idx];
-      if (a - r.start < r.end - r.start &&
-          (found < 0 || r.start > best_start || (r.start == best_start && r.end <= best_end))) {
+      const std::uintptr_t span = r.end - r.start;
+      if (a - r.start < span && span <= best_span) {
         found = static_cast<int>(pos);
         rec = idx;
-        best_start = r.start;
-        best_end = r.end;
+        best_span = span;
       }
     }
     if (!read_seq_retry(seq)) {
@@ -726,10 +724,10 @@ restart:
     for (unsigned pos = 0; pos < n; ++pos) {
       const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
       Record &r = records_[idx];
-      unsigned first = 0;  // the first level where r shares a requested bit
-      while (first < l && (r.caps[first] & req) == 0)
+      unsigned first = 0;  // the first level where r shares a requested bit (kAny: none)
+      while (first < kAny && (r.caps[first] & req) == 0)
         ++first;
-      if (first != l || (r.caps[l] & req) == 0 || (r.caps[kAny] & req) != req ||
+      if (first != l || (r.caps[kAny] & req) != req ||
           !__atomic_load_n(&r.registered, __ATOMIC_ACQUIRE) || idx + 1 == tried)
         continue;
       if (read_seq_retry(seq)) goto restart;  // the tables changed under us
@@ -787,12 +785,12 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
 #if CAPHEAP_COMPACT
   // (Firmware built for size: owner_of's lookup; an alias is the pointer whose data address
-  // differs from it. No reader of the hint's hold bit in these builds.)
+  // differs from it. No reader of the hint's hold bit in these builds. The record's own index
+  // field names it: no division by the record size.)
   void *data;
   Record *const r = owner_of(ptr, data, "free() target pointer is outside heap areas");
   if (r == nullptr) return;
-  if (data == ptr)
-    __atomic_store_n(&free_hint_, static_cast<std::uint32_t>(r - records_), __ATOMIC_RELEASE);
+  if (data == ptr) __atomic_store_n(&free_hint_, std::uint32_t{r->index}, __ATOMIC_RELEASE);
   free_in(*r, data);
 #else
   void *data = ptr;
