@@ -313,7 +313,11 @@ class Registry {
   /// heap_caps_aligned_alloc's rules (no EXEC alias, no 32BIT rounding, no EXEC refusal): NULL for
   /// alignment 0, not a power of two or above 2^31, size 0 or above 2^31, caps 0,
   /// MALLOC_CAP_INVALID, or no fitting heap.
-  void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept;
+  void *allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
+    return alignment != 0 && (alignment & (alignment - 1)) == 0
+               ? allocate_slow(size, caps, 0, alignment)
+               : nullptr;
+  }
   /// heap_caps_realloc's rules.
   void *reallocate(void *ptr, std::size_t size, Caps caps) noexcept;
   /// heap_caps_free's rules; reports (fail hook) pointers in no heap.
@@ -524,7 +528,10 @@ class Registry {
   // corruption, is not asked twice).
   void *try_heaps(std::size_t size, Caps caps, std::size_t alignment, bool exec_alias,
                   unsigned tried = 0) noexcept;
-  void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0) noexcept;
+  // `alignment`: 0 for allocate()'s rules; else allocate_aligned()'s (a power of two: no EXEC rule,
+  // no 32BIT rounding, the larger of it and the hardware alignment). One body for both.
+  void *allocate_slow(std::size_t size, Caps caps, unsigned tried = 0,
+                      std::size_t alignment = 0) noexcept;
   // The inline fast paths' out-of-line halves: the locked engine call lives here so that the C
   // API's entry points keep no values across calls (no register saves) and end in a tail call.
 #if CAPHEAP_CAPS_TABLES

@@ -111,13 +111,7 @@ void ensure_init_slow() noexcept {
   }
 }
 
-/// Copies s to out; returns the end (not terminated).
-char *append(char *out, const char *s) noexcept {
-  while (*s != '\0')
-    *out++ = *s++;
-  return out;
-}
-
+#if !defined(CAPHEAP_WITH_DECORATION) || CAPHEAP_WITH_DECORATION
 /// Lower-case hexadecimal of v, at least min_digits digits, NUL-terminated; returns the end.
 char *append_hex(char *out, std::uintptr_t v, unsigned min_digits) noexcept {
   unsigned n = 1;
@@ -129,16 +123,27 @@ char *append_hex(char *out, std::uintptr_t v, unsigned min_digits) noexcept {
   *out = '\0';
   return out;
 }
+#endif
 
 void report_failure(std::size_t size, std::uint32_t caps, const char *function) noexcept {
   const esp_alloc_failed_hook_t hook = __atomic_load_n(&g_failed_hook, __ATOMIC_ACQUIRE);
   if (hook != nullptr) hook(size, caps, function);
   if (__atomic_load_n(&g_abort_on_failure, __ATOMIC_RELAXED)) {
-    char msg[48];  // "Mem alloc fail. size 0x%08x caps 0x%08x"
-    append_hex(append(append_hex(append(msg, "Mem alloc fail. size 0x"),
-                                 static_cast<std::uint32_t>(size), 8),
-                      " caps 0x"),
-               caps, 8);
+    // "Mem alloc fail. size 0x%08x caps 0x%08x": both fields have 8 digits, so the text is fixed
+    // but for them. One loop writes the digits from the end: caps's, then (past " caps 0x")
+    // size's.
+    char msg[] = "Mem alloc fail. size 0x00000000 caps 0x00000000";
+    char *out = msg + sizeof msg - 1;
+    std::uint32_t v = caps;
+    for (unsigned i = 0; i < 16; ++i) {
+      if (i == 8) {
+        out -= sizeof " caps 0x" - 1;
+        v = static_cast<std::uint32_t>(size);
+      }
+      const unsigned d = v & 0xFu;
+      *--out = static_cast<char>(d < 10 ? '0' + d : 'a' - 10 + d);
+      v >>= 4;
+    }
     capheap_port_abort(msg);
   }
 }
@@ -486,8 +491,17 @@ void *realloc_base_impl(void *ptr, size_t size, uint32_t caps) {
 
 void *aligned_base_impl(size_t alignment, size_t size, uint32_t caps) {
   ensure_init();
-  if (size > kHeapSizeMax) return nullptr;
+  // (No size check: the registry refuses sizes above kHeapSizeMax without side effects.)
   return g_registry.allocate_aligned(alignment, size, Caps(caps));
+}
+
+/// heap_caps_aligned_alloc without its event: its argument rules, then the failure report, which
+/// heap_caps_aligned_calloc makes under the same name (as ESP-IDF).
+CAPHEAP_NOINLINE void *aligned_alloc_reporting(size_t alignment, size_t size, uint32_t caps) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
+  void *p = aligned_base_impl(alignment, size, caps);
+  if (p == nullptr) report_failure(size, caps, "heap_caps_aligned_alloc");
+  return p;
 }
 
 void *calloc_base_impl(size_t n, size_t size, uint32_t caps) {
@@ -526,6 +540,32 @@ __attribute__((always_inline)) inline void note_alloc(EventOp op, void *p, size_
       emit_alloc(op, p, size, alignment, caps, caller);
   }
   hook_alloc(p, size, caps, alignment != 0);  // (alignment: the aligned functions only)
+}
+
+/// heap_caps_malloc_prefer (n 1, EventOp::kMalloc) and heap_caps_calloc_prefer (kCalloc, which
+/// zeroes the block): one body, since malloc_prefer follows calloc_prefer's rules with n = 1 (size
+/// 0 is refused without a report either way).
+CAPHEAP_NOINLINE void *prefer_alloc(size_t n, size_t size, size_t num, va_list ap, EventOp op,
+                                    const char *function, void *caller) {
+  size_t total;  // n * size, wrapped if it overflows
+  const bool refused = __builtin_mul_overflow(n, size, &total) || total == 0;
+  uint32_t caps = MALLOC_CAP_DEFAULT;
+  void *p = nullptr;
+  if (!refused) {
+    p = prefer_loop(false, nullptr, total, num, ap, caps);
+  } else {
+    // As heap_caps_calloc (spec §1.1, "same over calloc"): every caps' base call refuses an
+    // overflowing or zero n * size, and the report tests size > 0 with the caps tried last.
+    while (num-- > 0)
+      caps = va_arg(ap, uint32_t);
+  }
+  if (p == nullptr) {
+    if (size > 0) report_failure(total, caps, function);
+    return p;
+  }
+  if (op == EventOp::kCalloc) __builtin_memset(p, 0, total);
+  note_alloc(op, p, total, 0, caps, caller);
+  return p;
 }
 
 CAPHEAP_COLD void emit_free(void *ptr, void *caller) {
@@ -759,9 +799,7 @@ HEAP_IRAM_ATTR void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps) {
 }
 
 void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps) {
-  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || size == 0) return nullptr;
-  void *p = aligned_base_impl(alignment, size, caps);
-  if (p == nullptr) report_failure(size, caps, __func__);
+  void *p = aligned_alloc_reporting(alignment, size, caps);
   note_alloc(EventOp::kAlignedAlloc, p, size, alignment, caps, CAPHEAP_CALLER());
   return p;
 }
@@ -769,12 +807,8 @@ void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps) {
 void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return nullptr;
-  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || total == 0) return nullptr;
-  void *p = aligned_base_impl(alignment, total, caps);
-  if (p == nullptr) {
-    report_failure(total, caps, "heap_caps_aligned_alloc");
-    return p;
-  }
+  void *p = aligned_alloc_reporting(alignment, total, caps);
+  if (p == nullptr) return p;
   __builtin_memset(p, 0, total);
   note_alloc(EventOp::kCalloc, p, total, alignment, caps, CAPHEAP_CALLER());
   return p;
@@ -875,14 +909,10 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size) {
 }
 
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
-  if (size == 0) return nullptr;
   va_list ap;
   va_start(ap, num);
-  uint32_t caps;
-  void *p = prefer_loop(false, nullptr, size, num, ap, caps);
+  void *p = prefer_alloc(1, size, num, ap, EventOp::kMalloc, __func__, CAPHEAP_CALLER());
   va_end(ap);
-  if (p == nullptr) report_failure(size, caps, __func__);
-  note_alloc(EventOp::kMalloc, p, size, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 
@@ -903,27 +933,10 @@ void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
 }
 
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...) {
-  size_t total;  // n * size, wrapped if it overflows
-  const bool refused = __builtin_mul_overflow(n, size, &total) || total == 0;
   va_list ap;
   va_start(ap, num);
-  uint32_t caps = MALLOC_CAP_DEFAULT;
-  void *p = nullptr;
-  if (!refused) {
-    p = prefer_loop(false, nullptr, total, num, ap, caps);
-  } else {
-    // As heap_caps_calloc (spec §1.1, "same over calloc"): every caps' base call refuses an
-    // overflowing or zero n * size, and the report tests size > 0 with the caps tried last.
-    while (num-- > 0)
-      caps = va_arg(ap, uint32_t);
-  }
+  void *p = prefer_alloc(n, size, num, ap, EventOp::kCalloc, __func__, CAPHEAP_CALLER());
   va_end(ap);
-  if (p == nullptr) {
-    if (size > 0) report_failure(total, caps, __func__);
-    return p;
-  }
-  __builtin_memset(p, 0, total);
-  note_alloc(EventOp::kCalloc, p, total, 0, caps, CAPHEAP_CALLER());
   return p;
 }
 
@@ -1043,25 +1056,6 @@ size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, siz
 
 namespace {
 
-/// The figures of one heap, read under its lock.
-CAPHEAP_NOINLINE capheap::HeapInfo locked_info(const HeapView &v) {
-  capheap::HeapInfo hi;
-  g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
-  return hi;
-}
-
-/// Adds one heap's figures to a total (the largest free block is the largest of all).
-CAPHEAP_NOINLINE void add_info(multi_heap_info_t &total, const capheap::HeapInfo &hi) {
-  total.total_free_bytes += hi.total_free_bytes;
-  total.total_allocated_bytes += hi.total_allocated_bytes;
-  total.minimum_free_bytes += hi.minimum_free_bytes;
-  total.allocated_blocks += hi.allocated_blocks;
-  total.free_blocks += hi.free_blocks;
-  total.total_blocks += hi.total_blocks;
-  if (hi.largest_free_block > total.largest_free_block)
-    total.largest_free_block = hi.largest_free_block;
-}
-
 /// The one pass over the heap list of the queries, reports and walkers: fn(view, ctx) for every
 /// registered heap with every bit of caps, in list order (MALLOC_CAP_INVALID: none). Initialises on
 /// first use.
@@ -1078,6 +1072,45 @@ CAPHEAP_NOINLINE void each_heap(uint32_t caps, HeapFn fn, void *ctx) {
 /// forms) selects every registered heap.
 void each_queried_heap(uint32_t caps, HeapFn fn, void *ctx) {
   each_heap(capheap::capi::query_caps(caps), fn, ctx);
+}
+
+/// heap_caps_get_info's and heap_caps_print_heap_info's pass: adds each heap's figures, read under
+/// its lock, to *total (the largest free block is the largest of all), printing the heap's two
+/// report lines first if `print`.
+CAPHEAP_NOINLINE void info_pass(uint32_t caps, multi_heap_info_t *total, bool print) {
+  struct Ctx {
+    multi_heap_info_t *total;
+    bool print;
+  } ctx{total, print};
+  each_heap(
+      caps,
+      [](const HeapView &v, void *c) {
+        const Ctx &cx = *static_cast<const Ctx *>(c);
+        capheap_port_lock_acquire(v.lock);
+        const capheap::HeapInfo hi = v.heap.info();
+        capheap_port_lock_release(v.lock);
+        if (cx.print) {
+          capheap_port_printf(
+              "  At 0x%08x len %d free %d allocated %d min_free %d\n",
+              display32(display_address(reinterpret_cast<void *>(v.start))),
+              static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
+              static_cast<int>(hi.total_allocated_bytes), static_cast<int>(hi.minimum_free_bytes));
+          capheap_port_printf(
+              "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
+              static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
+              static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
+        }
+        multi_heap_info_t &t = *cx.total;
+        t.total_free_bytes += hi.total_free_bytes;
+        t.total_allocated_bytes += hi.total_allocated_bytes;
+        t.minimum_free_bytes += hi.minimum_free_bytes;
+        t.allocated_blocks += hi.allocated_blocks;
+        t.free_blocks += hi.free_blocks;
+        t.total_blocks += hi.total_blocks;
+        if (hi.largest_free_block > t.largest_free_block)
+          t.largest_free_block = hi.largest_free_block;
+      },
+      &ctx);
 }
 
 /// Validates one heap under its lock and prints what is wrong (print_errors); true if intact.
@@ -1134,12 +1167,7 @@ void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps) {
   if (info == nullptr) return;
   g_registry.consistent([&] {
     *info = multi_heap_info_t{};
-    each_heap(
-        caps,
-        [](const HeapView &v, void *c) {
-          add_info(*static_cast<multi_heap_info_t *>(c), locked_info(v));
-        },
-        info);
+    info_pass(caps, info, false);
     return 0;
   });
 }
@@ -1154,22 +1182,7 @@ void heap_caps_print_heap_info(uint32_t caps) {
   ensure_init();
   multi_heap_info_t total{};
   capheap_port_printf("Heap summary for capabilities 0x%08X:\n", static_cast<unsigned>(caps));
-  each_heap(
-      caps,
-      [](const HeapView &v, void *c) {
-        const capheap::HeapInfo hi = locked_info(v);
-        capheap_port_printf(
-            "  At 0x%08x len %d free %d allocated %d min_free %d\n",
-            display32(display_address(reinterpret_cast<void *>(v.start))),
-            static_cast<int>(v.end - v.start), static_cast<int>(hi.total_free_bytes),
-            static_cast<int>(hi.total_allocated_bytes), static_cast<int>(hi.minimum_free_bytes));
-        capheap_port_printf(
-            "    largest_free_block %d alloc_blocks %d free_blocks %d total_blocks %d\n",
-            static_cast<int>(hi.largest_free_block), static_cast<int>(hi.allocated_blocks),
-            static_cast<int>(hi.free_blocks), static_cast<int>(hi.total_blocks));
-        add_info(*static_cast<multi_heap_info_t *>(c), hi);
-      },
-      &total);
+  info_pass(caps, &total, true);
   capheap_port_printf("  Totals:\n");
   capheap_port_printf(
       "    free %d allocated %d min_free %d largest_free_block %d\n",

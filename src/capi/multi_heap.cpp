@@ -272,11 +272,11 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p) {
 
 bool multi_heap_check(multi_heap_handle_t heap, bool print_errors) {
   if (heap == nullptr) return false;
-  capheap::Validation v;
-  {
+  // (Initialised from the locked call's result, not assigned to: no zeroing and copy of a default.)
+  const capheap::Validation v = [heap] {
     Guard g(heap);
-    v = heap_of(heap).validate();
-  }
+    return heap_of(heap).validate();
+  }();
   if (!v.ok() && print_errors) capheap::capi::print_corruption(v, heap, false);
   return v.ok();
 }

@@ -45,9 +45,6 @@ __attribute__((always_inline)) inline void st(T &x, T v) noexcept {
   __atomic_store_n(&x, v, __ATOMIC_RELAXED);
 }
 
-inline bool is_pow2(std::size_t v) noexcept {
-  return v != 0 && (v & (v - 1)) == 0;
-}
 inline std::size_t align_up(std::size_t v, std::size_t a) noexcept {
   return (v + a - 1) & ~(a - 1);
 }
@@ -365,13 +362,13 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
     Record &a = records_[added];
     for (unsigned i = 0; i < count_; ++i) {
       Record &o = records_[i];
-      if (o.start <= a.start && a.end <= o.end) {
-        o.outer = true;
-        __atomic_store_n(&o.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
-      }
-      if (a.start <= o.start && o.end <= a.end) {
-        a.outer = true;
-        __atomic_store_n(&a.hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
+      // (Never both: add_region refuses a range equal to an existing one.)
+      Record *const outer = o.start <= a.start && a.end <= o.end   ? &o
+                            : a.start <= o.start && o.end <= a.end ? &a
+                                                                   : nullptr;
+      if (outer != nullptr) {
+        outer->outer = true;
+        __atomic_store_n(&outer->hint_span, std::uint32_t(0), __ATOMIC_RELEASE);
       }
     }
     // Runtime heaps go to the head of the list, boot heaps to its end. (Release stores: readers
@@ -381,20 +378,19 @@ void Registry::rebuild_tables(unsigned added, Placement where) noexcept {
       __atomic_store_n(&order_[p], order_[p - 1], __ATOMIC_RELEASE);
     __atomic_store_n(&order_[at], static_cast<std::uint8_t>(added), __ATOMIC_RELEASE);
     __atomic_store_n(&count_, count_ + 1, __ATOMIC_RELEASE);
-  }
-  std::uintptr_t low = 0, high = 0;
-  for (unsigned i = 0; i < count_; ++i) {
-    const Record &r = records_[i];
-    if (r.iram_start != 0) {
-      const std::uintptr_t e = to_iram(r, r.end);
-      const std::uintptr_t lo = e < r.iram_start ? e : r.iram_start;
+    // The alias window spans every record's alias (registered or not). Records are only added
+    // (init clears the window) and keep their alias: widening it by the new one's is the update.
+    if (a.iram_start != 0) {
+      const std::uintptr_t e = to_iram(a, a.end);
+      const std::uintptr_t lo = e < a.iram_start ? e : a.iram_start;
+      std::uintptr_t low = iram_low_, high = iram_high_;
       if (low == 0 || lo < low) low = lo;
-      if (lo + (r.end - r.start) > high) high = lo + (r.end - r.start);
+      if (lo + (a.end - a.start) > high) high = lo + (a.end - a.start);
+      st(iram_low_, low);
+      st(iram_high_, high);
+      st(iram_span_, high - low);
     }
   }
-  st(iram_low_, low);
-  st(iram_high_, high);
-  st(iram_span_, high - low);
   __atomic_store_n(&seq_, seq_ + 1, __ATOMIC_RELEASE);  // even again
 }
 
@@ -402,22 +398,21 @@ int Registry::find_heap(const void *p, unsigned *record_index) const noexcept {
   const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
   for (;;) {
     const u32 seq = read_seq_begin();
-    // The innermost heap containing a: heaps are nested or disjoint, so it is the one with the
-    // largest start, and of those the smallest end (the last in start order, ties by larger end
-    // first, then by list position).
+    // The innermost heap containing a: heaps are nested or disjoint (a nested heap is strictly
+    // smaller), so it is the smallest one (equal ones, which add_region refuses: the last in
+    // list order).
     int found = -1;
     unsigned rec = 0;
-    std::uintptr_t best_start = 0, best_end = 0;
+    std::uintptr_t best_span = ~std::uintptr_t(0);  // (no heap spans the whole address space)
     const unsigned n = __atomic_load_n(&count_, __ATOMIC_ACQUIRE);
     for (unsigned pos = 0; pos < n; ++pos) {
       const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
       const Record &r = records_[idx];
-      if (a - r.start < r.end - r.start &&
-          (found < 0 || r.start > best_start || (r.start == best_start && r.end <= best_end))) {
+      const std::uintptr_t span = r.end - r.start;
+      if (a - r.start < span && span <= best_span) {
         found = static_cast<int>(pos);
         rec = idx;
-        best_start = r.start;
-        best_end = r.end;
+        best_span = span;
       }
     }
     if (!read_seq_retry(seq)) {
@@ -452,16 +447,17 @@ Status Registry::add_region(const u32 caps[CAPHEAP_PRIORITY_LEVELS], std::uintpt
   // A heap registers before it becomes visible; a too-small range fails here without side effects
   // beyond writing the (unused) memory.
   lock_table();
-  Status s = Status::kOk;
-  for (unsigned i = 0; i < count_ && s == Status::kOk; ++i) {
+  Status s = count_ >= kMaxHeaps ? Status::kNoMem : Status::kOk;
+  for (unsigned i = 0; i < count_; ++i) {
     const Record &o = records_[i];
-    const bool before = end <= o.start, after = start >= o.end;
-    const bool inside = (start >= o.start && end < o.end) || (start > o.start && end <= o.end);
-    if (!(before || after || inside)) s = Status::kFail;
+    // Disjoint, or strictly inside (contained and smaller): anything else overlaps.
+    if (end > o.start && start < o.end &&
+        !(start >= o.start && end <= o.end && end - start < o.end - o.start)) {
+      s = Status::kFail;
+      break;
+    }
   }
-  if (s == Status::kOk && count_ >= kMaxHeaps) s = Status::kNoMem;
-  if (s == Status::kOk && !register_heap(r)) s = Status::kInvalidSize;
-  if (s == Status::kOk) s = insert(r, where);
+  if (s == Status::kOk) s = register_heap(r) ? insert(r, where) : Status::kInvalidSize;
   unlock_table();
   return s;
 }
@@ -568,21 +564,24 @@ void Registry::enable_startup_stack_heaps() noexcept {
 bool Registry::layout_caps_at(std::uintptr_t addr,
                               u32 out[CAPHEAP_PRIORITY_LEVELS]) const noexcept {
   if (layout_ == nullptr) return false;
-  const capheap_memory_type_t *type = nullptr;
-  for (std::size_t i = 0; i < layout_->region_count && type == nullptr; ++i) {
-    const capheap_memory_region_t &reg = layout_->regions[i];
-    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout_->type_count)
-      type = &layout_->types[reg.type];
+  const capheap_layout_t &layout = *layout_;
+  long type = -1;  // index into layout.types
+  for (std::size_t i = 0; i < layout.region_count; ++i) {
+    const capheap_memory_region_t &reg = layout.regions[i];
+    if (addr >= reg.start && addr < reg.start + reg.size && reg.type < layout.type_count) {
+      type = reg.type;
+      break;
+    }
   }
   // External RAM belongs to the chip's region table too (ESP-IDF lists PSRAM there with
   // CONFIG_SPIRAM), although capheap adds its heap at run time.
-  if (type == nullptr && layout_->ext_ram_type >= 0 &&
-      static_cast<std::size_t>(layout_->ext_ram_type) < layout_->type_count &&
-      addr >= layout_->ext_ram_start && addr - layout_->ext_ram_start < layout_->ext_ram_max_size)
-    type = &layout_->types[layout_->ext_ram_type];
-  if (type == nullptr) return false;
+  if (type < 0 && layout.ext_ram_type >= 0 &&
+      static_cast<std::size_t>(layout.ext_ram_type) < layout.type_count &&
+      addr >= layout.ext_ram_start && addr - layout.ext_ram_start < layout.ext_ram_max_size)
+    type = layout.ext_ram_type;
+  if (type < 0) return false;
   for (unsigned l = 0; l < CAPHEAP_PRIORITY_LEVELS; ++l)
-    out[l] = type->caps[l];
+    out[l] = layout.types[type].caps[l];
   return true;
 }
 
@@ -725,10 +724,10 @@ restart:
     for (unsigned pos = 0; pos < n; ++pos) {
       const unsigned idx = __atomic_load_n(&order_[pos], __ATOMIC_ACQUIRE);
       Record &r = records_[idx];
-      unsigned first = 0;  // the first level where r shares a requested bit
-      while (first < l && (r.caps[first] & req) == 0)
+      unsigned first = 0;  // the first level where r shares a requested bit (kAny: none)
+      while (first < kAny && (r.caps[first] & req) == 0)
         ++first;
-      if (first != l || (r.caps[l] & req) == 0 || (r.caps[kAny] & req) != req ||
+      if (first != l || (r.caps[kAny] & req) != req ||
           !__atomic_load_n(&r.registered, __ATOMIC_ACQUIRE) || idx + 1 == tried)
         continue;
       if (read_seq_retry(seq)) goto restart;  // the tables changed under us
@@ -739,35 +738,28 @@ restart:
 }
 #endif
 
-void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried) noexcept {
+void *Registry::allocate_slow(std::size_t size, Caps caps, unsigned tried,
+                              std::size_t alignment) noexcept {
   u32 c = caps.bits();
   if (size == 0 || c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
-  if ((c & MALLOC_CAP_EXEC) != 0) {
+  // Aligned requests (alignment != 0) have no EXEC rule and no 32BIT rounding (spec §1.1).
+  const bool exec = alignment == 0 && (c & MALLOC_CAP_EXEC) != 0;
+  if (exec) {
     if ((c & kExecForbidden) != 0) return nullptr;  // executable memory is never 8-bit or DMA
     c |= MALLOC_CAP_32BIT;
   }
-  if (size > (std::size_t(1) << 31)) return nullptr;  // no region is that large; keeps sums exact
-  if ((c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
-  Caps adj(c);
-  const std::size_t alignment = hw_alignment(adj);
-  // DMA_DESC_* requests are DMA requests once adjusted (spec §2): executable memory is never DMA.
-  if ((c & MALLOC_CAP_EXEC) != 0 && (adj.bits() & kExecForbidden) != 0) return nullptr;
-  if (alignment != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment, (c & MALLOC_CAP_EXEC) != 0, tried);
-}
-
-void *Registry::allocate_aligned(std::size_t alignment, std::size_t size, Caps caps) noexcept {
-  if (!is_pow2(alignment) || size == 0) return nullptr;
-  const u32 c = caps.bits();
-  if (c == 0 || (c & MALLOC_CAP_INVALID) != 0) return nullptr;
+  // No region is that large; keeps sums exact.
   if (size > (std::size_t(1) << 31) || alignment > (std::size_t(1) << 31)) return nullptr;
-  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
-  // size to that one, whichever set it.
+  if (alignment == 0 && (c & MALLOC_CAP_32BIT) != 0) size = align_up(size, 4);
   Caps adj(c);
   const std::size_t hw = hw_alignment(adj);
+  // DMA_DESC_* requests are DMA requests once adjusted (spec §2): executable memory is never DMA.
+  if (exec && (adj.bits() & kExecForbidden) != 0) return nullptr;
+  // A hardware-alignment request (spec §2) takes the larger of the two alignments and rounds its
+  // size to that one, whichever set it. (hw is 0 without such a request, else above 4.)
   if (hw > alignment) alignment = hw;
-  if ((c & kHwAlignCaps) != 0) size = align_up(size, alignment);
-  return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, false);
+  if (alignment != 0 && (c & kHwAlignCaps) != 0) size = align_up(size, alignment);
+  return try_heaps(size, adj, alignment <= 4 ? 0 : alignment, exec, tried);
 }
 
 #if CAPHEAP_CAPS_TABLES
@@ -793,12 +785,12 @@ void Registry::deallocate_slow(void *ptr) noexcept {
   if (ptr == nullptr) return;
 #if CAPHEAP_COMPACT
   // (Firmware built for size: owner_of's lookup; an alias is the pointer whose data address
-  // differs from it. No reader of the hint's hold bit in these builds.)
+  // differs from it. No reader of the hint's hold bit in these builds. The record's own index
+  // field names it: no division by the record size.)
   void *data;
   Record *const r = owner_of(ptr, data, "free() target pointer is outside heap areas");
   if (r == nullptr) return;
-  if (data == ptr)
-    __atomic_store_n(&free_hint_, static_cast<std::uint32_t>(r - records_), __ATOMIC_RELEASE);
+  if (data == ptr) __atomic_store_n(&free_hint_, std::uint32_t{r->index}, __ATOMIC_RELEASE);
   free_in(*r, data);
 #else
   void *data = ptr;
@@ -857,7 +849,7 @@ std::size_t Registry::block_figure(const void *p, bool allocated) const noexcept
   const std::size_t s = allocated ? r->heap.allocated_size(data) : r->heap.usable_size(data);
   unlock(*r);
   if (s == 0) {
-    capheap_port_fail("pointer is not a live block", p, r->heap.start());
+    capheap_port_fail("pointer is not a live block", p, r->heap.control());
     return 0;
   }
   return s - (data != p ? kAliasWord : 0);
