@@ -643,6 +643,9 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 }
 #endif
 
+/// fault_text(Fault::kBadFreeLink), which the allocation path reports: the one copy of the text.
+constexpr char kBadFreeLinkText[] = "free list link points to an invalid block";
+
 #if CAPHEAP_DETAILED_REPORTS
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
@@ -652,8 +655,8 @@ const char *const kBadFreeEntry = "free list entry is not a valid free block";
 // have to live in memory, and the hot paths would build it on the stack on every call.
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
   const Ctx x(c);
-  detail::check_failed(free_entry_ok(x, blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
-                       x.data(blk), x.id());
+  detail::check_failed(free_entry_ok(x, blk) ? kBadFreeLinkText : kBadFreeEntry, x.data(blk),
+                       x.id());
 }
 
 /// Where the header offset blk lies in the physical chain (cold: a walk from the first block).
@@ -711,7 +714,7 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
 /// sane one whose links are damaged).
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
   const Ctx x(c);
-  detail::check_failed(fault_text(Fault::kBadFreeLink), x.data(blk), x.id());
+  detail::check_failed(kBadFreeLinkText, x.data(blk), x.id());
 }
 
 /// Reports why the block at p failed the live-block check: already free if its header says so,
@@ -1884,41 +1887,38 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
 }
 
 const char *fault_text(Fault fault) noexcept {
-  switch (fault) {
-    case Fault::kNone:
-      return "no fault";
-    case Fault::kBadControl:
-      return "control structure damaged";
-    case Fault::kBadBlockSize:
-      return "bad block size";
-    case Fault::kBadPrevFreeFlag:
-      return "previous-block-free flag is wrong";
-    case Fault::kAdjacentFree:
-      return "two adjacent free blocks";
-    case Fault::kBadFooter:
-      return "free block footer does not match its header";
-    case Fault::kBadSentinel:
-      return "end-of-heap marker damaged";
-    case Fault::kBadFreeLink:
-      return "free list link points to an invalid block";
-    case Fault::kBadFreeListClass:
-      return "free block in the wrong size-class list";
-    case Fault::kBadBitmap:
-      return "free-list bitmap disagrees with the lists";
-    case Fault::kFreeListMismatch:
-      return "free lists and block chain disagree";
-    case Fault::kBadCounters:
-      return "free byte or block counters are wrong";
-    case Fault::kBadHeadCanary:
-      return "Bad head";
-    case Fault::kBadTailCanary:
-      return "Bad tail";
-    case Fault::kBadAllocSize:
-      return "Bad allocation size";
-    case Fault::kBadFreeFill:
-      return "Invalid data";
-  }
-  return "unknown fault";
+  // Every text in Fault order in one string, each ended by its NUL, found by counting NULs: a
+  // table of pointers would add 4 bytes per text. kBadFreeLink's text is not in it: it is the
+  // literal that the allocation path's report uses (linked alone into firmware that never calls
+  // validate()), so that it is stored once.
+  static constexpr char kTexts[] =
+      "no fault\0"
+      "control structure damaged\0"
+      "bad block size\0"
+      "previous-block-free flag is wrong\0"
+      "two adjacent free blocks\0"
+      "free block footer does not match its header\0"
+      "end-of-heap marker damaged\0"
+      "free block in the wrong size-class list\0"
+      "free-list bitmap disagrees with the lists\0"
+      "free lists and block chain disagree\0"
+      "free byte or block counters are wrong\0"
+      "Bad head\0"
+      "Bad tail\0"
+      "Bad allocation size\0"
+      "Invalid data\0"
+      "unknown fault";
+  static_assert(
+      static_cast<u32>(Fault::kBadFreeLink) == 7 && static_cast<u32>(Fault::kBadFreeFill) == 15,
+      "kTexts follows Fault's order");
+  u32 n = static_cast<u32>(fault);
+  if (n == static_cast<u32>(Fault::kBadFreeLink)) return kBadFreeLinkText;
+  if (n > static_cast<u32>(Fault::kBadFreeLink)) n = n > 15 ? 15 : n - 1;  // ("unknown fault")
+  const char *s = kTexts;
+  for (; n != 0; --n)
+    while (*s++ != 0) {
+    }
+  return s;
 }
 
 namespace {
