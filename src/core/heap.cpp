@@ -1205,6 +1205,19 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
   return p;
 }
 
+#if CAPHEAP_COMPACT
+/// The host form's gap_of() in allocate_aligned_impl(): the leading gap before the first position
+/// of block blk's data at which data + offset is a multiple of a and the gap is 0 or can be a
+/// free block.
+CAPHEAP_INLINE u32 aligned_gap(Ctx x, u32 blk, std::size_t offset, u32 a) noexcept {
+  const std::uintptr_t data = addr_of(x.data(blk));
+  std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
+  while (target != data && target - data < kMinBlockBytes)
+    target += a;
+  return static_cast<u32>(target - data);
+}
+#endif
+
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
                             std::size_t offset) noexcept {
   const Ctx x(control_);
@@ -1223,6 +1236,22 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   if (alignment > span) return nullptr;
   const u32 a = static_cast<u32>(alignment);
 
+#if CAPHEAP_COMPACT
+  // The host form's two searches below as one loop (find_free_compact() reports a bad entry
+  // itself and returns 0): the request's own size, then once the padded size.
+  u32 blk, gap;
+  for (u32 want = b;;) {
+    blk = find_free_compact(x, want, kFitScan);
+    if (blk == 0) return nullptr;
+    gap = aligned_gap(x, blk, offset, a);
+    if (std::size_t(gap) + b <= x.size_at(blk)) break;
+    const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
+    if (want != b || padded > span) return nullptr;  // (padded > b: want != b after the first)
+    want = static_cast<u32>(padded);
+  }
+  const u32 size_found = x.size_at(blk);
+  list_remove(x, blk);
+#else
   // The leading gap before the first aligned position of a block that is 0 or can be a free block.
   const auto gap_of = [&](u32 blk) {
     const std::uintptr_t data = addr_of(x.data(blk));
@@ -1252,6 +1281,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   if (std::size_t(gap) + b > size_found) return nullptr;
 
   list_remove(x, blk, f.idx);
+#endif
   u32 prev_flag = 0;
   u32 at = blk;
   u32 avail = size_found;
