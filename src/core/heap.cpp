@@ -182,13 +182,15 @@ CAPHEAP_INLINE u32 block_of_pointer(Ctx x, const void *p) noexcept {
 }
 
 /// O(1) sanity check of a free-list entry before trusting it: inside the block area, 4-aligned,
-/// marked free, with a size that fits.
+/// marked free, with a size that fits. (Firmware built for size runs entry_ok()'s copy instead.)
+#if !CAPHEAP_COMPACT
 CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
   if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
   return (h & kFree) != 0 && size >= kMinBlockBytes && size <= x.end() - blk;
 }
+#endif
 
 /// True if a free-list link may be followed: a 4-aligned header offset with room for a whole
 /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
@@ -219,7 +221,7 @@ constexpr u32 kNextLink = ~1u;   ///< entry_ok(): and the successor link (a list
 /// then (unless `what` is kNextLink; `what` is then the list blk is filed under) its predecessor
 /// points to it, or without one the list starts at it.
 bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
-  // (free_entry_ok(), written out: this is its one caller on the allocation and free paths.)
+  // (The entry itself: the compact form of free_entry_ok() is this routine with kEntryOnly.)
   if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
@@ -242,6 +244,10 @@ bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
   static_cast<void>(what);
   return true;
 #endif
+}
+/// free_entry_ok() of the host form: entry_ok()'s first part, so that the check exists once.
+CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
+  return entry_ok(x, blk, kEntryOnly);
 }
 /// links_ok_at() of the host form: entry_ok() with the links of the list idx (used where the
 /// entry is known to be sane, so the result is the links' alone).
@@ -2098,7 +2104,7 @@ Validation Heap::validate() const noexcept {
       c->min_free_bytes > c->free_bytes)
     return fault_at(Fault::kBadCounters, c);
 
-  return {};
+  return fault_at(Fault::kNone, nullptr);  // (the same as {}, without a second constructor)
 }
 
 namespace {
