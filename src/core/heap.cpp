@@ -428,34 +428,6 @@ struct Found {
 #if CAPHEAP_COMPACT
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 
-/// The block at the head of list idx, if its links hold, else 0 after reporting it.
-/// A list head's links are checked in full before it is taken: its successor points back to it
-/// and it has no predecessor (heads[idx] is blk).
-u32 take_checked(Ctx x, u32 blk, u32 idx) noexcept {
-  if (CAPHEAP_LIKELY(entry_ok(x, blk, idx))) return blk;
-  report_bad_free_entry(x.c, blk);
-  return 0;
-}
-
-/// The head of the first non-empty list above idx (all of whose blocks fit), checked as
-/// take_checked() does; 0 if there is none.
-u32 larger_head(Ctx x, u32 idx) noexcept {
-  // ~1u << i keeps the bits above i (and is 0 for i = 31).
-  const u32 *bits = x.bits();
-  u32 w = idx / 32;
-  u32 word = bits[w] & (~1u << (idx % 32));
-  if (word == 0) {
-    const u32 words = x.c->word_bitmap & (~1u << w);
-    if (words == 0) return 0;
-    w = lsb_index(words);
-    word = bits[w];
-  }
-  idx = w * 32 + lsb_index(word);
-  const u32 blk = x.heads()[idx];
-  if (blk == 0) return 0;  // (a set bit over an empty list)
-  return take_checked(x, blk, idx);
-}
-
 /// Finds a free block of at least `b` bytes: the host form below (`scan` entries of the own list:
 /// kMallocScan or kFitScan, a bounded best fit; then the head of the first non-empty larger list,
 /// all of whose blocks fit).
@@ -463,8 +435,8 @@ u32 larger_head(Ctx x, u32 idx) noexcept {
 /// (then reported through the fail hook). Its list and size are read again by the
 /// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
-  const u32 idx = index_of(x, b);
-  u32 blk = x.heads()[idx], best = 0;
+  u32 idx = index_of(x, b);
+  u32 blk = x.heads()[idx], best = 0, blame;
   if (blk != 0) {
     // The head is to blame itself, and must also have a successor that points back to it (its
     // own predecessor link is not followed: a head has none). A bad entry past the head: the link
@@ -472,8 +444,8 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
     u32 prev = 0;
     for (u32 what = kNextLink;; what = kEntryOnly) {
       if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, what))) {
-        report_bad_free_entry(x.c, prev != 0 ? prev : blk);
-        return 0;
+        blame = prev != 0 ? prev : blk;
+        goto bad;
       }
       const u32 s = x.size_at(blk);
       if (s >= b && (best == 0 || s < x.size_at(best))) {
@@ -486,10 +458,30 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       if (blk == 0) break;
     }
   }
+  if (best == 0) {
+    // The head of the first non-empty list above idx, all of whose blocks fit. ~1u << i keeps
+    // the bits above i (and is 0 for i = 31).
+    const u32 *bits = x.bits();
+    u32 w = idx / 32;
+    u32 word = bits[w] & (~1u << (idx % 32));
+    if (word == 0) {
+      const u32 words = x.c->word_bitmap & (~1u << w);
+      if (words == 0) return 0;
+      w = lsb_index(words);
+      word = bits[w];
+    }
+    idx = w * 32 + lsb_index(word);
+    best = x.heads()[idx];
+    if (best == 0) return 0;  // (a set bit over an empty list)
+  }
   // The block taken: its links are followed by the unlink (a head's predecessor link too, which
-  // must then be 0: one check for every case, where the host form skips a head's).
-  if (best != 0) return take_checked(x, best, idx);
-  return larger_head(x, idx);
+  // must then be 0: one check for every case, where the host form skips a head's). One report
+  // for both kinds of bad entry.
+  if (CAPHEAP_LIKELY(entry_ok(x, best, idx))) return best;
+  blame = best;
+bad:
+  report_bad_free_entry(x.c, blame);
+  return 0;
 }
 
 /// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
