@@ -2056,10 +2056,10 @@ Validation Heap::validate() const noexcept {
   const u32 *bits = detail::class_bits(c);
   const u32 classes = u32(c->fl_count) << c->sl_log2;
   const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
-  for (u32 w = 0; w < words; ++w)
-    if (((c->word_bitmap >> w) & 1u) != (bits[w] != 0 ? 1u : 0u))
+  // (Bits of word_bitmap from `words` on must be clear: one loop over all 32.)
+  for (u32 w = 0; w < 32; ++w)
+    if (((c->word_bitmap >> w) & 1u) != (w < words && bits[w] != 0 ? 1u : 0u))
       return fault_at(Fault::kBadBitmap, c);
-  if (words < 32 && (c->word_bitmap >> words) != 0) return fault_at(Fault::kBadBitmap, c);
   if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0)
     return fault_at(Fault::kBadBitmap, c);
   u32 listed = 0;
