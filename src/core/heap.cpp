@@ -590,7 +590,9 @@ constexpr u32 kCarveHigh = 1u;
 /// use) into an allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the
 /// lists, and returns the allocated block's header offset. `how`: kPrevFree, the bit the allocated
 /// block's header must carry, and kCarveHigh: a rest is left at the low end (keeping blk's
-/// header) and the allocation follows it. (Plain allocation takes the head of its list: unlinking
+/// header) and the allocation follows it; its other bits (a multiple of 4, never with kCarveHigh)
+/// are bytes of the block that were allocated already (realloc in place: the old block, whose
+/// bytes free_bytes does not count). (Plain allocation takes the head of its list: unlinking
 /// it and filing the rest at the head of the rest's list gives the host form's list order, where
 /// the rest takes the block's list position when it stays in its list.)
 u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
@@ -613,7 +615,7 @@ u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
   x.set_header(blk, size | (how & kPrevFree));
   --x.c->free_blocks;
   ++x.c->used_blocks;
-  note_allocation(x, size);
+  note_allocation(x, size - (how & kSizeMask));
   return blk;
 }
 #else
@@ -1572,26 +1574,22 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
   // Shrink or grow in place (the host form's two cases in one): the block and a free successor
   // make `total` bytes; the allocation keeps b of them and a rest of at least kMinBlockBytes
   // becomes a free block after it (the successor's header, absorbed, moves the incremental check
-  // to the block that now covers it). A shrink whose rest is too small changes nothing.
+  // to the block that now covers it). A shrink whose rest is too small changes nothing. The
+  // split is carve()'s: the `total` bytes are handed to it as one free block (off the lists,
+  // counted as a free block, the block after it marked as following a free block), with the
+  // block's old size as bytes it held already, so that free_bytes changes once, by now - cur.
   if (const u32 total = cur + next_size; b <= total) {
     if (next_size != 0) {
       list_remove(x, next);
-      --c->free_blocks;
       retarget_cursor(c, next, b > cur ? blk : blk + b);
-    }
-    const u32 rest = total - b;
-    const u32 after = blk + total;
-    u32 now = total;
-    if (rest >= kMinBlockBytes) {
-      relist(x, 0, blk + b, rest);
-      now = b;
-      // (After a free successor, the block after it has kPrevFree already.)
-      if (next_size == 0) x.set_header(after, x.header(after) | kPrevFree);
     } else {
-      x.set_header(after, x.header(after) & ~kPrevFree);
+      ++c->free_blocks;
     }
-    x.set_header(blk, now | prev_flag);
-    note_allocation(x, now - cur);  // (a shrink adds cur - now: the low-water mark stays)
+    --c->used_blocks;
+    const u32 after = blk + total;
+    x.set_header(after, x.header(after) | kPrevFree);  // (carve() clears it unless it splits)
+    x.set_header(blk, total);
+    carve(x, blk, b, cur | prev_flag);  // (cur: the bytes the block held already)
     return p;
   }
 #else
