@@ -436,7 +436,7 @@ CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 /// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
   u32 idx = index_of(x, b);
-  u32 blk = x.heads()[idx], best = 0, blame;
+  u32 blk = x.heads()[idx], best = 0, best_size = ~0u, blame;
   if (blk != 0) {
     // The head is to blame itself, and must also have a successor that points back to it (its
     // own predecessor link is not followed: a head has none). A bad entry past the head: the link
@@ -448,8 +448,9 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
         goto bad;
       }
       const u32 s = x.size_at(blk);
-      if (s >= b && (best == 0 || s < x.size_at(best))) {
+      if (s >= b && s < best_size) {
         best = blk;
+        best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
       if (--scan == 0) break;
