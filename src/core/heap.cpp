@@ -2068,8 +2068,8 @@ Validation Heap::validate() const noexcept {
     if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u))
       return fault_at(Fault::kBadBitmap, c);
     u32 back = 0;
+    const void *before = c;  // (the data of `back`, or the control structure for a list's head)
     while (e != 0) {
-      const void *const before = back ? detail::data_of(c, back) : static_cast<const void *>(c);
       if (listed >= free_count)
         return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e), before);
       // (free_entry_ok() keeps e inside the block area.)
@@ -2085,6 +2085,7 @@ Validation Heap::validate() const noexcept {
       if (f != Fault::kNone) return fault_at(f, detail::data_of(c, e), before);
       ++listed;
       back = e;
+      before = detail::data_of(c, e);
       e = next_free(c, e);
     }
   }
