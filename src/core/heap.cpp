@@ -1222,7 +1222,8 @@ CAPHEAP_INLINE u32 aligned_gap(Ctx x, u32 blk, std::size_t offset, u32 a) noexce
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
                             std::size_t offset) noexcept {
   const Ctx x(control_);
-  if (size == 0 || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
+  // (The compact block_for_request() refuses 0 itself, and every path below asks it first.)
+  if ((!CAPHEAP_COMPACT && size == 0) || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
   const u32 g = x.granule();
   if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate_impl(control_, size);
   // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
@@ -1915,9 +1916,9 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
 
 const char *fault_text(Fault fault) noexcept {
   // Every text in Fault order in one string, each ended by its NUL, found by counting NULs: a
-  // table of pointers would add 4 bytes per text. kBadFreeLink's text is not in it: it is the
-  // literal that the allocation path's report uses (linked alone into firmware that never calls
-  // validate()), so that it is stored once.
+  // table of pointers would add 4 bytes per text. kBadFreeLink's text is only a place in it: it
+  // is the literal that the allocation path's report uses (linked alone into firmware that never
+  // calls validate()), so that it is stored once.
   static constexpr char kTexts[] =
       "no fault\0"
       "control structure damaged\0"
@@ -1926,6 +1927,7 @@ const char *fault_text(Fault fault) noexcept {
       "two adjacent free blocks\0"
       "free block footer does not match its header\0"
       "end-of-heap marker damaged\0"
+      "\0"  // (kBadFreeLink: kBadFreeLinkText)
       "free block in the wrong size-class list\0"
       "free-list bitmap disagrees with the lists\0"
       "free lists and block chain disagree\0"
@@ -1940,7 +1942,7 @@ const char *fault_text(Fault fault) noexcept {
       "kTexts follows Fault's order");
   u32 n = static_cast<u32>(fault);
   if (n == static_cast<u32>(Fault::kBadFreeLink)) return kBadFreeLinkText;
-  if (n > static_cast<u32>(Fault::kBadFreeLink)) n = n > 15 ? 15 : n - 1;  // ("unknown fault")
+  if (n > 16) n = 16;  // ("unknown fault")
   const char *s = kTexts;
   for (; n != 0; --n)
     while (*s++ != 0) {
