@@ -1973,9 +1973,10 @@ bool control_fields_ok(const Control *c) noexcept {
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
     return false;
-  const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
-  const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
-  return c->small_log2 == small_log2 && c->fl_shift == (linear ? small_log2 - 1 : 4u) &&
+  // (As create() derives them: a linear row where 1 << (sl_log2 + granule_log2) exceeds 16.)
+  const u32 sg = u32(c->sl_log2) + c->granule_log2;
+  const u32 small_log2 = sg > 4 ? sg : 4u;
+  return c->small_log2 == small_log2 && c->fl_shift == (sg > 4 ? sg - 1 : 4u) &&
          detail::valid_prefix(c->prefix_bytes) &&
          (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) == 0 &&
          (c->debug & detail::kDebugPoisonMask) != detail::kDebugPoisonMask;
