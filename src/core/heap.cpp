@@ -1991,7 +1991,7 @@ Validation Heap::validate() const noexcept {
 
   // 1. Physical chain.
   u32 blk = c->first;
-  bool prev_was_free = false;
+  u32 prev_free_flag = 0;  // kPrevFree if the block walked last was free
   u32 free_count = 0, used_count = 0, free_sum = 0;
   bool cursor_seen = false;
   const void *previous = nullptr;
@@ -2005,10 +2005,10 @@ Validation Heap::validate() const noexcept {
     const void *culprit = previous;
     if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk) {
       f = Fault::kBadBlockSize;
-    } else if (((h & kPrevFree) != 0) != prev_was_free) {
+    } else if ((h & kPrevFree) != prev_free_flag) {
       f = Fault::kBadPrevFreeFlag;
     } else if (is_free) {
-      if (prev_was_free) {
+      if (prev_free_flag != 0) {
         f = Fault::kAdjacentFree;
       } else if (load_word(c, blk + size - 4) != size) {
         f = Fault::kBadFooter;
@@ -2041,7 +2041,7 @@ Validation Heap::validate() const noexcept {
         return v;
       }
     }
-    prev_was_free = is_free;
+    prev_free_flag = is_free ? kPrevFree : 0u;
     if (blk == c->check_cursor) cursor_seen = true;
     previous = where;
     blk += size;
@@ -2049,8 +2049,7 @@ Validation Heap::validate() const noexcept {
   if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end)
     return fault_at(Fault::kBadControl, c);
   const u32 sentinel = header(c, c->end);
-  if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
-      ((sentinel & kPrevFree) != 0) != prev_was_free)
+  if (sentinel != prev_free_flag)  // (size 0, not free, kPrevFree as the last block was)
     return fault_at(Fault::kBadSentinel, detail::data_of(c, c->end), previous);
 
   // 2. Free lists and bitmaps.
