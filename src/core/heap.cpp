@@ -1698,8 +1698,10 @@ u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
 // ================================================================================================
 
 namespace {
-// The public entry points' one body each (member and by-value forms), inlined into both.
-CAPHEAP_INLINE void *allocate_entry(detail::Control *c, std::size_t size) noexcept {
+// The public entry points' one body each (member and by-value forms), inlined into both (in
+// compact builds too: without decoration the body is one tail call, which each form makes itself).
+inline __attribute__((always_inline)) void *allocate_entry(detail::Control *c,
+                                                           std::size_t size) noexcept {
   if (CAPHEAP_DECORATED(c)) return detail::deco_allocate(c, size);
   return allocate_impl(c, size);
 }
