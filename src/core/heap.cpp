@@ -182,13 +182,15 @@ CAPHEAP_INLINE u32 block_of_pointer(Ctx x, const void *p) noexcept {
 }
 
 /// O(1) sanity check of a free-list entry before trusting it: inside the block area, 4-aligned,
-/// marked free, with a size that fits.
+/// marked free, with a size that fits. (Firmware built for size runs entry_ok()'s copy instead.)
+#if !CAPHEAP_COMPACT
 CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
   if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
   return (h & kFree) != 0 && size >= kMinBlockBytes && size <= x.end() - blk;
 }
+#endif
 
 /// True if a free-list link may be followed: a 4-aligned header offset with room for a whole
 /// free block (header, links, footer) before the sentinel, so reading or writing its links stays
@@ -219,7 +221,7 @@ constexpr u32 kNextLink = ~1u;   ///< entry_ok(): and the successor link (a list
 /// then (unless `what` is kNextLink; `what` is then the list blk is filed under) its predecessor
 /// points to it, or without one the list starts at it.
 bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
-  // (free_entry_ok(), written out: this is its one caller on the allocation and free paths.)
+  // (The entry itself: the compact form of free_entry_ok() is this routine with kEntryOnly.)
   if (blk - x.first() >= x.span() || (blk & 3u) != 0) return false;
   const u32 h = x.header(blk);
   const u32 size = h & kSizeMask;
@@ -242,6 +244,10 @@ bool entry_ok(Ctx x, u32 blk, u32 what) noexcept {
   static_cast<void>(what);
   return true;
 #endif
+}
+/// free_entry_ok() of the host form: entry_ok()'s first part, so that the check exists once.
+CAPHEAP_INLINE bool free_entry_ok(Ctx x, u32 blk) noexcept {
+  return entry_ok(x, blk, kEntryOnly);
 }
 /// links_ok_at() of the host form: entry_ok() with the links of the list idx (used where the
 /// entry is known to be sane, so the result is the links' alone).
@@ -422,34 +428,6 @@ struct Found {
 #if CAPHEAP_COMPACT
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept;
 
-/// The block at the head of list idx, if its links hold, else 0 after reporting it.
-/// A list head's links are checked in full before it is taken: its successor points back to it
-/// and it has no predecessor (heads[idx] is blk).
-u32 take_checked(Ctx x, u32 blk, u32 idx) noexcept {
-  if (CAPHEAP_LIKELY(entry_ok(x, blk, idx))) return blk;
-  report_bad_free_entry(x.c, blk);
-  return 0;
-}
-
-/// The head of the first non-empty list above idx (all of whose blocks fit), checked as
-/// take_checked() does; 0 if there is none.
-u32 larger_head(Ctx x, u32 idx) noexcept {
-  // ~1u << i keeps the bits above i (and is 0 for i = 31).
-  const u32 *bits = x.bits();
-  u32 w = idx / 32;
-  u32 word = bits[w] & (~1u << (idx % 32));
-  if (word == 0) {
-    const u32 words = x.c->word_bitmap & (~1u << w);
-    if (words == 0) return 0;
-    w = lsb_index(words);
-    word = bits[w];
-  }
-  idx = w * 32 + lsb_index(word);
-  const u32 blk = x.heads()[idx];
-  if (blk == 0) return 0;  // (a set bit over an empty list)
-  return take_checked(x, blk, idx);
-}
-
 /// Finds a free block of at least `b` bytes: the host form below (`scan` entries of the own list:
 /// kMallocScan or kFitScan, a bounded best fit; then the head of the first non-empty larger list,
 /// all of whose blocks fit).
@@ -457,8 +435,8 @@ u32 larger_head(Ctx x, u32 idx) noexcept {
 /// (then reported through the fail hook). Its list and size are read again by the
 /// caller.
 u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
-  const u32 idx = index_of(x, b);
-  u32 blk = x.heads()[idx], best = 0;
+  u32 idx = index_of(x, b);
+  u32 blk = x.heads()[idx], best = 0, best_size = ~0u, blame;
   if (blk != 0) {
     // The head is to blame itself, and must also have a successor that points back to it (its
     // own predecessor link is not followed: a head has none). A bad entry past the head: the link
@@ -466,12 +444,13 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
     u32 prev = 0;
     for (u32 what = kNextLink;; what = kEntryOnly) {
       if (CAPHEAP_UNLIKELY(!entry_ok(x, blk, what))) {
-        report_bad_free_entry(x.c, prev != 0 ? prev : blk);
-        return 0;
+        blame = prev != 0 ? prev : blk;
+        goto bad;
       }
       const u32 s = x.size_at(blk);
-      if (s >= b && (best == 0 || s < x.size_at(best))) {
+      if (s >= b && s < best_size) {
         best = blk;
+        best_size = s;
         if (s - b < kMinBlockBytes) break;  // nothing better than a block we will not split
       }
       if (--scan == 0) break;
@@ -480,10 +459,30 @@ u32 find_free_compact(Ctx x, u32 b, u32 scan) noexcept {
       if (blk == 0) break;
     }
   }
+  if (best == 0) {
+    // The head of the first non-empty list above idx, all of whose blocks fit. ~1u << i keeps
+    // the bits above i (and is 0 for i = 31).
+    const u32 *bits = x.bits();
+    u32 w = idx / 32;
+    u32 word = bits[w] & (~1u << (idx % 32));
+    if (word == 0) {
+      const u32 words = x.c->word_bitmap & (~1u << w);
+      if (words == 0) return 0;
+      w = lsb_index(words);
+      word = bits[w];
+    }
+    idx = w * 32 + lsb_index(word);
+    best = x.heads()[idx];
+    if (best == 0) return 0;  // (a set bit over an empty list)
+  }
   // The block taken: its links are followed by the unlink (a head's predecessor link too, which
-  // must then be 0: one check for every case, where the host form skips a head's).
-  if (best != 0) return take_checked(x, best, idx);
-  return larger_head(x, idx);
+  // must then be 0: one check for every case, where the host form skips a head's). One report
+  // for both kinds of bad entry.
+  if (CAPHEAP_LIKELY(entry_ok(x, best, idx))) return best;
+  blame = best;
+bad:
+  report_bad_free_entry(x.c, blame);
+  return 0;
 }
 
 /// find_free_compact() as a Found (the aligned allocation's form; bad is always false, a bad
@@ -592,7 +591,9 @@ constexpr u32 kCarveHigh = 1u;
 /// use) into an allocated block of `b` bytes, returning any rest of at least kMinBlockBytes to the
 /// lists, and returns the allocated block's header offset. `how`: kPrevFree, the bit the allocated
 /// block's header must carry, and kCarveHigh: a rest is left at the low end (keeping blk's
-/// header) and the allocation follows it. (Plain allocation takes the head of its list: unlinking
+/// header) and the allocation follows it; its other bits (a multiple of 4, never with kCarveHigh)
+/// are bytes of the block that were allocated already (realloc in place: the old block, whose
+/// bytes free_bytes does not count). (Plain allocation takes the head of its list: unlinking
 /// it and filing the rest at the head of the rest's list gives the host form's list order, where
 /// the rest takes the block's list position when it stays in its list.)
 u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
@@ -615,7 +616,7 @@ u32 carve(Ctx x, u32 blk, u32 b, u32 how) noexcept {
   x.set_header(blk, size | (how & kPrevFree));
   --x.c->free_blocks;
   ++x.c->used_blocks;
-  note_allocation(x, size);
+  note_allocation(x, size - (how & kSizeMask));
   return blk;
 }
 #else
@@ -643,6 +644,9 @@ void carve(Ctx x, u32 blk, u32 size, u32 b, u32 prev_flag) noexcept {
 }
 #endif
 
+/// fault_text(Fault::kBadFreeLink), which the allocation path reports: the one copy of the text.
+constexpr char kBadFreeLinkText[] = "free list link points to an invalid block";
+
 #if CAPHEAP_DETAILED_REPORTS
 const char *const kBadFreeEntry = "free list entry is not a valid free block";
 
@@ -652,8 +656,8 @@ const char *const kBadFreeEntry = "free list entry is not a valid free block";
 // have to live in memory, and the hot paths would build it on the stack on every call.
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
   const Ctx x(c);
-  detail::check_failed(free_entry_ok(x, blk) ? fault_text(Fault::kBadFreeLink) : kBadFreeEntry,
-                       x.data(blk), x.id());
+  detail::check_failed(free_entry_ok(x, blk) ? kBadFreeLinkText : kBadFreeEntry, x.data(blk),
+                       x.id());
 }
 
 /// Where the header offset blk lies in the physical chain (cold: a walk from the first block).
@@ -711,7 +715,7 @@ CAPHEAP_COLD void report_bad_live_block(const Control *c, const void *p, u32 blk
 /// sane one whose links are damaged).
 CAPHEAP_COLD void report_bad_free_entry(const Control *c, u32 blk) noexcept {
   const Ctx x(c);
-  detail::check_failed(fault_text(Fault::kBadFreeLink), x.data(blk), x.id());
+  detail::check_failed(kBadFreeLinkText, x.data(blk), x.id());
 }
 
 /// Reports why the block at p failed the live-block check: already free if its header says so,
@@ -1202,10 +1206,24 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
   return p;
 }
 
+#if CAPHEAP_COMPACT
+/// The host form's gap_of() in allocate_aligned_impl(): the leading gap before the first position
+/// of block blk's data at which data + offset is a multiple of a and the gap is 0 or can be a
+/// free block.
+CAPHEAP_INLINE u32 aligned_gap(Ctx x, u32 blk, std::size_t offset, u32 a) noexcept {
+  const std::uintptr_t data = addr_of(x.data(blk));
+  std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
+  while (target != data && target - data < kMinBlockBytes)
+    target += a;
+  return static_cast<u32>(target - data);
+}
+#endif
+
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
                             std::size_t offset) noexcept {
   const Ctx x(control_);
-  if (size == 0 || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
+  // (The compact block_for_request() refuses 0 itself, and every path below asks it first.)
+  if ((!CAPHEAP_COMPACT && size == 0) || !is_pow2(alignment) || (offset & 3u) != 0) return nullptr;
   const u32 g = x.granule();
   if (alignment <= g && (offset & (alignment - 1)) == 0) return allocate_impl(control_, size);
   // Data pointers are multiples of g: (p + offset) can only be a multiple of alignment (>= g here,
@@ -1220,6 +1238,22 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   if (alignment > span) return nullptr;
   const u32 a = static_cast<u32>(alignment);
 
+#if CAPHEAP_COMPACT
+  // The host form's two searches below as one loop (find_free_compact() reports a bad entry
+  // itself and returns 0): the request's own size, then once the padded size.
+  u32 blk, gap;
+  for (u32 want = b;;) {
+    blk = find_free_compact(x, want, kFitScan);
+    if (blk == 0) return nullptr;
+    gap = aligned_gap(x, blk, offset, a);
+    if (std::size_t(gap) + b <= x.size_at(blk)) break;
+    const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
+    if (want != b || padded > span) return nullptr;  // (padded > b: want != b after the first)
+    want = static_cast<u32>(padded);
+  }
+  const u32 size_found = x.size_at(blk);
+  list_remove(x, blk);
+#else
   // The leading gap before the first aligned position of a block that is 0 or can be a free block.
   const auto gap_of = [&](u32 blk) {
     const std::uintptr_t data = addr_of(x.data(blk));
@@ -1249,6 +1283,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   if (std::size_t(gap) + b > size_found) return nullptr;
 
   list_remove(x, blk, f.idx);
+#endif
   u32 prev_flag = 0;
   u32 at = blk;
   u32 avail = size_found;
@@ -1541,26 +1576,22 @@ void *reallocate_impl(Control *control_, void *p, std::size_t size) noexcept {
   // Shrink or grow in place (the host form's two cases in one): the block and a free successor
   // make `total` bytes; the allocation keeps b of them and a rest of at least kMinBlockBytes
   // becomes a free block after it (the successor's header, absorbed, moves the incremental check
-  // to the block that now covers it). A shrink whose rest is too small changes nothing.
+  // to the block that now covers it). A shrink whose rest is too small changes nothing. The
+  // split is carve()'s: the `total` bytes are handed to it as one free block (off the lists,
+  // counted as a free block, the block after it marked as following a free block), with the
+  // block's old size as bytes it held already, so that free_bytes changes once, by now - cur.
   if (const u32 total = cur + next_size; b <= total) {
     if (next_size != 0) {
       list_remove(x, next);
-      --c->free_blocks;
       retarget_cursor(c, next, b > cur ? blk : blk + b);
-    }
-    const u32 rest = total - b;
-    const u32 after = blk + total;
-    u32 now = total;
-    if (rest >= kMinBlockBytes) {
-      relist(x, 0, blk + b, rest);
-      now = b;
-      // (After a free successor, the block after it has kPrevFree already.)
-      if (next_size == 0) x.set_header(after, x.header(after) | kPrevFree);
     } else {
-      x.set_header(after, x.header(after) & ~kPrevFree);
+      ++c->free_blocks;
     }
-    x.set_header(blk, now | prev_flag);
-    note_allocation(x, now - cur);  // (a shrink adds cur - now: the low-water mark stays)
+    --c->used_blocks;
+    const u32 after = blk + total;
+    x.set_header(after, x.header(after) | kPrevFree);  // (carve() clears it unless it splits)
+    x.set_header(blk, total);
+    carve(x, blk, b, cur | prev_flag);  // (cur: the bytes the block held already)
     return p;
   }
 #else
@@ -1667,8 +1698,10 @@ u32 raw_checked_block(const Control *c, const void *p, const void *report_addr,
 // ================================================================================================
 
 namespace {
-// The public entry points' one body each (member and by-value forms), inlined into both.
-CAPHEAP_INLINE void *allocate_entry(detail::Control *c, std::size_t size) noexcept {
+// The public entry points' one body each (member and by-value forms), inlined into both (in
+// compact builds too: without decoration the body is one tail call, which each form makes itself).
+inline __attribute__((always_inline)) void *allocate_entry(detail::Control *c,
+                                                           std::size_t size) noexcept {
   if (CAPHEAP_DECORATED(c)) return detail::deco_allocate(c, size);
   return allocate_impl(c, size);
 }
@@ -1884,41 +1917,39 @@ void Heap::walk(WalkFn fn, void *user) const noexcept {
 }
 
 const char *fault_text(Fault fault) noexcept {
-  switch (fault) {
-    case Fault::kNone:
-      return "no fault";
-    case Fault::kBadControl:
-      return "control structure damaged";
-    case Fault::kBadBlockSize:
-      return "bad block size";
-    case Fault::kBadPrevFreeFlag:
-      return "previous-block-free flag is wrong";
-    case Fault::kAdjacentFree:
-      return "two adjacent free blocks";
-    case Fault::kBadFooter:
-      return "free block footer does not match its header";
-    case Fault::kBadSentinel:
-      return "end-of-heap marker damaged";
-    case Fault::kBadFreeLink:
-      return "free list link points to an invalid block";
-    case Fault::kBadFreeListClass:
-      return "free block in the wrong size-class list";
-    case Fault::kBadBitmap:
-      return "free-list bitmap disagrees with the lists";
-    case Fault::kFreeListMismatch:
-      return "free lists and block chain disagree";
-    case Fault::kBadCounters:
-      return "free byte or block counters are wrong";
-    case Fault::kBadHeadCanary:
-      return "Bad head";
-    case Fault::kBadTailCanary:
-      return "Bad tail";
-    case Fault::kBadAllocSize:
-      return "Bad allocation size";
-    case Fault::kBadFreeFill:
-      return "Invalid data";
-  }
-  return "unknown fault";
+  // Every text in Fault order in one string, each ended by its NUL, found by counting NULs: a
+  // table of pointers would add 4 bytes per text. kBadFreeLink's text is only a place in it: it
+  // is the literal that the allocation path's report uses (linked alone into firmware that never
+  // calls validate()), so that it is stored once.
+  static constexpr char kTexts[] =
+      "no fault\0"
+      "control structure damaged\0"
+      "bad block size\0"
+      "previous-block-free flag is wrong\0"
+      "two adjacent free blocks\0"
+      "free block footer does not match its header\0"
+      "end-of-heap marker damaged\0"
+      "\0"  // (kBadFreeLink: kBadFreeLinkText)
+      "free block in the wrong size-class list\0"
+      "free-list bitmap disagrees with the lists\0"
+      "free lists and block chain disagree\0"
+      "free byte or block counters are wrong\0"
+      "Bad head\0"
+      "Bad tail\0"
+      "Bad allocation size\0"
+      "Invalid data\0"
+      "unknown fault";
+  static_assert(
+      static_cast<u32>(Fault::kBadFreeLink) == 7 && static_cast<u32>(Fault::kBadFreeFill) == 15,
+      "kTexts follows Fault's order");
+  u32 n = static_cast<u32>(fault);
+  if (n == static_cast<u32>(Fault::kBadFreeLink)) return kBadFreeLinkText;
+  if (n > 16) n = 16;  // ("unknown fault")
+  const char *s = kTexts;
+  for (; n != 0; --n)
+    while (*s++ != 0) {
+    }
+  return s;
 }
 
 namespace {
@@ -1944,9 +1975,10 @@ bool control_fields_ok(const Control *c) noexcept {
       c->first < detail::control_bytes(c->fl_count, c->sl_log2) || c->end <= c->first ||
       ((c->end - c->first) & (detail::granule_of(c) - 1)) != 0)
     return false;
-  const bool linear = (1u << (c->sl_log2 + c->granule_log2)) > kMinBlockBytes;
-  const u32 small_log2 = linear ? c->sl_log2 + c->granule_log2 : 4u;
-  return c->small_log2 == small_log2 && c->fl_shift == (linear ? small_log2 - 1 : 4u) &&
+  // (As create() derives them: a linear row where 1 << (sl_log2 + granule_log2) exceeds 16.)
+  const u32 sg = u32(c->sl_log2) + c->granule_log2;
+  const u32 small_log2 = sg > 4 ? sg : 4u;
+  return c->small_log2 == small_log2 && c->fl_shift == (sg > 4 ? sg - 1 : 4u) &&
          detail::valid_prefix(c->prefix_bytes) &&
          (c->debug & ~(detail::kDebugPoisonMask | detail::kDebugOwner)) == 0 &&
          (c->debug & detail::kDebugPoisonMask) != detail::kDebugPoisonMask;
@@ -1961,7 +1993,7 @@ Validation Heap::validate() const noexcept {
 
   // 1. Physical chain.
   u32 blk = c->first;
-  bool prev_was_free = false;
+  u32 prev_free_flag = 0;  // kPrevFree if the block walked last was free
   u32 free_count = 0, used_count = 0, free_sum = 0;
   bool cursor_seen = false;
   const void *previous = nullptr;
@@ -1975,10 +2007,10 @@ Validation Heap::validate() const noexcept {
     const void *culprit = previous;
     if (size < kMinBlockBytes || (size & (g - 1)) != 0 || size > c->end - blk) {
       f = Fault::kBadBlockSize;
-    } else if (((h & kPrevFree) != 0) != prev_was_free) {
+    } else if ((h & kPrevFree) != prev_free_flag) {
       f = Fault::kBadPrevFreeFlag;
     } else if (is_free) {
-      if (prev_was_free) {
+      if (prev_free_flag != 0) {
         f = Fault::kAdjacentFree;
       } else if (load_word(c, blk + size - 4) != size) {
         f = Fault::kBadFooter;
@@ -2011,7 +2043,7 @@ Validation Heap::validate() const noexcept {
         return v;
       }
     }
-    prev_was_free = is_free;
+    prev_free_flag = is_free ? kPrevFree : 0u;
     if (blk == c->check_cursor) cursor_seen = true;
     previous = where;
     blk += size;
@@ -2019,8 +2051,7 @@ Validation Heap::validate() const noexcept {
   if (!cursor_seen && c->check_cursor != 0 && c->check_cursor != c->end)
     return fault_at(Fault::kBadControl, c);
   const u32 sentinel = header(c, c->end);
-  if ((sentinel & kSizeMask) != 0 || (sentinel & kFree) != 0 ||
-      ((sentinel & kPrevFree) != 0) != prev_was_free)
+  if (sentinel != prev_free_flag)  // (size 0, not free, kPrevFree as the last block was)
     return fault_at(Fault::kBadSentinel, detail::data_of(c, c->end), previous);
 
   // 2. Free lists and bitmaps.
@@ -2028,10 +2059,10 @@ Validation Heap::validate() const noexcept {
   const u32 *bits = detail::class_bits(c);
   const u32 classes = u32(c->fl_count) << c->sl_log2;
   const u32 words = detail::bitmap_words(c->fl_count, c->sl_log2);
-  for (u32 w = 0; w < words; ++w)
-    if (((c->word_bitmap >> w) & 1u) != (bits[w] != 0 ? 1u : 0u))
+  // (Bits of word_bitmap from `words` on must be clear: one loop over all 32.)
+  for (u32 w = 0; w < 32; ++w)
+    if (((c->word_bitmap >> w) & 1u) != (w < words && bits[w] != 0 ? 1u : 0u))
       return fault_at(Fault::kBadBitmap, c);
-  if (words < 32 && (c->word_bitmap >> words) != 0) return fault_at(Fault::kBadBitmap, c);
   if (classes % 32 != 0 && (bits[words - 1] >> (classes % 32)) != 0)
     return fault_at(Fault::kBadBitmap, c);
   u32 listed = 0;
@@ -2041,8 +2072,8 @@ Validation Heap::validate() const noexcept {
     if (((bits[i / 32] >> (i % 32)) & 1u) != (e != 0 ? 1u : 0u))
       return fault_at(Fault::kBadBitmap, c);
     u32 back = 0;
+    const void *before = c;  // (the data of `back`, or the control structure for a list's head)
     while (e != 0) {
-      const void *const before = back ? detail::data_of(c, back) : static_cast<const void *>(c);
       if (listed >= free_count)
         return fault_at(Fault::kFreeListMismatch, detail::data_of(c, e), before);
       // (free_entry_ok() keeps e inside the block area.)
@@ -2058,6 +2089,7 @@ Validation Heap::validate() const noexcept {
       if (f != Fault::kNone) return fault_at(f, detail::data_of(c, e), before);
       ++listed;
       back = e;
+      before = detail::data_of(c, e);
       e = next_free(c, e);
     }
   }
@@ -2068,7 +2100,7 @@ Validation Heap::validate() const noexcept {
       c->min_free_bytes > c->free_bytes)
     return fault_at(Fault::kBadCounters, c);
 
-  return {};
+  return fault_at(Fault::kNone, nullptr);  // (the same as {}, without a second constructor)
 }
 
 namespace {

@@ -59,6 +59,32 @@ struct Region {
 
 // ---- Creation ---------------------------------------------------------------------------------
 
+// fault_text() finds its text in one string of the texts (kBadFreeLink's is the allocation
+// path's report literal): every fault keeps its text, and anything else is "unknown fault".
+TEST(FaultText, EveryFaultHasItsTextAndOtherValuesAreUnknown) {
+  const char *const expected[] = {"no fault",
+                                  "control structure damaged",
+                                  "bad block size",
+                                  "previous-block-free flag is wrong",
+                                  "two adjacent free blocks",
+                                  "free block footer does not match its header",
+                                  "end-of-heap marker damaged",
+                                  "free list link points to an invalid block",
+                                  "free block in the wrong size-class list",
+                                  "free-list bitmap disagrees with the lists",
+                                  "free lists and block chain disagree",
+                                  "free byte or block counters are wrong",
+                                  "Bad head",
+                                  "Bad tail",
+                                  "Bad allocation size",
+                                  "Invalid data"};
+  for (unsigned f = 0; f < 16; ++f)
+    EXPECT_STREQ(capheap::fault_text(static_cast<Fault>(f)), expected[f]) << "fault " << f;
+  EXPECT_EQ(static_cast<unsigned>(Fault::kBadFreeFill), 15u);
+  for (unsigned f : {16u, 17u, 100u, 255u})
+    EXPECT_STREQ(capheap::fault_text(static_cast<Fault>(f)), "unknown fault") << "fault " << f;
+}
+
 TEST(HeapCreate, RejectsNullMisalignedAndTinyRegions) {
   alignas(16) static unsigned char buf[256];
   EXPECT_FALSE(Heap::create(nullptr, 256));
