@@ -111,20 +111,6 @@ void ensure_init_slow() noexcept {
   }
 }
 
-#if !defined(CAPHEAP_WITH_DECORATION) || CAPHEAP_WITH_DECORATION
-/// Lower-case hexadecimal of v, at least min_digits digits, NUL-terminated; returns the end.
-char *append_hex(char *out, std::uintptr_t v, unsigned min_digits) noexcept {
-  unsigned n = 1;
-  while (n < sizeof v * 2 && (v >> (4 * n)) != 0)
-    ++n;
-  if (n < min_digits) n = min_digits;
-  while (n-- > 0)
-    *out++ = "0123456789abcdef"[(v >> (4 * n)) & 0xFu];
-  *out = '\0';
-  return out;
-}
-#endif
-
 void report_failure(std::size_t size, std::uint32_t caps, const char *function) noexcept {
   const esp_alloc_failed_hook_t hook = __atomic_load_n(&g_failed_hook, __ATOMIC_ACQUIRE);
   if (hook != nullptr) hook(size, caps, function);
@@ -202,6 +188,17 @@ void set_display_mapper(DisplayMapper mapper) noexcept {
 }
 
 #if !defined(CAPHEAP_WITH_DECORATION) || CAPHEAP_WITH_DECORATION
+/// Lower-case hexadecimal of v, at least min_digits digits, NUL-terminated; returns the end.
+char *append_hex(char *out, std::uintptr_t v, unsigned min_digits) noexcept {
+  unsigned n = 1;
+  while (n < sizeof v * 2 && (v >> (4 * n)) != 0)
+    ++n;
+  if (n < min_digits) n = min_digits;
+  while (n-- > 0)
+    *out++ = "0123456789abcdef"[(v >> (4 * n)) & 0xFu];
+  *out = '\0';
+  return out;
+}
 void print_corruption(const Validation &v, const void *heap, bool chip_addresses) noexcept {
   // Addresses as text: "0x%08x" of the chip address, or the host pointer's hexadecimal digits.
   const auto address = [chip_addresses](char *out, const void *p) {
@@ -1086,9 +1083,8 @@ CAPHEAP_NOINLINE void info_pass(uint32_t caps, multi_heap_info_t *total, bool pr
       caps,
       [](const HeapView &v, void *c) {
         const Ctx &cx = *static_cast<const Ctx *>(c);
-        capheap_port_lock_acquire(v.lock);
-        const capheap::HeapInfo hi = v.heap.info();
-        capheap_port_lock_release(v.lock);
+        capheap::HeapInfo hi;
+        g_registry.with_heap_locked(v, [&] { hi = v.heap.info(); });
         if (cx.print) {
           capheap_port_printf(
               "  At 0x%08x len %d free %d allocated %d min_free %d\n",

@@ -1206,10 +1206,8 @@ CAPHEAP_INLINE void *allocate_impl(Control *control_, std::size_t size,
   return p;
 }
 
-#if CAPHEAP_COMPACT
-/// The host form's gap_of() in allocate_aligned_impl(): the leading gap before the first position
-/// of block blk's data at which data + offset is a multiple of a and the gap is 0 or can be a
-/// free block.
+/// The aligned allocation's leading gap in block blk: the distance from its data to the first
+/// position at which data + offset is a multiple of a and the gap is 0 or can be a free block.
 CAPHEAP_INLINE u32 aligned_gap(Ctx x, u32 blk, std::size_t offset, u32 a) noexcept {
   const std::uintptr_t data = addr_of(x.data(blk));
   std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
@@ -1217,7 +1215,6 @@ CAPHEAP_INLINE u32 aligned_gap(Ctx x, u32 blk, std::size_t offset, u32 a) noexce
     target += a;
   return static_cast<u32>(target - data);
 }
-#endif
 
 void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t alignment,
                             std::size_t offset) noexcept {
@@ -1254,19 +1251,11 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   const u32 size_found = x.size_at(blk);
   list_remove(x, blk);
 #else
-  // The leading gap before the first aligned position of a block that is 0 or can be a free block.
-  const auto gap_of = [&](u32 blk) {
-    const std::uintptr_t data = addr_of(x.data(blk));
-    std::uintptr_t target = ((data + offset + a - 1) & ~std::uintptr_t(a - 1)) - offset;
-    while (target != data && target - data < kMinBlockBytes)
-      target += a;
-    return static_cast<u32>(target - data);
-  };
   // First the request's own size: a block found for it may hold the aligned block (its data
   // aligned already, or room for the gap), which wastes less than a block found for the padded
   // size. Else any free block of b + a + kMinBlockBytes bytes, which always holds it.
   Found f = find_free(x, b, kFitScan);
-  if (f.blk != 0 && !f.bad && std::size_t(gap_of(f.blk)) + b > f.size) {
+  if (f.blk != 0 && !f.bad && std::size_t(aligned_gap(x, f.blk, offset, a)) + b > f.size) {
     const std::size_t padded = std::size_t(b) + a + kMinBlockBytes;
     f = padded <= span ? find_free(x, static_cast<u32>(padded), kFitScan)
                        : Found{0, 0, 0, false, false};
@@ -1279,7 +1268,7 @@ void *allocate_aligned_impl(Control *control_, std::size_t size, std::size_t ali
   }
 
   const u32 size_found = f.size;
-  const u32 gap = gap_of(blk);
+  const u32 gap = aligned_gap(x, blk, offset, a);
   if (std::size_t(gap) + b > size_found) return nullptr;
 
   list_remove(x, blk, f.idx);
