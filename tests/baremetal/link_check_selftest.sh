@@ -9,6 +9,8 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 dir=${1:-build-target/link-check-selftest}
+# (The logs sit next to the build directory, which cmake creates only later.)
+mkdir -p "$(dirname "$dir")"
 status=0
 for inject in printf malloc; do
   log="$dir.$inject.log"
