@@ -671,6 +671,21 @@ TEST_F(TaskInfo, StatisticsWithPoisoningCountTheAllocatedSizeWithTheOwnerWord) {
   EXPECT_EQ(capheap_task_stats_overflow(), 0u);
 }
 
+// heap_caps_realloc_base(p, 0) frees p: the statistics release it (they kept counting it).
+TEST_F(TaskInfo, ReallocBaseToSizeZeroReleasesTheBlock) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
+  add_tracking_heaps();
+  void *p = heap_caps_malloc(36, kA);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(heap_caps_realloc_base(p, 0, kA), nullptr);
+  const Snapshot s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 0u);
+  EXPECT_EQ(s.tasks[0].overall_peak_usage, 40u);
+  ASSERT_EQ(s.heaps.size(), 1u);
+  expect_heap(s.heaps[0], kCapsA, 0, 40, 0);
+}
+
 TEST_F(TaskInfo, ArrayHelpers) {
   CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps();
