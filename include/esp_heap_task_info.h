@@ -14,10 +14,11 @@
  * sits between the head canary and the data. Only such heaps are reported here: blocks of heaps
  * without owner words belong to no task and are skipped by every function below.
  *
- * Sizes. Every size this API reports for a block is the number of bytes the block takes in its
- * heap, excluding only the engine's 4-byte block header: the requested size rounded up to the
- * granule plus the owner word (and, with poisoning, the canaries and the stored size). malloc(36)
- * on a tracking heap with granule 4 reports 40; with light poisoning 52.
+ * Sizes. Every size this API reports for a block is ESP-IDF's allocated size of the block with
+ * the owner word in it: the bytes the block takes in its heap less the engine's 4-byte block header
+ * and less the poisoning decoration (head canary, stored size, tail canary and their padding), so
+ * the requested size rounded up to the granule plus the owner word. malloc(36) on a tracking heap
+ * with granule 4 reports 40, with or without poisoning (ESP-IDF's test expects 36 + 4).
  *
  * Tasks. TaskHandle_t is the task's owner word converted to a pointer,
  * (TaskHandle_t)(uintptr_t)owner: on a 32-bit MCU the owner word is the FreeRTOS handle itself, on

@@ -47,7 +47,7 @@ Released capture_release_slow(void *ptr) noexcept {
   if (block < 4) return Released{};
   r.ptr = ptr;
   r.heap = v.start;
-  r.bytes = block - 4;
+  r.bytes = task_bytes(heap, block - 4);
   return r;
 }
 

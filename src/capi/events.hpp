@@ -54,7 +54,7 @@ struct Released {
   void *ptr = nullptr;      ///< user pointer (null: nothing captured)
   std::uintptr_t heap = 0;  ///< start of its heap (0: none)
   std::uint32_t owner = 0;  ///< owner word (0 when the heap does not track tasks)
-  std::size_t bytes = 0;    ///< bytes the block takes in its heap (what task statistics count)
+  std::size_t bytes = 0;    ///< what task statistics count for the block (task_bytes)
 };
 
 #if CAPHEAP_WITH_EVENTS
@@ -71,6 +71,16 @@ constexpr bool events_on() noexcept {
 
 /// Turns a sink on or off (thread-safe).
 void set_event_sink(EventSink sink, bool on) noexcept;
+
+/// Bytes a block of h with `usable` engine bytes counts for in the task-tracking API
+/// (esp_heap_task_info.h, "Sizes"): ESP-IDF's allocated size of a block that holds the owner word,
+/// i.e. the usable bytes less the poisoning decoration (canaries, stored size and their padding);
+/// the owner word stays in. O(1).
+inline std::size_t task_bytes(const Heap &h, std::size_t usable) noexcept {
+  if (h.poisoning() == Poisoning::kNone) return usable;
+  const std::size_t poison = h.decoration_total() - (h.tracks_owner() ? 4u : 0u);
+  return usable > poison ? usable - poison : 0;
+}
 
 /// Describes the live block at ptr for a later release event (Released{} for null / unknown).
 /// Only per-task statistics use it: while they are off it returns Released{} without the lookup.

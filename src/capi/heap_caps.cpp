@@ -723,6 +723,14 @@ void *heap_caps_malloc_base(size_t size, uint32_t caps) {
 }
 
 void *heap_caps_realloc_base(void *ptr, size_t size, uint32_t caps) {
+#if CAPHEAP_WITH_EVENTS || CAPHEAP_USE_HOOKS
+  // Size 0 frees: with the free's event and hook (spec §4.6: traced as a free). (Without events and
+  // hooks the registry's realloc frees it just the same.)
+  if (ptr != nullptr && size == 0) {
+    free_cold(ptr, CAPHEAP_CALLER());
+    return nullptr;
+  }
+#endif
   const Released pre = capture_if_on(ptr);
   void *p = realloc_base_impl(ptr, size, caps);
   note_realloc(ptr, p, size, caps, pre, CAPHEAP_CALLER());

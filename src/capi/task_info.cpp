@@ -141,7 +141,8 @@ struct StatsLock {
   return -1;
 }
 
-// Visits the used, non-excluded blocks of heap `pos` under its lock: f(const BlockView&) -> bool.
+// Visits the used, non-excluded blocks of heap `pos` under its lock: f(const BlockView&, user)
+// -> bool, with the view's size replaced by what the block counts for (task_bytes).
 template <class F>
 void walk_used(unsigned pos, F &&f) noexcept {
   Registry &reg = registry();
@@ -152,7 +153,9 @@ void walk_used(unsigned pos, F &&f) noexcept {
       if (!b.used) return true;
       void *user = b.user != nullptr ? b.user : b.data;
       if (is_excluded(user)) return true;
-      return f(b, user);
+      BlockView counted = b;
+      counted.size = capheap::capi::task_bytes(v.heap, b.size);
+      return f(counted, user);
     });
   });
 }
@@ -450,7 +453,7 @@ void task_stats_on_event(const AllocEvent &event, const Released &released) noex
             added = true;
             add_heap = v.start;
             add_owner = v.heap.owner_of(event.ptr);
-            add_bytes = block - 4;
+            add_bytes = task_bytes(v.heap, block - 4);
           }
         });
       }

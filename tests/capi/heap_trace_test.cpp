@@ -356,6 +356,33 @@ TEST_F(HeapTrace, ReallocIsTracedAsFreeThenAlloc) {
   heap_caps_free(c);
 }
 
+// Spec §4.6: the tracer wraps heap_caps_realloc_base too, and a realloc to size 0 is traced as a
+// free. heap_caps_realloc_base(p, 0) freed p without an event: its record stayed as a leak and the
+// free was not counted.
+TEST_F(HeapTrace, ReallocBaseToSizeZeroIsTracedAsAFree) {
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+  void *p = heap_caps_malloc_base(40, kDefault);
+  void *q = heap_caps_realloc_base(nullptr, 24, kDefault);  // NULL: an allocation
+  ASSERT_TRUE(p != nullptr && q != nullptr);
+  EXPECT_EQ(heap_caps_realloc_base(p, 0, kDefault), nullptr);
+  heap_trace_summary_t s = summary();
+  EXPECT_EQ(s.total_allocations, 2u);
+  EXPECT_EQ(s.total_frees, 1u);
+  ASSERT_EQ(s.count, 1u);
+  EXPECT_EQ(rec(0).address, q);
+  EXPECT_EQ(rec(0).size, 24u);
+  // ALL mode: the record is kept with freed_by.
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+  void *r = heap_caps_malloc_base(16, kDefault);
+  EXPECT_EQ(heap_caps_realloc_base(r, 0, kDefault), nullptr);
+  ASSERT_EQ(heap_trace_stop(), ESP_OK);
+  ASSERT_EQ(heap_trace_get_count(), 1u);
+  EXPECT_EQ(rec(0).address, r);
+  EXPECT_NE(rec(0).freed_by[0], kNull);
+  EXPECT_EQ(summary().total_frees, 1u);
+  heap_caps_free(q);
+}
+
 TEST_F(HeapTrace, SequentialAndRandomGetReturnTheSameRecords) {
   ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
   std::vector<void *> p;

@@ -78,6 +78,25 @@ TEST(Hooks, EveryAllocationAndFreeCallsItsHook) {
   }
 }
 
+// heap_caps_realloc_base(p, 0) frees p (spec §1.1: realloc to size 0 frees): its free hook runs,
+// as for heap_caps_realloc (it used to free without the hook).
+TEST(Hooks, ReallocBaseToSizeZeroCallsTheFreeHook) {
+  heap_caps_free(heap_caps_malloc(1, MALLOC_CAP_DEFAULT));  // initialise
+  g_calls.clear();
+  g_on = true;
+  void *p = heap_caps_realloc_base(nullptr, 32, MALLOC_CAP_DEFAULT);
+  EXPECT_EQ(heap_caps_realloc_base(p, 0, MALLOC_CAP_DEFAULT), nullptr);
+  EXPECT_EQ(heap_caps_realloc_base(nullptr, 0, MALLOC_CAP_DEFAULT), nullptr);  // nothing
+  g_on = false;
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(g_calls.size(), 2u);
+  EXPECT_EQ(g_calls[0].kind, 'a');
+  EXPECT_EQ(g_calls[0].ptr, p);
+  EXPECT_EQ(g_calls[0].size, 32u);
+  EXPECT_EQ(g_calls[1].kind, 'f');
+  EXPECT_EQ(g_calls[1].ptr, p);
+}
+
 TEST(Hooks, AnExecAllocationReportsTheAdjustedCaps) {
   // ESP-IDF adds 32BIT to an EXEC request before it walks the heaps (spec §3.3) and hands the hook
   // the adjusted caps (spec §1.1); the size is the one requested.

@@ -268,18 +268,32 @@ TEST_F(TaskInfo, LegacySizesIncludeOwnerWord) {
   EXPECT_EQ(heap_caps_get_per_task_info(&params), 0u);
 }
 
+// Spec §1.5: ESP-IDF's test expects 36 + 4 with poisoning on (task tracking needs it in the
+// Kconfig read, §4.10): a block counts its allocated size (§1.3: the block less the poisoning
+// overhead) with the owner word in it. The canaries and the stored size used to be counted too
+// (52).
 TEST_F(TaskInfo, LegacySizesWithLightPoisoning) {
   CAPHEAP_SKIP_IF_NO_DECORATION(true);
   add_tracking_heaps(CAPHEAP_POISONING_LIGHT);
   void *p = heap_caps_malloc(36, kA);
   heap_task_block_t b[1] = {};
+  heap_task_totals_t t[2] = {};
+  size_t num_totals = 0;
   heap_task_info_params_t params{};
+  params.caps[0] = static_cast<int32_t>(kA);
+  params.mask[0] = static_cast<int32_t>(kA);
+  params.totals = t;
+  params.num_totals = &num_totals;
+  params.max_totals = 2;
   params.blocks = b;
   params.max_blocks = 1;
   ASSERT_EQ(heap_caps_get_per_task_info(&params), 1u);
-  // head canary 4 + size 4 + owner 4 + data 36 + tail canary 4
-  EXPECT_EQ(b[0].size, 52u);
+  // data 36 + owner 4; the head canary, the stored size and the tail canary are not counted
+  EXPECT_EQ(b[0].size, 40u);
   EXPECT_EQ(b[0].address, p);
+  ASSERT_EQ(num_totals, 1u);
+  EXPECT_EQ(t[0].size[0], 40u);
+  EXPECT_EQ(t[0].count[0], 1u);
   heap_caps_free(p);
 }
 
@@ -292,8 +306,8 @@ TEST_F(TaskInfo, LegacySizesWithComprehensivePoisoning) {
   params.blocks = b;
   params.max_blocks = 1;
   ASSERT_EQ(heap_caps_get_per_task_info(&params), 1u);
-  // 12 before the data + 37 + tail 4, rounded up to the granule
-  EXPECT_EQ(b[0].size, 56u);
+  // owner 4 + 37, rounded up to the granule (the poisoning's 12 bytes are not counted)
+  EXPECT_EQ(b[0].size, 44u);
   heap_caps_free(p);
 }
 
@@ -622,6 +636,54 @@ TEST_F(TaskInfo, EnablingCountsWhatTheHeapsHold) {
   heap_caps_free(a);
   heap_caps_free(b);
   EXPECT_EQ(capheap_task_stats_overflow(), 0u);
+}
+
+// The statistics count a poisoned block as the legacy snapshot does (spec §1.5: 36 + 4), on
+// allocation, on free and when enabling reads the heaps (they counted the poisoning's 12 bytes).
+TEST_F(TaskInfo, StatisticsWithPoisoningCountTheAllocatedSizeWithTheOwnerWord) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
+  add_tracking_heaps(CAPHEAP_POISONING_LIGHT);
+  void *a = heap_caps_malloc(36, kA);
+  Snapshot s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 40u);
+  EXPECT_EQ(s.tasks[0].overall_peak_usage, 40u);
+  ASSERT_EQ(s.heaps.size(), 1u);
+  expect_heap(s.heaps[0], kCapsA, 40, 40, 1);
+  ASSERT_EQ(s.blocks.size(), 1u);
+  EXPECT_EQ(s.blocks[0].address, a);
+  EXPECT_EQ(s.blocks[0].size, 40u);
+  void *b = heap_caps_realloc(a, 100, kA);  // 100 + 4
+  ASSERT_NE(b, nullptr);
+  s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 104u);
+  EXPECT_EQ(s.tasks[0].overall_peak_usage, 104u);
+  capheap_task_stats_enable(true);  // restart from the heaps' contents
+  s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 104u);
+  heap_caps_free(b);
+  s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 0u);
+  EXPECT_EQ(s.tasks[0].overall_peak_usage, 104u);
+  EXPECT_EQ(capheap_task_stats_overflow(), 0u);
+}
+
+// heap_caps_realloc_base(p, 0) frees p: the statistics release it (they kept counting it).
+TEST_F(TaskInfo, ReallocBaseToSizeZeroReleasesTheBlock) {
+  CAPHEAP_SKIP_IF_NO_DECORATION(true);
+  add_tracking_heaps();
+  void *p = heap_caps_malloc(36, kA);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(heap_caps_realloc_base(p, 0, kA), nullptr);
+  const Snapshot s = all_stats();
+  ASSERT_EQ(s.tasks.size(), 1u);
+  EXPECT_EQ(s.tasks[0].overall_current_usage, 0u);
+  EXPECT_EQ(s.tasks[0].overall_peak_usage, 40u);
+  ASSERT_EQ(s.heaps.size(), 1u);
+  expect_heap(s.heaps[0], kCapsA, 0, 40, 0);
 }
 
 TEST_F(TaskInfo, ArrayHelpers) {
