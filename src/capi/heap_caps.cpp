@@ -390,7 +390,9 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end) {
 esp_err_t capheap_reserve_internal_pool(size_t size) {
   if (size == 0) return ESP_ERR_INVALID_ARG;
   ensure_init();
-  const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
+  // ESP-IDF's PSRAM driver's masks: nothing at priority 0, so requests that internal RAM serves at
+  // priority 0 (INTERNAL|8BIT) use that RAM before the pool.
+  const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL,
                                                   MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
   // Like ESP-IDF, take the largest chunks available until exactly `size` bytes are set aside; each
   // chunk becomes a heap (its control structure counts toward the size, as on the device).
