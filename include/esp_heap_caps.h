@@ -140,7 +140,8 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
 
 /* Tries each of the num caps masks (variadic uint32_t) in order; the first success wins. On
  * failure runs the callback once with the last caps tried (MALLOC_CAP_DEFAULT if num is 0).
- * size 0 returns NULL. ISR: yes. */
+ * size 0 returns NULL. heap_caps_realloc_prefer with size 0 frees ptr on its first attempt (so
+ * not at all if num is 0: ptr then stays allocated). ISR: yes. */
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...);
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...);
 /* heap_caps_calloc over each caps in turn: a NULL result with size > 0 (n == 0 and an overflowing

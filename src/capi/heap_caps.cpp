@@ -916,7 +916,8 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
 }
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
-  if (ptr != nullptr && size == 0) {
+  // size 0 frees on the first attempt; with no caps (num 0) there is none, and ptr stays.
+  if (ptr != nullptr && size == 0 && num != 0) {
     free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }
