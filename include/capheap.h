@@ -184,9 +184,11 @@ esp_err_t capheap_set_caps_heap_config(const capheap_heap_config_t *cfg);
  * MALLOC_CAP_INTERNAL requests can use (never plain malloc): ESP-IDF's
  * CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL. The memory is taken in chunks (largest first) from
  * DMA|INTERNAL heaps, totalling exactly `size` bytes (rounded up to 4), and added back as heaps
- * with caps {DMA|INTERNAL, 0, 8BIT|32BIT}; each chunk's control structure counts toward the size,
- * as on the device. Returns ESP_OK, ESP_ERR_NO_MEM if the internal memory cannot provide it, or
- * ESP_ERR_INVALID_ARG for size 0. */
+ * with ESP-IDF's caps {0, DMA|INTERNAL, 8BIT|32BIT}: no bit at priority 0, so a request that some
+ * heap serves at priority 0 (INTERNAL|8BIT: DRAM) uses that heap first, while a request first
+ * served at priority 1 (DMA) takes the pool first, as the head of the list. Each chunk's control
+ * structure counts toward the size, as on the device. Returns ESP_OK, ESP_ERR_NO_MEM if the
+ * internal memory cannot provide it, or ESP_ERR_INVALID_ARG for size 0. */
 esp_err_t capheap_reserve_internal_pool(size_t size);
 
 /* When enabled, a failed allocation (after the callback) prints

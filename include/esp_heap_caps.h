@@ -140,7 +140,8 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
 
 /* Tries each of the num caps masks (variadic uint32_t) in order; the first success wins. On
  * failure runs the callback once with the last caps tried (MALLOC_CAP_DEFAULT if num is 0).
- * size 0 returns NULL. ISR: yes. */
+ * size 0 returns NULL. heap_caps_realloc_prefer with size 0 frees ptr on its first attempt (so
+ * not at all if num is 0: ptr then stays allocated). ISR: yes. */
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...);
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...);
 /* heap_caps_calloc over each caps in turn: a NULL result with size > 0 (n == 0 and an overflowing
@@ -167,7 +168,10 @@ size_t heap_caps_get_free_size(uint32_t caps);
  * pessimistic bound). Heaps added at run time are counted, as ESP-IDF's code does (its 2025 header
  * says they are not). */
 size_t heap_caps_get_minimum_free_size(uint32_t caps);
-/* The largest size heap_caps_malloc(size, caps) could return now in one matching heap. O(heaps). */
+/* The largest free block of the matching heaps, heap_caps_get_info's largest_free_block (ESP-IDF's
+ * figure): the largest size heap_caps_malloc(size, caps) could return now, except that an EXEC
+ * request served through a D/IRAM alias needs 4 bytes more and a DMA / cache-aligned / SIMD request
+ * has its size rounded up to the hardware alignment, as on ESP-IDF. O(heaps). */
 size_t heap_caps_get_largest_free_block(uint32_t caps);
 /* Sums the statistics of matching heaps into *info (largest_free_block is the maximum).
  * O(heaps): capheap keeps every figure as a counter (ESP-IDF walks every block). */

@@ -19,8 +19,10 @@ extern "C" {
  * are subtracted (each widened to 4-byte boundaries; a range inside a region splits it; pieces of
  * 16 bytes or less are dropped), adjacent pieces of the same type are merged into one heap, and
  * startup-stack regions are left unregistered until heap_caps_enable_nonos_stack_heaps. Call once,
- * before any other heap_caps function and before other threads run. On the host the simulator
- * calls it (capheap_host.h). */
+ * before any other heap_caps function and before other threads run; it runs once: a later call
+ * (or the call after a heap_caps_* call that already initialised from the layout) changes
+ * nothing, so no heap is duplicated or rebuilt over live blocks (ESP-IDF: never call it again).
+ * On the host the simulator calls it (capheap_host.h). */
 void heap_caps_init(void);
 
 /* Registers the heaps of startup-stack regions once those stacks are no longer used. Idempotent. */
@@ -41,7 +43,9 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
  * signed intptr_t values, as ESP-IDF does: a negative end is below a positive start); ESP_FAIL if
  * the range straddles the start or end of an existing heap or equals an existing heap's range (a
  * range strictly inside an existing heap is allowed: it turns an allocated buffer into a heap);
- * ESP_ERR_NO_MEM if the heap table is full (CAPHEAP_MAX_HEAPS heaps, default 64);
+ * ESP_ERR_NO_MEM if the heap table is full (CAPHEAP_MAX_HEAPS heaps, default 64) or
+ * heap_caps_init has not run yet (no heap exists: ESP-IDF takes the new heap's descriptor from an
+ * INTERNAL|8BIT heap);
  * ESP_ERR_INVALID_SIZE if the range is too small for a heap or start is not 4-byte aligned (as
  * ESP-IDF's TLSF refuses such a pool). Checked in that order; on failure nothing is added.
  * Thread-safe (allocations may run meanwhile); not ISR-safe. */

@@ -38,6 +38,8 @@ long g_extmem_limit = kExtmemDisabled;
 int g_init_state = 0;
 // The registry's verdict on the last heap_caps_init's layout (capi_internal.hpp).
 Status g_boot_status = Status::kOk;
+// heap_caps_init has run (it runs once: a second call changes nothing).
+bool g_heaps_built = false;
 
 struct MonitorEntry {
   Heap heap;
@@ -292,6 +294,7 @@ void reset() noexcept {
   g_monitor = nullptr;
   g_monitor_count = 0;
   g_boot_status = Status::kOk;
+  g_heaps_built = false;
   g_init_owner = nullptr;
   __atomic_store_n(&g_init_state, 0, __ATOMIC_RELEASE);
 }
@@ -346,6 +349,10 @@ esp_err_t capheap_set_caps_heap_config(const capheap_heap_config_t *cfg) {
 }
 
 void heap_caps_init(void) {
+  // Once only (ESP-IDF: never call it again): a rebuild would hand out live blocks again and drop
+  // the heaps added at run time. (Also after a heap_caps_* call that initialised from the layout.)
+  if (capheap::capi::g_heaps_built) return;
+  capheap::capi::g_heaps_built = true;
   // The registry's fast path stays off until the initialisation is complete (see malloc_base).
   g_registry.set_fast_path(false);
   g_registry.init(capheap::capi::g_heap_config);
@@ -374,6 +381,10 @@ esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, 
   // positive start. The registry compares addresses unsigned, so this check is made here; the
   // registry refuses the other invalid arguments (caps NULL, a bound 0) with the same code.
   if (end <= start) return ESP_ERR_INVALID_ARG;
+  // Before heap_caps_init no heap exists, and ESP-IDF allocates the new heap's descriptor from an
+  // INTERNAL|8BIT heap: ESP_ERR_NO_MEM (argument errors first). heap_caps_init would forget it.
+  if (!capheap::capi::g_heaps_built && caps != nullptr && start != 0 && end != 0)
+    return ESP_ERR_NO_MEM;
   return static_cast<esp_err_t>(g_registry.add_region(caps, static_cast<std::uintptr_t>(start),
                                                       static_cast<std::uintptr_t>(end)));
 }
@@ -390,7 +401,9 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end) {
 esp_err_t capheap_reserve_internal_pool(size_t size) {
   if (size == 0) return ESP_ERR_INVALID_ARG;
   ensure_init();
-  const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL, 0,
+  // ESP-IDF's PSRAM driver's masks: nothing at priority 0, so requests that internal RAM serves at
+  // priority 0 (INTERNAL|8BIT) use that RAM before the pool.
+  const uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL,
                                                   MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
   // Like ESP-IDF, take the largest chunks available until exactly `size` bytes are set aside; each
   // chunk becomes a heap (its control structure counts toward the size, as on the device).
@@ -922,7 +935,8 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...) {
 }
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...) {
-  if (ptr != nullptr && size == 0) {
+  // size 0 frees on the first attempt; with no caps (num 0) there is none, and ptr stays.
+  if (ptr != nullptr && size == 0 && num != 0) {
     free_cold(ptr, CAPHEAP_CALLER());
     return nullptr;
   }

@@ -193,7 +193,7 @@ constexpr std::uint32_t kS3DiramCaps[3] = {0, kDma | k8 | kI | kD, k32 | kX | kR
 constexpr std::uint32_t kS3StackDiramCaps[3] = {k8 | kD | kRet, kX | kI | kDma | k32, 0};
 constexpr std::uint32_t kS3RtcCaps[3] = {kRtc, k8 | kD, kI | k32};
 // CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL's pool (ESP-IDF's PSRAM driver).
-constexpr std::uint32_t kPoolCaps[3] = {kDma | kI, 0, k8 | k32};
+constexpr std::uint32_t kPoolCaps[3] = {0, kDma | kI, k8 | k32};
 
 /// D/IRAM types: EXEC allocations from them return instruction-bus aliases (spec §3.4).
 bool executable_diram(const ModelHeap &h) {
@@ -563,7 +563,7 @@ TEST_F(ChipTest, Esp32FirstChoicesAreTheDocumentedOnes) {
     const char *heap;
   } const firsts[] = {
       {kD, "SPIRAM"},  // "Check if default cap allocates in external memory in priority"
-      {k8, "DRAM"},   {k32, "IRAM"}, {kX, "IRAM"}, {kDma, "pool"}, {kI, "pool"}, {kS, "SPIRAM"},
+      {k8, "DRAM"},   {k32, "IRAM"}, {kX, "IRAM"}, {kDma, "pool"}, {kI, "IRAM"}, {kS, "SPIRAM"},
   };
   for (const auto &f : firsts) {
     void *p = heap_caps_malloc(64, f.caps);
@@ -1412,6 +1412,33 @@ TEST_P(ChipConfigTest, InternalReserveSurvivesMallocExhaustion) {
   heap_caps_free(internal);
   for (void *p : blocks)
     heap_caps_free(p);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
+// The reserve pool's caps are ESP-IDF's PSRAM driver's {0, DMA|INTERNAL, 8BIT|32BIT}: it shares no
+// bit at priority 0, so INTERNAL|8BIT requests (task stacks, driver buffers) take the internal RAM
+// that has 8BIT at priority 0 first and reach the pool only at priority 1; DMA requests, which no
+// heap serves at priority 0, still come from the pool first (it heads the list). With the pool's
+// DMA|INTERNAL at priority 0, every INTERNAL|8BIT request used to drain the pool first.
+TEST_P(ChipConfigTest, InternalReservePoolIsNotTheFirstChoiceOfInternal8bit) {
+  if (!psram()) GTEST_SKIP() << "the reserve exists only with PSRAM";
+  ASSERT_EQ(find_model("pool"), 0);
+  const capheap::HeapView pool = reg().view(static_cast<unsigned>(pos_[0]));
+  EXPECT_EQ(pool.caps[0], 0u);
+  EXPECT_EQ(pool.caps[1], kDma | kI);
+  EXPECT_EQ(pool.caps[2], k8 | k32);
+  const std::size_t pool_free = free_of(0);
+  void *internal = heap_caps_malloc(1024, kI | k8);
+  ASSERT_NE(internal, nullptr);
+  EXPECT_EQ(model_heap_of(internal), static_cast<int>(expected_order(model_, kI | k8)[0]));
+  EXPECT_NE(model_heap_of(internal), 0);
+  EXPECT_EQ(free_of(0), pool_free);  // the pool was not touched
+  void *dma = heap_caps_malloc(1024, kDma);
+  ASSERT_NE(dma, nullptr);
+  EXPECT_EQ(model_heap_of(dma), 0);
+  heap_caps_free(dma);
+  heap_caps_free(internal);
+  EXPECT_EQ(free_of(0), pool_free);
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 

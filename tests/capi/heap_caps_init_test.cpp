@@ -93,4 +93,64 @@ TEST_F(HeapCapsInit, CallsBeforeInitFindNoHeapAndInitStillOpensTheFastPath) {
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
+// Reports of the fail hook (a pointer that is not a live block, ...), counted instead of aborting.
+int g_fail_reports = 0;
+void count_fail(const char *, const void *, const void *) {
+  ++g_fail_reports;
+}
+
+alignas(16) unsigned char g_extra[0x1000];
+const std::uint32_t kExtraCaps[3] = {k8 | kD, 0, 0};
+
+esp_err_t add_extra() {
+  return heap_caps_add_region_with_caps(kExtraCaps, reinterpret_cast<intptr_t>(g_extra),
+                                        reinterpret_cast<intptr_t>(g_extra + sizeof g_extra));
+}
+
+// Before heap_caps_init there is no heap, and ESP-IDF takes a new heap's descriptor from an
+// INTERNAL|8BIT heap: heap_caps_add_region_with_caps answers ESP_ERR_NO_MEM (argument errors
+// first) and adds nothing. It used to add the heap, which the later heap_caps_init forgot: its
+// blocks then were "outside heap areas".
+TEST_F(HeapCapsInit, AddRegionBeforeInitIsRefusedWithNoMem) {
+  EXPECT_EQ(add_extra(), ESP_ERR_NO_MEM);
+  EXPECT_EQ(heap_caps_add_region_with_caps(nullptr, reinterpret_cast<intptr_t>(g_extra),
+                                           reinterpret_cast<intptr_t>(g_extra + 64)),
+            ESP_ERR_INVALID_ARG);
+  EXPECT_EQ(heap_caps_get_total_size(0), 0u);
+  EXPECT_EQ(heap_caps_malloc(10, k8), nullptr);
+  set_layout();
+  heap_caps_init();
+  EXPECT_EQ(heap_caps_get_total_size(0), sizeof g_ram);
+  EXPECT_EQ(add_extra(), ESP_OK);
+  EXPECT_EQ(heap_caps_get_total_size(0), sizeof g_ram + sizeof g_extra);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
+// heap_caps_init runs once (ESP-IDF: "never call it again"): a second call, or the explicit call
+// after a heap_caps_* call already initialised from the layout, changes nothing. It used to
+// rebuild every heap over live blocks and forget the heaps added at run time.
+TEST_F(HeapCapsInit, SecondInitKeepsHeapsAndBlocks) {
+  const capheap_fail_hook_t old_hook = capheap_set_fail_hook(count_fail);
+  g_fail_reports = 0;
+  set_layout();
+  void *early = heap_caps_malloc(100, k8);  // initialises from the layout
+  ASSERT_NE(early, nullptr);
+  heap_caps_init();
+  ASSERT_EQ(add_extra(), ESP_OK);
+  void *late = heap_caps_malloc(200, k8);
+  ASSERT_NE(late, nullptr);
+  const std::size_t total = heap_caps_get_total_size(0), free_now = heap_caps_get_free_size(0);
+  EXPECT_EQ(total, sizeof g_ram + sizeof g_extra);
+  heap_caps_init();
+  EXPECT_EQ(heap_caps_get_total_size(0), total);
+  EXPECT_EQ(heap_caps_get_free_size(0), free_now);
+  EXPECT_EQ(heap_caps_get_allocated_size(early), 100u);
+  EXPECT_EQ(heap_caps_get_allocated_size(late), 200u);
+  heap_caps_free(early);
+  heap_caps_free(late);
+  EXPECT_EQ(g_fail_reports, 0);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+  capheap_set_fail_hook(old_hook);
+}
+
 }  // namespace

@@ -82,6 +82,28 @@ TEST_F(SpecFacts, PreferFailureReportsTheLastCapsTried) {
   EXPECT_TRUE(g_failures.empty());
 }
 
+// §1.1 heap_caps_realloc_prefer: size 0 frees "on the first attempt"; with no caps given (num 0)
+// there is no attempt, so the block stays allocated and intact, and NULL comes back without a
+// callback (size 0). With a size, num 0 reports MALLOC_CAP_DEFAULT and keeps the block too.
+TEST_F(SpecFacts, ReallocPreferWithNoCapsLeavesTheBlockAllocated) {
+  auto *p = static_cast<unsigned char *>(heap_caps_malloc(40, MALLOC_CAP_8BIT));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x3C, 40);
+  const std::size_t free_with_p = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+  EXPECT_EQ(heap_caps_realloc_prefer(p, 0, 0), nullptr);
+  EXPECT_TRUE(g_failures.empty());
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_8BIT), free_with_p);
+  EXPECT_EQ(heap_caps_get_allocated_size(p), 40u);
+  EXPECT_EQ(heap_caps_realloc_prefer(p, 100, 0), nullptr);
+  expect_one_failure(100, MALLOC_CAP_DEFAULT, "heap_caps_realloc_prefer");
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_8BIT), free_with_p);
+  for (unsigned i = 0; i < 40; ++i)
+    EXPECT_EQ(p[i], 0x3C) << i;
+  heap_caps_free(p);
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_8BIT), free_with_p + 44);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
 // §1.1 / §2: MALLOC_CAP_INVALID matches no heap in the size and info queries, and every heap in
 // check/dump/walk; an address outside every heap fails heap_caps_check_integrity_addr.
 TEST_F(SpecFacts, InvalidCapsInQueriesAndIntegrityOfUnknownAddresses) {
