@@ -586,6 +586,36 @@ TEST_F(HostTest, UnalignedAliasFallsBackToSeparateMemory) {
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
+// A region between two instruction aliases: the caps layer takes every address from the lowest
+// alias to the end of the highest for an alias. The simulator used to start on such a file, and
+// every free of a DRAM block then read the block's header as a data address ("free() target
+// pointer is outside heap areas"); the loader now refuses the file, as for any invalid layout.
+TEST_F(HostTest, RegionInsideTheAliasWindowIsAnInvalidLayout) {
+  const std::string path = ::testing::TempDir() + "capheap-alias-gap.json";
+  std::ofstream(path) << R"({
+  "chip": "aliasgap",
+  "types": [
+    {"name": "DRAM", "caps": ["8BIT|DEFAULT", "INTERNAL|DMA|32BIT", "0"]},
+    {"name": "D/IRAM", "caps": ["0", "DMA|8BIT|INTERNAL|DEFAULT", "32BIT|EXEC"]}
+  ],
+  "regions": [
+    {"start": "0x30000000", "size": "0x4000", "type": "D/IRAM", "iram": "0x30010000"},
+    {"start": "0x30020000", "size": "0x4000", "type": "DRAM"},
+    {"start": "0x30004000", "size": "0x4000", "type": "D/IRAM", "iram": "0x30030000"}
+  ],
+  "reserved": []
+})";
+  ::testing::internal::CaptureStderr();
+  const esp_err_t err = capheap_host_init(path.c_str(), nullptr);
+  const std::string message = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, ESP_ERR_NOT_FOUND);
+  EXPECT_EQ(message, "capheap: " + path +
+                         ": regions[1]: region 0x30020000-0x30024000 lies in the instruction "
+                         "alias window 0x30010000-0x30034000 (regions[0].iram to "
+                         "regions[2].iram): its pointers would be taken for aliases\n");
+  EXPECT_EQ(capheap_host_chip(), nullptr);
+}
+
 // ================================================================================================
 // Environment and configuration
 // ================================================================================================

@@ -1132,6 +1132,16 @@ TEST(LayoutErrors, TypeAliases) {
     EXPECT_STREQ(other.layout->c_layout().types[other.layout->c_layout().regions[0].type].name,
                  "D/IRAM");
   }
+  // A comment is allowed in every object, also among an alias's conditions (it used to be read
+  // as a condition: "unknown option 'comment'").
+  {
+    std::string text = with(
+        "type_aliases", R"({"MAIN": {"comment": ["picks the main type"], )" + pick.substr(1) + "}");
+    text.replace(text.find(R"("type": "DRAM"})"), 15, R"("type": "MAIN"})");
+    const LoadResult r = parse_layout(text, "t.json");
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_STREQ(r.layout->c_layout().types[r.layout->c_layout().regions[0].type].name, "DRAM");
+  }
   expect_errors({
       {with("type_aliases", "[]"), "t.json: type_aliases: expected an object"},
       {with("type_aliases", "{\"DRAM\": " + pick + "}"),
@@ -1187,6 +1197,62 @@ TEST(LayoutErrors, Regions) {
   });
 }
 
+// The caps layer takes every address from the lowest instruction alias to the end of the highest
+// for an alias (free reads the word before such a pointer as its data address). The loader used to
+// accept aliases past 0xFFFFFFFF, two aliases over the same bus addresses, and regions or external
+// RAM inside that window: on the simulator (and on a device given the generated table) every free
+// of a block there reported "outside heap areas" and leaked.
+TEST(LayoutErrors, InstructionAliases) {
+  const std::string rtc = R"({"start": "0x8000", "size": "0x100", "type": "RTCRAM")";
+  const auto rtc_alias = [&](const char *iram) {
+    return replaced(rtc, rtc + R"(, "iram": ")" + iram + "\"");
+  };
+  expect_errors({
+      {rtc_alias("0xFFFFFFF0"),
+       "t.json: regions[3].iram: alias 0xFFFFFFF0+0x100 ends past 0xFFFFFFFF"},
+      {rtc_alias("0x10800"),
+       "t.json: regions[3].iram: alias 0x10800-0x10900 overlaps the alias of regions[1] "
+       "(0x10000-0x11000)"},
+      {rtc_alias("0x1000"),
+       "t.json: regions[0]: region 0x1000-0x2000 lies in the instruction alias window "
+       "0x1000-0x12000 (regions[3].iram to regions[2].iram): its pointers would be taken for "
+       "aliases"},
+      // Overlapping no alias itself, but between two of them.
+      {rtc_alias("0x4000"),
+       "t.json: regions[3]: region 0x8000-0x8100 lies in the instruction alias window "
+       "0x4000-0x12000 (regions[3].iram to regions[2].iram): its pointers would be taken for "
+       "aliases"},
+      {rtc_alias("0x100000"),
+       "t.json: ext_ram: window 0x100000-0x110000 lies in the instruction alias window "
+       "0x10000-0x100100 (regions[1].iram to regions[3].iram): its pointers would be taken for "
+       "aliases"},
+  });
+  // An alias equal to the region's own address is no alias (ESP32-C6/H2/P4), and one just past
+  // the others is fine.
+  EXPECT_TRUE(parse_layout(rtc_alias("0x8000"), "t.json").ok());
+  const LoadResult next = parse_layout(rtc_alias("0x12000"), "t.json");
+  ASSERT_TRUE(next.ok()) << next.error;
+  EXPECT_EQ(next.layout->c_layout().regions[3].iram_address, 0x12000u);
+}
+
+// A heap cannot start at address 0 (the null pointer): heap_caps_init dropped such a piece without
+// a word, so a device had no heap in a region at 0 while the simulator, which maps the chip
+// elsewhere, had one. The loader used to accept the file.
+TEST(LayoutErrors, RegionAtAddressZeroNeedsAReservationThere) {
+  const std::string at_zero = replaced(R"({"start": "0x1000", "size": "0x1000", "type": "DRAM"})",
+                                       R"({"start": "0x0", "size": "0x2000", "type": "DRAM"})");
+  EXPECT_EQ(error_of(at_zero),
+            "t.json: regions[0]: starts at address 0, where no heap can start: reserve its first "
+            "bytes");
+  std::string guarded = at_zero;
+  guarded.replace(guarded.find(R"({"name": "rom")"), 14,
+                  R"({"name": "null_guard", "start": "0x0", "end": "0x4"}, {"name": "rom")");
+  const LoadResult r = parse_layout(guarded, "t.json");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.layout->c_layout().reserved[0].start, 0u);
+  EXPECT_EQ(r.layout->c_layout().reserved[0].end, 4u);
+}
+
 TEST(LayoutErrors, Diram) {
   expect_errors({
       {replaced(R"({"dram_low")", R"({"inverted": true, "dram_low")"),
@@ -1221,8 +1287,11 @@ TEST(LayoutErrors, ExtRam) {
   expect_errors({
       {with("ext_ram", R"({"start": "0x100000", "max_size": "0x10000", "type": "XT"})"),
        "t.json: ext_ram.type: unknown memory type 'XT'"},
-      {with("ext_ram", R"({"start": "0x0", "max_size": "0x2000", "type": "EXT"})"),
-       "t.json: ext_ram: window 0x0-0x2000 overlaps regions[0]"},
+      {with("ext_ram", R"({"start": "0x800", "max_size": "0x2000", "type": "EXT"})"),
+       "t.json: ext_ram: window 0x800-0x2800 overlaps regions[0]"},
+      // heap_caps_add_region refuses start 0: the simulator's start failed on adding the heap.
+      {with("ext_ram", R"({"start": "0x0", "max_size": "0x800", "type": "EXT"})"),
+       "t.json: ext_ram.start: must not be 0"},
       {with("ext_ram", R"({"start": "0x100000", "max_size": "0", "type": "EXT"})"),
        "t.json: ext_ram.max_size: must not be 0"},
       {with("ext_ram", R"({"start": "0xFFFF0000", "max_size": "0x20000", "type": "EXT"})"),
