@@ -527,7 +527,16 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
       if (cut_start > cur) {
         // A region whose instruction address equals its data address (C6, H2, P4) has no alias.
         const bool aliased = reg.iram_address != 0 && reg.iram_address != reg.start;
-        const std::uintptr_t iram = aliased ? reg.iram_address + (cur - reg.start) : 0;
+        // In an inverted window the region's alias names the low end of the whole region's
+        // instruction range; a piece's own is where its start lands as a boundary (to_iram), the
+        // high end of its range, so that the alias window covers the piece's range also when it
+        // stops short of the region's end.
+        const bool inverted =
+            layout.diram_inverted && cur >= layout.diram_dram_low && cur <= layout.diram_dram_high;
+        const std::uintptr_t iram = !aliased ? 0
+                                    : inverted
+                                        ? layout.diram_iram_low + (layout.diram_dram_high - cur)
+                                        : reg.iram_address + (cur - reg.start);
         emit(Piece{cur, cut_start, iram, reg.type, reg.startup_stack});
       }
       cur = cut_end > cut_start ? cut_end : reg_end;
