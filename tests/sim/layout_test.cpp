@@ -1433,6 +1433,38 @@ TEST(LayoutCTable, ToolFailsWhenTheTableCannotBeWritten) {
   EXPECT_EQ(std::system(ok.c_str()), 0) << ok;
 }
 
+// Chip names may contain '-' and start with a digit, which a C symbol may not: the tool's default
+// symbol (<chip>_layout) made it fail ("is not a C identifier", exit status 2) for such valid files
+// unless --symbol was given.
+TEST(LayoutCTable, ToolDefaultSymbolIsACIdentifierForEveryChipName) {
+  const std::pair<const char *, const char *> cases[] = {
+      {"my-board", "my_board_layout"},
+      {"3d-printer", "chip_3d_printer_layout"},
+      {"plain_chip", "plain_chip_layout"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.first);
+    const std::string dir = ::testing::TempDir() + "capheap-symbol-" + c.first;
+    fs::create_directories(dir);
+    std::string text = render(base_sections());
+    text.replace(text.find("testchip"), 8, c.first);
+    std::ofstream(dir + "/" + c.first + ".json") << text;
+    const std::string out = dir + "/table.c";
+    const std::string cmd = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " " + dir + "/" + c.first +
+                            ".json > " + out + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << cmd;
+    std::ifstream in(out);
+    std::stringstream table;
+    table << in.rdbuf();
+    EXPECT_EQ(WEXITSTATUS(status), 0) << table.str();
+    EXPECT_NE(table.str().find(std::string("const capheap_layout_t ") + c.second + " = {"),
+              std::string::npos)
+        << table.str().substr(0, 300);
+    EXPECT_NE(table.str().find(std::string(".chip = \"") + c.first + "\","), std::string::npos);
+  }
+}
+
 TEST(LayoutCTable, HeaderCommentListsOptionsAndRejectsBadSymbols) {
   LayoutOptions o;
   o.psram_size = 4u << 20;
