@@ -272,7 +272,8 @@ std::vector<ExpectedRegion> esp32_regions(bool rtc) {
     r.push_back({a, 0x2000, "IRAM", 0, false});
   }
   // Last, as in ESP-IDF's table (its address is the lowest).
-  if (rtc) r.push_back({0x3FF80000, 0x2000, "RTCRAM", 0, false});
+  // Its instruction-bus alias (SOC_RTC_IRAM_LOW) serves EXEC requests (spec 3.4).
+  if (rtc) r.push_back({0x3FF80000, 0x2000, "RTCRAM", 0x400C0000, false});
   return r;
 }
 
