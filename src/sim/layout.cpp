@@ -637,6 +637,13 @@ class Parser {
   void check_iram_aliases() const {
     if (!has_diram_) return;
     for (const ParsedRegion &r : regions_) {
+      // An aliased region that begins below the window and ends inside it would have two
+      // instruction mappings (its own alias and the window's), and on an inverted window two
+      // directions.
+      if (r.iram != 0 && r.iram != r.start && r.start < dram_low_ && r.start + r.size > dram_low_) {
+        fail(index_path("regions", r.index),
+             "crosses the start of the D/IRAM window (" + hex(dram_low_) + ")");
+      }
       if (r.iram == 0 || r.start < dram_low_ || r.start >= dram_high_) continue;
       const std::string path = index_path("regions", r.index);
       const std::uint64_t end = r.start + r.size;

@@ -1265,6 +1265,12 @@ TEST(LayoutErrors, Diram) {
            "diram",
            R"({"dram_low": "0x2000", "dram_high": "0x3800", "iram_low": "0x10000", "iram_high": "0x11800"})"),
        "t.json: regions[2]: crosses the end of the D/IRAM window (0x3800)"},
+      // An aliased region reaching into the window from below was accepted: two instruction
+      // mappings for its bytes inside the window (and, on an inverted window, two directions).
+      {with(
+           "diram",
+           R"({"dram_low": "0x2800", "dram_high": "0x4000", "iram_low": "0x10800", "iram_high": "0x12000"})"),
+       "t.json: regions[1]: crosses the start of the D/IRAM window (0x2800)"},
       {with(
            "diram",
            R"({"dram_low": "0x2000", "dram_high": "0x1000", "iram_low": "0x10000", "iram_high": "0x12000"})"),
