@@ -37,7 +37,10 @@ typedef struct capheap_memory_region {
   uint16_t type;   /* index into capheap_layout_t.types */
   bool
       startup_stack; /* in use as startup stack: registered by heap_caps_enable_nonos_stack_heaps */
-  uintptr_t iram_address; /* instruction-bus alias of `start` (D/IRAM), 0 if none */
+  /* Instruction-bus alias of `start` (D/IRAM), 0 (or `start` itself) if none. The caps layer
+   * takes every address from the lowest alias to the end of the highest for an alias: no region
+   * and no external RAM may lie there (the layout loader refuses such files). */
+  uintptr_t iram_address;
 } capheap_memory_region_t;
 
 /* A range that is never part of a heap (ROM data, static data, caches, trace memory, ...).

@@ -165,13 +165,15 @@ enum class Placement : std::uint8_t {
 struct HeapView {
   const char *name = nullptr;  ///< memory type name ("DRAM", "D/IRAM", "SPIRAM", ...)
   std::uint32_t caps[CAPHEAP_PRIORITY_LEVELS] = {0, 0, 0};
-  std::uintptr_t start = 0;       ///< region start (data bus)
-  std::uintptr_t end = 0;         ///< region end (exclusive)
-  std::uintptr_t iram_start = 0;  ///< instruction-bus alias of start, 0 if none
-  bool registered = false;        ///< false for startup-stack regions not yet enabled
-  bool runtime = false;           ///< added at run time (head of the list)
-  Heap heap;                      ///< the engine (null while not registered)
-  void *lock = nullptr;           ///< the heap's port lock object
+  std::uintptr_t start = 0;  ///< region start (data bus)
+  std::uintptr_t end = 0;    ///< region end (exclusive)
+  /// Instruction-bus alias of start, 0 if none. In an inverted D/IRAM window (ESP32) the alias of
+  /// start taken as a boundary: the end of the heap's instruction range, which runs downwards.
+  std::uintptr_t iram_start = 0;
+  bool registered = false;  ///< false for startup-stack regions not yet enabled
+  bool runtime = false;     ///< added at run time (head of the list)
+  Heap heap;                ///< the engine (null while not registered)
+  void *lock = nullptr;     ///< the heap's port lock object
 
   /// True when the heap is registered and has every bit of `want` at some priority level (the
   /// rule of Registry::heap_matches, on this one reading of the record). O(1).

@@ -54,7 +54,8 @@ class CapsResource : public std::pmr::memory_resource {
   /// heap_caps_aligned_alloc otherwise (pmr containers ask for alignof(T); allocate() without an
   /// alignment asks for alignof(max_align_t)). bytes == 0 allocates a 1-byte block (a unique
   /// pointer). Caps that heap_caps_malloc refuses (0, MALLOC_CAP_INVALID, EXEC with 8BIT, DMA or
-  /// DMA_DESC_*) fail whatever the alignment.
+  /// DMA_DESC_*) fail whatever the alignment. EXEC requests with alignment > 4 get data-bus
+  /// addresses (heap_caps_aligned_alloc makes no instruction-bus alias), as in caps_allocator.
   /// Returns: the block. Throws std::bad_alloc when alignment is not a power of two or no heap with
   ///   those caps can serve the request (heap_caps_*'s failure callback ran first).
   /// Complexity: O(1) per heap tried. Thread-safe.

@@ -482,6 +482,11 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   // drops.)
   Piece pending{};
   Status result = Status::kOk;
+  // Inside the word-reversed D/IRAM window (ESP32) a piece's alias runs downwards; outside it (RTC
+  // fast memory has its own alias in bus order) and on other chips, upwards.
+  const auto reversed = [&layout](std::uintptr_t a) {
+    return layout.diram_inverted && a >= layout.diram_dram_low && a < layout.diram_dram_high;
+  };
 
   auto flush = [&](const Piece &p) {
     if (p.end - p.start <= 16) return;
@@ -494,10 +499,11 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   };
   auto emit = [&](Piece p) {
     if (p.end - p.start <= 16) return;
+    const std::uintptr_t len = pending.end - pending.start;
     if (pending.type == p.type && pending.stack == p.stack && pending.end == p.start &&
         ((pending.iram == 0 && p.iram == 0) ||
-         (pending.iram != 0 && p.iram != 0 &&
-          (layout.diram_inverted || pending.iram + (pending.end - pending.start) == p.iram)))) {
+         (pending.iram != 0 && p.iram != 0 && reversed(pending.start) == reversed(p.start) &&
+          (reversed(p.start) ? p.iram + len == pending.iram : pending.iram + len == p.iram)))) {
       pending.end = p.end;
       return;
     }
@@ -527,7 +533,14 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
       if (cut_start > cur) {
         // A region whose instruction address equals its data address (C6, H2, P4) has no alias.
         const bool aliased = reg.iram_address != 0 && reg.iram_address != reg.start;
-        const std::uintptr_t iram = aliased ? reg.iram_address + (cur - reg.start) : 0;
+        // In an inverted window the region's alias names the low end of the whole region's
+        // instruction range; a piece's own is where its start lands as a boundary (to_iram), the
+        // high end of its range, so that the alias window covers the piece's range also when it
+        // stops short of the region's end.
+        const std::uintptr_t iram = !aliased ? 0
+                                    : reversed(cur)
+                                        ? layout.diram_iram_low + (layout.diram_dram_high - cur)
+                                        : reg.iram_address + (cur - reg.start);
         emit(Piece{cur, cut_start, iram, reg.type, reg.startup_stack});
       }
       cur = cut_end > cut_start ? cut_end : reg_end;
@@ -667,9 +680,12 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
     unlock(r);
     if (p == nullptr) return nullptr;
     const std::uintptr_t dstart = reinterpret_cast<std::uintptr_t>(p);
-    const std::uintptr_t istart = (layout_ != nullptr && layout_->diram_inverted)
-                                      ? to_iram(r, dstart + size + kAliasWord)
-                                      : to_iram(r, dstart);
+    // The word-reversed window (ESP32's D/IRAM) puts the hidden word at the alias of the block's
+    // last word; an alias outside it (ESP32's RTC fast memory) is in bus order.
+    const bool reversed = layout_ != nullptr && layout_->diram_inverted &&
+                          dstart >= layout_->diram_dram_low && dstart < layout_->diram_dram_high;
+    const std::uintptr_t istart =
+        reversed ? to_iram(r, dstart + size + kAliasWord) : to_iram(r, dstart);
     const u32 word = static_cast<u32>(dstart);
     __builtin_memcpy(reinterpret_cast<void *>(istart), &word, sizeof word);
     return reinterpret_cast<void *>(istart + kAliasWord);

@@ -278,8 +278,10 @@ class Parser {
     parse_diram(root);
     check_iram_aliases();
     parse_ext_ram(root);
+    check_alias_window();
     check_psram();
     parse_reserved(root);
+    check_address_zero();
     parse_align(root);
     parse_app_usable_dram_end(root);
     finish();
@@ -540,6 +542,7 @@ class Parser {
       expect_object(it.value(), path);
       std::optional<std::string> chosen;
       for (auto c = it.value().begin(); c != it.value().end(); ++c) {
+        if (c.key() == "comment") continue;  // allowed in every object (docs/layouts.md)
         const std::string target = string_value(c.value(), child(path, c.key()));
         if (!holds(condition(c.key(), path))) continue;
         if (chosen) fail(path, "more than one condition holds");
@@ -580,6 +583,10 @@ class Parser {
       const std::string type_name = string_value(require(entry, path, "type"), child(path, "type"));
       if (const json *iram = optional(entry, "iram")) {
         r.iram = aligned_number(*iram, child(path, "iram"));
+        if (r.iram != 0 && r.iram + r.size > kAddressLimit) {
+          fail(child(path, "iram"),
+               "alias " + hex(r.iram) + "+" + hex(r.size) + " ends past 0xFFFFFFFF");
+        }
       }
       if (const json *stack = optional(entry, "startup_stack")) {
         r.startup_stack = bool_value(*stack, child(path, "startup_stack"));
@@ -630,6 +637,13 @@ class Parser {
   void check_iram_aliases() const {
     if (!has_diram_) return;
     for (const ParsedRegion &r : regions_) {
+      // An aliased region that begins below the window and ends inside it would have two
+      // instruction mappings (its own alias and the window's), and on an inverted window two
+      // directions.
+      if (r.iram != 0 && r.iram != r.start && r.start < dram_low_ && r.start + r.size > dram_low_) {
+        fail(index_path("regions", r.index),
+             "crosses the start of the D/IRAM window (" + hex(dram_low_) + ")");
+      }
       if (r.iram == 0 || r.start < dram_low_ || r.start >= dram_high_) continue;
       const std::string path = index_path("regions", r.index);
       const std::uint64_t end = r.start + r.size;
@@ -652,6 +666,8 @@ class Parser {
     expect_object(*object, "ext_ram");
     check_keys(*object, "ext_ram", {"start", "max_size", "type"});
     ext_start_ = aligned_number(require(*object, "ext_ram", "start"), "ext_ram.start");
+    // (heap_caps_add_region refuses start 0: the external RAM could never become a heap.)
+    if (ext_start_ == 0) fail("ext_ram.start", "must not be 0");
     ext_max_ = aligned_number(require(*object, "ext_ram", "max_size"), "ext_ram.max_size");
     if (ext_max_ == 0) fail("ext_ram.max_size", "must not be 0");
     if (ext_start_ + ext_max_ > kAddressLimit) {
@@ -664,6 +680,51 @@ class Parser {
         fail("ext_ram", "window " + hex(ext_start_) + "-" + hex(ext_start_ + ext_max_) +
                             " overlaps " + index_path("regions", r.index));
       }
+    }
+  }
+
+  // An instruction alias other than the region's own address (ESP32-C6/H2/P4 give their start).
+  static bool has_alias(const ParsedRegion &r) { return r.iram != 0 && r.iram != r.start; }
+
+  // The caps layer takes every address from the lowest instruction alias to the end of the highest
+  // one for an alias (Registry::is_iram_alias: one window, one comparison on free), and reads the
+  // data address from the word before it. A region or the external RAM window there would have its
+  // pointers taken for aliases (free reads a block header as an address), and two aliases over the
+  // same bus addresses cannot both be the chip's. Refused here, before the host maps anything or a
+  // firmware table is generated.
+  void check_alias_window() const {
+    const ParsedRegion *low = nullptr;
+    const ParsedRegion *high = nullptr;
+    for (std::size_t a = 0; a < regions_.size(); ++a) {
+      const ParsedRegion &r = regions_[a];
+      if (!has_alias(r)) continue;
+      for (std::size_t b = 0; b < a; ++b) {
+        const ParsedRegion &o = regions_[b];
+        if (has_alias(o) && r.iram < o.iram + o.size && o.iram < r.iram + r.size) {
+          fail(child(index_path("regions", r.index), "iram"),
+               "alias " + hex(r.iram) + "-" + hex(r.iram + r.size) + " overlaps the alias of " +
+                   index_path("regions", o.index) + " (" + hex(o.iram) + "-" +
+                   hex(o.iram + o.size) + ")");
+        }
+      }
+      if (low == nullptr || r.iram < low->iram) low = &r;
+      if (high == nullptr || r.iram + r.size > high->iram + high->size) high = &r;
+    }
+    if (low == nullptr) return;
+    const std::uint64_t lo = low->iram, hi = high->iram + high->size;
+    const std::string window = "the instruction alias window " + hex(lo) + "-" + hex(hi) + " (" +
+                               index_path("regions", low->index) + ".iram to " +
+                               index_path("regions", high->index) +
+                               ".iram): its pointers would be taken for aliases";
+    for (const ParsedRegion &r : regions_) {
+      if (r.start < hi && lo < r.start + r.size) {
+        fail(index_path("regions", r.index),
+             "region " + hex(r.start) + "-" + hex(r.start + r.size) + " lies in " + window);
+      }
+    }
+    if (ext_type_ && ext_start_ < hi && lo < ext_start_ + ext_max_) {
+      fail("ext_ram",
+           "window " + hex(ext_start_) + "-" + hex(ext_start_ + ext_max_) + " lies in " + window);
     }
   }
 
@@ -747,6 +808,22 @@ class Parser {
       }
     }
     reserved_ = std::move(active_ranges);
+  }
+
+  // No heap can start at address 0: it is the null pointer, so the engine refuses a heap there and
+  // heap_caps_init drops the piece without a word. A device would then have no heap in that region
+  // while the simulator (which maps such a chip elsewhere) has one. A region at 0 needs a
+  // reservation over its first bytes, as the Cortex-M files' null_guard.
+  void check_address_zero() const {
+    for (const ParsedRegion &r : regions_) {
+      if (r.start != 0) continue;
+      const bool guarded = std::any_of(reserved_.begin(), reserved_.end(),
+                                       [](const ParsedReserved &x) { return x.start == 0; });
+      if (!guarded) {
+        fail(index_path("regions", r.index),
+             "starts at address 0, where no heap can start: reserve its first bytes");
+      }
+    }
   }
 
   static std::string size_hint(const ParsedReserved &r) {

@@ -195,9 +195,11 @@ constexpr std::uint32_t kS3RtcCaps[3] = {kRtc, k8 | kD, kI | k32};
 // CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL's pool (ESP-IDF's PSRAM driver).
 constexpr std::uint32_t kPoolCaps[3] = {0, kDma | kI, k8 | k32};
 
-/// D/IRAM types: EXEC allocations from them return instruction-bus aliases (spec §3.4).
+/// D/IRAM types, and RTC fast memory where it is executable (ESP32, seen at 0x400C0000 by the
+/// instruction bus): EXEC allocations from them return instruction-bus aliases (spec §3.4).
 bool executable_diram(const ModelHeap &h) {
-  return h.name == "D/IRAM" || h.name == "STACK/DIRAM";
+  return h.name == "D/IRAM" || h.name == "STACK/DIRAM" ||
+         (h.name == "RTCRAM" && (h.all() & kX) != 0);
 }
 
 ModelHeap mh(const char *name, std::uint32_t start, std::uint32_t len, const std::uint32_t c[3]) {
@@ -261,7 +263,8 @@ struct IramWindow {
   std::uint32_t lo, hi;
 };
 IramWindow iram_window(const ChipConfig &c) {
-  return is_esp32(c) ? IramWindow{0x400A0000, 0x400C0000} : IramWindow{0x40378000, 0x403E0000};
+  // ESP32: the inverted D/IRAM window, then RTC fast memory's instruction addresses.
+  return is_esp32(c) ? IramWindow{0x400A0000, 0x400C2000} : IramWindow{0x40378000, 0x403E0000};
 }
 
 capheap::Registry &reg() {

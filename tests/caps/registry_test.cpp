@@ -550,6 +550,54 @@ TEST(Registry, ExecFromDiramReturnsAnAliasWithAHiddenWord) {
   FAIL() << "never reached D/IRAM";
 }
 
+// Inverted D/IRAM (ESP32): a heap that stops short of its region's end (a reservation at the top)
+// has its instruction range at the top of the region's range. The registry took the region's alias
+// (the low end of the whole region's range) as the heap's, so its alias window missed the heap's
+// real aliases: every EXEC pointer from such a heap was taken for a data pointer, and freeing it
+// reported "outside heap areas" and leaked the block.
+TEST(Registry, InvertedAliasWindowCoversAHeapThatStopsShortOfItsRegionEnd) {
+  Arena arena{4 * 65536};
+  const std::uintptr_t dram_low = arena.at(0), dram_high = arena.at(65536);
+  const std::uintptr_t iram_low = arena.at(2 * 65536), iram_high = arena.at(3 * 65536);
+  // The region's alias: where its end lands (iram_high - (end - dram_low)), here iram_low.
+  const capheap_memory_region_t regions[] = {{dram_low, 65536, 1, false, iram_low}};
+  const capheap_reserved_range_t reserved[] = {{dram_low + 32768, dram_high, "top"}};
+  capheap_layout_t layout{};
+  layout.chip = "inverted";
+  layout.types = kTypes;
+  layout.type_count = 3;
+  layout.regions = regions;
+  layout.region_count = 1;
+  layout.reserved = reserved;
+  layout.reserved_count = 1;
+  layout.diram_inverted = true;
+  layout.diram_dram_low = dram_low;
+  layout.diram_dram_high = dram_high;
+  layout.diram_iram_low = iram_low;
+  layout.diram_iram_high = iram_high;
+  layout.ext_ram_type = -1;
+  Registry reg;
+  reg.init(4);
+  ASSERT_EQ(reg.build_from_layout(layout), Status::kOk);
+  ASSERT_EQ(reg.count(), 1u);
+  const std::size_t free_before = reg.view(0).heap.free_bytes();
+
+  void *p = reg.allocate(64, Caps(kX));
+  ASSERT_NE(p, nullptr);
+  // The heap's data [dram_low, dram_low + 32K) is seen at [iram_high - 32K, iram_high).
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(p);
+  EXPECT_GE(a, iram_high - 32768);
+  EXPECT_LT(a, iram_high);
+  ASSERT_TRUE(reg.is_iram_alias(p));
+  const std::uintptr_t data = reinterpret_cast<std::uintptr_t>(reg.data_address_of_alias(p));
+  // The block's last data word is the one the alias's hidden word sits at (the buses reversed).
+  EXPECT_EQ(a - 4, iram_low + (dram_high - data - 68));
+  EXPECT_EQ(reg.usable_size(p), 64u);
+  reg.deallocate(p);
+  EXPECT_EQ(reg.view(0).heap.free_bytes(), free_before);
+  EXPECT_TRUE(reg.view(0).heap.validate().ok());
+}
+
 TEST(Registry, RuntimeRegionsGoToTheHeadAndFollowOverlapRules) {
   Fixture f;
   Arena extra(65536);

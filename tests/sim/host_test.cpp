@@ -356,6 +356,63 @@ TEST_P(HostAliasTest, Esp32InvertedExecAllocationUsesTheDeviceAlias) {
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
 }
 
+/// layouts/esp32.json with RTC fast memory as heap (CONFIG_ESP_SYSTEM_ALLOW_RTC_FAST_MEM_AS_HEAP,
+/// single-core builds), written to a temporary file.
+std::string esp32_with_rtc_heap() {
+  const capheap::sim::LoadResult r = capheap::sim::load_layout("esp32");
+  EXPECT_TRUE(r.ok()) << r.error;
+  std::ifstream in(r.layout->path());
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string json = text.str();
+  const std::string from = "\"rtc_fast_heap\": false", to = "\"rtc_fast_heap\": true";
+  const std::size_t at = json.find(from);
+  EXPECT_NE(at, std::string::npos);
+  json.replace(at, from.size(), to);
+  const std::string path = ::testing::TempDir() + "capheap-esp32-rtc-heap.json";
+  std::ofstream(path) << json;
+  return path;
+}
+
+// ESP32 RTC fast memory is seen at 0x3FF80000 by the data bus and at 0x400C0000 by the instruction
+// bus, and its type has EXEC (priority 2). An EXEC request served there returns the instruction
+// address with the hidden data address before it, as from D/IRAM (spec 3.4: "also RTC fast memory
+// whose I and D addresses differ"; free recognises RTC IRAM pointers). The ESP32 model had no alias
+// on the region, so such a request got a data-bus address, which the device cannot execute.
+TEST_P(HostAliasTest, Esp32RtcFastMemoryExecAllocationUsesItsInstructionAddress) {
+  capheap_host_config_t cfg = config();
+  cfg.chip_addresses = GetParam();
+  ASSERT_EQ(capheap_host_init(esp32_with_rtc_heap().c_str(), &cfg), ESP_OK);
+  const std::size_t rtc_free = heap_caps_get_free_size(MALLOC_CAP_RTCRAM);
+  ASSERT_GT(rtc_free, 0u);
+  // EXEC goes IRAM (priority 0), then D/IRAM and RTC RAM (priority 2, RTC last in the list).
+  std::vector<void *> taken;
+  void *p = nullptr;
+  std::string heap;
+  for (;;) {
+    p = heap_caps_malloc(1024, MALLOC_CAP_EXEC);
+    ASSERT_NE(p, nullptr) << "no EXEC allocation came from RTC RAM";
+    void *data = reg().is_iram_alias(p) ? reg().data_address_of_alias(p) : p;
+    heap = heap_name_of(data);
+    if (heap == "RTCRAM") break;
+    taken.push_back(p);
+  }
+  const std::uintptr_t ichip = chip_of(p);
+  EXPECT_GE(ichip, 0x400C0000u + 4);
+  EXPECT_LT(ichip, 0x400C2000u);
+  std::uint32_t word;
+  std::memcpy(&word, static_cast<unsigned char *>(p) - 4, sizeof word);
+  EXPECT_EQ(ichip - 4 - 0x400C0000u, word - 0x3FF80000u);  // same order on both buses
+  EXPECT_EQ(heap_name_of(capheap_host_from_chip(word)), "RTCRAM");
+  EXPECT_EQ(heap_caps_get_allocated_size(p), 1024u);
+  std::memset(p, 0x5A, 1024);
+  heap_caps_free(p);
+  EXPECT_EQ(heap_caps_get_free_size(MALLOC_CAP_RTCRAM), rtc_free);
+  for (void *q : taken)
+    heap_caps_free(q);
+  EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
 INSTANTIATE_TEST_SUITE_P(Placement, HostAliasTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool> &i) {
                            return i.param ? "ChipAddresses" : "Elsewhere";
@@ -585,6 +642,36 @@ TEST_F(HostTest, UnalignedAliasFallsBackToSeparateMemory) {
   std::memset(p, 0x77, 40);
   heap_caps_free(p);
   EXPECT_TRUE(heap_caps_check_integrity_all(true));
+}
+
+// A region between two instruction aliases: the caps layer takes every address from the lowest
+// alias to the end of the highest for an alias. The simulator used to start on such a file, and
+// every free of a DRAM block then read the block's header as a data address ("free() target
+// pointer is outside heap areas"); the loader now refuses the file, as for any invalid layout.
+TEST_F(HostTest, RegionInsideTheAliasWindowIsAnInvalidLayout) {
+  const std::string path = ::testing::TempDir() + "capheap-alias-gap.json";
+  std::ofstream(path) << R"({
+  "chip": "aliasgap",
+  "types": [
+    {"name": "DRAM", "caps": ["8BIT|DEFAULT", "INTERNAL|DMA|32BIT", "0"]},
+    {"name": "D/IRAM", "caps": ["0", "DMA|8BIT|INTERNAL|DEFAULT", "32BIT|EXEC"]}
+  ],
+  "regions": [
+    {"start": "0x30000000", "size": "0x4000", "type": "D/IRAM", "iram": "0x30010000"},
+    {"start": "0x30020000", "size": "0x4000", "type": "DRAM"},
+    {"start": "0x30004000", "size": "0x4000", "type": "D/IRAM", "iram": "0x30030000"}
+  ],
+  "reserved": []
+})";
+  ::testing::internal::CaptureStderr();
+  const esp_err_t err = capheap_host_init(path.c_str(), nullptr);
+  const std::string message = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err, ESP_ERR_NOT_FOUND);
+  EXPECT_EQ(message, "capheap: " + path +
+                         ": regions[1]: region 0x30020000-0x30024000 lies in the instruction "
+                         "alias window 0x30010000-0x30034000 (regions[0].iram to "
+                         "regions[2].iram): its pointers would be taken for aliases\n");
+  EXPECT_EQ(capheap_host_chip(), nullptr);
 }
 
 // ================================================================================================

@@ -272,7 +272,8 @@ std::vector<ExpectedRegion> esp32_regions(bool rtc) {
     r.push_back({a, 0x2000, "IRAM", 0, false});
   }
   // Last, as in ESP-IDF's table (its address is the lowest).
-  if (rtc) r.push_back({0x3FF80000, 0x2000, "RTCRAM", 0, false});
+  // Its instruction-bus alias (SOC_RTC_IRAM_LOW) serves EXEC requests (spec 3.4).
+  if (rtc) r.push_back({0x3FF80000, 0x2000, "RTCRAM", 0x400C0000, false});
   return r;
 }
 
@@ -1132,6 +1133,16 @@ TEST(LayoutErrors, TypeAliases) {
     EXPECT_STREQ(other.layout->c_layout().types[other.layout->c_layout().regions[0].type].name,
                  "D/IRAM");
   }
+  // A comment is allowed in every object, also among an alias's conditions (it used to be read
+  // as a condition: "unknown option 'comment'").
+  {
+    std::string text = with(
+        "type_aliases", R"({"MAIN": {"comment": ["picks the main type"], )" + pick.substr(1) + "}");
+    text.replace(text.find(R"("type": "DRAM"})"), 15, R"("type": "MAIN"})");
+    const LoadResult r = parse_layout(text, "t.json");
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_STREQ(r.layout->c_layout().types[r.layout->c_layout().regions[0].type].name, "DRAM");
+  }
   expect_errors({
       {with("type_aliases", "[]"), "t.json: type_aliases: expected an object"},
       {with("type_aliases", "{\"DRAM\": " + pick + "}"),
@@ -1187,6 +1198,62 @@ TEST(LayoutErrors, Regions) {
   });
 }
 
+// The caps layer takes every address from the lowest instruction alias to the end of the highest
+// for an alias (free reads the word before such a pointer as its data address). The loader used to
+// accept aliases past 0xFFFFFFFF, two aliases over the same bus addresses, and regions or external
+// RAM inside that window: on the simulator (and on a device given the generated table) every free
+// of a block there reported "outside heap areas" and leaked.
+TEST(LayoutErrors, InstructionAliases) {
+  const std::string rtc = R"({"start": "0x8000", "size": "0x100", "type": "RTCRAM")";
+  const auto rtc_alias = [&](const char *iram) {
+    return replaced(rtc, rtc + R"(, "iram": ")" + iram + "\"");
+  };
+  expect_errors({
+      {rtc_alias("0xFFFFFFF0"),
+       "t.json: regions[3].iram: alias 0xFFFFFFF0+0x100 ends past 0xFFFFFFFF"},
+      {rtc_alias("0x10800"),
+       "t.json: regions[3].iram: alias 0x10800-0x10900 overlaps the alias of regions[1] "
+       "(0x10000-0x11000)"},
+      {rtc_alias("0x1000"),
+       "t.json: regions[0]: region 0x1000-0x2000 lies in the instruction alias window "
+       "0x1000-0x12000 (regions[3].iram to regions[2].iram): its pointers would be taken for "
+       "aliases"},
+      // Overlapping no alias itself, but between two of them.
+      {rtc_alias("0x4000"),
+       "t.json: regions[3]: region 0x8000-0x8100 lies in the instruction alias window "
+       "0x4000-0x12000 (regions[3].iram to regions[2].iram): its pointers would be taken for "
+       "aliases"},
+      {rtc_alias("0x100000"),
+       "t.json: ext_ram: window 0x100000-0x110000 lies in the instruction alias window "
+       "0x10000-0x100100 (regions[1].iram to regions[3].iram): its pointers would be taken for "
+       "aliases"},
+  });
+  // An alias equal to the region's own address is no alias (ESP32-C6/H2/P4), and one just past
+  // the others is fine.
+  EXPECT_TRUE(parse_layout(rtc_alias("0x8000"), "t.json").ok());
+  const LoadResult next = parse_layout(rtc_alias("0x12000"), "t.json");
+  ASSERT_TRUE(next.ok()) << next.error;
+  EXPECT_EQ(next.layout->c_layout().regions[3].iram_address, 0x12000u);
+}
+
+// A heap cannot start at address 0 (the null pointer): heap_caps_init dropped such a piece without
+// a word, so a device had no heap in a region at 0 while the simulator, which maps the chip
+// elsewhere, had one. The loader used to accept the file.
+TEST(LayoutErrors, RegionAtAddressZeroNeedsAReservationThere) {
+  const std::string at_zero = replaced(R"({"start": "0x1000", "size": "0x1000", "type": "DRAM"})",
+                                       R"({"start": "0x0", "size": "0x2000", "type": "DRAM"})");
+  EXPECT_EQ(error_of(at_zero),
+            "t.json: regions[0]: starts at address 0, where no heap can start: reserve its first "
+            "bytes");
+  std::string guarded = at_zero;
+  guarded.replace(guarded.find(R"({"name": "rom")"), 14,
+                  R"({"name": "null_guard", "start": "0x0", "end": "0x4"}, {"name": "rom")");
+  const LoadResult r = parse_layout(guarded, "t.json");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.layout->c_layout().reserved[0].start, 0u);
+  EXPECT_EQ(r.layout->c_layout().reserved[0].end, 4u);
+}
+
 TEST(LayoutErrors, Diram) {
   expect_errors({
       {replaced(R"({"dram_low")", R"({"inverted": true, "dram_low")"),
@@ -1198,6 +1265,12 @@ TEST(LayoutErrors, Diram) {
            "diram",
            R"({"dram_low": "0x2000", "dram_high": "0x3800", "iram_low": "0x10000", "iram_high": "0x11800"})"),
        "t.json: regions[2]: crosses the end of the D/IRAM window (0x3800)"},
+      // An aliased region reaching into the window from below was accepted: two instruction
+      // mappings for its bytes inside the window (and, on an inverted window, two directions).
+      {with(
+           "diram",
+           R"({"dram_low": "0x2800", "dram_high": "0x4000", "iram_low": "0x10800", "iram_high": "0x12000"})"),
+       "t.json: regions[1]: crosses the start of the D/IRAM window (0x2800)"},
       {with(
            "diram",
            R"({"dram_low": "0x2000", "dram_high": "0x1000", "iram_low": "0x10000", "iram_high": "0x12000"})"),
@@ -1221,8 +1294,11 @@ TEST(LayoutErrors, ExtRam) {
   expect_errors({
       {with("ext_ram", R"({"start": "0x100000", "max_size": "0x10000", "type": "XT"})"),
        "t.json: ext_ram.type: unknown memory type 'XT'"},
-      {with("ext_ram", R"({"start": "0x0", "max_size": "0x2000", "type": "EXT"})"),
-       "t.json: ext_ram: window 0x0-0x2000 overlaps regions[0]"},
+      {with("ext_ram", R"({"start": "0x800", "max_size": "0x2000", "type": "EXT"})"),
+       "t.json: ext_ram: window 0x800-0x2800 overlaps regions[0]"},
+      // heap_caps_add_region refuses start 0: the simulator's start failed on adding the heap.
+      {with("ext_ram", R"({"start": "0x0", "max_size": "0x800", "type": "EXT"})"),
+       "t.json: ext_ram.start: must not be 0"},
       {with("ext_ram", R"({"start": "0x100000", "max_size": "0", "type": "EXT"})"),
        "t.json: ext_ram.max_size: must not be 0"},
       {with("ext_ram", R"({"start": "0xFFFF0000", "max_size": "0x20000", "type": "EXT"})"),
@@ -1362,6 +1438,38 @@ TEST(LayoutCTable, ToolFailsWhenTheTableCannotBeWritten) {
   const std::string ok = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " esp32s3 > " +
                          ::testing::TempDir() + "capheap-layout-table.c";
   EXPECT_EQ(std::system(ok.c_str()), 0) << ok;
+}
+
+// Chip names may contain '-' and start with a digit, which a C symbol may not: the tool's default
+// symbol (<chip>_layout) made it fail ("is not a C identifier", exit status 2) for such valid files
+// unless --symbol was given.
+TEST(LayoutCTable, ToolDefaultSymbolIsACIdentifierForEveryChipName) {
+  const std::pair<const char *, const char *> cases[] = {
+      {"my-board", "my_board_layout"},
+      {"3d-printer", "chip_3d_printer_layout"},
+      {"plain_chip", "plain_chip_layout"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.first);
+    const std::string dir = ::testing::TempDir() + "capheap-symbol-" + c.first;
+    fs::create_directories(dir);
+    std::string text = render(base_sections());
+    text.replace(text.find("testchip"), 8, c.first);
+    std::ofstream(dir + "/" + c.first + ".json") << text;
+    const std::string out = dir + "/table.c";
+    const std::string cmd = std::string(CAPHEAP_LAYOUT_TABLE_BIN) + " " + dir + "/" + c.first +
+                            ".json > " + out + " 2>&1";
+    const int status = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(status)) << cmd;
+    std::ifstream in(out);
+    std::stringstream table;
+    table << in.rdbuf();
+    EXPECT_EQ(WEXITSTATUS(status), 0) << table.str();
+    EXPECT_NE(table.str().find(std::string("const capheap_layout_t ") + c.second + " = {"),
+              std::string::npos)
+        << table.str().substr(0, 300);
+    EXPECT_NE(table.str().find(std::string(".chip = \"") + c.first + "\","), std::string::npos);
+  }
 }
 
 TEST(LayoutCTable, HeaderCommentListsOptionsAndRejectsBadSymbols) {

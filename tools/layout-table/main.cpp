@@ -24,7 +24,8 @@ int usage() {
                "usage: capheap_layout_table [--symbol NAME] [--psram SIZE] [--static-data SIZE]\n"
                "                            [--rtc-heap 0|1] [--memprot 0|1] CHIP|LAYOUT.json\n"
                "SIZE takes K/M suffixes. Prints C source defining `const capheap_layout_t NAME`\n"
-               "(default NAME: <chip>_layout). Bundled chips:");
+               "(default NAME: <chip>_layout, '-' as '_', chip_ before a leading digit).\n"
+               "Bundled chips:");
   for (const std::string &c : capheap::sim::list_chips())
     std::fprintf(stderr, " %s", c.c_str());
   std::fprintf(stderr, "\n");
@@ -41,6 +42,17 @@ std::optional<bool> parse_bool(const char *text) {
   if (std::strcmp(text, "1") == 0) return true;
   if (std::strcmp(text, "0") == 0) return false;
   return std::nullopt;
+}
+
+// <chip>_layout as a C identifier: chip names may contain '-' and start with a digit
+// ("my-board", "3d-printer"), which a symbol may not: '-' becomes '_', a leading digit gets
+// "chip_" in front ("my_board_layout", "chip_3d_printer_layout").
+std::string default_symbol(const std::string &chip) {
+  std::string symbol = chip + "_layout";
+  for (char &c : symbol)
+    if (c == '-') c = '_';
+  if (symbol[0] >= '0' && symbol[0] <= '9') symbol.insert(0, "chip_");
+  return symbol;
 }
 
 }  // namespace
@@ -79,7 +91,7 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "capheap_layout_table: %s\n", r.error.c_str());
     return 1;
   }
-  if (symbol.empty()) symbol = r.layout->chip() + "_layout";
+  if (symbol.empty()) symbol = default_symbol(r.layout->chip());
   try {
     const std::string text = capheap::sim::generate_c_table(*r.layout, symbol);
     // A full disk or a closed pipe must not pass for a generated table (exit status 0 with a
