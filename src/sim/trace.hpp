@@ -127,6 +127,10 @@ struct ParseResult {
 ///     `'a' on ID 'x' that is already live (bound at line 3)`     also for 'z' and 'm'
 ///     `'f' of ID 'x' that was never allocated`
 ///     `'f' of ID 'x' that is not live (freed at line 9)`
+///     `header 'ops: 4' does not match the operations, which give 'ops: 3' (truncated or edited
+///     file?)`: the first `ops`, `peak_live_bytes`, `peak_live_blocks` or `final_live_blocks`
+///     header entry in its documented form must state what compute_stats() gives (LINE is the
+///     header's line), so that a file cut at a line boundary is not taken for a shorter trace
 /// Complexity: O(length of text), one hash lookup per line.
 ParseResult parse_trace(std::string_view text, std::string_view filename);
 
