@@ -453,6 +453,25 @@ TEST(TraceErrors, HeaderFiguresMustMatchTheOperations) {
   EXPECT_TRUE(back.ok()) << back.error;
 }
 
+// The value after `caps=` was cut in the message, but parse_caps's own text quoted the bad term
+// (or the whole mask) again in full: a line of junk gave a megabyte-long error.
+TEST(TraceErrors, LongCapsTermsAreCutInMessages) {
+  const std::string junk(1000, 'Q');
+  EXPECT_EQ(parse_error("a 1 16 caps=" + junk + "\n"),
+            "w1.trace:1: bad caps '" + std::string(64, 'Q') +
+                "'... (1000 bytes): unknown capability '" + std::string(64, 'Q') +
+                "'... (1000 bytes)");
+  EXPECT_EQ(parse_error("a 1 16 caps=DMA||" + junk + "\n"),
+            "w1.trace:1: bad caps 'DMA||" + std::string(59, 'Q') +
+                "'... (1005 bytes): empty term in 'DMA||" + std::string(59, 'Q') +
+                "'... (1005 bytes)");
+  const std::string digits(70, '9');
+  EXPECT_EQ(parse_error("a 1 16 caps=" + digits + "\n"),
+            "w1.trace:1: bad caps '" + std::string(64, '9') +
+                "'... (70 bytes): capability value '" + std::string(64, '9') +
+                "'... (70 bytes) exceeds 0xffffffff");
+}
+
 // `to=a=b` was accepted: the ID 'a=b' could never appear again as a positional ID (a token with
 // '=' is a field there), so its block stayed live for good.
 TEST(TraceErrors, ToIdWithEquals) {
