@@ -78,12 +78,12 @@ void on_line(const char *line, std::size_t len, void *) {
   if (g_used >= kTraceFileFlushAt) flush_buffer();
 }
 
-// Drains under g_mutex, so that fork() (whose prepare handler takes it) never copies a drain in
-// progress into the child: the recorder's drain lock and g_buf are consistent there.
 void *drain_thread(void *) {
   pthread_mutex_lock(&g_mutex);
   while (!g_stop) {
+    pthread_mutex_unlock(&g_mutex);
     (void)capheap_recorder_flush();
+    pthread_mutex_lock(&g_mutex);
     timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_nsec += kDrainPeriodMs * 1000000;
@@ -105,14 +105,13 @@ void flush_at_exit() {
 // for both) and a copy of the recorder and of g_buf; at its exit stop_trace_file wrote the lines
 // buffered before fork a second time, and its own events, into the parent's file. The child closes
 // its copy of the descriptor and drops what is buffered instead: it records into nothing (its
-// events are discarded when its ring is drained), and its exit writes nothing.
-void before_fork() {
-  pthread_mutex_lock(&g_mutex);
-}
-void after_fork_in_parent() {
-  pthread_mutex_unlock(&g_mutex);
-}
+// events are discarded when its ring is drained), and its exit writes nothing. No prepare handler:
+// taking g_mutex there would order it before the simulator's heap locks (its handler runs after
+// this one), while stop_trace_file may allocate (stderr) under g_mutex. The child re-initialises
+// g_mutex instead, which the parent's drain thread (absent in the child) may have held.
 void after_fork_in_child() {
+  g_mutex = PTHREAD_MUTEX_INITIALIZER;
+  g_cond = PTHREAD_COND_INITIALIZER;
   if (g_fd >= 0) {
     (void)::close(g_fd);
     g_fd = -1;
@@ -120,7 +119,6 @@ void after_fork_in_child() {
   g_used = 0;
   g_write_errno = 0;
   g_thread_running = false;  // (the drain thread is not in the child)
-  pthread_mutex_unlock(&g_mutex);
 }
 
 }  // namespace
@@ -147,7 +145,7 @@ esp_err_t start_trace_file_from_env(const char *chip) {
   pthread_mutex_unlock(&g_mutex);
   static const bool registered = [] {
     return std::atexit(flush_at_exit) == 0 &&
-           pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) == 0;
+           pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;
   }();
   (void)registered;
   const capheap_recorder_config_t config = {
