@@ -883,6 +883,12 @@ TEST(RecorderThreaded, PerThreadRingConfigErrors) {
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
   c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(255);
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  // k > 255 shifted past the mask: the request read as "no rings" and was installed as one ring.
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(256);
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(4) | 0x2u;  // a flag bit that means nothing
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  EXPECT_FALSE(capheap_recorder_active());
   c = pool.config(&lines);
   c.buffer_size = 16 * CAPHEAP_RECORDER_EVENT_SIZE;  // one ring's records, but the table takes 1/8
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
