@@ -151,7 +151,9 @@ std::string format_op(const Trace &trace, const Op &op);
 /// then one format_op() line per operation, each ending in '\n'.
 /// Guarantee: parse_trace(write_trace(t), any).trace == t for every trace t that parse_trace
 /// produced (and for any hand-built trace whose IDs, strings and metadata keys are valid tokens,
-/// whose ids/strings are listed in first-use order, and whose ops obey the binding rules).
+/// whose ids/strings are listed in first-use order, whose ops obey the binding rules, and whose
+/// `ops`/`peak_live_*`/`final_live_blocks` metadata, if in the documented form, state its
+/// compute_stats() figures).
 std::string write_trace(const Trace &trace);
 
 /// Figures of a trace, computed by following its binding rules: an ID is live from the op that
