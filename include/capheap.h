@@ -206,6 +206,9 @@ size_t capheap_describe_alloc_failure(size_t size, uint32_t caps, char *buf, siz
 /* ESP-IDF's private allocation entry points used by its libc glue (heap_private.h): the malloc()
  * policy (internal first, or external first above the heap_caps_malloc_extmem_enable limit, both
  * falling back to any DEFAULT heap) and the *_base functions that never run the failure callback.
+ * ISR: yes, on the terms of esp_heap_caps.h (ESP-IDF lists heap_caps_malloc_default and
+ * heap_caps_realloc_default among its ISR-callable functions; so the bare-metal malloc, realloc
+ * and free over them are too).
  */
 void *heap_caps_malloc_default(size_t size);
 void *heap_caps_realloc_default(void *ptr, size_t size);

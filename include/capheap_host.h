@@ -56,6 +56,11 @@
  *                                full) ends the file at the last complete line and is reported
  *                                on stderr when the file is closed ("capheap: CAPHEAP_TRACE_FILE
  *                                'path': write failed: REASON; the recording is incomplete").
+ *                                The file is the recording process's own: a child of fork()
+ *                                writes nothing to it (its events are discarded), so a program
+ *                                that forks leaves a file with its run only (a child that
+ *                                execs a program which reads the variable again records over
+ *                                it, as any writer of the same path would).
  *                                See capheap_recorder.h.
  * Also read: CAPHEAP_LAYOUT_DIR (directories searched for CHIP.json before the bundled layouts,
  * docs/layouts.md section 1) and, when capheap::malloc is linked, CAPHEAP_MALLOC=0 (malloc and

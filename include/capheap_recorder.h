@@ -131,13 +131,14 @@ typedef struct {
 
 /* Installs the recorder with `config` (copied): from now on every event is recorded; seq restarts
  * at 0 and the counters at 0. The ring's records are cleared (O(capacity)).
- * Returns ESP_OK; ESP_ERR_INVALID_ARG if config or its callback is NULL, the buffer is misaligned
- * or holds fewer than 2 records, or buffer is NULL and the build has no built-in buffer, and in
- * builds with per-thread rings if flags ask for CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) with k > 30
- * or the buffer less its live-address table (the last eighth) cannot hold one ring of 2^k
- * records; ESP_ERR_INVALID_STATE if a recorder is installed; ESP_ERR_NOT_SUPPORTED when compiled
- * out. Nothing is installed on failure.
- * Thread-safe (not from an ISR). */
+ * Returns ESP_OK; ESP_ERR_INVALID_ARG if config or its callback is NULL, flags has a bit that no
+ * CAPHEAP_RECORDER_* flag defines (CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) with k > 255 among them),
+ * the buffer is misaligned or holds fewer than 2 records, or buffer is NULL and the build has no
+ * built-in buffer, and in builds with per-thread rings if flags ask for
+ * CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) with k > 30 or the buffer less its live-address table (the
+ * last eighth) cannot hold one ring of 2^k records; ESP_ERR_INVALID_STATE if a recorder is
+ * installed; ESP_ERR_NOT_SUPPORTED when compiled out. Nothing is installed on failure. Thread-safe
+ * (not from an ISR). */
 esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *config);
 
 /* The same with the built-in buffer and no flags: {callback, user, NULL, 0, 0}. */

@@ -126,7 +126,7 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps);
  * instruction bus). Free with heap_caps_free. ISR: yes. */
 void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps);
 
-/* Deprecated: identical to heap_caps_free. */
+/* Deprecated: identical to heap_caps_free. ISR: yes. */
 void heap_caps_aligned_free(void *ptr);
 
 /* heap_caps_aligned_alloc of n * size bytes, zero-filled; NULL without the callback on n * size
@@ -145,7 +145,7 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...);
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...);
 /* heap_caps_calloc over each caps in turn: a NULL result with size > 0 (n == 0 and an overflowing
- * n * size included) runs the callback once with n * size and the last caps. */
+ * n * size included) runs the callback once with n * size and the last caps. ISR: yes. */
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...);
 
 /* From now on plain malloc() (heap_caps_malloc_default) puts requests of at most `limit` bytes in

@@ -30,8 +30,11 @@
  * (capheap_recorder.h) is the host-side equivalent.
  *
  * Thread and ISR safety: every function may be called from any thread; all state is guarded by
- * one dedicated spinlock (not the heaps' locks). Allocations that a thread makes while it holds
- * that lock (glibc's backtrace() allocates on its first use) are not recorded.
+ * one lock of the tracer's own (not the heaps' locks), taken through the port as the heaps' locks
+ * are (host: a recursive mutex; bare metal: the lock hooks of capheap_set_lock_hooks, so with
+ * interrupt-masking hooks the tracing of an allocation made in an interrupt is as safe as the
+ * allocation). Allocations that a thread makes while it holds that lock (glibc's backtrace()
+ * allocates on its first use) are not recorded.
  *
  * Pure C (C99 and later), usable from C++.
  */

@@ -11,9 +11,9 @@
 // through a hash map of bucket lists (CONFIG_HEAP_TRACE_HASH_MAP), which holds the records of
 // blocks not freed yet.
 //
-// One spinlock guards everything. It remembers its holder (capheap_port_current_task), and a
-// thread that re-enters the tracer while holding it (glibc's backtrace() allocating on first use,
-// a print hook) is not recorded instead of deadlocking. heap_trace_dump prints outside the lock.
+// One lock, the port's (see "Lock" below), guards everything. A thread that re-enters the tracer
+// while holding it (glibc's backtrace() allocating on first use, a hook that allocates) is not
+// recorded instead of corrupting the lists. heap_trace_dump prints outside the lock.
 
 #include "esp_heap_trace.h"
 
@@ -69,31 +69,51 @@ struct Tracer {
 Tracer g_tracer;
 
 // ---- Lock --------------------------------------------------------------------------------------
+// The port's lock (capheap_port_lock_acquire on a lock object of the tracer's own): on the host a
+// recursive mutex, on bare metal the lock hooks the firmware installed for the heaps (a critical
+// section masking interrupts, or a recursive RTOS mutex), as ESP-IDF guards its tracer with a
+// critical section. It was a spinlock that recognised re-entry by capheap_port_current_task: on a
+// bare-metal port without task hooks every task has the same (null) identity, so a task that found
+// the lock held by another treated it as its own re-entry and went on without it (heap_trace_get
+// and the other API functions then read and wrote the records concurrently with the holder, and the
+// events of that task were dropped), and nothing kept an interrupt from spinning on a lock held by
+// the task it interrupted. The holder's re-entry (glibc's backtrace() allocating on first use, a
+// hook that allocates) is refused by the depth count, which only the holder reads.
 
-int g_locked = 0;
-void *const kNoOwner = reinterpret_cast<void *>(~std::uintptr_t(0));
-void *g_lock_owner = kNoOwner;
+capheap_lock_t g_lock_storage{};
+int g_lock_state = 0;  // 0: not initialised, 1: being initialised, 2: ready
+int g_lock_depth = 0;  // 1 while held (guarded by the lock)
+
+void *trace_lock_object() noexcept {
+  if (__atomic_load_n(&g_lock_state, __ATOMIC_ACQUIRE) != 2) {
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&g_lock_state, &expected, 1, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+      capheap_lock_init(&g_lock_storage);
+      __atomic_store_n(&g_lock_state, 2, __ATOMIC_RELEASE);
+    } else {
+      while (__atomic_load_n(&g_lock_state, __ATOMIC_ACQUIRE) != 2) {
+      }
+    }
+  }
+  return &g_lock_storage;
+}
 
 /// Takes the lock; false (lock not taken) if the calling thread holds it already.
 bool lock_enter() noexcept {
-  void *const self = capheap_port_current_task();
-  if (__atomic_load_n(&g_locked, __ATOMIC_ACQUIRE) != 0 &&
-      __atomic_load_n(&g_lock_owner, __ATOMIC_RELAXED) == self)
+  void *const lock = trace_lock_object();
+  capheap_port_lock_acquire(lock);
+  if (g_lock_depth != 0) {  // the holder re-entered (the lock is recursive)
+    capheap_port_lock_release(lock);
     return false;
-  while (__atomic_exchange_n(&g_locked, 1, __ATOMIC_ACQUIRE) != 0) {
-    while (__atomic_load_n(&g_locked, __ATOMIC_RELAXED) != 0) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
   }
-  __atomic_store_n(&g_lock_owner, self, __ATOMIC_RELAXED);
+  g_lock_depth = 1;
   return true;
 }
 
 void lock_exit() noexcept {
-  __atomic_store_n(&g_lock_owner, kNoOwner, __ATOMIC_RELAXED);
-  __atomic_store_n(&g_locked, 0, __ATOMIC_RELEASE);
+  g_lock_depth = 0;
+  capheap_port_lock_release(&g_lock_storage);
 }
 
 /// Scoped lock; `held()` is false when the thread re-entered the tracer.

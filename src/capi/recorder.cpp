@@ -902,6 +902,11 @@ extern "C" {
 
 esp_err_t capheap_recorder_install_config(const capheap_recorder_config_t *config) {
   if (config == nullptr || config->callback == nullptr) return ESP_ERR_INVALID_ARG;
+  // Bits that no flag defines: among them CAPHEAP_RECORDER_RING_EVENTS_LOG2(k) for k > 255, which
+  // the mask would otherwise read as "no rings".
+  if ((config->flags & ~(CAPHEAP_RECORDER_FLUSH_WHEN_FULL | CAPHEAP_RECORDER_RING_EVENTS_MASK)) !=
+      0)
+    return ESP_ERR_INVALID_ARG;
   Record *records = nullptr;
   std::size_t capacity = 0;  // per ring
   std::size_t rings = 1;

@@ -72,10 +72,10 @@
 //   external RAM), so large programs run out of memory. capheap_host_deinit must not be called
 //   while chip blocks are still in use (with malloc routed, that includes every std::string and
 //   vector made since the chip was initialised: freeing one afterwards hands it to glibc).
-//   fork(): the simulator maps the chip's memory MAP_SHARED (a memfd), so a forked child shares the
-//   heaps with its parent instead of getting a copy; fork followed by exec is fine, but parent and
-//   child both allocating corrupts the heaps (a shell pipeline does that). A fork in a
-//   multi-threaded program may also leave a heap lock held in the child (no atfork handlers).
+//   fork(): the simulator's fork handlers give the child its own copy of the chip at the same
+//   addresses (taken before fork under every heap's lock; the child re-initialises the locks), so
+//   parent and child allocate independently (a shell's subshells and pipelines work: test
+//   malloc_preload_forking_shell). With CAPHEAP_TRACE_FILE the recording stays the parent's.
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>

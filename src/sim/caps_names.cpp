@@ -73,6 +73,15 @@ NumberParse parse_caps_number(std::string_view term, std::uint32_t &out) noexcep
   return NumberParse::kOk;
 }
 
+// A term or mask in a message: quoted, cut after 64 bytes as the trace parser quotes tokens
+// (docs/trace-format.md), so that a megabyte of junk after `caps=` gives a one-line error.
+std::string quoted(std::string_view s) {
+  constexpr std::size_t kQuoteMax = 64;
+  if (s.size() <= kQuoteMax) return "'" + std::string(s) + "'";
+  return "'" + std::string(s.substr(0, kQuoteMax)) + "'... (" + std::to_string(s.size()) +
+         " bytes)";
+}
+
 }  // namespace
 
 CapsParse parse_caps(std::string_view text) {
@@ -88,7 +97,7 @@ CapsParse parse_caps(std::string_view text) {
     const std::string_view term =
         text.substr(pos, bar == std::string_view::npos ? std::string_view::npos : bar - pos);
     if (term.empty()) {
-      result.error = "empty term in '" + std::string(text) + "'";
+      result.error = "empty term in " + quoted(text);
       return result;
     }
     if (const auto bit = caps_bit(term)) {
@@ -100,10 +109,10 @@ CapsParse parse_caps(std::string_view text) {
           caps |= number;
           break;
         case NumberParse::kNotNumber:
-          result.error = "unknown capability '" + std::string(term) + "'";
+          result.error = "unknown capability " + quoted(term);
           return result;
         case NumberParse::kTooBig:
-          result.error = "capability value '" + std::string(term) + "' exceeds 0xffffffff";
+          result.error = "capability value " + quoted(term) + " exceeds 0xffffffff";
           return result;
       }
     }

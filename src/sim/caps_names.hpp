@@ -58,6 +58,7 @@ struct CapsParse {
 ///   `empty term in 'TEXT'`             a `|` with nothing on one side (`DMA|`, `DMA||8BIT`)
 ///   `unknown capability 'TERM'`        neither a known name nor a number
 ///   `capability value 'TERM' exceeds 0xffffffff`   a numeric term wider than 32 bits
+/// A TEXT or TERM longer than 64 bytes is quoted cut: `'FIRST 64 BYTES'... (N bytes)`.
 CapsParse parse_caps(std::string_view text);
 
 /// Formats a mask as names joined by `|`, in ascending bit order (0xC → `8BIT|DMA`). Bits without

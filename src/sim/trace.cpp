@@ -226,11 +226,12 @@ class Parser {
       ++line_no;
       if (line_no == std::numeric_limits<std::uint32_t>::max()) {
         fail(line_no, "too many lines");
-        break;
+        return std::move(result_);
       }
-      if (!parse_line(text_.substr(pos, end - pos), line_no)) break;
+      if (!parse_line(text_.substr(pos, end - pos), line_no)) return std::move(result_);
       pos = end + 1;
     }
+    check_header();
     return std::move(result_);
   }
 
@@ -364,6 +365,7 @@ class Parser {
         MetadataEntry entry;
         if (parse_metadata(line_text.substr(hash + 1), entry)) {
           result_.trace.metadata.push_back(std::move(entry));
+          metadata_line_.push_back(line);
         }
         return true;
       }
@@ -462,9 +464,95 @@ class Parser {
     return true;
   }
 
+  // The figures a header states (docs/trace-format.md, "Header comments"), checked against the
+  // operations read: a file cut at a line boundary parses cleanly, and only its header can tell
+  // (a shared trace truncated by a copy replayed as a shorter workload, a silent wrong answer).
+  // Only the first entry of each key is checked, and only when its value has the documented form:
+  // other values stay free-form metadata.
+  void check_header() {
+    const std::vector<MetadataEntry> &meta = result_.trace.metadata;
+    const TraceStats s = compute_stats(result_.trace);
+    const auto kind = [&s](OpKind k) -> std::uint64_t {
+      return s.op_count[static_cast<std::size_t>(k)];
+    };
+    bool seen_ops = false, seen_peak_bytes = false, seen_peak_blocks = false, seen_final = false;
+    for (std::size_t i = 0; i < meta.size(); ++i) {
+      const MetadataEntry &e = meta[i];
+      std::string actual;
+      bool stated = false;  // the value has the documented form
+      bool matches = true;
+      std::string_view v = e.value;
+      if (e.key == "ops" && !seen_ops) {
+        seen_ops = true;
+        std::uint64_t n[6] = {};
+        if (!leading_number(v, n[0])) continue;
+        stated = true;
+        matches = n[0] == s.ops;
+        actual = std::to_string(s.ops);
+        static const char *const kKinds[5] = {" (a=", " z=", " m=", " r=", " f="};
+        bool kinds = true;
+        for (int k = 0; k < 5 && kinds; ++k)
+          kinds = skip(v, kKinds[k]) && leading_number(v, n[k + 1]);
+        if (kinds && skip(v, ")") && v.empty()) {
+          matches = matches && n[1] == kind(OpKind::kMalloc) && n[2] == kind(OpKind::kCalloc) &&
+                    n[3] == kind(OpKind::kAlignedAlloc) && n[4] == kind(OpKind::kRealloc) &&
+                    n[5] == kind(OpKind::kFree);
+          actual += " (a=" + std::to_string(kind(OpKind::kMalloc)) +
+                    " z=" + std::to_string(kind(OpKind::kCalloc)) +
+                    " m=" + std::to_string(kind(OpKind::kAlignedAlloc)) +
+                    " r=" + std::to_string(kind(OpKind::kRealloc)) +
+                    " f=" + std::to_string(kind(OpKind::kFree)) + ")";
+        }
+        actual = "ops: " + actual;
+      } else if ((e.key == "peak_live_bytes" && !seen_peak_bytes) ||
+                 (e.key == "peak_live_blocks" && !seen_peak_blocks)) {
+        const bool bytes = e.key == "peak_live_bytes";
+        (bytes ? seen_peak_bytes : seen_peak_blocks) = true;
+        std::uint64_t n = 0;
+        if (!leading_number(v, n) || !v.empty()) continue;
+        stated = true;
+        const std::uint64_t have = bytes ? s.peak_live_bytes : s.peak_live_blocks;
+        matches = n == have;
+        actual = e.key + ": " + std::to_string(have);
+      } else if (e.key == "final_live_blocks" && !seen_final) {
+        seen_final = true;
+        std::uint64_t blocks = 0, bytes = 0;
+        if (!leading_number(v, blocks)) continue;
+        const bool with_bytes = skip(v, " final_live_bytes: ") && leading_number(v, bytes);
+        if (!v.empty()) continue;
+        stated = true;
+        matches = blocks == s.final_live_blocks && (!with_bytes || bytes == s.final_live_bytes);
+        actual = "final_live_blocks: " + std::to_string(s.final_live_blocks);
+        if (with_bytes) actual += " final_live_bytes: " + std::to_string(s.final_live_bytes);
+      }
+      if (stated && !matches) {
+        fail(metadata_line_[i], "header '" + e.key + ": " + e.value +
+                                    "' does not match the operations, which give '" + actual +
+                                    "' (truncated or edited file?)");
+        return;
+      }
+    }
+  }
+
+  // Reads decimal digits at the front of v into out (false if none or out of range).
+  static bool leading_number(std::string_view &v, std::uint64_t &out) noexcept {
+    std::size_t n = 0;
+    while (n < v.size() && v[n] >= '0' && v[n] <= '9')
+      ++n;
+    if (n == 0 || parse_u64(v.substr(0, n), out) != Number::kOk) return false;
+    v.remove_prefix(n);
+    return true;
+  }
+  static bool skip(std::string_view &v, std::string_view prefix) noexcept {
+    if (v.substr(0, prefix.size()) != prefix) return false;
+    v.remove_prefix(prefix.size());
+    return true;
+  }
+
   std::string_view text_;
   std::string_view filename_;
   ParseResult result_;
+  std::vector<std::uint32_t> metadata_line_;  // per metadata entry: its line
   std::unordered_map<std::string_view, std::uint32_t> ids_;
   std::unordered_map<std::string_view, std::uint32_t> strings_;
   std::vector<std::uint32_t> bound_line_;  // per slot: line that bound it, kUnbound if unbound

@@ -127,6 +127,10 @@ struct ParseResult {
 ///     `'a' on ID 'x' that is already live (bound at line 3)`     also for 'z' and 'm'
 ///     `'f' of ID 'x' that was never allocated`
 ///     `'f' of ID 'x' that is not live (freed at line 9)`
+///     `header 'ops: 4' does not match the operations, which give 'ops: 3' (truncated or edited
+///     file?)`: the first `ops`, `peak_live_bytes`, `peak_live_blocks` or `final_live_blocks`
+///     header entry in its documented form must state what compute_stats() gives (LINE is the
+///     header's line), so that a file cut at a line boundary is not taken for a shorter trace
 /// Complexity: O(length of text), one hash lookup per line.
 ParseResult parse_trace(std::string_view text, std::string_view filename);
 
@@ -147,7 +151,9 @@ std::string format_op(const Trace &trace, const Op &op);
 /// then one format_op() line per operation, each ending in '\n'.
 /// Guarantee: parse_trace(write_trace(t), any).trace == t for every trace t that parse_trace
 /// produced (and for any hand-built trace whose IDs, strings and metadata keys are valid tokens,
-/// whose ids/strings are listed in first-use order, and whose ops obey the binding rules).
+/// whose ids/strings are listed in first-use order, whose ops obey the binding rules, and whose
+/// `ops`/`peak_live_*`/`final_live_blocks` metadata, if in the documented form, state its
+/// compute_stats() figures).
 std::string write_trace(const Trace &trace);
 
 /// Figures of a trace, computed by following its binding rules: an ID is live from the op that

@@ -101,6 +101,26 @@ void flush_at_exit() {
   stop_trace_file();
 }
 
+// fork(): the file is the parent's recording. The child inherits the descriptor (one file offset
+// for both) and a copy of the recorder and of g_buf; at its exit stop_trace_file wrote the lines
+// buffered before fork a second time, and its own events, into the parent's file. The child closes
+// its copy of the descriptor and drops what is buffered instead: it records into nothing (its
+// events are discarded when its ring is drained), and its exit writes nothing. No prepare handler:
+// taking g_mutex there would order it before the simulator's heap locks (its handler runs after
+// this one), while stop_trace_file may allocate (stderr) under g_mutex. The child re-initialises
+// g_mutex instead, which the parent's drain thread (absent in the child) may have held.
+void after_fork_in_child() {
+  g_mutex = PTHREAD_MUTEX_INITIALIZER;
+  g_cond = PTHREAD_COND_INITIALIZER;
+  if (g_fd >= 0) {
+    (void)::close(g_fd);
+    g_fd = -1;
+  }
+  g_used = 0;
+  g_write_errno = 0;
+  g_thread_running = false;  // (the drain thread is not in the child)
+}
+
 }  // namespace
 
 esp_err_t start_trace_file_from_env(const char *chip) {
@@ -123,7 +143,10 @@ esp_err_t start_trace_file_from_env(const char *chip) {
                               chip != nullptr ? chip : "unknown");
   g_used = n > 0 ? static_cast<std::size_t>(n) : 0;
   pthread_mutex_unlock(&g_mutex);
-  static const bool registered = [] { return std::atexit(flush_at_exit) == 0; }();
+  static const bool registered = [] {
+    return std::atexit(flush_at_exit) == 0 &&
+           pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;
+  }();
   (void)registered;
   const capheap_recorder_config_t config = {
       on_line, nullptr, g_ring, sizeof g_ring,

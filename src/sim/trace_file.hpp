@@ -17,7 +17,9 @@ inline constexpr std::size_t kTraceFileFlushAt = 60 * 1024;
 /// static 10 MiB pool of per-thread rings (4096 records each, up to 36 threads at once) with
 /// CAPHEAP_RECORDER_FLUSH_WHEN_FULL (no event of a thread with a ring is lost) and starts
 /// a thread that drains it every 2 ms; lines are buffered and written when kTraceFileFlushAt bytes
-/// are pending, at exit and on stop_trace_file(). Returns ESP_OK (also when the variable is unset);
+/// are pending, at exit and on stop_trace_file(). A child of fork() closes its copy of the file
+/// and drops the buffered lines: it writes nothing (fork handlers, registered with the first
+/// start). Returns ESP_OK (also when the variable is unset);
 /// ESP_ERR_INVALID_ARG after printing "capheap: cannot open CAPHEAP_TRACE_FILE 'PATH': REASON" to
 /// stderr; ESP_ERR_INVALID_STATE if a recorder is already installed.
 esp_err_t start_trace_file_from_env(const char *chip);

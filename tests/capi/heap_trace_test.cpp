@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -397,6 +398,58 @@ TEST_F(HeapTrace, SequentialAndRandomGetReturnTheSameRecords) {
   EXPECT_EQ(heap_trace_get(20, &r), ESP_ERR_INVALID_ARG);
   for (void *q : p)
     heap_caps_free(q);
+}
+
+// The tracer's state was guarded by a spinlock that knew its holder by capheap_port_current_task:
+// on a bare-metal port without task hooks every task has the same (null) identity, so a task that
+// found another holding it went on without the lock as if re-entering (its events dropped, the API
+// reading records under change), and an interrupt could spin on it for good. It now takes the
+// port's lock (the firmware's hooks: a critical section or a recursive RTOS mutex), in pairs, on an
+// object of its own; re-entry by the holder is still refused and not recorded.
+struct TraceLockCounts {
+  std::vector<const void *> heap_locks;
+  int acquires = 0;  // of objects other than the heaps' locks
+  int releases = 0;
+  int depth = 0;
+  int max_depth = 0;
+  const void *object = nullptr;
+};
+TraceLockCounts g_trace_locks;
+bool is_heap_lock(const void *lock) {
+  for (const void *h : g_trace_locks.heap_locks)
+    if (h == lock) return true;
+  return false;
+}
+void trace_lock_acquire(void *lock) {
+  if (is_heap_lock(lock)) return;
+  ++g_trace_locks.acquires;
+  g_trace_locks.max_depth = std::max(g_trace_locks.max_depth, ++g_trace_locks.depth);
+  g_trace_locks.object = lock;
+}
+void trace_lock_release(void *lock) {
+  if (is_heap_lock(lock)) return;
+  ++g_trace_locks.releases;
+  --g_trace_locks.depth;
+}
+TEST_F(HeapTrace, TracerStateIsGuardedByThePortLock) {
+  ASSERT_EQ(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+  g_trace_locks = TraceLockCounts{};
+  const capheap::Registry &reg = capheap::capi::registry();
+  for (unsigned i = 0; i < reg.count(); ++i)
+    g_trace_locks.heap_locks.push_back(reg.view(i).lock);
+  capheap_set_lock_hooks(trace_lock_acquire, trace_lock_release);
+  void *p = heap_caps_malloc(64, kDefault);          // 1 (the event)
+  const std::size_t count = heap_trace_get_count();  // 2
+  heap_caps_free(p);                                 // 3
+  const int after_three = g_trace_locks.acquires;
+  capheap_set_lock_hooks(nullptr, nullptr);
+  EXPECT_EQ(count, 1u);
+  EXPECT_EQ(after_three, 3);
+  EXPECT_EQ(g_trace_locks.releases, 3);
+  EXPECT_EQ(g_trace_locks.depth, 0);
+  EXPECT_EQ(g_trace_locks.max_depth, 1);
+  EXPECT_NE(g_trace_locks.object, nullptr);
+  EXPECT_EQ(heap_trace_get_count(), 0u);  // LEAKS: the free removed the record
 }
 
 TEST_F(HeapTrace, ThreadsRecordEveryAllocationAndFree) {

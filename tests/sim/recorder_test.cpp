@@ -883,6 +883,12 @@ TEST(RecorderThreaded, PerThreadRingConfigErrors) {
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
   c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(255);
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  // k > 255 shifted past the mask: the request read as "no rings" and was installed as one ring.
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(256);
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  c.flags = CAPHEAP_RECORDER_RING_EVENTS_LOG2(4) | 0x2u;  // a flag bit that means nothing
+  EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
+  EXPECT_FALSE(capheap_recorder_active());
   c = pool.config(&lines);
   c.buffer_size = 16 * CAPHEAP_RECORDER_EVENT_SIZE;  // one ring's records, but the table takes 1/8
   EXPECT_EQ(capheap_recorder_install_config(&c), ESP_ERR_INVALID_ARG);
@@ -1133,6 +1139,48 @@ TEST(Recorder, TraceFileWriteFailureIsReported) {
   ASSERT_TRUE(rec.ok()) << rec.error;
   EXPECT_EQ(steps_of(rec.trace), kExpected);
   reinit();
+}
+
+/// A child of fork that ends with exit() (a shell's subshell, a daemon's worker) wrote its copy of
+/// the recording into the parent's CAPHEAP_TRACE_FILE at exit: the lines buffered before fork again
+/// (second header, same seq and IDs) and its own events, interleaved with the parent's, so the file
+/// no longer parsed. The file holds the parent's run only. 0 when it holds.
+int trace_file_across_fork() {
+  const std::string path = ::testing::TempDir() + "capheap_recorder_fork.trace";
+  if (setenv("CAPHEAP_TRACE_FILE", path.c_str(), 1) != 0) return 10;
+  capheap_host_deinit();
+  if (capheap_host_init("esp32", nullptr) != ESP_OK) return 11;
+  unsetenv("CAPHEAP_TRACE_FILE");
+  void *a = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return 12;
+  if (pid == 0) {
+    heap_caps_free(heap_caps_malloc(48, MALLOC_CAP_8BIT));
+    std::exit(0);  // atexit handlers run, the trace file's among them
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 13;
+  heap_caps_free(heap_caps_malloc(40, MALLOC_CAP_8BIT));
+  heap_caps_free(a);
+  capheap_host_deinit();
+  const ParseResult rec = load_trace_file(path);
+  if (!rec.ok()) {
+    std::fprintf(stderr, "%s\n", rec.error.c_str());
+    return 14;
+  }
+  const std::vector<Step> want = {{OpKind::kMalloc, 100, MALLOC_CAP_8BIT},
+                                  {OpKind::kMalloc, 40, MALLOC_CAP_8BIT},
+                                  {OpKind::kFree, 0, MALLOC_CAP_DEFAULT},
+                                  {OpKind::kFree, 0, MALLOC_CAP_DEFAULT}};
+  if (steps_of(rec.trace) != want) return 15;
+  for (std::size_t i = 0; i < rec.trace.ops.size(); ++i)
+    if (rec.trace.ops[i].seq != i) return 16;
+  return 0;
+}
+
+TEST(Recorder, TraceFileHoldsTheParentsRunAcrossFork) {
+  run_in_child(trace_file_across_fork);
 }
 
 /// A recording cut by the file size limit (RLIMIT_FSIZE): the file ends at a line's end, so what

@@ -267,7 +267,7 @@ TEST(TraceParse, HeaderCommentsBecomeMetadata) {
       "# heap-trace v1\n"
       "# workload: iot-small\n"
       "# description: IoT net stack: many objects\n"
-      "#ops:  12 (a=1)  \n"
+      "#ops:  1 (a=1)  \n"
       "# not metadata because of spaces: no\n"
       "# url http://example.com: no\n"
       "# empty:\n"
@@ -278,7 +278,7 @@ TEST(TraceParse, HeaderCommentsBecomeMetadata) {
   ASSERT_EQ(t.metadata.size(), 5u);
   EXPECT_EQ(t.metadata[0], (MetadataEntry{"workload", "iot-small"}));
   EXPECT_EQ(t.metadata[1], (MetadataEntry{"description", "IoT net stack: many objects"}));
-  EXPECT_EQ(t.metadata[2], (MetadataEntry{"ops", "12 (a=1)"}));
+  EXPECT_EQ(t.metadata[2], (MetadataEntry{"ops", "1 (a=1)"}));
   EXPECT_EQ(t.metadata[3], (MetadataEntry{"empty", ""}));
   EXPECT_EQ(t.metadata[4], (MetadataEntry{"workload", "again"}));
   ASSERT_NE(t.find_metadata("workload"), nullptr);
@@ -403,6 +403,73 @@ TEST(TraceErrors, ControlCharactersAndLongTokensInMessages) {
   EXPECT_EQ(parse_error(std::string("a 1 ") + std::string(70, '9') + "\n"),
             "w1.trace:1: bad SIZE '" + std::string(64, '9') +
                 "'... (70 bytes): out of range (max 18446744073709551615)");
+}
+
+// A file cut at a line boundary (a copy or download that stopped early, a device log cut off)
+// parsed as a shorter, valid trace: its replay answered for another workload. The header's figures
+// now have to match the operations; the error names the header line.
+TEST(TraceErrors, HeaderFiguresMustMatchTheOperations) {
+  const std::string header =
+      "# heap-trace v1\n"
+      "# workload: cut\n"
+      "# ops: 4 (a=2 z=0 m=0 r=0 f=2)\n"
+      "# peak_live_bytes: 48\n"
+      "# peak_live_blocks: 2\n"
+      "# final_live_blocks: 0 final_live_bytes: 0\n";
+  const std::string body = "a 1 16\na 2 32\nf 1\nf 2\n";
+  EXPECT_EQ(parse_ok(header + body).ops.size(), 4u);
+  // Cut after the third operation: every figure but the peaks changes; the first one is reported.
+  EXPECT_EQ(parse_error(header + "a 1 16\na 2 32\nf 1\n"),
+            "w1.trace:3: header 'ops: 4 (a=2 z=0 m=0 r=0 f=2)' does not match the operations, "
+            "which give 'ops: 3 (a=2 z=0 m=0 r=0 f=1)' (truncated or edited file?)");
+  // Cut inside the last line ("f 2" became "f"... is an error anyway; "a 2 32" became "a 2 3").
+  EXPECT_EQ(parse_error(header + "a 1 16\na 2 3\nf 1\nf 2\n"),
+            "w1.trace:4: header 'peak_live_bytes: 48' does not match the operations, which give "
+            "'peak_live_bytes: 19' (truncated or edited file?)");
+  // Totals only, and each figure on its own.
+  EXPECT_EQ(parse_error("# ops: 5\n" + body),
+            "w1.trace:1: header 'ops: 5' does not match the operations, which give 'ops: 4' "
+            "(truncated or edited file?)");
+  EXPECT_EQ(parse_error("# ops: 4 (a=3 z=0 m=0 r=0 f=1)\n" + body),
+            "w1.trace:1: header 'ops: 4 (a=3 z=0 m=0 r=0 f=1)' does not match the operations, "
+            "which give 'ops: 4 (a=2 z=0 m=0 r=0 f=2)' (truncated or edited file?)");
+  EXPECT_EQ(parse_error("# peak_live_blocks: 3\n" + body),
+            "w1.trace:1: header 'peak_live_blocks: 3' does not match the operations, which give "
+            "'peak_live_blocks: 2' (truncated or edited file?)");
+  EXPECT_EQ(parse_error("# final_live_blocks: 1\n" + body),
+            "w1.trace:1: header 'final_live_blocks: 1' does not match the operations, which give "
+            "'final_live_blocks: 0' (truncated or edited file?)");
+  EXPECT_EQ(parse_error("# final_live_blocks: 0 final_live_bytes: 16\n" + body),
+            "w1.trace:1: header 'final_live_blocks: 0 final_live_bytes: 16' does not match the "
+            "operations, which give 'final_live_blocks: 0 final_live_bytes: 0' (truncated or "
+            "edited file?)");
+  // Values without the documented form stay free text; only the first entry of a key counts.
+  EXPECT_EQ(parse_ok("# ops: many\n# peak_live_bytes: 48 bytes\n" + body).ops.size(), 4u);
+  EXPECT_EQ(parse_ok("# ops: 4\n# ops: 7\n" + body).ops.size(), 4u);
+  // A header line after the first operation is a comment, not a figure.
+  EXPECT_EQ(parse_ok("a 1 16\n# ops: 9\nf 1\n").ops.size(), 2u);
+  // The writer keeps the metadata: a trace parsed with a matching header round-trips.
+  const ParseResult back = parse_trace(write_trace(parse_ok(header + body)), "back");
+  EXPECT_TRUE(back.ok()) << back.error;
+}
+
+// The value after `caps=` was cut in the message, but parse_caps's own text quoted the bad term
+// (or the whole mask) again in full: a line of junk gave a megabyte-long error.
+TEST(TraceErrors, LongCapsTermsAreCutInMessages) {
+  const std::string junk(1000, 'Q');
+  EXPECT_EQ(parse_error("a 1 16 caps=" + junk + "\n"),
+            "w1.trace:1: bad caps '" + std::string(64, 'Q') +
+                "'... (1000 bytes): unknown capability '" + std::string(64, 'Q') +
+                "'... (1000 bytes)");
+  EXPECT_EQ(parse_error("a 1 16 caps=DMA||" + junk + "\n"),
+            "w1.trace:1: bad caps 'DMA||" + std::string(59, 'Q') +
+                "'... (1005 bytes): empty term in 'DMA||" + std::string(59, 'Q') +
+                "'... (1005 bytes)");
+  const std::string digits(70, '9');
+  EXPECT_EQ(parse_error("a 1 16 caps=" + digits + "\n"),
+            "w1.trace:1: bad caps '" + std::string(64, '9') +
+                "'... (70 bytes): capability value '" + std::string(64, '9') +
+                "'... (70 bytes) exceeds 0xffffffff");
 }
 
 // `to=a=b` was accepted: the ID 'a=b' could never appear again as a positional ID (a token with
