@@ -1729,10 +1729,13 @@ void usage(std::FILE *out) {
 }
 
 bool parse_size(const char *text, std::size_t &out) {
+  // strtoull skips leading blanks and takes a sign: " -1" would be 2^64 - 1. A number starts
+  // with a digit.
+  if (text[0] < '0' || text[0] > '9') return false;
   char *end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(text, &end, 0);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') return false;
+  if (errno != 0 || *end != '\0') return false;
   out = static_cast<std::size_t>(v);
   return true;
 }
