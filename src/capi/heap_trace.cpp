@@ -80,7 +80,13 @@ Tracer g_tracer;
 // the task it interrupted. The holder's re-entry (glibc's backtrace() allocating on first use, a
 // hook that allocates) is refused by the depth count, which only the holder reads.
 
+#if CAPHEAP_LOCK_STORAGE  // (capheap/caps.hpp: 0 on bare-metal ports)
 capheap_lock_t g_lock_storage{};
+#else
+// Bare-metal ports: the lock hooks take any object's address (as the registry's records), and
+// capheap_lock_init does nothing, so a word names the lock instead of 64 bytes of storage.
+std::uint32_t g_lock_storage = 0;
+#endif
 int g_lock_state = 0;  // 0: not initialised, 1: being initialised, 2: ready
 int g_lock_depth = 0;  // 1 while held (guarded by the lock)
 
@@ -89,7 +95,9 @@ void *trace_lock_object() noexcept {
     int expected = 0;
     if (__atomic_compare_exchange_n(&g_lock_state, &expected, 1, false, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
+#if CAPHEAP_LOCK_STORAGE
       capheap_lock_init(&g_lock_storage);
+#endif
       __atomic_store_n(&g_lock_state, 2, __ATOMIC_RELEASE);
     } else {
       while (__atomic_load_n(&g_lock_state, __ATOMIC_ACQUIRE) != 2) {
