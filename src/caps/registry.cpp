@@ -45,6 +45,18 @@ __attribute__((always_inline)) inline void st(T &x, T v) noexcept {
   __atomic_store_n(&x, v, __ATOMIC_RELAXED);
 }
 
+// ESP32's D/IRAM window: the buses see it in opposite word order (layout.diram_inverted).
+/// True if data address a lies in a word-reversed D/IRAM window, [dram_low, dram_high). An alias
+/// outside it (ESP32's RTC fast memory) runs in bus order.
+inline bool in_reversed_window(const capheap_layout_t &l, std::uintptr_t a) noexcept {
+  return l.diram_inverted && a >= l.diram_dram_low && a < l.diram_dram_high;
+}
+/// Where a boundary d (dram_low <= d <= dram_high) of the word-reversed window lands on the
+/// instruction bus.
+inline std::uintptr_t reversed_alias(const capheap_layout_t &l, std::uintptr_t d) noexcept {
+  return l.diram_iram_low + (l.diram_dram_high - d);
+}
+
 inline std::size_t align_up(std::size_t v, std::size_t a) noexcept {
   return (v + a - 1) & ~(a - 1);
 }
@@ -482,11 +494,6 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   // drops.)
   Piece pending{};
   Status result = Status::kOk;
-  // Inside the word-reversed D/IRAM window (ESP32) a piece's alias runs downwards; outside it (RTC
-  // fast memory has its own alias in bus order) and on other chips, upwards.
-  const auto reversed = [&layout](std::uintptr_t a) {
-    return layout.diram_inverted && a >= layout.diram_dram_low && a < layout.diram_dram_high;
-  };
 
   auto flush = [&](const Piece &p) {
     if (p.end - p.start <= 16) return;
@@ -499,11 +506,14 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
   };
   auto emit = [&](Piece p) {
     if (p.end - p.start <= 16) return;
+    // A piece continues the pending one's alias downwards inside the word-reversed window,
+    // upwards elsewhere.
     const std::uintptr_t len = pending.end - pending.start;
+    const bool rev = in_reversed_window(layout, p.start);
     if (pending.type == p.type && pending.stack == p.stack && pending.end == p.start &&
         ((pending.iram == 0 && p.iram == 0) ||
-         (pending.iram != 0 && p.iram != 0 && reversed(pending.start) == reversed(p.start) &&
-          (reversed(p.start) ? p.iram + len == pending.iram : pending.iram + len == p.iram)))) {
+         (pending.iram != 0 && p.iram != 0 && in_reversed_window(layout, pending.start) == rev &&
+          (rev ? p.iram + len == pending.iram : pending.iram + len == p.iram)))) {
       pending.end = p.end;
       return;
     }
@@ -538,8 +548,8 @@ Status Registry::build_from_layout(const capheap_layout_t &layout) noexcept {
         // high end of its range, so that the alias window covers the piece's range also when it
         // stops short of the region's end.
         const std::uintptr_t iram = !aliased ? 0
-                                    : reversed(cur)
-                                        ? layout.diram_iram_low + (layout.diram_dram_high - cur)
+                                    : in_reversed_window(layout, cur)
+                                        ? reversed_alias(layout, cur)
                                         : reg.iram_address + (cur - reg.start);
         emit(Piece{cur, cut_start, iram, reg.type, reg.startup_stack});
       }
@@ -603,12 +613,10 @@ bool Registry::layout_caps_at(std::uintptr_t addr,
 // ================================================================================================
 
 std::uintptr_t Registry::to_iram(const Record &r, std::uintptr_t d) const noexcept {
+  // (d is a boundary, so it may be the window's end: inclusive.)
   if (layout_ != nullptr && layout_->diram_inverted && d >= layout_->diram_dram_low &&
-      d <= layout_->diram_dram_high) {
-    // The buses see the window in opposite order: data address d (an end boundary) lands at
-    // iram_low + (dram_high - d).
-    return layout_->diram_iram_low + (layout_->diram_dram_high - d);
-  }
+      d <= layout_->diram_dram_high)
+    return reversed_alias(*layout_, d);
   return r.iram_start + (d - r.start);
 }
 
@@ -682,10 +690,8 @@ void *Registry::alloc_in(Record &r, std::size_t size, std::size_t alignment,
     const std::uintptr_t dstart = reinterpret_cast<std::uintptr_t>(p);
     // The word-reversed window (ESP32's D/IRAM) puts the hidden word at the alias of the block's
     // last word; an alias outside it (ESP32's RTC fast memory) is in bus order.
-    const bool reversed = layout_ != nullptr && layout_->diram_inverted &&
-                          dstart >= layout_->diram_dram_low && dstart < layout_->diram_dram_high;
-    const std::uintptr_t istart =
-        reversed ? to_iram(r, dstart + size + kAliasWord) : to_iram(r, dstart);
+    const bool reversed = layout_ != nullptr && in_reversed_window(*layout_, dstart);
+    const std::uintptr_t istart = to_iram(r, reversed ? dstart + size + kAliasWord : dstart);
     const u32 word = static_cast<u32>(dstart);
     __builtin_memcpy(reinterpret_cast<void *>(istart), &word, sizeof word);
     return reinterpret_cast<void *>(istart + kAliasWord);
